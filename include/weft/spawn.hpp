@@ -1,0 +1,92 @@
+/// \file
+/// Moving work between schedulers: `spawn`, `on`, `resume_on`.
+///
+/// - `spawn(ex, awaitable)` starts the awaitable on `ex` and returns at once;
+///   the work is detached (fire-and-forget) and an exception escaping it
+///   terminates the program. Prefer `async_scope::spawn` for structured work
+///   whose completion and errors you want back.
+/// - `co_await on(ex)` moves the calling coroutine onto `ex` (it is
+///   `co_await ex.schedule()`).
+/// - `co_await resume_on(ex, awaitable)` awaits the awaitable, then moves onto
+///   `ex` before yielding its result, whatever thread it finished on.
+///
+/// The scheduler passed by reference must outlive the work it runs.
+#pragma once
+
+#include <weft/concepts.hpp>
+#include <weft/detail/detached_task.hpp>
+#include <weft/task.hpp>
+
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace weft {
+
+namespace detail {
+template <scheduler S, class A>
+detached_task spawn_detached(S& ex, A a) {
+    co_await ex.schedule();
+    co_await std::move(a);
+}
+} // namespace detail
+
+/// Starts `a` on `ex`, detached. `a` is moved into the spawned coroutine.
+template <scheduler S, awaitable A>
+void spawn(S& ex, A&& a) {
+    detail::spawn_detached(ex, std::decay_t<A>(static_cast<A&&>(a))).start();
+}
+
+/// `co_await on(ex)`: continue on `ex`.
+template <scheduler S>
+auto on(S& ex) {
+    return ex.schedule();
+}
+
+/// Awaits `a`, then continues on `ex` before returning its result.
+template <scheduler S, awaitable A>
+auto resume_on(S& ex, A a) -> task<await_result_t<A>> {
+    using result_t = await_result_t<A>;
+    if constexpr (std::is_void_v<result_t>) {
+        std::exception_ptr error;
+        try {
+            co_await std::move(a);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        co_await ex.schedule();
+        if (error) {
+            std::rethrow_exception(error);
+        }
+    } else {
+        std::exception_ptr error;
+        std::optional<std::remove_reference_t<result_t>*> ref;
+        if constexpr (std::is_lvalue_reference_v<result_t>) {
+            try {
+                result_t r = co_await std::move(a);
+                ref = std::addressof(r);
+            } catch (...) {
+                error = std::current_exception();
+            }
+            co_await ex.schedule();
+            if (error) {
+                std::rethrow_exception(error);
+            }
+            co_return **ref;
+        } else {
+            std::optional<result_t> value;
+            try {
+                value.emplace(co_await std::move(a));
+            } catch (...) {
+                error = std::current_exception();
+            }
+            co_await ex.schedule();
+            if (error) {
+                std::rethrow_exception(error);
+            }
+            co_return std::move(*value);
+        }
+    }
+}
+
+} // namespace weft
