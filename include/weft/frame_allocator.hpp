@@ -23,10 +23,24 @@
 
 namespace weft {
 
+namespace detail {
+struct frame_free_block {
+    frame_free_block* next;
+};
+struct frame_bin {
+    frame_free_block* head = nullptr;
+    std::size_t count = 0;
+};
+inline constexpr std::size_t frame_class_count = 64;
+// The bins are plain constant-initialised thread-locals, so the hot path
+// reads them without an initialisation guard.
+constinit inline thread_local frame_bin t_frame_bins[frame_class_count] = {};
+} // namespace detail
+
 class frame_allocator {
 public:
     static constexpr std::size_t class_step = 32;
-    static constexpr std::size_t class_count = 64;
+    static constexpr std::size_t class_count = detail::frame_class_count;
     static constexpr std::size_t max_class_size = class_step * class_count;
     static constexpr std::size_t max_cached_per_class = 4096;
 
@@ -44,10 +58,11 @@ public:
         }
         const std::size_t cls = (size - 1) / class_step;
         if (recycling()) {
-            if (free_block* b = cache().bins[cls].head) {
-                cache().bins[cls].head = b->next;
-                --cache().bins[cls].count;
-                return b;
+            bin& b = detail::t_frame_bins[cls];
+            if (free_block* block = b.head) {
+                b.head = block->next;
+                --b.count;
+                return block;
             }
         }
         return ::operator new((cls + 1) * class_step);
@@ -55,7 +70,10 @@ public:
 
     static void deallocate(void* p, std::size_t size) noexcept {
         if (size <= max_class_size && recycling()) {
-            bin& b = cache().bins[(size - 1) / class_step];
+            bin& b = detail::t_frame_bins[(size - 1) / class_step];
+            if (b.count == 0) {
+                register_release();
+            }
             if (b.count < max_cached_per_class) {
                 b.head = ::new (p) free_block{b.head};
                 ++b.count;
@@ -66,26 +84,24 @@ public:
     }
 
 private:
-    struct free_block {
-        free_block* next;
-    };
-    struct bin {
-        free_block* head = nullptr;
-        std::size_t count = 0;
-    };
-    struct thread_cache {
-        bin bins[class_count];
-        ~thread_cache() {
-            for (bin& b : bins) {
+    using free_block = detail::frame_free_block;
+    using bin = detail::frame_bin;
+    // Cached blocks go back to the global allocator at thread exit through
+    // this object, touched only when a bin goes from empty to non-empty.
+
+    struct releaser {
+        ~releaser() {
+            for (bin& b : detail::t_frame_bins) {
                 while (b.head != nullptr) {
                     ::operator delete(std::exchange(b.head, b.head->next));
                 }
+                b.count = 0;
             }
         }
     };
-    static thread_cache& cache() noexcept {
-        static thread_local thread_cache c;
-        return c;
+    static void register_release() noexcept {
+        static thread_local releaser r;
+        (void)r;
     }
 
     static inline std::atomic<bool> s_recycling{false};

@@ -57,7 +57,7 @@ public:
     }
 
 private:
-    void grow() {
+    [[gnu::noinline]] void grow() {
         const std::size_t capacity = m_capacity * 2;
         auto* data = static_cast<std::coroutine_handle<>*>(
             std::malloc(capacity * sizeof(std::coroutine_handle<>)));
@@ -82,8 +82,27 @@ private:
     std::size_t m_size = 0;
 };
 
+/// Pending resumptions, oldest first. Nearly always at most one is pending
+/// (a task hands over to its child, the child back to its parent), so the
+/// oldest sits in `next` and the queue is touched only beyond that.
 struct trampoline {
-    handle_queue queue;
+    std::coroutine_handle<> next;
+    handle_queue overflow;
+
+    void push(std::coroutine_handle<> h) {
+        if (!next) [[likely]] {
+            next = h;
+        } else {
+            overflow.push(h);
+        }
+    }
+    /// Runs until nothing is pending.
+    void drain() {
+        while (std::coroutine_handle<> h = next) {
+            next = overflow.empty() ? std::coroutine_handle<>() : overflow.pop();
+            h.resume();
+        }
+    }
 };
 
 /// The trampoline running on this thread, or null when none is.
@@ -92,23 +111,21 @@ constinit inline thread_local trampoline* current_trampoline = nullptr;
 /// Resumes `h`, then every coroutine that `h` (transitively) hands to the
 /// trampoline, before returning. Nests: an outer trampoline's queue is left
 /// untouched until this one is done.
-inline void resume_now(std::coroutine_handle<> h) {
+[[gnu::noinline]] inline void resume_now(std::coroutine_handle<> h) {
     struct scope {
         trampoline local;
         trampoline* outer = std::exchange(current_trampoline, &local);
         ~scope() { current_trampoline = outer; }
     } s;
     h.resume();
-    while (!s.local.queue.empty()) {
-        s.local.queue.pop().resume();
-    }
+    s.local.drain();
 }
 
 /// Resumes `h` on this thread without growing the stack: queued on the
 /// running trampoline, or run by a new one.
 inline void resume(std::coroutine_handle<> h) {
     if (trampoline* t = current_trampoline) {
-        t->queue.push(h);
+        t->push(h);
     } else {
         resume_now(h);
     }
