@@ -51,11 +51,14 @@ public:
         }
     }
 
-    /// Starts `a` on `ex`. `a` is moved into the scope's bookkeeping coroutine.
-    template <scheduler S, awaitable A>
-    void spawn(S& ex, A&& a) {
+    /// Starts `a` on `ex`. `a` is moved into the scope's bookkeeping
+    /// coroutine; `ex.schedule()` is called here, so `ex` itself may be a
+    /// temporary handle (what its schedule awaitable refers to must live on).
+    template <class S, awaitable A>
+        requires scheduler<std::remove_reference_t<S>>
+    void spawn(S&& ex, A&& a) {
         add_one();
-        scoped(ex, std::decay_t<A>(static_cast<A&&>(a))).start(this);
+        scoped(ex.schedule(), std::decay_t<A>(static_cast<A&&>(a))).start(this);
     }
 
     /// Starts `a` on the calling thread, until it first suspends.
@@ -144,9 +147,9 @@ private:
         std::coroutine_handle<promise_type> m_coro;
     };
 
-    template <class S, class A>
-    static scoped_task scoped(S& ex, A a) {
-        co_await ex.schedule();
+    template <class Schedule, class A>
+    static scoped_task scoped(Schedule schedule, A a) {
+        co_await std::move(schedule);
         co_await std::move(a);
     }
     template <class A>

@@ -10,7 +10,7 @@
 /// - `co_await resume_on(ex, awaitable)` awaits the awaitable, then moves onto
 ///   `ex` before yielding its result, whatever thread it finished on.
 ///
-/// The scheduler passed by reference must outlive the work it runs.
+/// The execution context behind a scheduler must outlive the work it runs.
 #pragma once
 
 #include <weft/concepts.hpp>
@@ -24,22 +24,25 @@
 namespace weft {
 
 namespace detail {
-template <scheduler S, class A>
-detached_task spawn_detached(S& ex, A a) {
-    co_await ex.schedule();
+template <class Schedule, class A>
+detached_task spawn_detached(Schedule schedule, A a) {
+    co_await std::move(schedule);
     co_await std::move(a);
 }
 } // namespace detail
 
-/// Starts `a` on `ex`, detached. `a` is moved into the spawned coroutine.
-template <scheduler S, awaitable A>
-void spawn(S& ex, A&& a) {
-    detail::spawn_detached(ex, std::decay_t<A>(static_cast<A&&>(a))).start();
+/// Starts `a` on `ex`, detached. `a` is moved into the spawned coroutine;
+/// `ex.schedule()` is called here, so `ex` may be a temporary handle.
+template <class S, awaitable A>
+    requires scheduler<std::remove_reference_t<S>>
+void spawn(S&& ex, A&& a) {
+    detail::spawn_detached(ex.schedule(), std::decay_t<A>(static_cast<A&&>(a))).start();
 }
 
 /// `co_await on(ex)`: continue on `ex`.
-template <scheduler S>
-auto on(S& ex) {
+template <class S>
+    requires scheduler<std::remove_reference_t<S>>
+auto on(S&& ex) {
     return ex.schedule();
 }
 
