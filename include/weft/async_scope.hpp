@@ -24,6 +24,7 @@
 #include <weft/detail/trampoline.hpp>
 #include <weft/frame_allocator.hpp>
 #include <weft/stop.hpp>
+#include <weft/task.hpp>
 
 #include <atomic>
 #include <coroutine>
@@ -57,15 +58,34 @@ public:
     template <class S, awaitable A>
         requires scheduler<std::remove_reference_t<S>>
     void spawn(S&& ex, A&& a) {
-        add_one();
-        scoped(ex.schedule(), std::decay_t<A>(static_cast<A&&>(a))).start(this);
+        using awaitable_t = std::decay_t<A>;
+        if constexpr (is_task_v<awaitable_t> && detail::posts_handles<std::remove_reference_t<S>>) {
+            // Fast path: the task itself is posted to the executor and reports
+            // to the scope when done; no bookkeeping coroutine is needed.
+            auto h = bind(awaitable_t(static_cast<A&&>(a)));
+            try {
+                ex.post(h);
+            } catch (...) {
+                h.destroy();
+                finish_one();
+                throw;
+            }
+        } else {
+            add_one();
+            scoped(ex.schedule(), awaitable_t(static_cast<A&&>(a))).start(this);
+        }
     }
 
     /// Starts `a` on the calling thread, until it first suspends.
     template <awaitable A>
     void spawn(A&& a) {
-        add_one();
-        scoped_here(std::decay_t<A>(static_cast<A&&>(a))).start(this);
+        using awaitable_t = std::decay_t<A>;
+        if constexpr (is_task_v<awaitable_t>) {
+            detail::resume(bind(awaitable_t(static_cast<A&&>(a))));
+        } else {
+            add_one();
+            scoped_here(awaitable_t(static_cast<A&&>(a))).start(this);
+        }
     }
 
     /// `co_await join()`: waits for every spawned task, then rethrows the
@@ -155,6 +175,28 @@ private:
     template <class A>
     static scoped_task scoped_here(A a) {
         co_await std::move(a);
+    }
+
+    /// Counts `t` in the scope and makes it report to the scope when done.
+    template <class T>
+    std::coroutine_handle<typename task<T>::promise_type> bind(task<T> t) noexcept {
+        add_one();
+        auto h = t.release();
+        h.promise().set_stop_token_ptr(&m_token);
+        h.promise().set_on_done(&task_done<T>, this);
+        return h;
+    }
+    template <class T>
+    static void task_done(void* context, std::coroutine_handle<> self) noexcept {
+        auto* scope = static_cast<async_scope*>(context);
+        auto h = std::coroutine_handle<typename task<T>::promise_type>::from_address(self.address());
+        try {
+            (void)h.promise().take_result();
+        } catch (...) {
+            scope->record(std::current_exception());
+        }
+        h.destroy(); // before the scope may be released
+        scope->finish_one();
     }
 
     void add_one() noexcept {

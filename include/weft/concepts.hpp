@@ -60,4 +60,11 @@ concept scheduler = requires(S& s) {
     { s.schedule() } -> awaitable;
 };
 
+namespace detail {
+/// A scheduler that also takes a coroutine handle to resume (thread_pool):
+/// starters hand it a task's own handle instead of wrapping the task.
+template <class S>
+concept posts_handles = requires(S& s, std::coroutine_handle<> h) { s.post(h); };
+} // namespace detail
+
 } // namespace weft

@@ -29,6 +29,16 @@ detached_task spawn_detached(Schedule schedule, A a) {
     co_await std::move(schedule);
     co_await std::move(a);
 }
+template <class T>
+void detached_done(void*, std::coroutine_handle<> self) noexcept {
+    auto h = std::coroutine_handle<typename task<T>::promise_type>::from_address(self.address());
+    try {
+        (void)h.promise().take_result();
+    } catch (...) {
+        std::terminate(); // detached work has nobody to report to
+    }
+    h.destroy();
+}
 } // namespace detail
 
 /// Starts `a` on `ex`, detached. `a` is moved into the spawned coroutine;
@@ -36,7 +46,20 @@ detached_task spawn_detached(Schedule schedule, A a) {
 template <class S, awaitable A>
     requires scheduler<std::remove_reference_t<S>>
 void spawn(S&& ex, A&& a) {
-    detail::spawn_detached(ex.schedule(), std::decay_t<A>(static_cast<A&&>(a))).start();
+    using awaitable_t = std::decay_t<A>;
+    if constexpr (is_task_v<awaitable_t> && detail::posts_handles<std::remove_reference_t<S>>) {
+        // The task's own frame is posted; it frees itself when done.
+        auto h = awaitable_t(static_cast<A&&>(a)).release();
+        h.promise().set_on_done(&detail::detached_done<await_result_t<awaitable_t>>, nullptr);
+        try {
+            ex.post(h);
+        } catch (...) {
+            h.destroy();
+            throw;
+        }
+    } else {
+        detail::spawn_detached(ex.schedule(), awaitable_t(static_cast<A&&>(a))).start();
+    }
 }
 
 /// `co_await on(ex)`: continue on `ex`.

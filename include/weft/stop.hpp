@@ -25,8 +25,7 @@ namespace weft {
 class operation_cancelled : public std::system_error {
 public:
     operation_cancelled()
-        : std::system_error(std::make_error_code(std::errc::operation_canceled),
-                            "weft: operation cancelled") {}
+        : std::system_error(std::make_error_code(std::errc::operation_canceled)) {}
 };
 
 namespace detail {

@@ -37,6 +37,11 @@ namespace weft {
 template <class T = void>
 class task;
 
+template <class T>
+inline constexpr bool is_task_v = false;
+template <class T>
+inline constexpr bool is_task_v<task<T>> = true;
+
 namespace detail {
 
 class task_promise_base : public frame_allocation {
@@ -48,7 +53,12 @@ public:
         template <class Promise>
         void await_suspend(std::coroutine_handle<Promise> h) noexcept {
             // The last thing done in this frame: the awaiter may destroy it.
-            detail::resume(h.promise().m_continuation);
+            task_promise_base& p = h.promise();
+            if (p.m_on_done != nullptr) {
+                p.m_on_done(p.m_on_done_context, h);
+            } else {
+                detail::resume(p.m_continuation);
+            }
         }
         void await_resume() const noexcept {}
     };
@@ -59,8 +69,20 @@ public:
 
     void set_continuation(std::coroutine_handle<> h) noexcept { m_continuation = h; }
 
+    /// Called, instead of resuming a continuation, when a task that nobody
+    /// awaits finishes (used by starters such as `async_scope::spawn`, which
+    /// thus need no coroutine frame of their own per task). It receives the
+    /// finished task's handle and owns the frame from then on.
+    using on_done_fn = void (*)(void* context, std::coroutine_handle<> self) noexcept;
+    void set_on_done(on_done_fn fn, void* context) noexcept {
+        m_on_done = fn;
+        m_on_done_context = context;
+    }
+
 private:
     std::coroutine_handle<> m_continuation;
+    on_done_fn m_on_done = nullptr;
+    void* m_on_done_context = nullptr;
     const std::stop_token* m_stop = &never_stop_token;
 };
 
