@@ -1,6 +1,7 @@
 // Cancellation flows through std::stop_token: a stop request reaches every
 // awaiting primitive below the root, which resumes with operation_cancelled.
 #include <weft/async_event.hpp>
+#include <weft/async_scope.hpp>
 #include <weft/stop.hpp>
 #include <weft/sync_wait.hpp>
 #include <weft/task.hpp>
@@ -32,14 +33,19 @@ weft::task<void> workers(weft::async_event& ev) {
 
 int main() {
     weft::async_event never_set(weft::reset_mode::manual);
-    // A std::jthread owns a stop source: use it as the root of cancellation.
-    std::jthread canceller([](std::stop_token) {});
-    std::stop_source stop = canceller.get_stop_source();
-    std::jthread timer([stop]() mutable {
+    // The scope is the root of cancellation for everything spawned into it.
+    weft::async_scope scope;
+    // A stop request resumes the cancelled coroutines on the requesting thread:
+    // here the timer thread finishes the work, so it must outlive it.
+    std::jthread timer([&scope] {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         fmt::print("requesting stop\n");
-        stop.request_stop();
+        scope.request_stop();
     });
-    weft::sync_wait(workers(never_set), stop.get_token());
+    auto run = [&]() -> weft::task<void> {
+        scope.spawn(workers(never_set));
+        co_await scope.join();
+    };
+    weft::sync_wait(run());
     fmt::print("every waiter finished\n");
 }
