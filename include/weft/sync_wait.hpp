@@ -14,7 +14,8 @@
 #include <weft/concepts.hpp>
 #include <weft/task.hpp>
 
-#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <stop_token>
 #include <type_traits>
 #include <variant>
@@ -22,6 +23,28 @@
 namespace weft {
 
 namespace detail {
+
+/// Wakes the thread blocked in sync_wait. It lives on that thread's stack.
+/// The flag is set and the condition notified under the mutex, so the waiter
+/// (which must take the mutex to see the flag) cannot return and destroy the
+/// signal while `set()` still touches it.
+class sync_wait_signal {
+public:
+    void set() noexcept {
+        std::lock_guard lock(m_mutex);
+        m_done = true;
+        m_cv.notify_one();
+    }
+    void wait() noexcept {
+        std::unique_lock lock(m_mutex);
+        m_cv.wait(lock, [this] { return m_done; });
+    }
+
+private:
+    std::mutex m_mutex;
+    std::condition_variable m_cv;
+    bool m_done = false;
+};
 
 template <class T>
 class sync_wait_task;
@@ -34,11 +57,7 @@ public:
     struct final_awaiter {
         bool await_ready() const noexcept { return false; }
         void await_suspend(std::coroutine_handle<sync_wait_promise> h) noexcept {
-            auto& done = h.promise().m_done;
-            // release: the result written by this coroutine must be visible to
-            // the waiting thread once it sees `done`.
-            done.store(true, std::memory_order_release);
-            done.notify_one();
+            h.promise().m_signal->set();
         }
         void await_resume() const noexcept {}
     };
@@ -53,18 +72,12 @@ public:
     const std::stop_token* stop_token_ptr() const noexcept { return &m_token; }
     void set_stop_token_ptr(const std::stop_token*) noexcept {}
 
-    void wait() noexcept {
-        // acquire: pairs with the release store in final_awaiter.
-        while (!m_done.load(std::memory_order_acquire)) {
-            m_done.wait(false, std::memory_order_acquire);
-        }
-    }
     T take() { return m_result.take(); }
 
     std::stop_token m_token;
+    sync_wait_signal* m_signal = nullptr;
 
 private:
-    std::atomic<bool> m_done{false};
     result_storage<T> m_result;
 };
 
@@ -120,9 +133,11 @@ decltype(auto) sync_wait(A&& a, std::stop_token token = {}) {
     using stored_t = std::conditional_t<std::is_void_v<result_t>, std::monostate,
                                         typename detail::sync_wait_value<result_t>::type>;
     auto t = detail::make_sync_wait_task<stored_t>(static_cast<A&&>(a));
+    detail::sync_wait_signal signal;
     t.m_coro.promise().m_token = std::move(token);
+    t.m_coro.promise().m_signal = &signal;
     detail::resume_now(t.m_coro);
-    t.m_coro.promise().wait();
+    signal.wait();
     if constexpr (std::is_void_v<result_t>) {
         t.m_coro.promise().take();
     } else if constexpr (std::is_lvalue_reference_v<result_t>) {
