@@ -54,24 +54,12 @@ public:
 
         template <class Promise>
         bool await_suspend(std::coroutine_handle<Promise> h) noexcept {
-            const std::stop_token& token = this->token_for(h.promise());
-            {
-                std::lock_guard<detail::spin_mutex> guard(m_primitive->m_lock);
+            return this->suspend_unless(h, [this](bool) {
                 // Under m_lock: a count_down() that reached zero before we
                 // took the lock is visible here; one that reaches zero later
                 // will find us in the list.
-                if (m_primitive->try_wait()) {
-                    m_outcome = detail::wait_outcome::completed;
-                    return false;
-                }
-                if (token.stop_requested()) {
-                    m_outcome = detail::wait_outcome::cancelled;
-                    return false;
-                }
-                m_handle = h;
-                m_primitive->m_waiters.push_back(*this);
-            }
-            return this->arm(token);
+                return m_primitive->try_wait();
+            });
         }
 
         void await_resume() { this->disarm_or_throw(); }
@@ -134,6 +122,7 @@ public:
 private:
     template <class>
     friend struct detail::cancel_on_stop;
+    friend class detail::wait_operation<async_latch>;
 
     void cancel_waiter(detail::waiter& w) noexcept {
         detail::cancel_waiter(m_lock, w, [](detail::waiter_list&) {});

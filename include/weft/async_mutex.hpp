@@ -98,24 +98,7 @@ class async_mutex {
 
         template <class Promise>
         bool await_suspend(std::coroutine_handle<Promise> h) noexcept {
-            const std::stop_token& token = this->token_for(h.promise());
-            {
-                std::lock_guard<detail::spin_mutex> guard(m_primitive->m_lock);
-                // Stop already requested: complete if possible, but do not
-                // mark the primitive as having waiters, since we will not wait.
-                const bool stopped = token.stop_requested();
-                if (m_primitive->try_lock_or_mark_contended(!stopped)) {
-                    m_outcome = detail::wait_outcome::completed;
-                    return false;
-                }
-                if (stopped) {
-                    m_outcome = detail::wait_outcome::cancelled;
-                    return false;
-                }
-                m_handle = h;
-                m_primitive->m_waiters.push_back(*this);
-            }
-            return this->arm(token);
+            return this->suspend_unless(h, [this](bool may_wait) { return m_primitive->try_lock_or_mark_contended(may_wait); });
         }
 
     protected:
@@ -218,6 +201,7 @@ public:
 private:
     template <class>
     friend struct detail::cancel_on_stop;
+    friend class detail::wait_operation<async_mutex>;
 
     // Under m_lock: takes the mutex if free (true); otherwise, when `mark`,
     // makes sure the state says `contended` because the caller is about to

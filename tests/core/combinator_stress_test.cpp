@@ -2,6 +2,8 @@
 // primitive of their own: async_scope, when_all, when_any, async_generator and
 // frame recycling, all on a two-worker thread_pool. Run under ThreadSanitizer
 // by CI, 20 times in a row.
+#include "test_support.hpp"
+
 #include <weft/async_event.hpp>
 #include <weft/async_generator.hpp>
 #include <weft/async_scope.hpp>
@@ -22,11 +24,7 @@ using weft::task;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int scale = 1;
-#else
-constexpr int scale = 5;
-#endif
+constexpr int scale = weft::test::sanitized ? 1 : 5;
 
 task<int> hop(weft::thread_pool& pool, int v) {
     co_await pool.schedule();

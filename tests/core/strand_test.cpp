@@ -1,3 +1,5 @@
+#include "test_support.hpp"
+
 #include <weft/strand.hpp>
 
 #include <weft/concepts.hpp>
@@ -22,17 +24,7 @@
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr bool sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-#else
-constexpr bool sanitized = false;
-#endif
+using weft::test::sanitized;
 
 /// A user-defined, single-threaded executor: queues handles until run().
 class manual_executor {

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -81,9 +82,16 @@ TEST_CASE("when_all rethrows the first exception only after every child finished
           "[when_all]") {
     manual_executor ex;
     bool slow_finished = false;
+    std::atomic<bool> first_done{false};
     auto fails_first = []() -> task<int> {
         throw std::runtime_error("first");
         co_return 0;
+    };
+    // Children start in order on this thread, each running until it first
+    // suspends: when this one runs, fails_first has finished and reported.
+    auto after_first = [&]() -> task<int> {
+        first_done = true;
+        co_return 1;
     };
     auto fails_later = [&]() -> task<int> {
         co_await ex.schedule();
@@ -93,15 +101,16 @@ TEST_CASE("when_all rethrows the first exception only after every child finished
     };
     auto outer = [&]() -> task<std::string> {
         try {
-            co_await weft::when_all(fails_later(), fails_first(), value(1));
+            co_await weft::when_all(fails_later(), fails_first(), after_first());
         } catch (const std::runtime_error& e) {
             CHECK(slow_finished);
             co_return e.what();
         }
         co_return "nothing thrown";
     };
+    // The slow child may fail only after the fast one has thrown.
     std::jthread driver([&] {
-        while (ex.run_all() == 0) {
+        while (!first_done || ex.run_all() == 0) {
             std::this_thread::yield();
         }
     });

@@ -16,6 +16,19 @@
 
 namespace weft::test {
 
+/// True in sanitizer builds, where stress tests run fewer rounds.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+inline constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+inline constexpr bool sanitized = true;
+#else
+inline constexpr bool sanitized = false;
+#endif
+#else
+inline constexpr bool sanitized = false;
+#endif
+
 /// Counts live instances, to catch leaks and double destruction.
 struct lifetime_counter {
     static inline std::atomic<int> live{0};

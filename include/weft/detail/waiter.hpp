@@ -38,6 +38,7 @@
 /// registering thread and the waker.
 #pragma once
 
+#include <weft/detail/spin_mutex.hpp>
 #include <weft/detail/trampoline.hpp>
 #include <weft/stop.hpp>
 
@@ -283,6 +284,32 @@ protected:
     template <class Promise>
     const std::stop_token& token_for(Promise& p) const noexcept {
         return m_has_explicit_token ? m_explicit_token : detail::stop_token_of(p);
+    }
+
+    /// The whole of `await_suspend` for primitives with `m_lock` and
+    /// `m_waiters`: under the lock, `try_or_mark(may_wait)` either completes
+    /// the operation at once (true) or, when `may_wait`, records that the
+    /// primitive now has a waiter. If stop was already requested the
+    /// operation still completes when it can, but never waits. Otherwise the
+    /// waiter is linked, and armed without the lock.
+    template <class Promise, class TryOrMark>
+    bool suspend_unless(std::coroutine_handle<Promise> h, TryOrMark try_or_mark) noexcept {
+        const std::stop_token& token = token_for(h.promise());
+        {
+            std::lock_guard<spin_mutex> guard(m_primitive->m_lock);
+            const bool stopped = token.stop_requested();
+            if (try_or_mark(!stopped)) {
+                m_outcome = wait_outcome::completed;
+                return false;
+            }
+            if (stopped) {
+                m_outcome = wait_outcome::cancelled;
+                return false;
+            }
+            m_handle = h;
+            m_primitive->m_waiters.push_back(*this);
+        }
+        return arm(token);
     }
 
     /// Step 2 (see the file comment): call without the primitive's lock,
