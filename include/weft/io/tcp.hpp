@@ -1,0 +1,84 @@
+/// \file
+/// TCP over an `io_context`: `tcp_listener` (bind, accept) and `tcp_stream`
+/// (connect, read, write, shutdown).
+///
+/// Both are move-only RAII owners of a socket: destruction closes it. Streams
+/// have TCP_NODELAY set. Every operation returns a task that must be awaited
+/// on the context's loop thread, and one read and one write may be pending on
+/// a stream at a time; closing or destroying a socket with an operation
+/// pending is undefined (cancel it first). Operations take an optional
+/// `deadline` (a linked timeout on io_uring): past it they throw
+/// `std::system_error` with `errc::timed_out`. Stop requests cancel them with
+/// `operation_cancelled`; other failures throw `std::system_error` carrying
+/// the errno.
+///
+/// Threading: belongs to the loop thread of its context.
+#pragma once
+
+#include <weft/io/endpoint.hpp>
+#include <weft/io/io_context.hpp>
+#include <weft/task.hpp>
+
+#include <cstddef>
+#include <span>
+
+namespace weft::io {
+
+class tcp_stream {
+public:
+    tcp_stream() noexcept = default;
+    /// Adopts a connected socket.
+    tcp_stream(io_context& ctx, int fd) noexcept : m_ctx(&ctx), m_fd(fd) {}
+    tcp_stream(tcp_stream&& o) noexcept;
+    tcp_stream& operator=(tcp_stream&& o) noexcept;
+    ~tcp_stream();
+
+    /// Connects to `to`; ECONNREFUSED and friends as std::system_error.
+    static task<tcp_stream> connect(io_context& ctx, endpoint to, deadline d = {});
+
+    /// Reads what is available (at most `buffer.size()`); 0 at end of stream.
+    task<std::size_t> read_some(std::span<std::byte> buffer, deadline d = {});
+    /// Fills `buffer`; an early end of stream throws errc::connection_reset.
+    task<void> read_exact(std::span<std::byte> buffer, deadline d = {});
+    /// Writes all of `data`.
+    task<void> write_all(std::span<const std::byte> data, deadline d = {});
+    /// Shuts down the sending side (the peer reads end of stream).
+    void shutdown();
+    /// Closes the socket (idempotent).
+    void close() noexcept;
+
+    [[nodiscard]] bool is_open() const noexcept { return m_fd >= 0; }
+    [[nodiscard]] int native_handle() const noexcept { return m_fd; }
+    [[nodiscard]] endpoint local_endpoint() const;
+    [[nodiscard]] endpoint remote_endpoint() const;
+
+private:
+    io_context* m_ctx = nullptr;
+    int m_fd = -1;
+};
+
+class tcp_listener {
+public:
+    tcp_listener() noexcept = default;
+    tcp_listener(tcp_listener&& o) noexcept;
+    tcp_listener& operator=(tcp_listener&& o) noexcept;
+    ~tcp_listener();
+
+    /// A listening socket on `at` (SO_REUSEADDR always, SO_REUSEPORT on request;
+    /// port 0 picks a free one: see `local_endpoint()`).
+    static tcp_listener bind(io_context& ctx, endpoint at, int backlog = 4096,
+                             bool reuse_port = false);
+
+    /// The next connection.
+    task<tcp_stream> accept(deadline d = {});
+
+    void close() noexcept;
+    [[nodiscard]] bool is_open() const noexcept { return m_fd >= 0; }
+    [[nodiscard]] endpoint local_endpoint() const;
+
+private:
+    io_context* m_ctx = nullptr;
+    int m_fd = -1;
+};
+
+} // namespace weft::io

@@ -1,0 +1,82 @@
+/// \file
+/// Streaming responses over a `byte_sink`: `chunked_writer` (HTTP/1.1 chunked
+/// transfer coding) and `sse_writer` (Server-Sent Events framing).
+///
+/// `chunked_writer` writes the response head with `Transfer-Encoding: chunked`
+/// (`start`), then one chunk per `write` (one sink write each, so awaiting it
+/// applies the sink's back-pressure), then the last chunk (`finish`). It is
+/// itself a `byte_sink`, so an `sse_writer` can sit on top of it:
+///
+///     chunked_writer out(sink);
+///     co_await out.start(200, sse_writer::headers());
+///     sse_writer sse(out);
+///     co_await sse.send("hello\nworld", "greeting");   // one chunk
+///     co_await out.finish();
+///
+/// Lifetime: both hold a reference to their sink, which must outlive them; data
+/// passed to a write must stay valid until its task completes.
+/// Threading: not thread-safe; await one write before starting the next.
+#pragma once
+
+#include <weft/http/byte_sink.hpp>
+#include <weft/http/message.hpp>
+#include <weft/task.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace weft::http {
+
+class chunked_writer final : public byte_sink {
+public:
+    explicit chunked_writer(byte_sink& sink) noexcept : m_sink(sink) {}
+
+    /// Writes the status line and `headers` (minus any Content-Length or
+    /// Transfer-Encoding) plus `Transfer-Encoding: chunked`. Throws
+    /// std::logic_error if already started.
+    task<void> start(int status, header_map headers = {});
+    /// Writes `bytes` as one chunk (nothing for an empty span). Throws
+    /// std::logic_error before `start` or after `finish`.
+    task<void> write(std::span<const std::byte> bytes) override;
+    /// Writes the last chunk "0\r\n\r\n" (no trailers). Throws std::logic_error
+    /// before `start`; a second call does nothing.
+    task<void> finish();
+
+    bool started() const noexcept { return m_started; }
+    bool finished() const noexcept { return m_finished; }
+
+    /// The bytes of one chunk carrying `data` ("" for empty data).
+    static std::string encode_chunk(std::string_view data);
+
+private:
+    byte_sink& m_sink;
+    bool m_started = false;
+    bool m_finished = false;
+};
+
+class sse_writer {
+public:
+    explicit sse_writer(byte_sink& sink) noexcept : m_sink(sink) {}
+
+    /// Sends one event: optional `event:` and `id:` lines, then `data` split at
+    /// every line break (CRLF, LF or CR) into `data:` lines, then a blank line.
+    /// `event` and `id` must not contain CR or LF (std::invalid_argument).
+    task<void> send(std::string_view data, std::string_view event = {}, std::string_view id = {});
+    /// Sends a comment (": text" lines), e.g. as a keep-alive ping.
+    task<void> comment(std::string_view text);
+    /// Sends "retry: <ms>" followed by a blank line.
+    task<void> retry(std::chrono::milliseconds delay);
+
+    /// The exact bytes `send` writes.
+    static std::string format(std::string_view data, std::string_view event = {}, std::string_view id = {});
+    /// Content-Type: text/event-stream and Cache-Control: no-cache.
+    static header_map headers();
+
+private:
+    byte_sink& m_sink;
+};
+
+} // namespace weft::http

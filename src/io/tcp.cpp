@@ -1,0 +1,292 @@
+#include "backend.hpp"
+
+#include <weft/io/endpoint.hpp>
+#include <weft/io/tcp.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+
+namespace weft::io {
+
+namespace {
+
+[[noreturn]] void throw_errno(const char* what) {
+    throw std::system_error(errno, std::system_category(), what);
+}
+
+int open_socket(io_context& ctx, int family) {
+    const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | (detail::nonblocking_fds(ctx) ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0) {
+        throw_errno("socket");
+    }
+    return fd;
+}
+
+void set_nodelay(int fd) noexcept {
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void set_deadline(detail::operation& op, deadline d) noexcept { op.deadline = d.at(); }
+
+} // namespace
+
+// --- endpoint ------------------------------------------------------------------
+
+endpoint::endpoint() noexcept {
+    std::memset(&m_address, 0, sizeof m_address);
+    m_address.v4.sin_family = AF_INET;
+}
+
+endpoint endpoint::loopback(std::uint16_t port, bool v6) noexcept {
+    endpoint e;
+    if (v6) {
+        e.m_address.v6.sin6_family = AF_INET6;
+        e.m_address.v6.sin6_addr = in6addr_loopback;
+        e.m_address.v6.sin6_port = htons(port);
+    } else {
+        e.m_address.v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        e.m_address.v4.sin_port = htons(port);
+    }
+    return e;
+}
+
+endpoint endpoint::any(std::uint16_t port, bool v6) noexcept {
+    endpoint e;
+    if (v6) {
+        e.m_address.v6.sin6_family = AF_INET6;
+        e.m_address.v6.sin6_addr = in6addr_any;
+        e.m_address.v6.sin6_port = htons(port);
+    } else {
+        e.m_address.v4.sin_addr.s_addr = htonl(INADDR_ANY);
+        e.m_address.v4.sin_port = htons(port);
+    }
+    return e;
+}
+
+endpoint endpoint::parse(std::string_view text) {
+    const auto bad = [&] { return std::invalid_argument("weft: bad endpoint \"" + std::string(text) + "\""); };
+    std::string host;
+    std::string_view port_text;
+    bool v6 = false;
+    if (!text.empty() && text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            throw bad();
+        }
+        host = std::string(text.substr(1, close - 1));
+        port_text = text.substr(close + 2);
+        v6 = true;
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string_view::npos) {
+            throw bad();
+        }
+        host = std::string(text.substr(0, colon));
+        port_text = text.substr(colon + 1);
+    }
+    unsigned port = 0;
+    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535 || port_text.empty()) {
+        throw bad();
+    }
+    endpoint e;
+    if (v6) {
+        e.m_address.v6.sin6_family = AF_INET6;
+        e.m_address.v6.sin6_port = htons(static_cast<std::uint16_t>(port));
+        if (::inet_pton(AF_INET6, host.c_str(), &e.m_address.v6.sin6_addr) != 1) {
+            throw bad();
+        }
+    } else {
+        e.m_address.v4.sin_port = htons(static_cast<std::uint16_t>(port));
+        if (::inet_pton(AF_INET, host.c_str(), &e.m_address.v4.sin_addr) != 1) {
+            throw bad();
+        }
+    }
+    return e;
+}
+
+endpoint endpoint::from_sockaddr(const sockaddr* address, socklen_t length) {
+    endpoint e;
+    if (address->sa_family == AF_INET && length >= sizeof(sockaddr_in)) {
+        std::memcpy(&e.m_address.v4, address, sizeof(sockaddr_in));
+    } else if (address->sa_family == AF_INET6 && length >= sizeof(sockaddr_in6)) {
+        std::memcpy(&e.m_address.v6, address, sizeof(sockaddr_in6));
+    } else {
+        throw std::invalid_argument("weft: not an IPv4 or IPv6 socket address");
+    }
+    return e;
+}
+
+std::uint16_t endpoint::port() const noexcept {
+    return ntohs(is_v6() ? m_address.v6.sin6_port : m_address.v4.sin_port);
+}
+
+std::string endpoint::to_string() const {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (is_v6()) {
+        ::inet_ntop(AF_INET6, &m_address.v6.sin6_addr, buf, sizeof buf);
+        return "[" + std::string(buf) + "]:" + std::to_string(port());
+    }
+    ::inet_ntop(AF_INET, &m_address.v4.sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(port());
+}
+
+bool operator==(const endpoint& a, const endpoint& b) noexcept {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+namespace {
+endpoint socket_name(int fd, bool peer) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    const int r = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                       : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (r < 0) {
+        throw_errno(peer ? "getpeername" : "getsockname");
+    }
+    return endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+}
+} // namespace
+
+// --- tcp_stream -------------------------------------------------------------------
+
+tcp_stream::tcp_stream(tcp_stream&& o) noexcept
+    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)) {}
+
+tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
+    if (this != &o) {
+        close();
+        m_ctx = o.m_ctx;
+        m_fd = std::exchange(o.m_fd, -1);
+    }
+    return *this;
+}
+
+tcp_stream::~tcp_stream() { close(); }
+
+void tcp_stream::close() noexcept {
+    if (m_fd >= 0) {
+        ::close(m_fd);
+        m_fd = -1;
+    }
+}
+
+void tcp_stream::shutdown() {
+    if (::shutdown(m_fd, SHUT_WR) < 0) {
+        throw_errno("shutdown");
+    }
+}
+
+endpoint tcp_stream::local_endpoint() const { return socket_name(m_fd, false); }
+endpoint tcp_stream::remote_endpoint() const { return socket_name(m_fd, true); }
+
+task<tcp_stream> tcp_stream::connect(io_context& ctx, endpoint to, deadline d) {
+    tcp_stream s(ctx, open_socket(ctx, to.family()));
+    detail::op_awaiter aw(ctx, "connect");
+    detail::operation& op = aw.op();
+    op.kind = detail::op_kind::connect;
+    op.fd = s.m_fd;
+    std::memcpy(op.address, to.data(), to.size());
+    op.address_length = to.size();
+    set_deadline(op, d);
+    co_await aw;
+    set_nodelay(s.m_fd);
+    co_return s;
+}
+
+task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer, deadline d) {
+    detail::op_awaiter aw(*m_ctx, "recv");
+    detail::operation& op = aw.op();
+    op.kind = detail::op_kind::recv;
+    op.fd = m_fd;
+    op.buffer = buffer.data();
+    op.length = buffer.size();
+    set_deadline(op, d);
+    co_return static_cast<std::size_t>(co_await aw);
+}
+
+task<void> tcp_stream::read_exact(std::span<std::byte> buffer, deadline d) {
+    while (!buffer.empty()) {
+        const std::size_t n = co_await read_some(buffer, d);
+        if (n == 0) {
+            throw std::system_error(std::make_error_code(std::errc::connection_reset),
+                                    "read_exact: end of stream before the buffer was full");
+        }
+        buffer = buffer.subspan(n);
+    }
+}
+
+task<void> tcp_stream::write_all(std::span<const std::byte> data, deadline d) {
+    while (!data.empty()) {
+        detail::op_awaiter aw(*m_ctx, "send");
+        detail::operation& op = aw.op();
+        op.kind = detail::op_kind::send;
+        op.fd = m_fd;
+        op.buffer = const_cast<std::byte*>(data.data());
+        op.length = data.size();
+        set_deadline(op, d);
+        data = data.subspan(static_cast<std::size_t>(co_await aw));
+    }
+}
+
+// --- tcp_listener -------------------------------------------------------------------
+
+tcp_listener::tcp_listener(tcp_listener&& o) noexcept
+    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)) {}
+
+tcp_listener& tcp_listener::operator=(tcp_listener&& o) noexcept {
+    if (this != &o) {
+        close();
+        m_ctx = o.m_ctx;
+        m_fd = std::exchange(o.m_fd, -1);
+    }
+    return *this;
+}
+
+tcp_listener::~tcp_listener() { close(); }
+
+void tcp_listener::close() noexcept {
+    if (m_fd >= 0) {
+        ::close(m_fd);
+        m_fd = -1;
+    }
+}
+
+tcp_listener tcp_listener::bind(io_context& ctx, endpoint at, int backlog, bool reuse_port) {
+    tcp_listener l;
+    l.m_ctx = &ctx;
+    l.m_fd = open_socket(ctx, at.family());
+    const int one = 1;
+    ::setsockopt(l.m_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port && ::setsockopt(l.m_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        throw_errno("setsockopt(SO_REUSEPORT)");
+    }
+    if (::bind(l.m_fd, at.data(), at.size()) < 0) {
+        throw_errno("bind");
+    }
+    if (::listen(l.m_fd, backlog) < 0) {
+        throw_errno("listen");
+    }
+    return l;
+}
+
+endpoint tcp_listener::local_endpoint() const { return socket_name(m_fd, false); }
+
+task<tcp_stream> tcp_listener::accept(deadline d) {
+    detail::op_awaiter aw(*m_ctx, "accept");
+    detail::operation& op = aw.op();
+    op.kind = detail::op_kind::accept;
+    op.fd = m_fd;
+    set_deadline(op, d);
+    const int fd = co_await aw;
+    set_nodelay(fd);
+    co_return tcp_stream(*m_ctx, fd);
+}
+
+} // namespace weft::io

@@ -1,0 +1,120 @@
+#include <weft/http/byte_sink.hpp>
+#include <weft/http/message.hpp>
+#include <weft/http/stream_writer.hpp>
+#include <weft/sync_wait.hpp>
+#include <weft/task.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+using namespace weft::http;
+using weft::sync_wait;
+using weft::task;
+
+TEST_CASE("a response serializes with its Content-Length", "[http][response]") {
+    response r(200, "hello", "text/plain");
+    r.headers.add("X-Custom", "yes");
+    r.headers.add("content-length", "999");  // replaced
+    CHECK(serialize(r) ==
+          "HTTP/1.1 200 OK\r\n"
+          "Content-Type: text/plain\r\n"
+          "X-Custom: yes\r\n"
+          "Content-Length: 5\r\n"
+          "\r\n"
+          "hello");
+}
+
+TEST_CASE("an empty response still says Content-Length: 0", "[http][response]") {
+    CHECK(serialize(response(404)) == "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    CHECK(reason_phrase(431) == "Request Header Fields Too Large");
+    CHECK(reason_phrase(799) == "Unknown");
+}
+
+TEST_CASE("header_map set, remove and has_token", "[http][response]") {
+    header_map h;
+    h.add("A", "1");
+    h.add("a", "2");
+    h.set("A", "3");
+    CHECK(h.count("a") == 1);
+    CHECK(h.get("a") == "3");
+    h.add("Connection", "keep-alive, Upgrade");
+    CHECK(h.has_token("connection", "upgrade"));
+    CHECK_FALSE(h.has_token("connection", "close"));
+    CHECK(h.remove("CONNECTION") == 1);
+    CHECK(h.size() == 1);
+}
+
+TEST_CASE("chunked writer writes exact chunked bytes, one sink write per chunk", "[http][response][chunked]") {
+    string_sink sink;
+    auto body = [&]() -> task<void> {
+        chunked_writer w(sink);
+        header_map h;
+        h.add("Content-Type", "text/plain");
+        h.add("Content-Length", "3");  // dropped
+        co_await w.start(200, std::move(h));
+        co_await w.write_string("hello");
+        co_await w.write_string("");  // no chunk
+        co_await w.write_string(std::string(26, 'z'));
+        co_await w.finish();
+        co_await w.finish();  // idempotent
+    };
+    sync_wait(body());
+    CHECK(sink.data() ==
+          "HTTP/1.1 200 OK\r\n"
+          "Content-Type: text/plain\r\n"
+          "Transfer-Encoding: chunked\r\n"
+          "\r\n"
+          "5\r\nhello\r\n"
+          "1a\r\nzzzzzzzzzzzzzzzzzzzzzzzzzz\r\n"
+          "0\r\n\r\n");
+    CHECK(sink.write_count() == 4);
+}
+
+TEST_CASE("chunked writer refuses writes outside start and finish", "[http][response][chunked]") {
+    string_sink sink;
+    chunked_writer w(sink);
+    CHECK_THROWS_AS(sync_wait(w.write_string("x")), std::logic_error);
+    CHECK_THROWS_AS(sync_wait(w.finish()), std::logic_error);
+    sync_wait(w.start(204));
+    CHECK_THROWS_AS(sync_wait(w.start(200)), std::logic_error);
+    sync_wait(w.finish());
+    CHECK_THROWS_AS(sync_wait(w.write_string("x")), std::logic_error);
+}
+
+TEST_CASE("SSE events split multi-line data into data lines", "[http][response][sse]") {
+    CHECK(sse_writer::format("hello") == "data: hello\n\n");
+    CHECK(sse_writer::format("a\nb\r\nc\rd", "update", "42") ==
+          "event: update\nid: 42\ndata: a\ndata: b\ndata: c\ndata: d\n\n");
+    CHECK(sse_writer::format("") == "data: \n\n");
+    CHECK(sse_writer::format("end\n") == "data: end\ndata: \n\n");
+    CHECK(sse_writer::format("\r\n\r\n") == "data: \ndata: \ndata: \n\n");
+    CHECK_THROWS_AS(sse_writer::format("x", "bad\nevent"), std::invalid_argument);
+    CHECK_THROWS_AS(sse_writer::format("x", {}, "bad\rid"), std::invalid_argument);
+}
+
+TEST_CASE("SSE over a chunked writer produces exact bytes", "[http][response][sse]") {
+    string_sink sink;
+    auto body = [&]() -> task<void> {
+        chunked_writer out(sink);
+        co_await out.start(200, sse_writer::headers());
+        sse_writer sse(out);
+        co_await sse.send("one\ntwo", "greeting");
+        co_await sse.comment("ping");
+        co_await sse.retry(std::chrono::milliseconds(1500));
+        co_await out.finish();
+    };
+    sync_wait(body());
+    CHECK(sink.data() ==
+          "HTTP/1.1 200 OK\r\n"
+          "Content-Type: text/event-stream\r\n"
+          "Cache-Control: no-cache\r\n"
+          "Transfer-Encoding: chunked\r\n"
+          "\r\n"
+          "25\r\nevent: greeting\ndata: one\ndata: two\n\n\r\n"
+          "7\r\n: ping\n\r\n"
+          "d\r\nretry: 1500\n\n\r\n"
+          "0\r\n\r\n");
+}

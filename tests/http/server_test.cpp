@@ -1,0 +1,218 @@
+// weft::http::server over loopback TCP (only when weft's TCP layer is built).
+#if __has_include(<weft/io/tcp.hpp>)
+
+#include <weft/http/router.hpp>
+#include <weft/http/server.hpp>
+#include <weft/io/io_context.hpp>
+#include <weft/io/tcp.hpp>
+#include <weft/stop.hpp>
+#include <weft/task.hpp>
+#include <weft/when_all.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+using namespace weft::http;
+using namespace std::chrono_literals;
+using weft::task;
+namespace io = weft::io;
+
+namespace {
+
+std::span<const std::byte> bytes_of(std::string_view s) {
+    return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+/// Connects, sends `text`, reads until the server closes (5 s at most).
+task<std::string> exchange(io::io_context& ctx, io::endpoint to, std::string text) {
+    io::tcp_stream s = co_await io::tcp_stream::connect(ctx, to);
+    co_await s.write_all(bytes_of(text));
+    std::string out;
+    std::byte buf[4096];
+    const auto d = io::deadline::after(5s);
+    for (;;) {
+        const std::size_t n = co_await s.read_some(buf, d);
+        if (n == 0) break;
+        out.append(reinterpret_cast<const char*>(buf), n);
+    }
+    co_return out;
+}
+
+router test_router(io::io_context& ctx, bool& cancelled) {
+    router rt;
+    rt.get("/hello/{name}", [](request&, context& c) -> task<response> {
+        co_return response(200, "hi " + std::string(c.param("name")));
+    });
+    rt.get("/slow", [&ctx, &cancelled](request&, context&) -> task<response> {
+        try {
+            co_await io::sleep_for(ctx, 10s);
+        } catch (const weft::operation_cancelled&) {
+            cancelled = true;
+            throw;
+        }
+        co_return response(200, "late");
+    });
+    return rt;
+}
+
+/// Runs `srv` on `listener` and `client` together; stops the server when the
+/// client is done; returns the client's result.
+std::string run_with(io::io_context& ctx, server& srv, io::tcp_listener& listener, task<std::string> client) {
+    auto body = [&]() -> task<std::string> {
+        std::string result;
+        co_await weft::when_all(srv.run(listener), [&]() -> task<void> {
+            try {
+                result = co_await std::move(client);
+            } catch (...) {
+                srv.stop();
+                throw;
+            }
+            srv.stop();
+        }());
+        co_return result;
+    };
+    return ctx.run(body());
+}
+
+} // namespace
+
+TEST_CASE("server answers pipelined keep-alive requests in order and honours Connection: close", "[http][server]") {
+    io::io_context ctx;
+    bool cancelled = false;
+    const router rt = test_router(ctx, cancelled);
+    server srv(ctx, rt);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    const std::string out = run_with(ctx, srv, listener,
+        exchange(ctx, listener.local_endpoint(),
+                 "GET /hello/a HTTP/1.1\r\nHost: h\r\n\r\n"
+                 "GET /hello/b HTTP/1.1\r\nHost: h\r\n\r\n"
+                 "GET /nope HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+                 "GET /hello/never HTTP/1.1\r\nHost: h\r\n\r\n"));
+    CHECK(out ==
+          "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhi a"
+          "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhi b"
+          "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 10\r\n\r\nNot Found\n");
+    CHECK(srv.active_connections() == 0);
+}
+
+TEST_CASE("server keeps requests that arrive while a handler runs", "[http][server]") {
+    io::io_context ctx;
+    router rt;
+    rt.get("/delay/{n}", [&ctx](request&, context& c) -> task<response> {
+        co_await io::sleep_for(ctx, 50ms);
+        co_return response(200, std::string(c.param("n")));
+    });
+    server srv(ctx, rt);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    auto client = [&]() -> task<std::string> {
+        io::tcp_stream s = co_await io::tcp_stream::connect(ctx, listener.local_endpoint());
+        co_await s.write_all(bytes_of("GET /delay/1 HTTP/1.1\r\nHost: h\r\n\r\nGET /del"));
+        co_await io::sleep_for(ctx, 20ms);  // the first handler is running now
+        co_await s.write_all(bytes_of("ay/2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+        std::string out;
+        std::byte buf[1024];
+        for (;;) {
+            const std::size_t n = co_await s.read_some(buf, io::deadline::after(5s));
+            if (n == 0) break;
+            out.append(reinterpret_cast<const char*>(buf), n);
+        }
+        co_return out;
+    };
+    const std::string out = run_with(ctx, srv, listener, client());
+    CHECK(out ==
+          "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1"
+          "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n2");
+}
+
+TEST_CASE("server answers a malformed request with 400 and closes", "[http][server]") {
+    io::io_context ctx;
+    bool cancelled = false;
+    const router rt = test_router(ctx, cancelled);
+    server srv(ctx, rt);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    const std::string out = run_with(ctx, srv, listener,
+        exchange(ctx, listener.local_endpoint(), "GET / HTTP/1.1\r\nBad Header\r\n\r\n"));
+    CHECK(out.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+    CHECK(out.find("Connection: close\r\n") != std::string::npos);
+}
+
+TEST_CASE("server answers 408 and closes when a request does not arrive in time", "[http][server]") {
+    io::io_context ctx;
+    bool cancelled = false;
+    const router rt = test_router(ctx, cancelled);
+    server_options opts;
+    opts.idle_timeout = 200ms;
+    server srv(ctx, rt, opts);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    const std::string out = run_with(ctx, srv, listener, exchange(ctx, listener.local_endpoint(), "GET /hel"));
+    CHECK(out.rfind("HTTP/1.1 408 Request Timeout\r\n", 0) == 0);
+}
+
+TEST_CASE("server answers 503 beyond max_connections", "[http][server]") {
+    io::io_context ctx;
+    bool cancelled = false;
+    const router rt = test_router(ctx, cancelled);
+    server_options opts;
+    opts.max_connections = 1;
+    opts.idle_timeout = 1s;
+    server srv(ctx, rt, opts);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    auto clients = [&]() -> task<std::string> {
+        // The first connection holds the only slot (idle until it times out).
+        io::tcp_stream first = co_await io::tcp_stream::connect(ctx, listener.local_endpoint());
+        co_await io::sleep_for(ctx, 50ms);
+        std::string second = co_await exchange(ctx, listener.local_endpoint(), "GET /hello/x HTTP/1.1\r\nHost: h\r\n\r\n");
+        first.close();
+        co_return second;
+    };
+    const std::string out = run_with(ctx, srv, listener, clients());
+    CHECK(out.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+}
+
+TEST_CASE("server cancels the handler when the client disconnects", "[http][server]") {
+    io::io_context ctx;
+    bool cancelled = false;
+    const router rt = test_router(ctx, cancelled);
+    server srv(ctx, rt);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    auto client = [&]() -> task<std::string> {
+        {
+            io::tcp_stream s = co_await io::tcp_stream::connect(ctx, listener.local_endpoint());
+            const std::string_view req = "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n";
+            co_await s.write_all(bytes_of(req));
+            co_await io::sleep_for(ctx, 50ms);
+        }  // closed
+        for (int i = 0; i < 200 && !cancelled; ++i) co_await io::sleep_for(ctx, 10ms);
+        co_return std::string();
+    };
+    const auto start = io::clock::now();
+    run_with(ctx, srv, listener, client());
+    CHECK(cancelled);
+    CHECK(io::clock::now() - start < 5s);
+}
+
+TEST_CASE("server shutdown lets in-flight requests finish", "[http][server]") {
+    io::io_context ctx;
+    router rt;
+    server srv(ctx, rt);
+    rt.get("/finish", [&](request&, context&) -> task<response> {
+        srv.stop();  // shutdown begins while this request is in flight
+        co_await io::sleep_for(ctx, 100ms);
+        co_return response(200, "done");
+    });
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    auto body = [&]() -> task<std::string> {
+        std::string result;
+        co_await weft::when_all(srv.run(listener), [&]() -> task<void> {
+            result = co_await exchange(ctx, listener.local_endpoint(), "GET /finish HTTP/1.1\r\nHost: h\r\n\r\n");
+        }());
+        co_return result;
+    };
+    const std::string out = ctx.run(body());
+    CHECK(out == "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+}
+
+#endif
