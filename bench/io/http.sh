@@ -27,7 +27,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -49,7 +48,8 @@ http {
 }
 CONF
 
-pin() { if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# exec: in a background job, $! is then the server itself, which cleanup can kill.
+pin() { if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
 wait_port() {
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -70,8 +70,8 @@ run_wrk() { # port -> "requests/s p99_ms"
   p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }; print v }' <<<"$out")
   echo "$rps $p99"
 }
-pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7811/" >/dev/null   # warm-up
-pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7812/" >/dev/null
+(pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7811/" >/dev/null)   # warm-up
+(pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7812/" >/dev/null)
 read -r w_rps w_p99 < <(run_wrk 7811)
 read -r n_rps n_p99 < <(run_wrk 7812)
 ratio=$(awk -v w="$w_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", w / n }')
