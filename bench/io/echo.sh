@@ -20,16 +20,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# exec: in a background job, $! is then the server itself, which cleanup can kill.
-pin() { if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
 
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "server on port $1 did not start" >&2; return 1
-}
+source bench/io/common.sh
 
 pin 0 "$weft_server" 7801 >/dev/null & pids+=($!)
 pin 0 "$asio_server" 7802 >/dev/null & pids+=($!)
