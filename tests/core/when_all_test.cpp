@@ -87,9 +87,11 @@ TEST_CASE("when_all rethrows the first exception only after every child finished
         throw std::runtime_error("first");
         co_return 0;
     };
-    // Children start in order on this thread, each running until it first
-    // suspends: when this one runs, fails_first has finished and reported.
+    // Everything here runs in FIFO order on this thread's trampoline. When
+    // after_first starts, fails_first has finished, and the hand-over of its
+    // exception to when_all is queued; one more hop lets that run first.
     auto after_first = [&]() -> task<int> {
+        co_await value(0);
         first_done = true;
         co_return 1;
     };
