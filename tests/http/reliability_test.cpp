@@ -4,6 +4,8 @@
 // and send timeouts, so nothing here can hang.
 #if __has_include(<weft/io/tcp.hpp>)
 
+#include "test_support.hpp"
+
 #include <weft/http/router.hpp>
 #include <weft/http/server.hpp>
 #include <weft/io/io_context.hpp>
@@ -246,7 +248,10 @@ TEST_CASE("server times out thousands of idle connections with 408 while serving
     ::setrlimit(RLIMIT_NOFILE, &lim);
     ::getrlimit(RLIMIT_NOFILE, &lim);
     const std::size_t by_limit = lim.rlim_cur > 256 ? static_cast<std::size_t>((lim.rlim_cur - 128) / 2) : 0;
-    const std::size_t target = std::min<std::size_t>(10'000, by_limit);
+    // Sanitizer builds (CI runs this suite under ASan and TSan) are several
+    // times slower per connection: they hold fewer.
+    const std::size_t wanted = weft::test::sanitized ? 2'000 : 10'000;
+    const std::size_t target = std::min<std::size_t>(wanted, by_limit);
     REQUIRE(target >= 100);
 
     const std::size_t fds_before = open_fd_count();
