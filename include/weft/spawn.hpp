@@ -14,10 +14,12 @@
 #pragma once
 
 #include <weft/concepts.hpp>
+#include <weft/detail/combinator_child.hpp>
 #include <weft/detail/detached_task.hpp>
 #include <weft/task.hpp>
 
-#include <optional>
+#include <memory>
+#include <variant>
 #include <type_traits>
 #include <utility>
 
@@ -73,45 +75,27 @@ auto on(S&& ex) {
 template <scheduler S, awaitable A>
 auto resume_on(S& ex, A a) -> task<await_result_t<A>> {
     using result_t = await_result_t<A>;
-    if constexpr (std::is_void_v<result_t>) {
-        std::exception_ptr error;
-        try {
+    // The outcome waits in the frame while the coroutine moves to `ex`.
+    detail::result_storage<detail::stored_t<result_t>> outcome;
+    try {
+        if constexpr (std::is_void_v<result_t>) {
             co_await std::move(a);
-        } catch (...) {
-            error = std::current_exception();
-        }
-        co_await ex.schedule();
-        if (error) {
-            std::rethrow_exception(error);
-        }
-    } else {
-        std::exception_ptr error;
-        std::optional<std::remove_reference_t<result_t>*> ref;
-        if constexpr (std::is_lvalue_reference_v<result_t>) {
-            try {
-                result_t r = co_await std::move(a);
-                ref = std::addressof(r);
-            } catch (...) {
-                error = std::current_exception();
-            }
-            co_await ex.schedule();
-            if (error) {
-                std::rethrow_exception(error);
-            }
-            co_return **ref;
+            outcome.set_value(std::monostate{});
+        } else if constexpr (std::is_lvalue_reference_v<result_t>) {
+            outcome.set_value(std::addressof(co_await std::move(a)));
         } else {
-            std::optional<result_t> value;
-            try {
-                value.emplace(co_await std::move(a));
-            } catch (...) {
-                error = std::current_exception();
-            }
-            co_await ex.schedule();
-            if (error) {
-                std::rethrow_exception(error);
-            }
-            co_return std::move(*value);
+            outcome.set_value(co_await std::move(a));
         }
+    } catch (...) {
+        outcome.set_exception(std::current_exception());
+    }
+    co_await ex.schedule();
+    if constexpr (std::is_void_v<result_t>) {
+        outcome.take();
+    } else if constexpr (std::is_lvalue_reference_v<result_t>) {
+        co_return *outcome.take();
+    } else {
+        co_return outcome.take();
     }
 }
 
