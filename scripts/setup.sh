@@ -7,6 +7,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   catch2 libfmt-dev libbenchmark-dev libasio-dev liburing-dev
   clang
+  # weft::serve: JSON, command line, logging, the tokenizer's Unicode regexes
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libpcre2-dev
 )
 
 missing=()
