@@ -1,0 +1,59 @@
+/// \file
+/// `batch` and `step_output`: what one forward step of a model backend
+/// takes and gives.
+///
+/// A batch is ragged: any mix of prompt chunks and single decode tokens from
+/// different sequences at different positions. Chunk i runs `tokens` at
+/// positions start .. start + tokens.size() - 1 of its sequence, attending over
+/// positions 0 .. its own; `blocks` is the sequence's block table and covers
+/// every position up to the chunk's last (the earlier positions' keys and
+/// values are already in the cache, written by earlier steps). When `logits`
+/// is set the step produces the logits of the chunk's last token.
+///
+/// Lifetime: the spans are views; what they point to must stay valid until
+/// the step's task completes. Threading: plain values.
+#pragma once
+
+#include <weft/serve/token.hpp>
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace weft::serve {
+
+struct batch_chunk {
+    seq_id id = 0;
+    std::size_t start = 0;
+    std::span<const token_id> tokens;
+    std::span<const block_id> blocks;
+    bool logits = false;
+};
+
+struct batch {
+    std::vector<batch_chunk> chunks;
+
+    [[nodiscard]] std::size_t num_tokens() const noexcept {
+        std::size_t n = 0;
+        for (const batch_chunk& c : chunks) n += c.tokens.size();
+        return n;
+    }
+    [[nodiscard]] std::size_t num_logits() const noexcept {
+        std::size_t n = 0;
+        for (const batch_chunk& c : chunks) n += c.logits ? 1 : 0;
+        return n;
+    }
+};
+
+/// Logits of a step: one row of `vocab` floats per chunk that asked for
+/// logits, in chunk order.
+struct step_output {
+    std::size_t vocab = 0;
+    std::vector<float> logits;
+
+    [[nodiscard]] std::size_t rows() const noexcept { return vocab == 0 ? 0 : logits.size() / vocab; }
+    [[nodiscard]] std::span<float> row(std::size_t i) noexcept { return {logits.data() + i * vocab, vocab}; }
+    [[nodiscard]] std::span<const float> row(std::size_t i) const noexcept { return {logits.data() + i * vocab, vocab}; }
+};
+
+} // namespace weft::serve

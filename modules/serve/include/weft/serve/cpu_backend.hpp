@@ -1,0 +1,63 @@
+/// \file
+/// `cpu_backend`: runs a `model` on the CPU, over a paged `kv_cache`.
+///
+/// A step is the whole forward pass of a ragged batch (see batch.hpp): every
+/// projection is one matrix multiply over all the batch's tokens, split by
+/// output rows across the backend's threads (weft's `thread_pool` plus the
+/// backend's own step thread), with SIMD kernels chosen at run time (AVX2 or
+/// AVX-512 where the CPU has them). Attention reads each sequence's keys and
+/// values through its block table.
+///
+/// Batch invariance: a sequence's logits are bitwise identical whichever
+/// other sequences share its step and however its prompt was chunked, for a
+/// given thread count or not (every output element is computed by one thread
+/// in a fixed order; the split only decides which thread).
+///
+/// Lifetime: keeps the model alive; destroying the backend with a step in
+/// flight is undefined. Threading: `step` from one coroutine at a time;
+/// `step_sync` likewise, and never concurrently with `step`.
+#pragma once
+
+#include <weft/serve/model.hpp>
+#include <weft/serve/model_backend.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <thread>
+
+namespace weft::serve {
+
+struct cpu_backend_options {
+    /// Compute threads, the step thread included (at least 1).
+    std::size_t threads = std::thread::hardware_concurrency();
+    std::size_t kv_blocks = 256;
+    std::size_t kv_block_size = 16;
+};
+
+class cpu_backend final : public model_backend {
+public:
+    cpu_backend(std::shared_ptr<const model> m, cpu_backend_options opts = {});
+    ~cpu_backend() override;
+    cpu_backend(const cpu_backend&) = delete;
+    cpu_backend& operator=(const cpu_backend&) = delete;
+
+    const model_config& config() const noexcept override;
+    std::size_t num_kv_blocks() const noexcept override;
+    std::size_t kv_block_size() const noexcept override;
+    std::string describe() const override;
+
+    /// Runs the step on the backend's step thread; resumes the awaiter there.
+    task<void> step(const batch& b, step_output& out) override;
+    /// Runs the step on the calling thread (with the pool's help), for tests
+    /// and benchmarks.
+    void step_sync(const batch& b, step_output& out);
+
+    [[nodiscard]] const model& weights() const noexcept;
+    [[nodiscard]] std::size_t threads() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> m_impl;
+};
+
+} // namespace weft::serve

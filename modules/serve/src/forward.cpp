@@ -1,0 +1,196 @@
+#include "forward.hpp"
+
+#include <weft/serve/quant.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace weft::serve {
+
+cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache)
+    : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache),
+      m_rope(m_config.rope_dim, m_config.rope_freq_base, m_config.rope),
+      m_scratch(team.size()) {}
+
+void cpu_forward::validate(const batch& b) const {
+    const std::size_t bs = m_cache.block_size();
+    for (const batch_chunk& c : b.chunks) {
+        if (c.tokens.empty()) {
+            throw std::invalid_argument(fmt::format("sequence {}: empty chunk", c.id));
+        }
+        const std::size_t end = c.start + c.tokens.size();
+        if (c.blocks.size() * bs < end) {
+            throw std::invalid_argument(fmt::format("sequence {}: {} blocks cannot hold {} positions", c.id,
+                                                    c.blocks.size(), end));
+        }
+        for (std::size_t i = 0; i < (end + bs - 1) / bs; ++i) {
+            if (c.blocks[i] >= m_cache.num_blocks()) {
+                throw std::invalid_argument(fmt::format("sequence {}: block {} out of range", c.id, c.blocks[i]));
+            }
+        }
+        for (token_id t : c.tokens) {
+            if (t < 0 || static_cast<std::size_t>(t) >= m_config.n_vocab) {
+                throw std::invalid_argument(fmt::format("sequence {}: token {} outside the vocabulary", c.id, t));
+            }
+        }
+    }
+}
+
+kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k) {
+    return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
+}
+
+void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {
+    m_team.run([&](std::size_t part, std::size_t parts) {
+        // Split rows in multiples of 16 so each part keeps whole kernel tiles.
+        const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);
+        if (begin < end) kernels::matmul(w.type, w.data, begin, end, x, y, w.rows);
+    });
+}
+
+void cpu_forward::run(const batch& b, step_output& out) {
+    validate(b);
+    const model& m = *m_model;
+    const model_config& c = m_config;
+    const std::size_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
+
+    // Where each token of the batch sits: chunk and position.
+    m_slots.clear();
+    std::size_t max_pos = 0;
+    for (std::size_t ci = 0; ci < b.chunks.size(); ++ci) {
+        const batch_chunk& ch = b.chunks[ci];
+        for (std::size_t i = 0; i < ch.tokens.size(); ++i) m_slots.push_back({ci, ch.start + i});
+        max_pos = std::max(max_pos, ch.start + ch.tokens.size());
+    }
+    const std::size_t T = m_slots.size();
+    m_rope.reserve(max_pos);
+    for (auto& s : m_scratch) s.resize(c.n_head / c.n_head_kv * max_pos);
+    m_x.resize(T * E); m_xn.resize(T * E);
+    m_q.resize(T * Q); m_k.resize(T * KV); m_v.resize(T * KV); m_att.resize(T * Q);
+    m_gate.resize(T * F); m_up.resize(T * F);
+
+    // x[T][E] = token embeddings.
+    {
+        std::size_t t = 0;
+        for (const batch_chunk& ch : b.chunks) {
+            for (token_id tok : ch.tokens) {
+                dequantize_row(m.token_embd.type, m.token_embd.row(static_cast<std::size_t>(tok)), &m_x[t * E], E);
+                ++t;
+            }
+        }
+    }
+
+    for (std::size_t l = 0; l < c.n_layer; ++l) {
+        const layer_weights& w = m.layers[l];
+
+        // xn[T][E] = rmsnorm(x) * attn_norm
+        for (std::size_t t = 0; t < T; ++t) kernels::rmsnorm(&m_x[t * E], w.attn_norm.data(), &m_xn[t * E], E, c.rms_eps);
+
+        // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias)
+        kernels::activations xa = prepare(w.wq.type, m_xn.data(), T, E);
+        matmul(w.wq, xa, m_q.data());
+        if (w.wk.type != w.wq.type) xa = prepare(w.wk.type, m_xn.data(), T, E);
+        matmul(w.wk, xa, m_k.data());
+        if (w.wv.type != w.wk.type) xa = prepare(w.wv.type, m_xn.data(), T, E);
+        matmul(w.wv, xa, m_v.data());
+        if (!w.bq.empty()) {
+            for (std::size_t t = 0; t < T; ++t) {
+                kernels::add_inplace(&m_q[t * Q], w.bq.data(), Q);
+                kernels::add_inplace(&m_k[t * KV], w.bk.data(), KV);
+                kernels::add_inplace(&m_v[t * KV], w.bv.data(), KV);
+            }
+        }
+
+        // RoPE on q and k at each token's position; k and v into the cache.
+        for (std::size_t t = 0; t < T; ++t) {
+            const token_slot& s = m_slots[t];
+            m_rope.apply(&m_q[t * Q], c.n_head, c.head_dim, s.pos);
+            m_rope.apply(&m_k[t * KV], c.n_head_kv, c.head_dim, s.pos);
+            const batch_chunk& ch = b.chunks[s.chunk];
+            const block_id blk = ch.blocks[s.pos / m_cache.block_size()];
+            const std::size_t slot = s.pos % m_cache.block_size();
+            std::copy_n(&m_k[t * KV], KV, m_cache.keys(l, blk) + slot * KV);
+            std::copy_n(&m_v[t * KV], KV, m_cache.values(l, blk) + slot * KV);
+        }
+
+        // att[T][Q] = softmax(q k^T / sqrt(d)) v, causal, per sequence
+        attention(b, l);
+
+        // x += att . Wo^T
+        xa = prepare(w.wo.type, m_att.data(), T, Q);
+        matmul(w.wo, xa, m_xn.data());
+        for (std::size_t t = 0; t < T; ++t) kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E);
+
+        // xn = rmsnorm(x) * ffn_norm; x += (silu(xn . Wgate^T) * (xn . Wup^T)) . Wdown^T
+        for (std::size_t t = 0; t < T; ++t) kernels::rmsnorm(&m_x[t * E], w.ffn_norm.data(), &m_xn[t * E], E, c.rms_eps);
+        xa = prepare(w.w_gate.type, m_xn.data(), T, E);
+        matmul(w.w_gate, xa, m_gate.data());
+        if (w.w_up.type != w.w_gate.type) xa = prepare(w.w_up.type, m_xn.data(), T, E);
+        matmul(w.w_up, xa, m_up.data());
+        kernels::swiglu(m_gate.data(), m_up.data(), m_gate.data(), T * F);
+        xa = prepare(w.w_down.type, m_gate.data(), T, F);
+        matmul(w.w_down, xa, m_xn.data());
+        for (std::size_t t = 0; t < T; ++t) kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E);
+    }
+
+    // logits[S][V] = rmsnorm(x of each chunk's last token) . Wout^T
+    const std::size_t S = b.num_logits();
+    m_out_x.resize(S * E);
+    {
+        std::size_t t = 0, s = 0;
+        for (const batch_chunk& ch : b.chunks) {
+            t += ch.tokens.size();
+            if (ch.logits) {
+                kernels::rmsnorm(&m_x[(t - 1) * E], m.output_norm.data(), &m_out_x[s * E], E, c.rms_eps);
+                ++s;
+            }
+        }
+    }
+    out.vocab = c.n_vocab;
+    out.logits.resize(S * c.n_vocab);
+    if (S > 0) {
+        const kernels::activations xa = prepare(m.output.type, m_out_x.data(), S, E);
+        matmul(m.output, xa, out.logits.data());
+    }
+}
+
+void cpu_forward::attention(const batch& b, std::size_t layer) {
+    const model_config& c = m_config;
+    const std::size_t group = c.n_head / c.n_head_kv;
+    const std::size_t Q = c.q_dim();
+
+    // Block pointers of every chunk for this layer, concatenated.
+    m_key_blocks.clear();
+    m_value_blocks.clear();
+    m_chunk_block_offset.clear();
+    for (const batch_chunk& ch : b.chunks) {
+        m_chunk_block_offset.push_back(m_key_blocks.size());
+        const std::size_t used = (ch.start + ch.tokens.size() + m_cache.block_size() - 1) / m_cache.block_size();
+        for (std::size_t i = 0; i < used; ++i) {
+            m_key_blocks.push_back(m_cache.keys(layer, ch.blocks[i]));
+            m_value_blocks.push_back(m_cache.values(layer, ch.blocks[i]));
+        }
+    }
+
+    // One work item per (token, KV head); later positions cost more, so
+    // items are dealt round-robin rather than in contiguous runs.
+    const std::size_t items = m_slots.size() * c.n_head_kv;
+    m_team.run([&](std::size_t part, std::size_t parts) {
+        float* scratch = m_scratch[part].data();
+        for (std::size_t item = part; item < items; item += parts) {
+            const std::size_t t = item / c.n_head_kv;
+            const std::size_t g = item % c.n_head_kv;
+            const token_slot& s = m_slots[t];
+            const std::size_t off = m_chunk_block_offset[s.chunk];
+            const kernels::attention_source src{m_key_blocks.data() + off, m_value_blocks.data() + off,
+                                                m_cache.block_size(), c.kv_dim()};
+            const float* q = &m_q[t * Q + g * group * c.head_dim];
+            float* o = &m_att[t * Q + g * group * c.head_dim];
+            kernels::attend(q, group, c.head_dim, g, s.pos, src, o, scratch);
+        }
+    });
+}
+
+} // namespace weft::serve

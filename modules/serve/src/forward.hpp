@@ -1,0 +1,57 @@
+// Internal: the CPU forward pass. One `cpu_forward` per backend holds the
+// scratch buffers (grown to the largest batch seen) and the RoPE table; its
+// `run` reads top to bottom as the transformer does.
+#pragma once
+
+#include "kernels/matmul.hpp"
+#include "kernels/kernels.hpp"
+#include "kernels/parallel.hpp"
+
+#include <weft/serve/batch.hpp>
+#include <weft/serve/kv_cache.hpp>
+#include <weft/serve/model.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+namespace weft::serve {
+
+class cpu_forward {
+public:
+    cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache);
+
+    /// Runs one step (see batch.hpp); throws std::invalid_argument for a
+    /// batch that does not fit the model or the cache, before touching it.
+    void run(const batch& b, step_output& out);
+
+    [[nodiscard]] const model& weights() const noexcept { return *m_model; }
+
+private:
+    /// Per token of the batch: where it sits.
+    struct token_slot {
+        std::size_t chunk;
+        std::size_t pos;
+    };
+
+    void validate(const batch& b) const;
+    void attention(const batch& b, std::size_t layer);
+    /// y[T][w.rows] = x[T][w.cols] . w^T, rows split across the team.
+    void matmul(const weight_matrix& w, const kernels::activations& x, float* y);
+    kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
+
+    std::shared_ptr<const model> m_model;
+    const model_config& m_config;
+    kernels::compute_team& m_team;
+    kv_cache& m_cache;
+    kernels::rope_table m_rope;
+
+    std::vector<token_slot> m_slots;
+    std::vector<float> m_x, m_xn, m_q, m_k, m_v, m_att, m_gate, m_up, m_out_x;
+    std::vector<std::byte> m_act;          // activations converted for the matmul kernels
+    std::vector<std::vector<float>> m_scratch; // per team part: attention scores
+    std::vector<const float*> m_key_blocks, m_value_blocks; // per chunk block pointers, concatenated
+    std::vector<std::size_t> m_chunk_block_offset;
+};
+
+} // namespace weft::serve

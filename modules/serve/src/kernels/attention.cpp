@@ -1,0 +1,116 @@
+#include "kernels/kernels.hpp"
+
+#include <cmath>
+#include <limits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define WEFT_SERVE_X86 1
+#endif
+
+namespace weft::serve::kernels {
+
+namespace {
+
+float dot_scalar(const float* a, const float* b, std::size_t n) noexcept {
+    // Eight running sums, combined pairwise at the end: the same order as the
+    // AVX2 path's lanes, so both are equally accurate (not bitwise equal).
+    float acc[8] = {};
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (std::size_t l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+    }
+    float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; ++i) sum += a[i] * b[i];
+    return sum;
+}
+
+void axpy_scalar(float w, const float* x, float* y, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) y[i] += w * x[i];
+}
+
+#ifdef WEFT_SERVE_X86
+__attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* b, std::size_t n) noexcept {
+    __m256 acc = _mm256_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    }
+    const __m128 lo = _mm256_castps256_ps128(acc);
+    const __m128 hi = _mm256_extractf128_ps(acc, 1);
+    __m128 s = _mm_add_ps(lo, hi);                 // (0+4, 1+5, 2+6, 3+7)
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));        // (0+4 + 2+6, 1+5 + 3+7)
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+    float sum = _mm_cvtss_f32(s);
+    for (; i < n; ++i) sum = std::fma(a[i], b[i], sum);
+    return sum;
+}
+
+__attribute__((target("avx2,fma"))) void axpy_avx2(float w, const float* x, float* y, std::size_t n) noexcept {
+    const __m256 vw = _mm256_set1_ps(w);
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; ++i) y[i] = std::fma(w, x[i], y[i]);
+}
+
+const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+
+void axpy(float w, const float* x, float* y, std::size_t n) noexcept {
+#ifdef WEFT_SERVE_X86
+    if (has_avx2) return axpy_avx2(w, x, y, n);
+#endif
+    axpy_scalar(w, x, y, n);
+}
+
+} // namespace
+
+float dot(const float* a, const float* b, std::size_t n) noexcept {
+#ifdef WEFT_SERVE_X86
+    if (has_avx2) return dot_avx2(a, b, n);
+#endif
+    return dot_scalar(a, b, n);
+}
+
+void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
+            const attention_source& src, float* out, float* scratch) noexcept {
+    const std::size_t n = pos + 1;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const std::size_t offset = kv_head * head_dim;
+
+    // scores[h][j] = q_h . k_j * scale, for every position j <= pos.
+    for (std::size_t j = 0; j < n; ++j) {
+        const float* k = src.key_blocks[j / src.block_size] + (j % src.block_size) * src.kv_dim + offset;
+        for (std::size_t h = 0; h < group; ++h) {
+            scratch[h * n + j] = dot(q + h * head_dim, k, head_dim) * scale;
+        }
+    }
+    // Softmax per head, in position order.
+    for (std::size_t h = 0; h < group; ++h) {
+        float* s = scratch + h * n;
+        float max = -std::numeric_limits<float>::infinity();
+        for (std::size_t j = 0; j < n; ++j) max = s[j] > max ? s[j] : max;
+        float sum = 0.0f;
+        for (std::size_t j = 0; j < n; ++j) {
+            s[j] = std::exp(s[j] - max);
+            sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        for (std::size_t j = 0; j < n; ++j) s[j] *= inv;
+    }
+    // out_h = sum_j p[h][j] * v_j.
+    for (std::size_t h = 0; h < group; ++h) {
+        float* o = out + h * head_dim;
+        for (std::size_t d = 0; d < head_dim; ++d) o[d] = 0.0f;
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        const float* v = src.value_blocks[j / src.block_size] + (j % src.block_size) * src.kv_dim + offset;
+        for (std::size_t h = 0; h < group; ++h) {
+            axpy(scratch[h * n + j], v, out + h * head_dim, head_dim);
+        }
+    }
+}
+
+} // namespace weft::serve::kernels

@@ -1,0 +1,74 @@
+#include "kernels/kernels.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace weft::serve::kernels {
+
+void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, float eps) noexcept {
+    // Double accumulation: n is small (the model width) and the sum of
+    // squares is the one place where float rounding would grow with width.
+    double sum = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        sum += static_cast<double>(x[i]) * x[i];
+    }
+    const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + eps));
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i] = x[i] * scale * weight[i];
+    }
+}
+
+void swiglu(const float* gate, const float* up, float* out, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void add_inplace(float* x, const float* y, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+        x[i] += y[i];
+    }
+}
+
+rope_table::rope_table(std::size_t rope_dim, float freq_base, rope_style style)
+    : m_half(rope_dim / 2), m_base(freq_base), m_style(style) {
+    if (rope_dim == 0 || rope_dim % 2 != 0) {
+        throw std::invalid_argument("rope dimension must be even and non-zero");
+    }
+}
+
+void rope_table::reserve(std::size_t n) {
+    const std::size_t have = m_cos.size() / m_half;
+    if (n <= have) return;
+    m_cos.resize(n * m_half);
+    m_sin.resize(n * m_half);
+    for (std::size_t p = have; p < n; ++p) {
+        for (std::size_t i = 0; i < m_half; ++i) {
+            const double inv_freq = std::pow(m_base, -2.0 * static_cast<double>(i) / static_cast<double>(2 * m_half));
+            const double theta = static_cast<double>(p) * inv_freq;
+            m_cos[p * m_half + i] = static_cast<float>(std::cos(theta));
+            m_sin[p * m_half + i] = static_cast<float>(std::sin(theta));
+        }
+    }
+}
+
+void rope_table::apply(float* x, std::size_t heads, std::size_t head_dim, std::size_t pos) {
+    reserve(pos + 1);
+    const float* c = m_cos.data() + pos * m_half;
+    const float* s = m_sin.data() + pos * m_half;
+    for (std::size_t h = 0; h < heads; ++h) {
+        float* v = x + h * head_dim;
+        for (std::size_t i = 0; i < m_half; ++i) {
+            // adjacent: pairs (2i, 2i+1); halves: pairs (i, i + rope_dim/2).
+            const std::size_t a = m_style == rope_style::adjacent ? 2 * i : i;
+            const std::size_t b = m_style == rope_style::adjacent ? 2 * i + 1 : i + m_half;
+            const float x0 = v[a];
+            const float x1 = v[b];
+            v[a] = x0 * c[i] - x1 * s[i];
+            v[b] = x0 * s[i] + x1 * c[i];
+        }
+    }
+}
+
+} // namespace weft::serve::kernels

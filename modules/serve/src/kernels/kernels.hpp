@@ -1,0 +1,62 @@
+// Internal: the element-wise and attention kernels of the CPU forward pass
+// (the matrix multiply is in matmul.hpp). Each works on one token (or one
+// token and one KV head) at a time, always in the same order, so its result
+// for a token never depends on what else is in the batch.
+#pragma once
+
+#include <weft/serve/model_config.hpp>
+#include <weft/serve/token.hpp>
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace weft::serve::kernels {
+
+/// out = x / sqrt(mean(x^2) + eps) * weight, over n elements (out may be x).
+void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, float eps) noexcept;
+
+/// out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g) (out may alias gate).
+void swiglu(const float* gate, const float* up, float* out, std::size_t n) noexcept;
+
+/// x[i] += y[i].
+void add_inplace(float* x, const float* y, std::size_t n) noexcept;
+
+/// Rotary position embedding tables: cos/sin of position * base^(-2i/rope_dim)
+/// for i < rope_dim/2, computed in double and cached per position.
+class rope_table {
+public:
+    rope_table(std::size_t rope_dim, float freq_base, rope_style style);
+    /// Rotates the first rope_dim elements of each of `heads` heads of
+    /// `head_dim` floats at `x`, for position `pos`.
+    void apply(float* x, std::size_t heads, std::size_t head_dim, std::size_t pos);
+    /// Makes positions < n available (apply grows the table itself; call this
+    /// before using the table from several threads).
+    void reserve(std::size_t n);
+
+private:
+    std::size_t m_half;
+    double m_base;
+    rope_style m_style;
+    std::vector<float> m_cos, m_sin; // [position][m_half]
+};
+
+/// Where one query token reads its keys and values: a sequence's block table.
+struct attention_source {
+    const float* const* key_blocks;   ///< per block: [block_size][kv_dim]
+    const float* const* value_blocks; ///< per block: [block_size][kv_dim]
+    std::size_t block_size;
+    std::size_t kv_dim;
+};
+
+/// Causal attention of one token at position `pos` for the query heads of
+/// one KV head: q holds `group` heads of `head_dim` floats (consecutive),
+/// attends over positions 0..pos of KV head `kv_head`; writes `group` heads to
+/// out. `scratch` must hold group * (pos + 1) floats.
+void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
+            const attention_source& src, float* out, float* scratch) noexcept;
+
+/// Dot product of n floats, in a fixed order (SIMD when available).
+float dot(const float* a, const float* b, std::size_t n) noexcept;
+
+} // namespace weft::serve::kernels

@@ -1,0 +1,237 @@
+#include "model_test_support.hpp"
+
+#include <weft/sync_wait.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+
+using namespace weft::serve;
+using namespace weft::serve::test;
+
+namespace {
+
+/// Runs `seq` through `backend` one chunk of `chunk` tokens at a time (0:
+/// whole prompt at once), asking for logits of every token when
+/// `every_token` (then chunk must be 1) or of the last only.
+std::vector<std::vector<float>> run_sequence(cpu_backend& backend, test_sequence seq, std::size_t chunk,
+                                             bool every_token) {
+    std::vector<std::vector<float>> logits;
+    while (seq.computed < seq.tokens.size()) {
+        batch b;
+        b.chunks.push_back(seq.next_chunk(chunk, true));
+        const bool last = seq.computed == seq.tokens.size();
+        step_output out;
+        backend.step_sync(b, out);
+        if (every_token || last) logits.emplace_back(out.row(0).begin(), out.row(0).end());
+    }
+    return logits;
+}
+
+test_sequence make_sequence(seq_id id, std::vector<token_id> tokens, std::vector<block_id> blocks) {
+    test_sequence s;
+    s.id = id;
+    s.tokens = std::move(tokens);
+    s.blocks = std::move(blocks);
+    return s;
+}
+
+std::vector<block_id> block_range(block_id first, std::size_t n) {
+    std::vector<block_id> b(n);
+    std::iota(b.begin(), b.end(), first);
+    return b;
+}
+
+} // namespace
+
+TEST_CASE("cpu forward pass matches a float64 reference on random f32 models", "[forward]") {
+    struct shape {
+        const char* what;
+        model_config config;
+        bool tied;
+    };
+    const shape shapes[] = {
+        {"llama, grouped-query attention", small_config(512, 64, 2, 4, 2, 96), false},
+        {"llama, multi-head attention, tied output", small_config(512, 64, 2, 4, 4, 128), true},
+        {"qwen2 with biases and split-half rope", small_config(512, 64, 2, 8, 2, 96, "qwen2"), false},
+    };
+    for (const shape& s : shapes) {
+        SECTION(s.what) {
+            const auto m = random_model(s.config, ggml_type::f32, 11, s.tied);
+            CHECK(m->tied_output == s.tied);
+            const std::vector<token_id> tokens = random_tokens(40, s.config.n_vocab, 3);
+            const auto expected = reference_logits(*m, tokens);
+            cpu_backend backend(m, {.threads = 2, .kv_blocks = 8, .kv_block_size = 8});
+            const auto got = run_sequence(backend, make_sequence(1, tokens, {5, 2, 7, 0, 3}), 1, true);
+            REQUIRE(got.size() == tokens.size());
+            for (std::size_t t = 0; t < tokens.size(); ++t) {
+                INFO("position " << t);
+                CHECK(relative_error(got[t], expected[t]) < 1e-4);
+            }
+        }
+    }
+}
+
+TEST_CASE("quantized models stay close to the reference on their own dequantized weights", "[forward]") {
+    struct kind {
+        ggml_type type;
+        double tolerance; // the activations are quantized too (Q8_0 / Q8_K)
+    };
+    const kind kinds[] = {{ggml_type::f16, 1e-4}, {ggml_type::bf16, 1e-4}, {ggml_type::q8_0, 3e-2},
+                          {ggml_type::q4_0, 3e-2}, {ggml_type::q4_k, 3e-2}};
+    for (const kind& k : kinds) {
+        SECTION(std::string(type_info(k.type).name)) {
+            const model_config c = small_config(512, 256, 2, 4, 2, 512);
+            const auto m = random_model(c, k.type, 5);
+            const std::vector<token_id> tokens = random_tokens(12, c.n_vocab, 9);
+            const auto expected = reference_logits(*m, tokens);
+            cpu_backend backend(m, {.threads = 2, .kv_blocks = 4, .kv_block_size = 16});
+            const auto got = run_sequence(backend, make_sequence(1, tokens, {0}), 0, false);
+            REQUIRE(got.size() == 1);
+            CHECK(relative_error(got[0], expected.back()) < k.tolerance);
+        }
+    }
+}
+
+TEST_CASE("prefill in chunks gives bitwise the same logits as prefill in one piece", "[forward][invariance]") {
+    const model_config c = small_config(512, 64, 2, 4, 2, 96);
+    for (ggml_type type : {ggml_type::f32, ggml_type::q8_0}) {
+        const auto m = random_model(c, type, 13);
+        cpu_backend backend(m, {.threads = 2, .kv_blocks = 16, .kv_block_size = 4});
+        const std::vector<token_id> tokens = random_tokens(37, c.n_vocab, 21);
+        const auto whole = run_sequence(backend, make_sequence(1, tokens, block_range(0, 10)), 0, false);
+        for (std::size_t chunk : {1, 3, 8, 16}) {
+            INFO(type_info(type).name << ", chunks of " << chunk);
+            const auto chunked = run_sequence(backend, make_sequence(1, tokens, block_range(6, 10)), chunk, false);
+            REQUIRE(chunked.back().size() == whole.back().size());
+            CHECK(std::memcmp(chunked.back().data(), whole.back().data(), whole.back().size() * sizeof(float)) == 0);
+        }
+    }
+}
+
+TEST_CASE("a sequence's logits are bitwise identical whatever shares its step", "[forward][invariance]") {
+    const model_config c = small_config(512, 64, 2, 4, 2, 96);
+    for (ggml_type type : {ggml_type::f32, ggml_type::q8_0, ggml_type::f16}) {
+        INFO(type_info(type).name);
+        const auto m = random_model(c, type, 17);
+        const std::vector<token_id> prompt = random_tokens(20, c.n_vocab, 1);
+        for (std::size_t threads : {1, 2}) {
+            INFO(threads << " threads");
+            cpu_backend backend(m, {.threads = threads, .kv_blocks = 64, .kv_block_size = 8});
+            // Alone: the prompt, then decode 5 fixed tokens.
+            std::vector<token_id> all = prompt;
+            for (token_id t : random_tokens(5, c.n_vocab, 2)) all.push_back(t);
+            test_sequence alone = make_sequence(1, all, block_range(0, 4));
+            alone.tokens.resize(prompt.size());
+            std::vector<std::vector<float>> expected;
+            {
+                step_output out;
+                batch b;
+                b.chunks.push_back(alone.next_chunk(0, true));
+                backend.step_sync(b, out);
+                expected.emplace_back(out.row(0).begin(), out.row(0).end());
+                for (std::size_t i = prompt.size(); i < all.size(); ++i) {
+                    alone.tokens.push_back(all[i]);
+                    batch d;
+                    d.chunks.push_back(alone.next_chunk(1, true));
+                    backend.step_sync(d, out);
+                    expected.emplace_back(out.row(0).begin(), out.row(0).end());
+                }
+            }
+            // The same in busy steps: other sequences prefill and decode around it.
+            test_sequence busy = make_sequence(1, all, block_range(40, 4));
+            busy.tokens.resize(prompt.size());
+            std::vector<test_sequence> others;
+            for (seq_id o = 0; o < 5; ++o) {
+                others.push_back(make_sequence(10 + o, random_tokens(9 + 7 * o, c.n_vocab, 100 + o),
+                                               block_range(static_cast<block_id>(4 + 6 * o), 6)));
+            }
+            std::size_t got = 0;
+            std::size_t step = 0;
+            while (got < expected.size()) {
+                batch b;
+                // Others first, in changing numbers, prefilling in chunks of 5 or decoding.
+                for (std::size_t i = 0; i < others.size(); ++i) {
+                    test_sequence& o = others[i];
+                    if ((step + i) % 3 == 0 || o.computed >= 40) continue;
+                    if (o.computed == o.tokens.size()) o.tokens.push_back(static_cast<token_id>((step * 31 + i) % c.n_vocab));
+                    b.chunks.push_back(o.next_chunk(5, true));
+                }
+                const std::size_t mine = b.chunks.size();
+                if (got == 0) {
+                    b.chunks.push_back(busy.next_chunk(0, true));
+                } else {
+                    busy.tokens.push_back(all[prompt.size() + got - 1]);
+                    b.chunks.push_back(busy.next_chunk(1, true));
+                }
+                step_output out;
+                backend.step_sync(b, out);
+                const auto row = out.row(mine);
+                INFO("step " << step);
+                REQUIRE(std::memcmp(row.data(), expected[got].data(), row.size() * sizeof(float)) == 0);
+                ++got;
+                ++step;
+            }
+        }
+    }
+}
+
+TEST_CASE("a step awaited from a coroutine resumes with the logits", "[forward]") {
+    const model_config c = small_config(512, 64, 1, 4, 2, 96);
+    const auto m = random_model(c);
+    cpu_backend backend(m, {.threads = 2, .kv_blocks = 4, .kv_block_size = 16});
+    test_sequence s = make_sequence(1, random_tokens(10, c.n_vocab, 4), {2});
+    batch b;
+    b.chunks.push_back(s.next_chunk(0, true));
+    step_output out;
+    weft::sync_wait([&]() -> weft::task<void> { co_await backend.step(b, out); }());
+    CHECK(out.rows() == 1);
+    CHECK(out.vocab == c.n_vocab);
+    step_output sync_out;
+    backend.step_sync(b, sync_out);
+    CHECK(sync_out.logits == out.logits);
+}
+
+TEST_CASE("a batch that does not fit is rejected before anything is computed", "[forward]") {
+    const model_config c = small_config(512, 64, 1, 4, 2, 96);
+    const auto m = random_model(c);
+    cpu_backend backend(m, {.threads = 1, .kv_blocks = 4, .kv_block_size = 4});
+    step_output out;
+    const std::vector<token_id> bad_token{1, 2, 600};
+    const std::vector<token_id> ok{1, 2, 3, 4, 5};
+    const std::vector<block_id> one{0}, outside{9, 1};
+    batch b;
+    b.chunks.push_back({1, 0, bad_token, one, true});
+    CHECK_THROWS_WITH(backend.step_sync(b, out), Catch::Contains("outside the vocabulary"));
+    b.chunks = {{1, 0, ok, one, true}};
+    CHECK_THROWS_WITH(backend.step_sync(b, out), Catch::Contains("cannot hold"));
+    b.chunks = {{1, 0, ok, outside, true}};
+    CHECK_THROWS_WITH(backend.step_sync(b, out), Catch::Contains("out of range"));
+    b.chunks = {{1, 0, {}, one, true}};
+    CHECK_THROWS_WITH(backend.step_sync(b, out), Catch::Contains("empty chunk"));
+    // Awaited, the error comes out of the co_await.
+    CHECK_THROWS_WITH(weft::sync_wait([&]() -> weft::task<void> { co_await backend.step(b, out); }()),
+                      Catch::Contains("empty chunk"));
+}
+
+TEST_CASE("a model file with a missing or mis-shaped tensor is refused by name", "[forward][gguf]") {
+    const model_config c = small_config(512, 64, 1, 4, 2, 96);
+    {
+        gguf_writer w;
+        model_config wrong = c;
+        wrong.n_ff = 128;
+        add_random_model(w, wrong, demo_tokenizer(512), ggml_type::f32, 1, "x");
+        w.set_u32("llama.feed_forward_length", 96); // metadata disagrees with the tensors
+        const auto bytes = w.to_bytes();
+        CHECK_THROWS_WITH(model::from_gguf(std::make_shared<const gguf_file>(gguf_file::from_memory(bytes, "bad.gguf"))),
+                          Catch::Contains("bad.gguf") && Catch::Contains("ffn_gate.weight") && Catch::Contains("shape"));
+    }
+    {
+        gguf_writer w;
+        add_random_model(w, c, demo_tokenizer(512), ggml_type::f32, 1, "x");
+        w.set_string("general.architecture", "gpt-neox");
+        const auto bytes = w.to_bytes();
+        CHECK_THROWS_WITH(model::from_gguf(std::make_shared<const gguf_file>(gguf_file::from_memory(bytes, "arch.gguf"))),
+                          Catch::Contains("unsupported architecture 'gpt-neox'"));
+    }
+}
