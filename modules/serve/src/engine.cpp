@@ -1,0 +1,497 @@
+#include <weft/io/io_context.hpp>
+#include <weft/serve/block_manager.hpp>
+#include <weft/serve/engine.hpp>
+#include <weft/serve/stop_matcher.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <thread>
+#include <unordered_map>
+
+namespace weft::serve {
+
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_between(clock::time_point a, clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
+
+/// A request that arrived but has not been handed to the scheduler yet.
+struct incoming_request {
+    std::shared_ptr<detail::request_mailbox> box;
+    generation_request request;
+    clock::time_point arrival;
+};
+
+/// What the engine thread keeps per request.
+struct active_request {
+    active_request(std::shared_ptr<detail::request_mailbox> b, generation_request r, clock::time_point arrival,
+                   const tokenizer& tok, std::uint64_t seed)
+        : box(std::move(b)), request(std::move(r)), sampler_(request.sampling, seed), decoder(tok),
+          stops(request.stop), arrival(arrival) {}
+
+    std::shared_ptr<detail::request_mailbox> box;
+    generation_request request;
+    sampler sampler_;
+    token_stream_decoder decoder;
+    stop_matcher stops;
+    std::size_t generated = 0;
+    std::size_t preemptions = 0;
+    clock::time_point arrival;
+    std::optional<clock::time_point> deadline;
+    std::optional<clock::time_point> first_scheduled;
+    std::optional<clock::time_point> first_token;
+    clock::time_point last_token;
+};
+
+} // namespace
+
+struct engine::impl {
+    impl(std::unique_ptr<model_backend> b, std::shared_ptr<const tokenizer> t, engine_options o)
+        : backend(std::move(b)), tok(std::move(t)), opts(std::move(o)),
+          blocks(backend->num_kv_blocks(), backend->kv_block_size()), sched(opts.scheduler, blocks) {
+        metrics.kv_blocks_total = blocks.num_blocks();
+    }
+
+    std::unique_ptr<model_backend> backend;
+    std::shared_ptr<const tokenizer> tok;
+    engine_options opts;
+    serve_metrics metrics;
+    block_manager blocks;
+    scheduler sched;
+    io::io_context ctx;
+    std::thread thread;
+
+    // Shared with submitting threads, guarded by cmd_mutex.
+    std::mutex cmd_mutex;
+    std::vector<incoming_request> incoming;
+    std::vector<seq_id> aborts;
+    std::coroutine_handle<> idle_waiter;
+    bool stopping = false;
+    clock::time_point stop_deadline;
+    std::size_t waiting_estimate = 0; ///< the scheduler's queue after the last step
+    seq_id next_id = 1;
+
+    // Engine thread only.
+    std::unordered_map<seq_id, active_request> active;
+    batch step_batch;
+    step_output step_out;
+    std::vector<token_id> sampled;
+
+    // --- mailbox side (engine thread) -------------------------------------
+    /// Appends to the request's pending update and wakes its reader.
+    void publish(active_request& r, generated_token* token, std::string_view text,
+                 std::optional<finish_reason> finish, std::string error = {}) {
+        std::coroutine_handle<> wake;
+        {
+            std::lock_guard lock(r.box->mutex);
+            generation_update& u = r.box->pending;
+            if (token != nullptr) u.tokens.push_back(std::move(*token));
+            u.text.append(text);
+            u.prompt_tokens = r.request.prompt.size();
+            u.completion_tokens = r.generated;
+            if (finish) {
+                u.finish = finish;
+                u.error = std::move(error);
+                r.box->finished = true;
+            }
+            r.box->has_pending = true;
+            wake = std::exchange(r.box->waiter, {});
+        }
+        if (wake) r.box->resume_on.post(wake);
+    }
+
+    void finish(seq_id id, finish_reason reason, std::string error = {}) {
+        auto it = active.find(id);
+        if (it == active.end()) return;
+        active_request& r = it->second;
+        std::string tail;
+        if (reason == finish_reason::length || reason == finish_reason::stop) {
+            // Whatever text was held back (an incomplete character, a partial
+            // stop string that never completed) is released now.
+            const stop_matcher::result last = r.stops.push(r.decoder.finish());
+            tail = last.emit;
+            if (!last.stopped) tail += r.stops.flush();
+        }
+        const clock::time_point now = clock::now();
+        publish(r, nullptr, tail, reason, std::move(error));
+        sched.abort(id); // frees its blocks (finish and abort both release everything)
+        metrics.count_finished(reason);
+        metrics.e2e_latency.observe(seconds_between(r.arrival, now));
+        if (opts.on_finish) {
+            request_summary s;
+            s.id = id;
+            s.reason = reason;
+            s.prompt_tokens = r.request.prompt.size();
+            s.completion_tokens = r.generated;
+            s.preemptions = r.preemptions;
+            s.queue_seconds = r.first_scheduled ? seconds_between(r.arrival, *r.first_scheduled) : 0.0;
+            s.ttft_seconds = r.first_token ? seconds_between(r.arrival, *r.first_token) : 0.0;
+            s.e2e_seconds = seconds_between(r.arrival, now);
+            opts.on_finish(s);
+        }
+        active.erase(it);
+    }
+
+    // --- the loop (engine thread) -----------------------------------------
+    /// New requests and aborts from other threads.
+    void intake() {
+        std::vector<incoming_request> in;
+        std::vector<seq_id> ab;
+        {
+            std::lock_guard lock(cmd_mutex);
+            in.swap(incoming);
+            ab.swap(aborts);
+        }
+        for (incoming_request& r : in) {
+            const seq_id id = r.box->id;
+            sequence_request sr{id, r.request.prompt, r.request.max_tokens, r.request.priority};
+            const admit_result admitted = sched.add(std::move(sr));
+            const std::uint64_t seed = r.request.sampling.seed.value_or(opts.seed ^ (id * 0x9e3779b97f4a7c15ull));
+            auto [it, inserted] = active.try_emplace(id, r.box, std::move(r.request), r.arrival, *tok, seed);
+            active_request& a = it->second;
+            if (opts.request_timeout.count() > 0) a.deadline = a.arrival + opts.request_timeout;
+            if (a.request.deadline && (!a.deadline || *a.request.deadline < *a.deadline)) a.deadline = a.request.deadline;
+            if (admitted != admit_result::accepted) {
+                // submit() checked both already; a race with the queue bound lands here.
+                finish(id, finish_reason::error,
+                       admitted == admit_result::queue_full ? "the waiting queue is full" : "request does not fit");
+                continue;
+            }
+            metrics.prompt_tokens.fetch_add(a.request.prompt.size(), std::memory_order_relaxed);
+        }
+        for (seq_id id : ab) finish(id, finish_reason::aborted);
+    }
+
+    void expire() {
+        const clock::time_point now = clock::now();
+        std::vector<seq_id> late;
+        for (auto& [id, r] : active) {
+            if (r.deadline && now >= *r.deadline) late.push_back(id);
+        }
+        for (seq_id id : late) finish(id, finish_reason::timeout, "request timed out");
+    }
+
+    struct wait_for_work {
+        impl* self;
+        bool await_ready() const noexcept { return false; }
+        bool await_suspend(std::coroutine_handle<> h) {
+            std::lock_guard lock(self->cmd_mutex);
+            if (!self->incoming.empty() || !self->aborts.empty() || self->stopping) return false;
+            self->idle_waiter = h;
+            return true;
+        }
+        void await_resume() const noexcept {}
+    };
+
+    /// Wakes the loop if it is idle. Called with cmd_mutex held.
+    void wake_locked() {
+        if (idle_waiter) ctx.post(std::exchange(idle_waiter, {}));
+    }
+
+    /// Samples, detokenizes and finishes what the step produced.
+    void process_step(const step_plan& plan) {
+        const clock::time_point now = clock::now();
+        sampled.clear();
+        std::size_t row = 0;
+        std::vector<std::pair<seq_id, generated_token>> produced;
+        for (const scheduled_chunk& c : plan.chunks) {
+            if (!c.samples) continue;
+            const std::span<float> logits = step_out.row(row++);
+            auto it = active.find(c.id);
+            const std::vector<token_id>* all = sched.tokens(c.id);
+            if (it == active.end() || all == nullptr) {
+                sampled.push_back(0); // finished meanwhile; commit skips it
+                continue;
+            }
+            active_request& r = it->second;
+            const std::size_t prompt_len = r.request.prompt.size();
+            const std::span<const token_id> tokens(*all);
+            const sample_result s = r.sampler_.sample(logits, tokens.first(prompt_len), tokens.subspan(prompt_len));
+            sampled.push_back(s.token);
+            produced.push_back({c.id, generated_token{s.token, s.logprob, s.top}});
+        }
+        sched.commit(plan, sampled);
+        metrics.generation_tokens.fetch_add(produced.size(), std::memory_order_relaxed);
+
+        for (auto& [id, gt] : produced) {
+            auto it = active.find(id);
+            if (it == active.end()) continue;
+            active_request& r = it->second;
+            ++r.generated;
+            if (!r.first_token) {
+                r.first_token = now;
+                metrics.time_to_first_token.observe(seconds_between(r.arrival, now));
+            } else {
+                metrics.inter_token_latency.observe(seconds_between(r.last_token, now));
+            }
+            r.last_token = now;
+            const token_id t = gt.id;
+            if (!r.request.ignore_eos && tok->is_eog(t)) {
+                publish(r, &gt, {}, std::nullopt);
+                finish(id, finish_reason::stop);
+                continue;
+            }
+            const stop_matcher::result text = r.stops.push(r.decoder.push(t));
+            publish(r, &gt, text.emit, std::nullopt);
+            if (text.stopped) {
+                // The stop string ends the text; nothing after it is released.
+                r.decoder = token_stream_decoder(*tok);
+                r.stops = stop_matcher({});
+                finish(id, finish_reason::stop);
+            } else if (r.generated >= r.request.max_tokens) {
+                finish(id, finish_reason::length);
+            }
+        }
+    }
+
+    void publish_gauges() {
+        metrics.requests_running = sched.num_running();
+        metrics.requests_waiting = sched.num_waiting();
+        metrics.kv_blocks_used = blocks.num_used();
+        std::lock_guard lock(cmd_mutex);
+        waiting_estimate = sched.num_waiting();
+    }
+
+    task<void> loop() {
+        std::size_t idle_plans = 0;
+        for (;;) {
+            intake();
+            expire();
+            bool stop_now = false;
+            {
+                std::lock_guard lock(cmd_mutex);
+                stop_now = stopping && (active.empty() || clock::now() >= stop_deadline);
+            }
+            if (stop_now) {
+                std::vector<seq_id> ids;
+                for (auto& [id, r] : active) ids.push_back(id);
+                for (seq_id id : ids) finish(id, finish_reason::aborted, "server shutting down");
+                publish_gauges();
+                co_return;
+            }
+            if (active.empty()) {
+                publish_gauges();
+                co_await wait_for_work{this};
+                continue;
+            }
+
+            const step_plan plan = sched.schedule();
+            const clock::time_point now = clock::now();
+            for (seq_id id : plan.preempted) {
+                metrics.preemptions.fetch_add(1, std::memory_order_relaxed);
+                if (auto it = active.find(id); it != active.end()) ++it->second.preemptions;
+            }
+            if (plan.empty()) {
+                // Nothing fits although requests wait: with a cache that holds
+                // every admitted request alone, this only happens if the
+                // scheduler is stuck; fail the waiting ones rather than spin.
+                if (++idle_plans >= 2) {
+                    std::vector<seq_id> ids;
+                    for (auto& [id, r] : active) ids.push_back(id);
+                    for (seq_id id : ids) finish(id, finish_reason::error, "request could not be scheduled");
+                    idle_plans = 0;
+                }
+                continue;
+            }
+            idle_plans = 0;
+
+            step_batch.chunks.clear();
+            for (const scheduled_chunk& c : plan.chunks) {
+                step_batch.chunks.push_back({c.id, c.start, c.tokens, c.blocks, c.samples});
+                if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
+                    it->second.first_scheduled = now;
+                    metrics.queue_time.observe(seconds_between(it->second.arrival, now));
+                }
+            }
+            publish_gauges();
+            std::exception_ptr failure;
+            try {
+                co_await backend->step(step_batch, step_out);
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            co_await ctx.schedule(); // back from the backend's thread
+            metrics.steps.fetch_add(1, std::memory_order_relaxed);
+            if (failure) {
+                std::string why = "model step failed";
+                try {
+                    std::rethrow_exception(failure);
+                } catch (const std::exception& e) {
+                    why = fmt::format("model step failed: {}", e.what());
+                }
+                for (const scheduled_chunk& c : plan.chunks) finish(c.id, finish_reason::error, why);
+                continue;
+            }
+            process_step(plan);
+        }
+    }
+};
+
+// --- engine -------------------------------------------------------------------
+
+engine::engine(std::unique_ptr<model_backend> backend, std::shared_ptr<const tokenizer> tok, engine_options opts)
+    : m_impl(std::make_unique<impl>(std::move(backend), std::move(tok), std::move(opts))) {
+    m_impl->thread = std::thread([this] { m_impl->ctx.run(m_impl->loop()); });
+}
+
+engine::~engine() { shutdown(); }
+
+void engine::shutdown(clock::time_point deadline) {
+    {
+        std::lock_guard lock(m_impl->cmd_mutex);
+        if (!m_impl->stopping) {
+            m_impl->stopping = true;
+            m_impl->stop_deadline = deadline;
+        } else {
+            m_impl->stop_deadline = std::min(m_impl->stop_deadline, deadline);
+        }
+        m_impl->wake_locked();
+    }
+    if (m_impl->thread.joinable() && m_impl->thread.get_id() != std::this_thread::get_id()) {
+        m_impl->thread.join();
+    }
+}
+
+submit_result engine::submit(generation_request req, resume_target resume_on) {
+    submit_result out;
+    const model_config& c = m_impl->backend->config();
+    const scheduler_config& sc = m_impl->opts.scheduler;
+    if (req.prompt.empty()) {
+        out.status = submit_status::invalid;
+        out.message = "the prompt is empty";
+        return out;
+    }
+    for (token_id t : req.prompt) {
+        if (t < 0 || static_cast<std::size_t>(t) >= c.n_vocab) {
+            out.status = submit_status::invalid;
+            out.message = fmt::format("token {} is outside the vocabulary of {} tokens", t, c.n_vocab);
+            return out;
+        }
+    }
+    if (req.max_tokens == 0) {
+        out.status = submit_status::invalid;
+        out.message = "max_tokens must be at least 1";
+        return out;
+    }
+    const std::size_t total = req.prompt.size() + req.max_tokens;
+    const std::size_t cache_tokens = m_impl->blocks.num_blocks() * m_impl->blocks.block_size();
+    if (total > sc.max_context || total > cache_tokens) {
+        out.status = submit_status::too_long;
+        out.message = fmt::format(
+            "the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than the context of {} tokens",
+            req.prompt.size(), req.max_tokens, total, std::min(sc.max_context, cache_tokens));
+        return out;
+    }
+    auto box = std::make_shared<detail::request_mailbox>();
+    box->resume_on = resume_on;
+    {
+        std::lock_guard lock(m_impl->cmd_mutex);
+        if (m_impl->stopping) {
+            out.status = submit_status::shutting_down;
+            out.message = "the server is shutting down";
+            return out;
+        }
+        if (m_impl->waiting_estimate + m_impl->incoming.size() >= sc.max_waiting) {
+            m_impl->metrics.rejected.fetch_add(1, std::memory_order_relaxed);
+            out.status = submit_status::queue_full;
+            out.message = fmt::format("the waiting queue is full ({} requests)", sc.max_waiting);
+            return out;
+        }
+        box->id = m_impl->next_id++;
+        m_impl->incoming.push_back({box, std::move(req), clock::now()});
+        m_impl->wake_locked();
+    }
+    out.status = submit_status::accepted;
+    out.stream.emplace(std::move(box), *this);
+    return out;
+}
+
+void engine::abort(seq_id id) {
+    std::lock_guard lock(m_impl->cmd_mutex);
+    m_impl->aborts.push_back(id);
+    m_impl->wake_locked();
+}
+
+const serve_metrics& engine::metrics() const noexcept { return m_impl->metrics; }
+serve_metrics& engine::metrics() noexcept { return m_impl->metrics; }
+const model_config& engine::config() const noexcept { return m_impl->backend->config(); }
+const tokenizer& engine::vocab() const noexcept { return *m_impl->tok; }
+const model_backend& engine::backend() const noexcept { return *m_impl->backend; }
+const engine_options& engine::options() const noexcept { return m_impl->opts; }
+
+// --- generation_stream ----------------------------------------------------------
+
+generation_stream::generation_stream(std::shared_ptr<detail::request_mailbox> box, engine& e) noexcept
+    : m_box(std::move(box)), m_engine(&e) {}
+
+generation_stream::generation_stream(generation_stream&& o) noexcept
+    : m_box(std::move(o.m_box)), m_engine(o.m_engine) {}
+
+generation_stream::~generation_stream() {
+    if (m_box) cancel();
+}
+
+seq_id generation_stream::id() const noexcept { return m_box ? m_box->id : 0; }
+
+void generation_stream::cancel() {
+    {
+        std::lock_guard lock(m_box->mutex);
+        if (m_box->finished) return;
+    }
+    m_engine->abort(m_box->id);
+}
+
+generation_stream::next_awaiter generation_stream::next() noexcept { return next_awaiter{this, std::nullopt}; }
+
+bool generation_stream::next_awaiter::await_ready() {
+    detail::request_mailbox& b = *m_stream->m_box;
+    std::lock_guard lock(b.mutex);
+    return b.has_pending || b.final_taken;
+}
+
+bool generation_stream::next_awaiter::suspend(std::coroutine_handle<> h, const std::stop_token& token) {
+    detail::request_mailbox* b = m_stream->m_box.get();
+    if (token.stop_possible()) {
+        // Armed before the waiter is published, so no wake-up can race with
+        // arming it; if stop is already requested it runs here and marks the
+        // box, and we do not suspend.
+        m_on_stop.emplace(token, std::function<void()>([b] {
+            std::coroutine_handle<> wake;
+            {
+                std::lock_guard lock(b->mutex);
+                b->cancelled = true;
+                wake = std::exchange(b->waiter, {});
+            }
+            if (wake) b->resume_on.post(wake);
+        }));
+    }
+    std::lock_guard lock(b->mutex);
+    if (b->cancelled || b->has_pending || b->final_taken) return false;
+    b->waiter = h;
+    return true;
+}
+
+std::optional<generation_update> generation_stream::next_awaiter::await_resume() {
+    m_on_stop.reset(); // waits for a stop callback running elsewhere
+    detail::request_mailbox& b = *m_stream->m_box;
+    std::unique_lock lock(b.mutex);
+    if (b.cancelled) {
+        lock.unlock();
+        m_stream->cancel();
+        throw operation_cancelled();
+    }
+    if (b.has_pending) {
+        generation_update u = std::move(b.pending);
+        b.pending = generation_update{};
+        b.has_pending = false;
+        if (b.finished) b.final_taken = true;
+        return u;
+    }
+    return std::nullopt;
+}
+
+} // namespace weft::serve

@@ -1,0 +1,103 @@
+#include <weft/serve/metrics.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace weft::serve {
+
+std::string_view to_string(finish_reason r) noexcept {
+    switch (r) {
+    case finish_reason::stop: return "stop";
+    case finish_reason::length: return "length";
+    case finish_reason::aborted: return "abort";
+    case finish_reason::timeout: return "timeout";
+    case finish_reason::error: return "error";
+    }
+    return "unknown";
+}
+
+histogram::histogram(std::vector<double> bounds) : m_bounds(std::move(bounds)), m_counts(m_bounds.size() + 1) {
+    std::sort(m_bounds.begin(), m_bounds.end());
+}
+
+void histogram::observe(double value) {
+    const auto it = std::lower_bound(m_bounds.begin(), m_bounds.end(), value);
+    std::lock_guard lock(m_mutex);
+    ++m_counts[static_cast<std::size_t>(it - m_bounds.begin())];
+    m_sum += value;
+    ++m_count;
+}
+
+std::uint64_t histogram::count() const {
+    std::lock_guard lock(m_mutex);
+    return m_count;
+}
+
+void histogram::render(std::string& out, std::string_view name, std::string_view help) const {
+    std::vector<std::uint64_t> counts;
+    double sum = 0;
+    std::uint64_t count = 0;
+    {
+        std::lock_guard lock(m_mutex);
+        counts = m_counts;
+        sum = m_sum;
+        count = m_count;
+    }
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < m_bounds.size(); ++i) {
+        cumulative += counts[i];
+        fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"{}\"}} {}\n", name, m_bounds[i], cumulative);
+    }
+    cumulative += counts.back();
+    fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, cumulative,
+                   name, sum, name, count);
+}
+
+namespace {
+std::vector<double> latency_bounds() {
+    return {0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0};
+}
+} // namespace
+
+serve_metrics::serve_metrics()
+    : time_to_first_token(latency_bounds()), inter_token_latency(latency_bounds()), e2e_latency(latency_bounds()),
+      queue_time(latency_bounds()) {}
+
+std::string serve_metrics::render(std::string_view model_name) const {
+    std::string out;
+    auto gauge = [&](std::string_view name, std::string_view help, std::size_t v) {
+        fmt::format_to(std::back_inserter(out), "# HELP weft_{} {}\n# TYPE weft_{} gauge\nweft_{}{{model=\"{}\"}} {}\n",
+                       name, help, name, name, model_name, v);
+    };
+    auto counter = [&](std::string_view name, std::string_view help, std::uint64_t v) {
+        fmt::format_to(std::back_inserter(out),
+                       "# HELP weft_{} {}\n# TYPE weft_{} counter\nweft_{}{{model=\"{}\"}} {}\n", name, help, name,
+                       name, model_name, v);
+    };
+    constexpr auto relaxed = std::memory_order_relaxed;
+    gauge("requests_running", "Requests in the running batch.", requests_running.load(relaxed));
+    gauge("requests_waiting", "Requests waiting to be scheduled.", requests_waiting.load(relaxed));
+    gauge("kv_blocks_used", "KV-cache blocks in use.", kv_blocks_used.load(relaxed));
+    gauge("kv_blocks_total", "KV-cache blocks in all.", kv_blocks_total.load(relaxed));
+    counter("preemptions_total", "Sequences preempted (blocks freed, recomputed later).", preemptions.load(relaxed));
+    counter("requests_rejected_total", "Requests refused with 429 because the waiting queue was full.",
+            rejected.load(relaxed));
+    counter("prompt_tokens_total", "Prompt tokens of admitted requests.", prompt_tokens.load(relaxed));
+    counter("generation_tokens_total", "Tokens generated.", generation_tokens.load(relaxed));
+    counter("engine_steps_total", "Forward steps run.", steps.load(relaxed));
+    out += "# HELP weft_requests_finished_total Requests finished, by reason.\n"
+           "# TYPE weft_requests_finished_total counter\n";
+    for (std::size_t i = 0; i < finished.size(); ++i) {
+        fmt::format_to(std::back_inserter(out), "weft_requests_finished_total{{model=\"{}\",reason=\"{}\"}} {}\n",
+                       model_name, to_string(static_cast<finish_reason>(i)), finished[i].load(relaxed));
+    }
+    time_to_first_token.render(out, "weft_time_to_first_token_seconds", "Arrival to first generated token.");
+    inter_token_latency.render(out, "weft_inter_token_latency_seconds", "Time between consecutive tokens of a request.");
+    e2e_latency.render(out, "weft_e2e_request_latency_seconds", "Arrival to the last token.");
+    queue_time.render(out, "weft_request_queue_time_seconds", "Arrival to first scheduled step.");
+    return out;
+}
+
+} // namespace weft::serve
