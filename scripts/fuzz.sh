@@ -1,21 +1,64 @@
 #!/usr/bin/env bash
-# Fuzzes weft::http::request_parser with libFuzzer (clang++, ASan + UBSan).
+# Fuzzes weft's parsers with libFuzzer (clang++, ASan + UBSan).
 #
-#   bash scripts/fuzz.sh [SECONDS] [extra libFuzzer args...]   (default 60 s)
+#   bash scripts/fuzz.sh [--target http|gguf] [SECONDS] [extra libFuzzer args...]
 #
-# Compiles tests/http/fuzz/request_parser_fuzz.cpp with the parser sources
-# directly (no CMake) into build/fuzz/, copies the seed corpus there (the seeds
-# in the repository are never modified) and runs for a bounded time. Exits
-# non-zero if the fuzzer finds a crash or an invariant violation; the
-# reproducer is left in build/fuzz/ (crash-*). Needs clang++ with libFuzzer
-# (Debian: clang and libclang-rt-<version>-dev).
+# Targets (default http, 60 s):
+#   http  weft::http::request_parser: tests/http/fuzz/request_parser_fuzz.cpp
+#         with the parser sources, in build/fuzz/ (seeds: tests/http/fuzz/corpus)
+#   gguf  weft::serve::gguf_file: tests/serve/fuzz/gguf_fuzz.cpp with
+#         modules/serve/src/gguf*.cpp, in build/fuzz/gguf/
+#         (seeds: tests/serve/fuzz/gguf_corpus)
+#
+# Each target is compiled directly (no CMake), its seed corpus is copied into
+# the output directory (the seeds in the repository are never modified) and
+# the fuzzer runs for a bounded time. Exits non-zero if the fuzzer finds a
+# crash or an invariant violation; the reproducer is left in the output
+# directory (crash-*). Needs clang++ with libFuzzer (Debian: clang and
+# libclang-rt-<version>-dev).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+target=http
+if [[ "${1:-}" == --target ]]; then
+  target="${2:?fuzz.sh: --target needs a name (http or gguf)}"
+  shift 2
+elif [[ "${1:-}" == --target=* ]]; then
+  target="${1#--target=}"
+  shift
+fi
 
 seconds="${1:-60}"
 shift || true
 cxx="${CXX_FUZZ:-clang++}"
-out=build/fuzz
+flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer
+       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+
+case "$target" in
+  http)
+    out=build/fuzz
+    binary=request_parser_fuzz
+    seeds=tests/http/fuzz/corpus
+    sources=(-Iinclude -Imodules/http/include
+             tests/http/fuzz/request_parser_fuzz.cpp
+             modules/http/src/request_parser.cpp modules/http/src/message.cpp)
+    run_args=(-max_len=4096)
+    ;;
+  gguf)
+    out=build/fuzz/gguf
+    binary=gguf_fuzz
+    seeds=tests/serve/fuzz/gguf_corpus
+    sources=(-Imodules/serve/include -Imodules/serve/src
+             tests/serve/fuzz/gguf_fuzz.cpp modules/serve/src/gguf*.cpp)
+    # The reader must never allocate much more than its input: a small
+    # malloc limit turns a disproportionate allocation into a finding.
+    run_args=(-max_len=8192 -malloc_limit_mb=64)
+    ;;
+  *)
+    echo "fuzz.sh: unknown target '$target' (http or gguf)" >&2
+    exit 2
+    ;;
+esac
 mkdir -p "$out"
 
 if ! command -v "$cxx" >/dev/null 2>&1; then
@@ -23,20 +66,15 @@ if ! command -v "$cxx" >/dev/null 2>&1; then
   exit 2
 fi
 
-echo "fuzz.sh: building $out/request_parser_fuzz with $cxx"
-"$cxx" -std=c++20 -O1 -g -fno-omit-frame-pointer \
-  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -Iinclude -Imodules/http/include \
-  tests/http/fuzz/request_parser_fuzz.cpp \
-  modules/http/src/request_parser.cpp modules/http/src/message.cpp \
-  -o "$out/request_parser_fuzz"
+echo "fuzz.sh: building $out/$binary with $cxx"
+"$cxx" "${flags[@]}" "${sources[@]}" -o "$out/$binary"
 
 rm -rf "$out/corpus"
-cp -r tests/http/fuzz/corpus "$out/corpus"
+cp -r "$seeds" "$out/corpus"
 
 echo "fuzz.sh: running for ${seconds}s on a copy of the seed corpus"
 cd "$out"
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-./request_parser_fuzz -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+"./$binary" -max_total_time="$seconds" "${run_args[@]}" -timeout=10 \
   -print_final_stats=1 "$@" corpus
