@@ -1,0 +1,204 @@
+// weft-model-bench: the CPU backend's speed against the machine's memory
+// bandwidth, measured in the same run.
+//
+//   weft-model-bench [--size small] [--types f32,q8_0] [--threads 2] [--json out.json]
+//
+// 1. Memory bandwidth: a large multi-threaded copy (bytes read + written per
+//    second, the STREAM "copy" convention).
+// 2. Single-sequence decode step time against the bandwidth floor (the bytes
+//    of every weight matrix a step reads / bandwidth).
+// 3. Decode throughput at batch 1, 2, 4, ..., 64 (each sequence with a
+//    64-token context).
+// 4. Prefill tokens/s for one 512-token prompt.
+// Times are medians of repeated runs; ratios compare figures of one run.
+#include <weft/serve/cpu_backend.hpp>
+#include <weft/serve/demo_model.hpp>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace weft::serve;
+using clock_type = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+/// Bytes moved per second by `threads` threads copying a 256 MiB buffer
+/// each way; the best of 5 rounds.
+double copy_bandwidth(std::size_t threads) {
+    const std::size_t bytes = std::size_t{256} << 20;
+    std::vector<char> src(bytes, 1), dst(bytes, 0);
+    double best = 0;
+    for (int round = 0; round < 5; ++round) {
+        const auto start = clock_type::now();
+        std::vector<std::thread> pool;
+        for (std::size_t t = 0; t < threads; ++t) {
+            pool.emplace_back([&, t] {
+                const std::size_t per = bytes / threads;
+                std::memcpy(dst.data() + t * per, src.data() + t * per, per);
+            });
+        }
+        for (auto& th : pool) th.join();
+        const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
+        best = std::max(best, 2.0 * static_cast<double>(bytes) / secs);
+    }
+    if (dst[bytes / 2] != 1) std::abort(); // keep the copy observable
+    return best;
+}
+
+/// Sequences of the benchmark, each with its own run of blocks.
+struct bench_sequence {
+    std::vector<token_id> tokens;
+    std::vector<block_id> blocks;
+    std::size_t computed = 0;
+};
+
+struct bench_run {
+    std::shared_ptr<const model> m;
+    std::unique_ptr<cpu_backend> backend;
+    std::size_t block_size = 16;
+
+    bench_run(const std::filesystem::path& path, std::size_t threads, std::size_t max_seqs, std::size_t max_len) {
+        m = model::load(path);
+        const std::size_t blocks_per_seq = (max_len + block_size - 1) / block_size;
+        backend = std::make_unique<cpu_backend>(
+            m, cpu_backend_options{.threads = threads, .kv_blocks = max_seqs * blocks_per_seq, .kv_block_size = block_size});
+    }
+
+    std::vector<bench_sequence> make(std::size_t count, std::size_t prompt, std::size_t max_len) {
+        const std::size_t per = (max_len + block_size - 1) / block_size;
+        std::vector<bench_sequence> seqs(count);
+        for (std::size_t i = 0; i < count; ++i) {
+            for (std::size_t t = 0; t < prompt; ++t) {
+                seqs[i].tokens.push_back(static_cast<token_id>((i * 131 + t * 17 + 1) % m->config().n_vocab));
+            }
+            for (std::size_t b = 0; b < per; ++b) seqs[i].blocks.push_back(static_cast<block_id>(i * per + b));
+        }
+        return seqs;
+    }
+
+    /// Runs every sequence's remaining prompt as one chunk per sequence.
+    double prefill(std::vector<bench_sequence>& seqs) {
+        batch b;
+        for (std::size_t i = 0; i < seqs.size(); ++i) {
+            auto& s = seqs[i];
+            b.chunks.push_back({i, s.computed, std::span<const token_id>(s.tokens).subspan(s.computed), s.blocks, true});
+        }
+        step_output out;
+        const auto start = clock_type::now();
+        backend->step_sync(b, out);
+        const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
+        for (auto& s : seqs) s.computed = s.tokens.size();
+        return secs;
+    }
+
+    /// One decode step over all sequences (each appends its greedy token).
+    double decode(std::vector<bench_sequence>& seqs, step_output& out) {
+        batch b;
+        for (std::size_t i = 0; i < seqs.size(); ++i) {
+            auto& s = seqs[i];
+            b.chunks.push_back({i, s.computed, std::span<const token_id>(s.tokens).subspan(s.computed, 1), s.blocks, true});
+        }
+        const auto start = clock_type::now();
+        backend->step_sync(b, out);
+        const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
+        for (std::size_t i = 0; i < seqs.size(); ++i) {
+            const auto row = out.row(i);
+            seqs[i].computed += 1;
+            seqs[i].tokens.push_back(static_cast<token_id>(std::max_element(row.begin(), row.end()) - row.begin()));
+        }
+        return secs;
+    }
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"CPU backend speed against memory bandwidth"};
+    std::string size = "small";
+    std::vector<std::string> types{"f32", "q8_0"};
+    std::size_t threads = 2;
+    std::string json_path = "build/bench-model.json";
+    std::string cache = "build/bench-models";
+    std::size_t steps = 16;
+    app.add_option("--size", size)->capture_default_str();
+    app.add_option("--types", types)->delimiter(',')->capture_default_str();
+    app.add_option("--threads", threads)->capture_default_str();
+    app.add_option("--json", json_path)->capture_default_str();
+    app.add_option("--cache", cache, "where demo models are written")->capture_default_str();
+    app.add_option("--steps", steps, "decode steps per measurement")->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+
+    nlohmann::json report;
+    const double bandwidth = copy_bandwidth(threads);
+    fmt::print("memory bandwidth (copy, {} threads): {:.1f} GB/s\n", threads, bandwidth / 1e9);
+    report["threads"] = threads;
+    report["bandwidth_gb_s"] = bandwidth / 1e9;
+    report["model"] = size;
+
+    for (const std::string& type_name : types) {
+        const ggml_type type = parse_weight_type(type_name);
+        const auto path = ensure_demo_model(size, type, cache);
+        const std::size_t context = 64;
+        const std::size_t max_batch = 64;
+        bench_run run(path, threads, max_batch + 1, 600);
+        const double weight_bytes = static_cast<double>(run.m->step_weight_bytes());
+        const double floor_s = weight_bytes / bandwidth;
+        nlohmann::json t;
+        t["weight_bytes"] = weight_bytes;
+        t["floor_ms"] = floor_s * 1e3;
+        fmt::print("\n{} {}: {:.1f} MB of weights per step, floor {:.2f} ms\n", size, type_name, weight_bytes / 1e6,
+                   floor_s * 1e3);
+
+        // Decode throughput at each batch size (batch 1 doubles as the step time).
+        fmt::print("{:>6} {:>10} {:>10} {:>9}\n", "batch", "step ms", "tokens/s", "x batch1");
+        double batch1 = 0;
+        nlohmann::json rows = nlohmann::json::array();
+        for (std::size_t bsz = 1; bsz <= max_batch; bsz *= 2) {
+            auto seqs = run.make(bsz, context, 600);
+            run.prefill(seqs);
+            step_output out;
+            run.decode(seqs, out); // warm-up
+            std::vector<double> times;
+            for (std::size_t s = 0; s < steps; ++s) times.push_back(run.decode(seqs, out));
+            const double step = median(times);
+            const double tps = static_cast<double>(bsz) / step;
+            if (bsz == 1) batch1 = tps;
+            fmt::print("{:>6} {:>10.2f} {:>10.0f} {:>8.2f}x\n", bsz, step * 1e3, tps, tps / batch1);
+            rows.push_back({{"batch", bsz}, {"step_ms", step * 1e3}, {"tokens_per_s", tps}, {"speedup", tps / batch1}});
+            if (bsz == 1) {
+                t["decode_step_ms"] = step * 1e3;
+                t["fraction_of_floor"] = floor_s / step;
+                fmt::print("       batch-1 step is {:.0f}% of the bandwidth floor's speed\n", 100.0 * floor_s / step);
+            }
+        }
+        t["decode"] = rows;
+
+        // Prefill of one 512-token prompt.
+        std::vector<double> times;
+        for (int r = 0; r < 3; ++r) {
+            auto seqs = run.make(1, 512, 600);
+            times.push_back(run.prefill(seqs));
+        }
+        const double pf = 512.0 / median(times);
+        fmt::print("prefill, 512-token prompt: {:.0f} tokens/s\n", pf);
+        t["prefill_tokens_per_s"] = pf;
+        report["types"][type_name] = t;
+    }
+    std::ofstream(json_path) << report.dump(2) << "\n";
+    fmt::print("\nwrote {}\n", json_path);
+    return 0;
+}

@@ -1,0 +1,163 @@
+/// \file
+/// `scheduler`: iteration-level ("continuous") batching over a paged KV cache.
+/// Each `schedule()` builds the next model step, a ragged batch of token
+/// chunks under a token budget; `commit()` records that the step ran and
+/// appends the sampled tokens. Sequences join and leave between steps.
+///
+/// A step is built in three passes, each in a fixed order:
+///  1. every running sequence that is decoding (one uncomputed token: the last
+///     one it sampled) gets that token, so streams never stall;
+///  2. running sequences still prefilling get their next chunk;
+///  3. waiting sequences are admitted (up to `max_running`) by priority class,
+///     smaller first, arrival order within a class. A waiting sequence's
+///     class improves by one every `aging_steps` schedule() calls it waited,
+///     so low-priority work cannot starve. Nothing is admitted in a step that
+///     preempted, and admission stops at the first sequence whose chunk does
+///     not find free blocks (so a later one cannot overtake it).
+/// A prefill chunk is min(uncomputed tokens, budget left, `long_prefill_chunk`
+/// when non-zero), so a long prompt is spread over several steps.
+///
+/// Before a chunk is added, the sequence's block table is grown to cover all
+/// its positions up to the end of the chunk. When blocks run out, the running
+/// sequence with the lowest priority (largest number), latest arrival, is
+/// preempted — possibly the one being scheduled, possibly one already put in
+/// this step (its chunk is withdrawn): its blocks are freed, its computed
+/// count reset to zero and it waits at the head of its class, to be
+/// recomputed later over prompt + generated tokens. The most urgent running
+/// sequence therefore always progresses. `add()` refuses (too_long) a request
+/// whose full context could never fit the cache, so a sequence alone always
+/// fits and no sequence can be stuck.
+///
+/// The scheduler never schedules a sequence that has generated
+/// `max_new_tokens`; the engine ends it with `finish()` (or earlier, on a stop
+/// condition). Calling `schedule()` again without `commit()` abandons the
+/// previous plan (its tokens are scheduled again); committing a plan other
+/// than the latest is a `std::logic_error`. Everything is deterministic: the
+/// same calls give the same plans.
+///
+/// Spans in a `step_plan` point into scheduler-owned storage and stay valid
+/// until the next mutating call (`add`, `schedule`, `commit`, `finish`,
+/// `abort`).
+///
+/// Threading: not synchronized; one owner (the engine loop) uses it.
+#pragma once
+
+#include <weft/serve/block_manager.hpp>
+#include <weft/serve/token.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+namespace weft::serve {
+
+struct scheduler_config {
+    std::size_t max_batch_tokens = 512; ///< tokens per step; must be >= max_running
+    std::size_t max_running = 256;      ///< sequences holding KV blocks at once
+    std::size_t max_waiting = 1024;     ///< queued requests before add() says queue_full
+    std::size_t max_context = 2048;     ///< prompt + max_new_tokens limit
+    std::size_t aging_steps = 64;       ///< schedule() calls per class of aging (0: no aging)
+    std::size_t long_prefill_chunk = 0; ///< largest prefill chunk (0: budget-limited only)
+};
+
+struct sequence_request {
+    seq_id id = 0;
+    std::vector<token_id> prompt;
+    std::size_t max_new_tokens = 0; ///< at least 1
+    int priority = 0;               ///< smaller = more urgent
+};
+
+enum class admit_result { accepted, queue_full, too_long, duplicate_id };
+
+struct scheduled_chunk {
+    seq_id id = 0;
+    std::size_t start = 0;              ///< position of the first token
+    std::span<const token_id> tokens;   ///< the tokens at [start, start + size)
+    std::span<const block_id> blocks;   ///< block table covering [0, start + tokens.size())
+    bool samples = false;               ///< ends at the sequence's last token: sample its next one
+};
+
+struct step_plan {
+    std::vector<scheduled_chunk> chunks;
+    std::vector<seq_id> preempted; ///< sequences sent back to waiting by this step
+    std::size_t num_tokens = 0;    ///< sum of chunk sizes, <= max_batch_tokens
+    std::uint64_t step = 0;        ///< which schedule() call built it (for commit)
+    bool empty() const noexcept { return chunks.empty(); }
+};
+
+class scheduler {
+public:
+    /// Throws `std::invalid_argument` for a zero budget, running or context
+    /// limit, or `max_running > max_batch_tokens` (every decode must fit a
+    /// step), and for a cache geometry `block_manager` refuses.
+    scheduler(const scheduler_config& config, std::size_t num_blocks, std::size_t block_size);
+    ~scheduler();
+    scheduler(const scheduler&) = delete;
+    scheduler& operator=(const scheduler&) = delete;
+
+    /// Queues a request. too_long: empty prompt, prompt + max_new_tokens over
+    /// max_context, or more KV blocks than the cache has. Throws
+    /// `std::invalid_argument` for max_new_tokens == 0.
+    admit_result add(sequence_request request);
+
+    /// The next step (possibly empty when nothing can run).
+    step_plan schedule();
+
+    /// The step `plan` (the latest one) ran: its chunk tokens are computed and
+    /// `sampled` holds one token per chunk with `samples`, in chunk order,
+    /// each appended to its sequence. Sequences finished or aborted since are
+    /// skipped. Throws `std::invalid_argument` when the count of sampled
+    /// tokens is wrong, `std::logic_error` for a stale or repeated plan.
+    void commit(const step_plan& plan, std::span<const token_id> sampled);
+
+    /// Removes a sequence (running or waiting) and frees its blocks at once.
+    /// False when the id is unknown.
+    bool finish(seq_id id);
+    bool abort(seq_id id);
+
+    std::size_t num_running() const noexcept { return m_running.size(); }
+    std::size_t num_waiting() const noexcept { return m_waiting.size(); }
+    std::uint64_t total_preemptions() const noexcept { return m_preemptions; }
+    bool contains(seq_id id) const { return m_sequences.contains(id); }
+    bool is_running(seq_id id) const;
+    /// Prompt + generated tokens, or nullptr for an unknown id.
+    const std::vector<token_id>* tokens(seq_id id) const;
+    /// Tokens generated so far; throws `std::out_of_range` for an unknown id.
+    std::size_t num_generated(seq_id id) const;
+    /// Tokens whose KV entries are computed; throws `std::out_of_range`.
+    std::size_t num_computed(seq_id id) const;
+    /// The sequence's block table (empty while waiting or unknown).
+    std::span<const block_id> block_table(seq_id id) const;
+    const block_manager& blocks() const noexcept { return m_blocks; }
+    const scheduler_config& config() const noexcept { return m_config; }
+
+private:
+    struct sequence;
+    struct build;
+
+    sequence* find(seq_id id) const;
+    std::size_t prefill_cap() const noexcept;
+    bool reserve(sequence& s, std::size_t positions, build& b);
+    void schedule_running(sequence& s, std::size_t n, build& b);
+    void preempt(sequence& s, build& b);
+    void admit_waiting(build& b);
+    void release_blocks(sequence& s);
+    bool remove(seq_id id);
+
+    scheduler_config m_config;
+    block_manager m_blocks;
+    std::unordered_map<seq_id, std::unique_ptr<sequence>> m_sequences;
+    std::vector<sequence*> m_running; // admission order
+    std::vector<sequence*> m_waiting; // unordered; sorted per schedule()
+    std::uint64_t m_steps = 0;        // schedule() calls so far
+    std::uint64_t m_committed = 0;    // step of the last committed plan
+    std::uint64_t m_arrivals = 0;
+    std::int64_t m_queue_back = 0;    // queue keys: new arrivals count up,
+    std::int64_t m_queue_front = 0;   // preempted sequences count down
+    std::uint64_t m_preemptions = 0;
+};
+
+} // namespace weft::serve

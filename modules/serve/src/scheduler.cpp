@@ -1,0 +1,298 @@
+#include <weft/serve/scheduler.hpp>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace weft::serve {
+
+struct scheduler::sequence {
+    seq_id id = 0;
+    std::vector<token_id> tokens; // prompt + generated
+    std::size_t prompt_size = 0;
+    std::size_t max_new_tokens = 0;
+    int priority = 0;
+    std::uint64_t arrival = 0;       // add() order: preemption victims are the latest
+    std::int64_t queue_key = 0;      // order within a priority class while waiting
+    std::uint64_t waiting_since = 0; // schedule() calls before it began waiting
+    std::size_t computed = 0;        // positions whose KV entries exist
+    std::vector<block_id> blocks;
+    bool running = false;
+    std::uint64_t scheduled_step = 0; // last plan that carried a chunk of it
+
+    std::size_t generated() const noexcept { return tokens.size() - prompt_size; }
+    bool done() const noexcept { return generated() >= max_new_tokens; }
+    std::size_t uncomputed() const noexcept { return tokens.size() - computed; }
+};
+
+// The step being built: chunks chosen so far (withdrawable until the end) and
+// the budget they leave.
+struct scheduler::build {
+    struct entry {
+        sequence* seq;
+        std::size_t start;
+        std::size_t size;
+    };
+    std::vector<entry> entries;
+    std::size_t budget;
+    std::vector<seq_id>& preempted;
+    std::uint64_t step;
+};
+
+scheduler::scheduler(const scheduler_config& config, std::size_t num_blocks, std::size_t block_size)
+    : m_config(config), m_blocks(num_blocks, block_size) {
+    if (config.max_batch_tokens == 0 || config.max_running == 0 || config.max_context == 0) {
+        throw std::invalid_argument("scheduler: max_batch_tokens, max_running and max_context must be at least 1");
+    }
+    if (config.max_running > config.max_batch_tokens) {
+        throw std::invalid_argument("scheduler: max_running (" + std::to_string(config.max_running) +
+                                    ") exceeds max_batch_tokens (" + std::to_string(config.max_batch_tokens) +
+                                    "): every running sequence's decode must fit one step");
+    }
+}
+
+scheduler::~scheduler() = default;
+
+admit_result scheduler::add(sequence_request request) {
+    if (request.max_new_tokens == 0) {
+        throw std::invalid_argument("scheduler::add: max_new_tokens must be at least 1");
+    }
+    const std::size_t prompt = request.prompt.size();
+    if (prompt == 0 || prompt > m_config.max_context || request.max_new_tokens > m_config.max_context - prompt) {
+        return admit_result::too_long;
+    }
+    // The last sampled token is never fed back, so the cache holds at most
+    // prompt + max_new_tokens - 1 positions.
+    if (block_manager::blocks_for(prompt + request.max_new_tokens - 1, m_blocks.block_size()) >
+        m_blocks.num_blocks()) {
+        return admit_result::too_long;
+    }
+    if (contains(request.id)) {
+        return admit_result::duplicate_id;
+    }
+    if (m_waiting.size() >= m_config.max_waiting) {
+        return admit_result::queue_full;
+    }
+    auto s = std::make_unique<sequence>();
+    s->id = request.id;
+    s->tokens = std::move(request.prompt);
+    s->prompt_size = prompt;
+    s->max_new_tokens = request.max_new_tokens;
+    s->priority = request.priority;
+    s->arrival = m_arrivals++;
+    s->queue_key = ++m_queue_back;
+    s->waiting_since = m_steps;
+    m_waiting.push_back(s.get());
+    m_sequences.emplace(request.id, std::move(s));
+    return admit_result::accepted;
+}
+
+step_plan scheduler::schedule() {
+    step_plan plan;
+    plan.step = ++m_steps;
+    build b{{}, m_config.max_batch_tokens, plan.preempted, plan.step};
+    const std::size_t chunk_cap = prefill_cap();
+
+    // Preemption edits m_running; iterate over the sequences running at the start.
+    const std::vector<sequence*> running = m_running;
+    for (sequence* s : running) {
+        if (s->running && !s->done() && s->uncomputed() == 1) {
+            schedule_running(*s, 1, b); // fits: max_running <= max_batch_tokens
+        }
+    }
+    for (sequence* s : running) {
+        if (b.budget == 0) {
+            break;
+        }
+        if (s->running && !s->done() && s->uncomputed() > 1) {
+            schedule_running(*s, std::min({s->uncomputed(), b.budget, chunk_cap}), b);
+        }
+    }
+    // Blocks just ran out: admitting now would only preempt again.
+    if (plan.preempted.empty()) {
+        admit_waiting(b);
+    }
+
+    plan.chunks.reserve(b.entries.size());
+    for (const auto& e : b.entries) {
+        sequence& s = *e.seq;
+        s.scheduled_step = plan.step;
+        const auto tokens = std::span<const token_id>(s.tokens).subspan(e.start, e.size);
+        plan.chunks.push_back(scheduled_chunk{s.id, e.start, tokens, s.blocks, e.start + e.size == s.tokens.size()});
+        plan.num_tokens += e.size;
+    }
+    return plan;
+}
+
+std::size_t scheduler::prefill_cap() const noexcept {
+    return m_config.long_prefill_chunk != 0 ? m_config.long_prefill_chunk : m_config.max_batch_tokens;
+}
+
+void scheduler::schedule_running(sequence& s, std::size_t n, build& b) {
+    const std::size_t start = s.computed;
+    if (reserve(s, start + n, b)) {
+        b.entries.push_back({&s, start, n});
+        b.budget -= n;
+    }
+}
+
+bool scheduler::reserve(sequence& s, std::size_t positions, build& b) {
+    const std::size_t need = block_manager::blocks_for(positions, m_blocks.block_size());
+    while (s.blocks.size() < need) {
+        if (m_blocks.allocate(need - s.blocks.size(), s.blocks)) {
+            return true;
+        }
+        // Lowest priority (largest number), then latest arrival.
+        const auto lower = [](const sequence* x, const sequence* y) {
+            return std::pair(x->priority, x->arrival) < std::pair(y->priority, y->arrival);
+        };
+        sequence* victim = *std::max_element(m_running.begin(), m_running.end(), lower);
+        preempt(*victim, b);
+        if (victim == &s) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void scheduler::preempt(sequence& s, build& b) {
+    auto entry = std::find_if(b.entries.begin(), b.entries.end(), [&](const auto& e) { return e.seq == &s; });
+    if (entry != b.entries.end()) {
+        b.budget += entry->size;
+        b.entries.erase(entry);
+    }
+    release_blocks(s);
+    s.computed = 0;
+    s.running = false;
+    std::erase(m_running, &s);
+    s.queue_key = --m_queue_front; // head of its class
+    s.waiting_since = b.step;
+    m_waiting.push_back(&s);
+    b.preempted.push_back(s.id);
+    ++m_preemptions;
+}
+
+void scheduler::admit_waiting(build& b) {
+    const std::uint64_t calls_before = b.step - 1;
+    const auto effective = [&](const sequence* s) {
+        // A sequence preempted by this very call has not waited at all yet.
+        const std::uint64_t waited = calls_before > s->waiting_since ? calls_before - s->waiting_since : 0;
+        const auto aged = m_config.aging_steps != 0 ? static_cast<std::int64_t>(waited / m_config.aging_steps) : 0;
+        return std::int64_t{s->priority} - aged;
+    };
+    std::vector<sequence*> order = m_waiting;
+    std::sort(order.begin(), order.end(), [&](const sequence* x, const sequence* y) {
+        return std::pair(effective(x), x->queue_key) < std::pair(effective(y), y->queue_key);
+    });
+    const std::size_t chunk_cap = prefill_cap();
+    bool admitted = false;
+    for (sequence* s : order) {
+        if (m_running.size() >= m_config.max_running || b.budget == 0) {
+            break;
+        }
+        if (s->done()) {
+            continue;
+        }
+        const std::size_t n = std::min({s->uncomputed(), b.budget, chunk_cap});
+        if (!m_blocks.allocate(block_manager::blocks_for(n, m_blocks.block_size()), s->blocks)) {
+            break;
+        }
+        s->running = true;
+        m_running.push_back(s);
+        b.entries.push_back({s, 0, n});
+        b.budget -= n;
+        admitted = true;
+    }
+    if (admitted) {
+        std::erase_if(m_waiting, [](const sequence* s) { return s->running; });
+    }
+}
+
+void scheduler::commit(const step_plan& plan, std::span<const token_id> sampled) {
+    if (plan.step == 0 || plan.step != m_steps || plan.step == m_committed) {
+        throw std::logic_error("scheduler::commit: plan of step " + std::to_string(plan.step) +
+                               " is not the latest uncommitted one (latest: " + std::to_string(m_steps) + ")");
+    }
+    const auto samples = static_cast<std::size_t>(
+        std::count_if(plan.chunks.begin(), plan.chunks.end(), [](const scheduled_chunk& c) { return c.samples; }));
+    if (sampled.size() != samples) {
+        throw std::invalid_argument("scheduler::commit: " + std::to_string(sampled.size()) +
+                                    " sampled tokens for " + std::to_string(samples) + " sampling chunks");
+    }
+    m_committed = plan.step;
+    std::size_t next = 0;
+    for (const scheduled_chunk& c : plan.chunks) {
+        const token_id token = c.samples ? sampled[next++] : token_id{0};
+        sequence* s = find(c.id);
+        // Gone, or a new sequence that reuses the id.
+        if (s == nullptr || s->scheduled_step != plan.step) {
+            continue;
+        }
+        s->computed = c.start + c.tokens.size();
+        if (c.samples) {
+            s->tokens.push_back(token);
+        }
+    }
+}
+
+bool scheduler::finish(seq_id id) { return remove(id); }
+
+bool scheduler::abort(seq_id id) { return remove(id); }
+
+bool scheduler::remove(seq_id id) {
+    const auto it = m_sequences.find(id);
+    if (it == m_sequences.end()) {
+        return false;
+    }
+    sequence* s = it->second.get();
+    release_blocks(*s);
+    std::erase(s->running ? m_running : m_waiting, s);
+    m_sequences.erase(it);
+    return true;
+}
+
+void scheduler::release_blocks(sequence& s) {
+    for (const block_id blk : s.blocks) {
+        m_blocks.release(blk);
+    }
+    s.blocks.clear();
+}
+
+scheduler::sequence* scheduler::find(seq_id id) const {
+    const auto it = m_sequences.find(id);
+    return it == m_sequences.end() ? nullptr : it->second.get();
+}
+
+bool scheduler::is_running(seq_id id) const {
+    const sequence* s = find(id);
+    return s != nullptr && s->running;
+}
+
+const std::vector<token_id>* scheduler::tokens(seq_id id) const {
+    const sequence* s = find(id);
+    return s != nullptr ? &s->tokens : nullptr;
+}
+
+std::size_t scheduler::num_generated(seq_id id) const {
+    const sequence* s = find(id);
+    if (s == nullptr) {
+        throw std::out_of_range("scheduler::num_generated: unknown sequence " + std::to_string(id));
+    }
+    return s->generated();
+}
+
+std::size_t scheduler::num_computed(seq_id id) const {
+    const sequence* s = find(id);
+    if (s == nullptr) {
+        throw std::out_of_range("scheduler::num_computed: unknown sequence " + std::to_string(id));
+    }
+    return s->computed;
+}
+
+std::span<const block_id> scheduler::block_table(seq_id id) const {
+    const sequence* s = find(id);
+    return s != nullptr ? std::span<const block_id>(s->blocks) : std::span<const block_id>();
+}
+
+} // namespace weft::serve
