@@ -49,9 +49,10 @@ struct tokenizer_state;
 class tokenizer {
 public:
     /// Checks `data` (model known, array sizes agree, types and special ids
-    /// in range, each merge "a b" names two tokens whose concatenation is a
-    /// token) and builds the lookup tables. Throws tokenizer_error naming
-    /// the first problem.
+    /// in range, byte tokens spelled "<0xXX>", and for "gpt2" each merge
+    /// "a b" names two tokens whose concatenation is a token; "llama"
+    /// ignores merges) and builds the lookup tables. Throws tokenizer_error
+    /// naming the first problem. A text listed twice maps to its last id.
     explicit tokenizer(tokenizer_data data);
 
     // Copies share state; there is deliberately no move, so that no
