@@ -1,7 +1,7 @@
 #include <weft/io/io_context.hpp>
-#include <weft/serve/block_manager.hpp>
 #include <weft/serve/engine.hpp>
 #include <weft/serve/stop_matcher.hpp>
+#include <weft/serve/tokenizer_stream_decoder.hpp>
 
 #include <fmt/format.h>
 
@@ -52,15 +52,14 @@ struct active_request {
 struct engine::impl {
     impl(std::unique_ptr<model_backend> b, std::shared_ptr<const tokenizer> t, engine_options o)
         : backend(std::move(b)), tok(std::move(t)), opts(std::move(o)),
-          blocks(backend->num_kv_blocks(), backend->kv_block_size()), sched(opts.scheduler, blocks) {
-        metrics.kv_blocks_total = blocks.num_blocks();
+          sched(opts.scheduler, backend->num_kv_blocks(), backend->kv_block_size()) {
+        metrics.kv_blocks_total = sched.blocks().num_blocks();
     }
 
     std::unique_ptr<model_backend> backend;
     std::shared_ptr<const tokenizer> tok;
     engine_options opts;
     serve_metrics metrics;
-    block_manager blocks;
     scheduler sched;
     io::io_context ctx;
     std::thread thread;
@@ -251,7 +250,7 @@ struct engine::impl {
     void publish_gauges() {
         metrics.requests_running = sched.num_running();
         metrics.requests_waiting = sched.num_waiting();
-        metrics.kv_blocks_used = blocks.num_used();
+        metrics.kv_blocks_used = sched.blocks().num_used();
         std::lock_guard lock(cmd_mutex);
         waiting_estimate = sched.num_waiting();
     }
@@ -378,7 +377,7 @@ submit_result engine::submit(generation_request req, resume_target resume_on) {
         return out;
     }
     const std::size_t total = req.prompt.size() + req.max_tokens;
-    const std::size_t cache_tokens = m_impl->blocks.num_blocks() * m_impl->blocks.block_size();
+    const std::size_t cache_tokens = m_impl->sched.blocks().num_blocks() * m_impl->sched.blocks().block_size();
     if (total > sc.max_context || total > cache_tokens) {
         out.status = submit_status::too_long;
         out.message = fmt::format(

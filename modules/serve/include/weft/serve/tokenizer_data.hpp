@@ -8,15 +8,14 @@
 /// standard container it is safe to read from many threads at once.
 #pragma once
 
+#include <weft/serve/token.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace weft::serve {
-
-/// Index of a token in the vocabulary (`tokenizer.ggml.tokens`).
-using token_id = std::int32_t;
 
 /// `tokenizer.ggml.token_type` values, numbered as in llama.cpp.
 enum class token_type : std::int32_t {
