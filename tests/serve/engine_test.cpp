@@ -1,0 +1,226 @@
+#include "model_test_support.hpp"
+
+#include <weft/serve/engine.hpp>
+#include <weft/sync_wait.hpp>
+#include <weft/thread_pool.hpp>
+#include <weft/when_all.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <thread>
+
+using namespace weft::serve;
+using namespace weft::serve::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct outcome {
+    std::vector<token_id> tokens;
+    std::string text;
+    std::optional<finish_reason> finish;
+    std::string error;
+    submit_status status = submit_status::accepted;
+};
+
+std::shared_ptr<const model> tiny_model() {
+    static const auto m = random_model(small_config(512, 64, 2, 4, 2, 96), ggml_type::f32, 3);
+    return m;
+}
+
+std::unique_ptr<engine> make_engine(std::size_t kv_blocks, scheduler_config sc, std::size_t block_size = 4) {
+    auto backend = std::make_unique<cpu_backend>(
+        tiny_model(), cpu_backend_options{.threads = 2, .kv_blocks = kv_blocks, .kv_block_size = block_size});
+    auto tok = std::make_shared<const tokenizer>(demo_tokenizer(512));
+    engine_options opts;
+    opts.scheduler = sc;
+    return std::make_unique<engine>(std::move(backend), std::move(tok), opts);
+}
+
+generation_request greedy(std::vector<token_id> prompt, std::size_t max_tokens) {
+    generation_request r;
+    r.prompt = std::move(prompt);
+    r.max_tokens = max_tokens;
+    r.sampling.temperature = 0.0f;
+    r.ignore_eos = true;
+    return r;
+}
+
+weft::task<outcome> run_request(engine& e, generation_request req, weft::thread_pool& pool) {
+    outcome o;
+    submit_result s = e.submit(std::move(req), pool);
+    o.status = s.status;
+    if (s.status != submit_status::accepted) co_return o;
+    while (auto u = co_await s.stream->next()) {
+        for (const generated_token& t : u->tokens) o.tokens.push_back(t.id);
+        o.text += u->text;
+        if (u->finish) {
+            o.finish = u->finish;
+            o.error = u->error;
+        }
+    }
+    co_return o;
+}
+
+std::vector<outcome> run_all(engine& e, std::vector<generation_request> reqs) {
+    weft::thread_pool pool(2);
+    std::vector<weft::task<outcome>> tasks;
+    for (auto& r : reqs) tasks.push_back(run_request(e, std::move(r), pool));
+    return weft::sync_wait(weft::when_all(std::move(tasks)));
+}
+
+scheduler_config config(std::size_t budget, std::size_t running, std::size_t waiting = 1024) {
+    scheduler_config sc;
+    sc.max_batch_tokens = budget;
+    sc.max_running = running;
+    sc.max_waiting = waiting;
+    sc.max_context = 512;
+    return sc;
+}
+
+} // namespace
+
+TEST_CASE("greedy output is the same alone, in a batch of 32, chunked and under preemption", "[engine]") {
+    std::vector<std::vector<token_id>> prompts;
+    for (std::size_t i = 0; i < 32; ++i) prompts.push_back(random_tokens(5 + 3 * i, 512, 50 + i));
+    const std::size_t max_tokens = 12;
+
+    // Alone, one request at a time, roomy cache and budget.
+    std::vector<std::vector<token_id>> alone;
+    {
+        auto e = make_engine(256, config(512, 64));
+        for (const auto& p : prompts) {
+            auto r = run_all(*e, {greedy(p, max_tokens)});
+            REQUIRE(r[0].finish == finish_reason::length);
+            REQUIRE(r[0].tokens.size() == max_tokens);
+            alone.push_back(r[0].tokens);
+        }
+    }
+    auto check_all = [&](engine& e) {
+        std::vector<generation_request> reqs;
+        for (const auto& p : prompts) reqs.push_back(greedy(p, max_tokens));
+        const auto results = run_all(e, std::move(reqs));
+        for (std::size_t i = 0; i < prompts.size(); ++i) {
+            INFO("request " << i);
+            CHECK(results[i].finish == finish_reason::length);
+            CHECK(results[i].tokens == alone[i]);
+        }
+    };
+    SECTION("all 32 at once in shared steps") {
+        auto e = make_engine(256, config(512, 64));
+        check_all(*e);
+    }
+    SECTION("prompts chunked by a small token budget") {
+        auto e = make_engine(256, config(40, 8));
+        check_all(*e);
+    }
+    SECTION("a KV cache small enough to force preemption") {
+        auto e = make_engine(48, config(512, 64));
+        check_all(*e);
+        CHECK(e->metrics().preemptions.load() > 0);
+    }
+}
+
+TEST_CASE("the stream ends with the text of the tokens and usage counts", "[engine]") {
+    auto e = make_engine(64, config(256, 16));
+    auto tok = demo_tokenizer(512);
+    const tokenizer t(tok);
+    const auto r = run_all(*e, {greedy(t.encode("hello there", true), 10)});
+    REQUIRE(r[0].finish == finish_reason::length);
+    CHECK(r[0].text == t.decode(r[0].tokens));
+}
+
+TEST_CASE("a stop string ends generation and is not part of the text", "[engine]") {
+    auto e = make_engine(64, config(256, 16));
+    const tokenizer t(demo_tokenizer(512));
+    const auto prompt = t.encode("stop strings", true);
+    const auto full = run_all(*e, {greedy(prompt, 20)})[0];
+    REQUIRE(full.text.size() >= 4);
+    // Stop on a piece from the middle of the known continuation.
+    const std::string stop = full.text.substr(full.text.size() / 2, 2);
+    auto req = greedy(prompt, 20);
+    req.stop = {stop};
+    const auto stopped = run_all(*e, {std::move(req)})[0];
+    CHECK(stopped.finish == finish_reason::stop);
+    CHECK(stopped.text == full.text.substr(0, full.text.find(stop)));
+}
+
+TEST_CASE("a full waiting queue refuses at once and the engine keeps serving", "[engine]") {
+    auto e = make_engine(64, config(64, 1, 2));
+    weft::thread_pool pool(2);
+    std::vector<generation_request> reqs;
+    std::vector<weft::task<outcome>> tasks;
+    for (int i = 0; i < 8; ++i) tasks.push_back(run_request(*e, greedy(random_tokens(4, 512, i), 30), pool));
+    const auto results = weft::sync_wait(weft::when_all(std::move(tasks)));
+    std::size_t refused = 0, served = 0;
+    for (const outcome& o : results) {
+        if (o.status == submit_status::queue_full) ++refused;
+        if (o.finish == finish_reason::length) ++served;
+    }
+    CHECK(refused > 0);
+    CHECK(served > 0);
+    CHECK(refused + served == 8);
+    CHECK(e->metrics().rejected.load() == refused);
+    // Afterwards a request is served normally.
+    CHECK(run_all(*e, {greedy({1, 2, 3}, 4)})[0].finish == finish_reason::length);
+}
+
+TEST_CASE("a prompt longer than the context is refused with the numbers", "[engine]") {
+    auto e = make_engine(64, config(64, 4));
+    weft::thread_pool pool(1);
+    auto s = e->submit(greedy(random_tokens(500, 512, 1), 100), pool);
+    CHECK(s.status == submit_status::too_long);
+    CHECK_THAT(s.message, Catch::Contains("500") && Catch::Contains("100"));
+    CHECK(e->submit(greedy({}, 4), pool).status == submit_status::invalid);
+    CHECK(e->submit(greedy({1, 9999}, 4), pool).status == submit_status::invalid);
+}
+
+TEST_CASE("cancelling a stream frees its KV blocks within a step", "[engine]") {
+    auto e = make_engine(160, config(64, 4));
+    weft::thread_pool pool(1);
+    std::stop_source stop;
+    auto consumer = [&]() -> weft::task<std::size_t> {
+        submit_result s = e->submit(greedy(random_tokens(20, 512, 4), 400), pool);
+        std::size_t updates = 0;
+        try {
+            while (auto u = co_await s.stream->next()) {
+                if (++updates == 3) stop.request_stop();
+            }
+        } catch (const weft::operation_cancelled&) {
+        }
+        co_return updates;
+    };
+    const std::size_t updates = weft::sync_wait(consumer(), stop.get_token());
+    CHECK(updates >= 3);
+    // The abort reaches the engine thread and frees the blocks.
+    for (int i = 0; i < 200 && e->metrics().kv_blocks_used.load() != 0; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(e->metrics().kv_blocks_used.load() == 0);
+    CHECK(e->metrics().finished[static_cast<std::size_t>(finish_reason::aborted)].load() == 1);
+}
+
+TEST_CASE("a request past its deadline finishes with timeout", "[engine]") {
+    auto e = make_engine(160, config(64, 4));
+    auto req = greedy(random_tokens(8, 512, 5), 400);
+    req.deadline = std::chrono::steady_clock::now() + 20ms;
+    const auto r = run_all(*e, {std::move(req)})[0];
+    CHECK(r.finish == finish_reason::timeout);
+    CHECK(r.tokens.size() < 400);
+}
+
+TEST_CASE("shutdown aborts what is still running after its deadline", "[engine]") {
+    auto e = make_engine(160, config(64, 4));
+    weft::thread_pool pool(1);
+    auto s = e->submit(greedy(random_tokens(8, 512, 6), 400), pool);
+    REQUIRE(s.status == submit_status::accepted);
+    e->shutdown(std::chrono::steady_clock::now() + 10ms);
+    CHECK(e->submit(greedy({1}, 1), pool).status == submit_status::shutting_down);
+    auto drain = [&]() -> weft::task<std::optional<finish_reason>> {
+        std::optional<finish_reason> f;
+        while (auto u = co_await s.stream->next()) {
+            if (u->finish) f = u->finish;
+        }
+        co_return f;
+    };
+    CHECK(weft::sync_wait(drain()) == finish_reason::aborted);
+}
