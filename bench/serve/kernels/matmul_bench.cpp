@@ -1,0 +1,216 @@
+// Throughput of the CPU matmul kernels, one thread (or --threads N splitting
+// the rows): for each weight type and isa, batch-1 weight streaming in GB/s
+// (weights hot in cache, and cold: cycling through copies larger than the
+// caches) and batch-32 GFLOP/s, plus the batch-32 / batch-1 tokens-per-second
+// ratio. Activation preparation is timed separately (ns per row).
+//
+// With one thread the times are the thread's CPU time, so that a shared,
+// busy machine still gives usable numbers; with more, wall-clock time.
+//
+// Usage: weft_bench_serve_kernels [--threads N] [--types f32,q8_0,...] [--shapes 512x1408,1408x512]
+//        [--seconds S]
+#include "kernels/matmul.hpp"
+
+#include <weft/serve/quant.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <time.h>
+
+using namespace weft::serve;
+namespace k = weft::serve::kernels;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+    int threads = 1;
+    double seconds = 0.3;
+    std::vector<ggml_type> types{ggml_type::f32,  ggml_type::f16,  ggml_type::bf16, ggml_type::q8_0,
+                                 ggml_type::q4_0, ggml_type::q4_k, ggml_type::q6_k};
+    std::vector<std::pair<std::size_t, std::size_t>> shapes{{512, 1408}, {1408, 512}}; // K x N
+};
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+    std::vector<std::string_view> out;
+    while (!s.empty()) {
+        const auto pos = s.find(sep);
+        out.push_back(s.substr(0, pos));
+        s = pos == std::string_view::npos ? std::string_view{} : s.substr(pos + 1);
+    }
+    return out;
+}
+
+ggml_type parse_type(std::string_view name) {
+    for (ggml_type t : {ggml_type::f32, ggml_type::f16, ggml_type::bf16, ggml_type::q8_0, ggml_type::q4_0,
+                        ggml_type::q4_k, ggml_type::q6_k}) {
+        if (type_info(t).name == name) {
+            return t;
+        }
+    }
+    std::fprintf(stderr, "unknown type %.*s\n", static_cast<int>(name.size()), name.data());
+    std::exit(2);
+}
+
+options parse(int argc, char** argv) {
+    options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string_view flag = argv[i];
+        const std::string_view value = argv[i + 1];
+        if (flag == "--threads") {
+            o.threads = std::max(1, std::atoi(argv[i + 1]));
+        } else if (flag == "--seconds") {
+            o.seconds = std::atof(argv[i + 1]);
+        } else if (flag == "--types") {
+            o.types.clear();
+            for (auto name : split(value, ',')) {
+                o.types.push_back(parse_type(name));
+            }
+        } else if (flag == "--shapes") {
+            o.shapes.clear();
+            for (auto shape : split(value, ',')) {
+                const auto parts = split(shape, 'x');
+                o.shapes.emplace_back(std::stoul(std::string(parts.at(0))), std::stoul(std::string(parts.at(1))));
+            }
+        } else {
+            std::fprintf(stderr, "unknown option %s\n", argv[i]);
+            std::exit(2);
+        }
+    }
+    return o;
+}
+
+bool use_cpu_time = true;
+
+double now() {
+    if (use_cpu_time) {
+        timespec ts{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+    }
+    return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count();
+}
+
+/// Seconds per call of `fn`, the best of 5 rounds of ~seconds/5 each.
+template <class Fn>
+double time_per_call(Fn&& fn, double seconds) {
+    fn(0); // warm up
+    double best = 1e30;
+    std::size_t calls = 1;
+    std::size_t counter = 1;
+    for (int round = 0; round < 5; ++round) {
+        for (;;) {
+            const double start = now();
+            for (std::size_t i = 0; i < calls; ++i) {
+                fn(counter++);
+            }
+            const double elapsed = now() - start;
+            if (elapsed >= seconds / 5 || calls > (std::size_t{1} << 30)) {
+                best = std::min(best, elapsed / static_cast<double>(calls));
+                break;
+            }
+            calls *= 2;
+        }
+    }
+    return best;
+}
+
+/// Runs matmul over rows [0, n) split between `threads` threads.
+void run(int threads, ggml_type t, const std::byte* w, std::size_t n, const k::activations& x, float* y) {
+    if (threads == 1) {
+        k::matmul(t, w, 0, n, x, y, n);
+        return;
+    }
+    std::vector<std::thread> pool;
+    const std::size_t chunk = (n + static_cast<std::size_t>(threads) - 1) / static_cast<std::size_t>(threads);
+    for (int i = 0; i < threads; ++i) {
+        const std::size_t begin = std::min(n, chunk * static_cast<std::size_t>(i));
+        const std::size_t end = std::min(n, begin + chunk);
+        pool.emplace_back([=] { k::matmul(t, w, begin, end, x, y, n); });
+    }
+    for (auto& th : pool) {
+        th.join();
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const options opt = parse(argc, argv);
+    use_cpu_time = opt.threads == 1;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<k::isa> isas{k::isa::scalar};
+    if (k::best_isa() >= k::isa::avx2) {
+        isas.push_back(k::isa::avx2);
+    }
+    if (k::best_isa() >= k::isa::avx512) {
+        isas.push_back(k::isa::avx512);
+    }
+    std::printf("threads %d (%s time), best isa %s\n", opt.threads, use_cpu_time ? "cpu" : "wall",
+                k::isa_name(k::best_isa()));
+    std::printf("%-6s %-7s %11s %9s %9s %10s %9s %8s\n", "type", "isa", "KxN", "hot GB/s", "cold GB/s",
+                "b32 GFLOP", "b32/b1", "prep ns");
+    for (const auto& [kk, n] : opt.shapes) {
+        const std::size_t batch = 32;
+        std::vector<float> xf(batch * kk);
+        for (float& f : xf) {
+            f = dist(rng);
+        }
+        for (ggml_type t : opt.types) {
+            if (kk % type_info(t).block_size != 0) {
+                continue;
+            }
+            const std::size_t rb = row_bytes(t, kk);
+            const std::size_t bytes = rb * n;
+            std::vector<std::byte> w(bytes);
+            std::vector<float> row(kk);
+            for (std::size_t r = 0; r < n; ++r) {
+                for (float& f : row) {
+                    f = dist(rng);
+                }
+                quantize_row(t, row.data(), w.data() + r * rb, kk);
+            }
+            // Cold: enough copies to overflow the last-level cache.
+            const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
+            std::vector<std::byte> cold(copies * bytes);
+            for (std::size_t c = 0; c < copies; ++c) {
+                std::memcpy(cold.data() + c * bytes, w.data(), bytes);
+            }
+            std::vector<float> y(batch * n);
+            for (k::isa path : isas) {
+                k::set_isa(path);
+                const double s = path == k::isa::scalar ? opt.seconds / 4 : opt.seconds;
+                std::vector<std::byte> buf1;
+                std::vector<std::byte> buf32;
+                const auto x1 = k::prepare_activations(t, xf.data(), kk, 1, kk, buf1);
+                const auto x32 = k::prepare_activations(t, xf.data(), kk, batch, kk, buf32);
+                const double hot = time_per_call([&](std::size_t) { run(opt.threads, t, w.data(), n, x1, y.data()); }, s);
+                const double cold_s = time_per_call(
+                    [&](std::size_t i) { run(opt.threads, t, cold.data() + (i % copies) * bytes, n, x1, y.data()); }, s);
+                const double b32 = time_per_call([&](std::size_t) { run(opt.threads, t, w.data(), n, x32, y.data()); }, s);
+                std::vector<std::byte> scratch;
+                const double prep = time_per_call(
+                    [&](std::size_t) { (void)k::prepare_activations(t, xf.data(), kk, batch, kk, scratch); }, s / 4);
+                char shape[32];
+                std::snprintf(shape, sizeof shape, "%zux%zu", kk, n);
+                std::printf("%-6s %-7s %11s %9.1f %9.1f %10.1f %9.2f %8.0f\n", type_info(t).name.data(),
+                            k::isa_name(path), shape, double(bytes) / hot * 1e-9, double(bytes) / cold_s * 1e-9,
+                            2.0 * double(n) * double(kk) * double(batch) / b32 * 1e-9, hot * double(batch) / b32,
+                            prep / double(batch) * 1e9);
+                std::fflush(stdout);
+            }
+        }
+    }
+    k::set_isa(k::best_isa());
+    return 0;
+}

@@ -1,0 +1,151 @@
+// matmul dispatch: isa detection, activation preparation, and the scalar
+// path (the reference dot product per (row, token): batch invariant by
+// construction, and the fallback on CPUs without AVX2).
+#include "kernels/matmul.hpp"
+
+#include "kernels/matmul_impl.hpp"
+
+#include <weft/serve/quant.hpp>
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+namespace weft::serve::kernels {
+
+namespace {
+
+isa detect() noexcept {
+#if WEFT_KERNELS_X86
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("f16c");
+    if (!avx2) {
+        return isa::scalar;
+    }
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512vnni");
+    return avx512 ? isa::avx512 : isa::avx2;
+#else
+    return isa::scalar;
+#endif
+}
+
+std::atomic<isa>& active() noexcept {
+    static std::atomic<isa> a{best_isa()};
+    return a;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+    throw std::invalid_argument(what);
+}
+
+std::string name_of(ggml_type t) {
+    return std::string(type_info(t).name);
+}
+
+void quantize_activation_row(ggml_type vt, const float* x, std::byte* dst, std::size_t k, isa path) {
+#if WEFT_KERNELS_X86
+    if (path != isa::scalar) {
+        if (vt == ggml_type::q8_0) {
+            quantize_q8_0_avx2(x, reinterpret_cast<block_q8_0*>(dst), k);
+        } else {
+            quantize_q8_k_avx2(x, reinterpret_cast<block_q8_k*>(dst), k);
+        }
+        return;
+    }
+#endif
+    (void)path;
+    quantize_row(vt, x, dst, k);
+}
+
+} // namespace
+
+const char* isa_name(isa i) noexcept {
+    switch (i) {
+    case isa::scalar: return "scalar";
+    case isa::avx2: return "avx2";
+    case isa::avx512: return "avx512";
+    }
+    return "?";
+}
+
+isa best_isa() noexcept {
+    static const isa best = detect();
+    return best;
+}
+
+isa active_isa() noexcept {
+    return active().load(std::memory_order_relaxed);
+}
+
+void set_isa(isa i) noexcept {
+    active().store(static_cast<unsigned char>(i) <= static_cast<unsigned char>(best_isa()) ? i : best_isa(),
+                   std::memory_order_relaxed);
+}
+
+activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stride, std::size_t tokens,
+                                std::size_t k, std::vector<std::byte>& buffer) {
+    const ggml_type vt = vec_dot_type(wt);
+    const std::size_t block = type_info(wt).block_size;
+    if (k % block != 0) {
+        fail("prepare_activations: k = " + std::to_string(k) + " is not a multiple of the " + name_of(wt) +
+             " block size " + std::to_string(block));
+    }
+    if (tokens > 1 && x_stride < k) {
+        fail("prepare_activations: row stride " + std::to_string(x_stride) + " is shorter than k = " +
+             std::to_string(k));
+    }
+    if (vt == ggml_type::f32) {
+        return {vt, reinterpret_cast<const std::byte*>(x), x_stride * sizeof(float), tokens, k};
+    }
+    const std::size_t rb = row_bytes(vt, k);
+    if (buffer.size() < rb * tokens) {
+        buffer.resize(rb * tokens);
+    }
+    const isa path = active_isa();
+    for (std::size_t t = 0; t < tokens; ++t) {
+        quantize_activation_row(vt, x + t * x_stride, buffer.data() + t * rb, k, path);
+    }
+    return {vt, buffer.data(), rb, tokens, k};
+}
+
+void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t row_end, const activations& x,
+            float* y, std::size_t y_stride) {
+    const ggml_type vt = vec_dot_type(wt);
+    if (x.type != vt) {
+        fail("matmul: " + name_of(wt) + " weights need " + name_of(vt) + " activations, got " + name_of(x.type));
+    }
+    if (x.k % type_info(wt).block_size != 0 || x.row_bytes < row_bytes(vt, x.k)) {
+        fail("matmul: activations of k = " + std::to_string(x.k) + " do not fit " + name_of(wt) + " rows");
+    }
+    if (row_begin > row_end) {
+        fail("matmul: row range [" + std::to_string(row_begin) + ", " + std::to_string(row_end) + ") is reversed");
+    }
+    if (row_begin == row_end || x.rows == 0) {
+        return;
+    }
+    const std::size_t w_row_bytes = row_bytes(wt, x.k);
+#if WEFT_KERNELS_X86
+    const isa path = active_isa();
+    const tile_set* tiles = nullptr;
+    if (path == isa::avx512) {
+        tiles = avx512_tiles(wt);
+    }
+    if (tiles == nullptr && path != isa::scalar) {
+        tiles = avx2_tiles(wt);
+    }
+    if (tiles != nullptr) {
+        run_tiles(*tiles, w, w_row_bytes, row_begin, row_end, x, y, y_stride);
+        return;
+    }
+#endif
+    for (std::size_t r = row_begin; r < row_end; ++r) {
+        for (std::size_t t = 0; t < x.rows; ++t) {
+            y[t * y_stride + r] = vec_dot_reference(wt, w + r * w_row_bytes, x.data + t * x.row_bytes, x.k);
+        }
+    }
+}
+
+} // namespace weft::serve::kernels

@@ -1,0 +1,73 @@
+/// \file
+/// The CPU matrix multiplication behind every projection of the model:
+/// weight rows of any supported type times a batch of activation rows.
+///
+/// Use: convert the batch once with `prepare_activations` (quantizing it to
+/// the weight type's vec_dot_type when that is Q8_0 / Q8_K), then call
+/// `matmul` for the output rows, from one thread or from several that split
+/// [0, rows) between them.
+///
+/// Batch invariance: for a given isa, the float result for (weight row r,
+/// activation row t) is bitwise the same whatever the number of activation
+/// rows, their contents, and the row range the call covers. Every (r, t) pair
+/// gets its own SIMD accumulator fed in the same order by every tile shape.
+/// Different isas may differ in the last bits.
+///
+/// Lifetime: `activations` points into the caller's float rows (F32 weight
+/// types) or into the `buffer` given to prepare_activations; both must
+/// outlive the matmul calls that use it.
+///
+/// Threading: prepare_activations and matmul are reentrant; concurrent matmul
+/// calls may share one `activations` and write disjoint parts of `y`.
+/// set_isa is a process-wide switch meant for tests and benchmarks.
+#pragma once
+
+#include <weft/serve/ggml_type.hpp>
+
+#include <cstddef>
+#include <vector>
+
+namespace weft::serve::kernels {
+
+/// The activations of one matmul, converted once to the weight type's
+/// vec_dot_type: f32 rows as given, or Q8_0 / Q8_K quantized rows.
+struct activations {
+    ggml_type type = ggml_type::f32; ///< vec_dot_type of the weights
+    const std::byte* data = nullptr; ///< first row
+    std::size_t row_bytes = 0;       ///< distance between rows
+    std::size_t rows = 0;            ///< tokens
+    std::size_t k = 0;               ///< elements per row
+};
+
+/// Converts `tokens` rows of `k` floats (row stride `x_stride` floats) for
+/// multiplication with weights of type `wt`. Quantized rows are stored in
+/// `buffer` (resized as needed; reuse it between calls to avoid allocation);
+/// F32 rows are used in place. Throws std::invalid_argument for an
+/// unsupported `wt`, or `k` not a multiple of its block size.
+activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stride, std::size_t tokens,
+                                std::size_t k, std::vector<std::byte>& buffer);
+
+/// y[t * y_stride + r] = dot(weight row r, activation row t) for r in
+/// [row_begin, row_end) and every activation row t. Weight rows are
+/// `row_bytes(wt, x.k)` apart starting at `w` (row 0). Throws
+/// std::invalid_argument when `x` was not prepared for `wt`.
+void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t row_end, const activations& x,
+            float* y, std::size_t y_stride);
+
+/// Instruction-set paths of the kernels. avx2 needs AVX2+FMA+F16C; avx512
+/// needs AVX-512 F/BW/VL/VNNI as well.
+enum class isa : unsigned char { scalar, avx2, avx512 };
+
+/// "scalar", "avx2" or "avx512".
+const char* isa_name(isa i) noexcept;
+
+/// The best path this CPU runs (detected once).
+isa best_isa() noexcept;
+
+/// The path matmul and prepare_activations use now (best_isa() unless set).
+isa active_isa() noexcept;
+
+/// Forces a path, clamped to best_isa(); for tests and benchmarks.
+void set_isa(isa i) noexcept;
+
+} // namespace weft::serve::kernels

@@ -1,0 +1,121 @@
+/// \file
+/// Internal plumbing between matmul.cpp and the per-isa kernel files: the
+/// register-tile function type, the loop that walks a row range in tiles,
+/// and each isa's table of kernels.
+///
+/// Threading: stateless; safe from any thread.
+#pragma once
+
+#include "kernels/matmul.hpp"
+
+#include <weft/serve/quant.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <utility>
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define WEFT_KERNELS_X86 1
+#define WEFT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define WEFT_TARGET_AVX512                                                                                         \
+    __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#else
+#define WEFT_KERNELS_X86 0
+#endif
+
+namespace weft::serve::kernels {
+
+/// One register tile: `rows` weight rows times `tokens` activation rows, `k`
+/// elements each; writes out[r * tokens + t]. With `pf` non-zero, each weight
+/// row stream is also prefetched `pf` bytes ahead (the same place in the
+/// next row tile: weight rows are contiguous).
+using tile_fn = void (*)(const std::byte* const* w, const std::byte* const* x, std::size_t k, std::size_t pf,
+                         float* out);
+
+/// Prefetches the cache line at `p` (never faults, whatever `p` is).
+inline void prefetch(const std::byte* p) noexcept {
+    __builtin_prefetch(p, 0, 3);
+}
+
+/// Prefetches every cache line of the `Bytes` bytes at `p`.
+template <std::size_t Bytes>
+inline void prefetch_span(const std::byte* p) noexcept {
+    for (std::size_t i = 0; i < Bytes; i += 64) {
+        prefetch(p + i);
+    }
+    prefetch(p + Bytes - 1);
+}
+
+inline constexpr int max_tile_rows = 8;
+inline constexpr int max_tile_tokens = 8;
+
+/// The tiles of one weight type on one isa.
+struct tile_set {
+    int rows;                             ///< weight rows of the batched tiles
+    int tokens;                           ///< their most activation rows
+    const tile_fn* by_tokens;             ///< [n - 1]: `rows` x n tile, n in 1..tokens
+    int decode_rows;                      ///< weight rows of the one-token tile
+    tile_fn decode;                       ///< decode_rows x 1 tile
+};
+
+/// The tile_set of `Tiles`, a class with `template <int R, int T> static void
+/// run(...)` (a tile_fn): batched tiles of R rows x 1..T tokens, and an RD x 1
+/// decode tile.
+template <class Tiles, int R, int T, int RD>
+struct tile_table {
+    static_assert(R <= max_tile_rows && RD <= max_tile_rows && T <= max_tile_tokens);
+    template <std::size_t... I>
+    static constexpr std::array<tile_fn, T> make(std::index_sequence<I...>) {
+        return {&Tiles::template run<R, static_cast<int>(I) + 1>...};
+    }
+    static constexpr std::array<tile_fn, T> batched = make(std::make_index_sequence<T>{});
+    static constexpr tile_set set{R, T, batched.data(), RD, &Tiles::template run<RD, 1>};
+};
+
+/// Multiplies weight rows [row_begin, row_end) by every row of `x` in tiles.
+/// Rows past the end of a partial row tile repeat the last row (results
+/// dropped): a tile computes each (r, t) alone, so padding changes nothing.
+inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_bytes, std::size_t row_begin,
+                      std::size_t row_end, const activations& x, float* y, std::size_t y_stride) {
+    const bool one = x.rows == 1;
+    const auto rows = static_cast<std::size_t>(one ? ts.decode_rows : ts.rows);
+    const auto tokens = static_cast<std::size_t>(one ? 1 : ts.tokens);
+    const std::byte* wp[max_tile_rows];
+    const std::byte* xp[max_tile_tokens];
+    float out[max_tile_rows * max_tile_tokens];
+    for (std::size_t r0 = row_begin; r0 < row_end; r0 += rows) {
+        const std::size_t nr = std::min(rows, row_end - r0);
+        for (std::size_t i = 0; i < rows; ++i) {
+            wp[i] = w + (r0 + std::min(i, nr - 1)) * w_row_bytes;
+        }
+        for (std::size_t t0 = 0; t0 < x.rows; t0 += tokens) {
+            const std::size_t nt = std::min(tokens, x.rows - t0);
+            for (std::size_t j = 0; j < nt; ++j) {
+                xp[j] = x.data + (t0 + j) * x.row_bytes;
+            }
+            // Decoding streams each weight once: fetch the next row tile
+            // while this one computes.
+            const std::size_t pf = one ? rows * w_row_bytes : 0;
+            (one ? ts.decode : ts.by_tokens[nt - 1])(wp, xp, x.k, pf, out);
+            for (std::size_t j = 0; j < nt; ++j) {
+                float* yt = y + (t0 + j) * y_stride + r0;
+                for (std::size_t i = 0; i < nr; ++i) {
+                    yt[i] = out[i * nt + j];
+                }
+            }
+        }
+    }
+}
+
+#if WEFT_KERNELS_X86
+/// The tiles for weight type `wt`, nullptr when the isa has none of its own.
+const tile_set* avx2_tiles(ggml_type wt) noexcept;
+const tile_set* avx512_tiles(ggml_type wt) noexcept;
+
+/// Activation quantizers, bit-identical to quantize_row (AVX2).
+void quantize_q8_0_avx2(const float* x, block_q8_0* y, std::size_t n);
+void quantize_q8_k_avx2(const float* x, block_q8_k* y, std::size_t n);
+#endif
+
+} // namespace weft::serve::kernels

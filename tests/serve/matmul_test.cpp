@@ -1,0 +1,235 @@
+// The matmul kernels on every isa this machine has: agreement with the
+// reference dot products, bitwise batch invariance, and the activation
+// quantizers' agreement with quantize_row.
+#include "kernels/matmul.hpp"
+
+#include <weft/serve/quant.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace weft::serve;
+namespace k = weft::serve::kernels;
+
+namespace {
+
+const ggml_type weight_types[] = {ggml_type::f32,  ggml_type::f16,  ggml_type::bf16, ggml_type::q8_0,
+                                  ggml_type::q4_0, ggml_type::q4_k, ggml_type::q6_k};
+
+std::vector<k::isa> available_isas() {
+    std::vector<k::isa> out{k::isa::scalar};
+    if (k::best_isa() >= k::isa::avx2) {
+        out.push_back(k::isa::avx2);
+    }
+    if (k::best_isa() >= k::isa::avx512) {
+        out.push_back(k::isa::avx512);
+    }
+    return out;
+}
+
+/// Restores the detected isa when a test ends.
+struct isa_guard {
+    explicit isa_guard(k::isa i) { k::set_isa(i); }
+    ~isa_guard() { k::set_isa(k::best_isa()); }
+    isa_guard(const isa_guard&) = delete;
+    isa_guard& operator=(const isa_guard&) = delete;
+};
+
+std::vector<float> gaussian(std::size_t n, std::mt19937& rng) {
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (float& f : v) {
+        f = dist(rng);
+    }
+    return v;
+}
+
+/// `rows` weight rows of `k` elements of type `t`, from gaussian floats.
+std::vector<std::byte> weights(ggml_type t, std::size_t rows, std::size_t kk, std::mt19937& rng) {
+    const std::size_t rb = row_bytes(t, kk);
+    std::vector<std::byte> w(rows * rb);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const auto f = gaussian(kk, rng);
+        quantize_row(t, f.data(), w.data() + r * rb, kk);
+    }
+    return w;
+}
+
+/// matmul over all rows, in chunks split at random points.
+void split_matmul(ggml_type t, const std::vector<std::byte>& w, std::size_t rows, const k::activations& x,
+                  float* y, std::size_t y_stride, std::mt19937& rng) {
+    std::size_t r = 0;
+    while (r < rows) {
+        const std::size_t len = std::uniform_int_distribution<std::size_t>(1, rows - r)(rng);
+        k::matmul(t, w.data(), r, r + len, x, y, y_stride);
+        r += len;
+    }
+}
+
+std::size_t test_k(ggml_type t) {
+    // Float types get a k with an 8/16-element tail.
+    return type_info(t).block_size == 1 ? 333 : 512;
+}
+
+} // namespace
+
+TEST_CASE("matmul agrees with the reference dot product on every isa", "[matmul]") {
+    std::mt19937 rng(42);
+    const std::size_t rows = 37;
+    for (k::isa path : available_isas()) {
+        isa_guard guard(path);
+        for (ggml_type t : weight_types) {
+            INFO(k::isa_name(path) << " " << type_info(t).name);
+            const std::size_t kk = test_k(t);
+            const auto w = weights(t, rows, kk, rng);
+            for (std::size_t tokens : {1u, 5u, 32u}) {
+                const auto xf = gaussian(tokens * kk, rng);
+                std::vector<std::byte> buf;
+                const k::activations x = k::prepare_activations(t, xf.data(), kk, tokens, kk, buf);
+                REQUIRE(x.type == vec_dot_type(t));
+                std::vector<float> y(tokens * rows, NAN);
+                k::matmul(t, w.data(), 0, rows, x, y.data(), rows);
+                for (std::size_t tok = 0; tok < tokens; ++tok) {
+                    for (std::size_t r = 0; r < rows; ++r) {
+                        const std::byte* wr = w.data() + r * row_bytes(t, kk);
+                        const std::byte* xr = x.data + tok * x.row_bytes;
+                        const float ref = vec_dot_reference(t, wr, xr, kk);
+                        // Tolerance from the magnitude of the terms: float sums in another order.
+                        std::vector<float> wd(kk);
+                        std::vector<float> xd(kk);
+                        dequantize_row(t, wr, wd.data(), kk);
+                        dequantize_row(x.type, xr, xd.data(), kk);
+                        double magnitude = 0.0;
+                        for (std::size_t i = 0; i < kk; ++i) {
+                            magnitude += std::fabs(double(wd[i]) * xd[i]);
+                        }
+                        const float got = y[tok * rows + r];
+                        if (path == k::isa::scalar) {
+                            REQUIRE(got == ref);
+                        } else {
+                            REQUIRE(std::fabs(double(got) - ref) <= 1e-5 * magnitude);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul results are bitwise independent of batch size, batch contents and row split",
+          "[matmul]") {
+    std::mt19937 rng(7);
+    const std::size_t rows = 29;
+    const std::size_t probes = 6;
+    for (k::isa path : available_isas()) {
+        isa_guard guard(path);
+        for (ggml_type t : weight_types) {
+            INFO(k::isa_name(path) << " " << type_info(t).name);
+            const std::size_t kk = test_k(t);
+            const auto w = weights(t, rows, kk, rng);
+            const auto probe = gaussian(probes * kk, rng);
+            // Each probe token alone, all rows in one call.
+            std::vector<float> alone(probes * rows);
+            std::vector<std::byte> buf;
+            for (std::size_t p = 0; p < probes; ++p) {
+                const auto x = k::prepare_activations(t, probe.data() + p * kk, kk, 1, kk, buf);
+                k::matmul(t, w.data(), 0, rows, x, alone.data() + p * rows, rows);
+            }
+            for (std::size_t batch : {1u, 3u, 7u, 32u, 64u}) {
+                INFO("batch " << batch);
+                // The probes at random distinct slots among random other tokens.
+                auto xf = gaussian(batch * kk, rng);
+                std::vector<std::size_t> slots(batch);
+                for (std::size_t i = 0; i < batch; ++i) {
+                    slots[i] = i;
+                }
+                std::shuffle(slots.begin(), slots.end(), rng);
+                const std::size_t used = std::min(batch, probes);
+                for (std::size_t p = 0; p < used; ++p) {
+                    std::copy_n(probe.data() + p * kk, kk, xf.data() + slots[p] * kk);
+                }
+                const auto x = k::prepare_activations(t, xf.data(), kk, batch, kk, buf);
+                const std::size_t y_stride = rows + 3;
+                std::vector<float> y(batch * y_stride, NAN);
+                split_matmul(t, w, rows, x, y.data(), y_stride, rng);
+                for (std::size_t p = 0; p < used; ++p) {
+                    const float* got = y.data() + slots[p] * y_stride;
+                    REQUIRE(std::memcmp(got, alone.data() + p * rows, rows * sizeof(float)) == 0);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul writes only the requested rows", "[matmul]") {
+    std::mt19937 rng(3);
+    const std::size_t rows = 20;
+    const std::size_t kk = 64;
+    for (k::isa path : available_isas()) {
+        isa_guard guard(path);
+        const auto w = weights(ggml_type::q8_0, rows, kk, rng);
+        const auto xf = gaussian(2 * kk, rng);
+        std::vector<std::byte> buf;
+        const auto x = k::prepare_activations(ggml_type::q8_0, xf.data(), kk, 2, kk, buf);
+        std::vector<float> y(2 * rows, -1.0f);
+        k::matmul(ggml_type::q8_0, w.data(), 5, 11, x, y.data(), rows);
+        for (std::size_t t = 0; t < 2; ++t) {
+            for (std::size_t r = 0; r < rows; ++r) {
+                CHECK((y[t * rows + r] == -1.0f) == (r < 5 || r >= 11));
+            }
+        }
+    }
+}
+
+TEST_CASE("activation quantizers match quantize_row bit for bit", "[matmul]") {
+    std::mt19937 rng(9);
+    const std::size_t kk = 1024;
+    auto xf = gaussian(3 * kk, rng);
+    // Exact halves after scaling (d = 1 in the first Q8_0 block) and ties in magnitude.
+    xf[0] = 127.0f;
+    xf[1] = 0.5f;
+    xf[2] = -2.5f;
+    xf[3] = 1.5f;
+    xf[kk + 10] = -6.0f;
+    xf[kk + 11] = 6.0f;
+    std::fill_n(xf.data() + 2 * kk, 256, 0.0f); // an all-zero Q8_K block
+    for (k::isa path : available_isas()) {
+        isa_guard guard(path);
+        for (ggml_type t : {ggml_type::q8_0, ggml_type::q4_k}) {
+            INFO(k::isa_name(path) << " " << type_info(t).name);
+            const ggml_type vt = vec_dot_type(t);
+            std::vector<std::byte> buf;
+            const auto x = k::prepare_activations(t, xf.data(), kk, 3, kk, buf);
+            std::vector<std::byte> ref(row_bytes(vt, kk));
+            for (std::size_t row = 0; row < 3; ++row) {
+                quantize_row(vt, xf.data() + row * kk, ref.data(), kk);
+                REQUIRE(std::memcmp(ref.data(), x.data + row * x.row_bytes, ref.size()) == 0);
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul rejects activations prepared for another weight type", "[matmul]") {
+    std::vector<float> xf(256, 1.0f);
+    std::vector<std::byte> buf;
+    const auto x = k::prepare_activations(ggml_type::q8_0, xf.data(), 256, 1, 256, buf);
+    std::vector<std::byte> w(row_bytes(ggml_type::q4_k, 256));
+    float y = 0.0f;
+    CHECK_THROWS_WITH(k::matmul(ggml_type::q4_k, w.data(), 0, 1, x, &y, 1), Catch::Contains("q8_K"));
+    CHECK_THROWS_AS(k::prepare_activations(ggml_type::q4_k, xf.data(), 100, 1, 100, buf), std::invalid_argument);
+    CHECK_THROWS_WITH(k::prepare_activations(ggml_type::q5_k, xf.data(), 256, 1, 256, buf), Catch::Contains("q5_K"));
+}
+
+TEST_CASE("set_isa clamps to what the cpu has", "[matmul]") {
+    isa_guard guard(k::isa::avx512);
+    CHECK(k::active_isa() == k::best_isa());
+    k::set_isa(k::isa::scalar);
+    CHECK(k::active_isa() == k::isa::scalar);
+}
