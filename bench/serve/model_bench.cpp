@@ -90,7 +90,8 @@ struct bench_run {
         return seqs;
     }
 
-    /// Runs every sequence's remaining prompt as one chunk per sequence.
+    /// Runs every sequence's remaining prompt as one chunk per sequence and
+    /// appends each one's greedy next token.
     double prefill(std::vector<bench_sequence>& seqs) {
         batch b;
         for (std::size_t i = 0; i < seqs.size(); ++i) {
@@ -101,7 +102,7 @@ struct bench_run {
         const auto start = clock_type::now();
         backend->step_sync(b, out);
         const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
-        for (auto& s : seqs) s.computed = s.tokens.size();
+        append_greedy(seqs, out);
         return secs;
     }
 
@@ -115,12 +116,16 @@ struct bench_run {
         const auto start = clock_type::now();
         backend->step_sync(b, out);
         const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
+        append_greedy(seqs, out);
+        return secs;
+    }
+
+    static void append_greedy(std::vector<bench_sequence>& seqs, const step_output& out) {
         for (std::size_t i = 0; i < seqs.size(); ++i) {
             const auto row = out.row(i);
-            seqs[i].computed += 1;
+            seqs[i].computed = seqs[i].tokens.size();
             seqs[i].tokens.push_back(static_cast<token_id>(std::max_element(row.begin(), row.end()) - row.begin()));
         }
-        return secs;
     }
 };
 
