@@ -173,8 +173,12 @@ struct response_state {
             out.finish_reason = reason->get<std::string>();
         }
         if (const auto usage = doc.find("usage"); usage != doc.end() && usage->is_object()) {
-            out.usage_completion_tokens = usage->value("completion_tokens", -1LL);
-            out.usage_prompt_tokens = usage->value("prompt_tokens", -1LL);
+            auto count = [&](const char* key) {
+                const auto it = usage->find(key);
+                return it != usage->end() && it->is_number_integer() ? it->get<long long>() : -1LL;
+            };
+            out.usage_completion_tokens = count("completion_tokens");
+            out.usage_prompt_tokens = count("prompt_tokens");
         }
         out.output_tokens = static_cast<int>(std::max(0LL, out.usage_completion_tokens));
     }
@@ -269,10 +273,10 @@ task<bool> run_once(const client_config& cfg, connection& conn, const std::strin
         failure = e.code();
         failure_text = e.what();
     } catch (const std::exception& e) {
-        failure = std::make_error_code(std::errc::io_error);
-        failure_text = e.what();
+        out.error = error_kind::protocol;
+        out.error_detail = e.what();
     }
-    bool keep = state.keep_alive;
+    bool keep = state.keep_alive && out.error != error_kind::protocol;
     if (failure) {
         keep = false;
         out.error = failure == std::errc::timed_out ? error_kind::timeout : error_kind::reset;

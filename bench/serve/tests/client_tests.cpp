@@ -61,7 +61,7 @@ task<void> serve(io::io_context& ctx, io::tcp_listener& listener, std::vector<re
             }
             const reply& r = script[next++];
             if (r.silent) {
-                co_await io::sleep_for(ctx, std::chrono::milliseconds(300));
+                co_await io::sleep_for(ctx, std::chrono::milliseconds(1000));
                 break;
             }
             const std::size_t piece = r.piece == 0 ? r.bytes.size() : r.piece;
