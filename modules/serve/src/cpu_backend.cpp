@@ -49,11 +49,13 @@ struct cpu_backend::impl {
         bool await_ready() const noexcept { return false; }
         void await_suspend(std::coroutine_handle<> h) {
             j.waiter = h;
-            {
-                std::lock_guard lock(self->mutex);
-                self->pending = &j;
-            }
-            self->wake.notify_one();
+            // Once `pending` is published the step may run and resume (and
+            // destroy) this frame, so nothing here is touched after the lock
+            // is released; notifying under it keeps `self` off the frame too.
+            impl* s = self;
+            std::lock_guard lock(s->mutex);
+            s->pending = &j;
+            s->wake.notify_one();
         }
         void await_resume() {
             if (j.error) std::rethrow_exception(j.error);
