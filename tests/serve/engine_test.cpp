@@ -64,8 +64,15 @@ weft::task<outcome> run_request(engine& e, generation_request req, weft::thread_
     co_return o;
 }
 
+/// The executor the streams resume on. It must outlive every engine: the
+/// engine thread may still be inside pool.post() when a reader finishes.
+weft::thread_pool& test_pool() {
+    static weft::thread_pool pool(2);
+    return pool;
+}
+
 std::vector<outcome> run_all(engine& e, std::vector<generation_request> reqs) {
-    weft::thread_pool pool(2);
+    weft::thread_pool& pool = test_pool();
     std::vector<weft::task<outcome>> tasks;
     for (auto& r : reqs) tasks.push_back(run_request(e, std::move(r), pool));
     return weft::sync_wait(weft::when_all(std::move(tasks)));
@@ -155,8 +162,7 @@ TEST_CASE("a stop string ends generation and is not part of the text", "[engine]
 
 TEST_CASE("a full waiting queue refuses at once and the engine keeps serving", "[engine]") {
     auto e = make_engine(64, config(64, 1, 2));
-    weft::thread_pool pool(2);
-    std::vector<generation_request> reqs;
+    weft::thread_pool& pool = test_pool();
     std::vector<weft::task<outcome>> tasks;
     for (int i = 0; i < 8; ++i) tasks.push_back(run_request(*e, greedy(random_tokens(4, 512, i), 30), pool));
     const auto results = weft::sync_wait(weft::when_all(std::move(tasks)));
@@ -175,7 +181,7 @@ TEST_CASE("a full waiting queue refuses at once and the engine keeps serving", "
 
 TEST_CASE("a prompt longer than the context is refused with the numbers", "[engine]") {
     auto e = make_engine(64, config(64, 4));
-    weft::thread_pool pool(1);
+    weft::thread_pool& pool = test_pool();
     auto s = e->submit(greedy(random_tokens(500, 512, 1), 100), pool);
     CHECK(s.status == submit_status::too_long);
     CHECK_THAT(s.message, Catch::Contains("500") && Catch::Contains("100"));
@@ -185,7 +191,7 @@ TEST_CASE("a prompt longer than the context is refused with the numbers", "[engi
 
 TEST_CASE("cancelling a stream frees its KV blocks within a step", "[engine]") {
     auto e = make_engine(160, config(64, 4));
-    weft::thread_pool pool(1);
+    weft::thread_pool& pool = test_pool();
     std::stop_source stop;
     auto consumer = [&]() -> weft::task<std::size_t> {
         submit_result s = e->submit(greedy(random_tokens(20, 512, 4), 400), pool);
@@ -217,7 +223,7 @@ TEST_CASE("a request past its deadline finishes with timeout", "[engine]") {
 
 TEST_CASE("shutdown aborts what is still running after its deadline", "[engine]") {
     auto e = make_engine(160, config(64, 4));
-    weft::thread_pool pool(1);
+    weft::thread_pool& pool = test_pool();
     auto s = e->submit(greedy(random_tokens(8, 512, 6), 400), pool);
     REQUIRE(s.status == submit_status::accepted);
     e->shutdown(std::chrono::steady_clock::now() + 10ms);

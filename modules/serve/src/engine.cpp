@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 #include <thread>
 #include <unordered_map>
 
@@ -50,9 +51,16 @@ struct active_request {
 } // namespace
 
 struct engine::impl {
+    /// submit() bounds the waiting queue exactly, counting requests not yet
+    /// handed over; the scheduler itself must not refuse what was accepted.
+    static scheduler_config unbounded_queue(scheduler_config c) {
+        c.max_waiting = std::numeric_limits<std::size_t>::max();
+        return c;
+    }
+
     impl(std::unique_ptr<model_backend> b, std::shared_ptr<const tokenizer> t, engine_options o)
         : backend(std::move(b)), tok(std::move(t)), opts(std::move(o)),
-          sched(opts.scheduler, backend->num_kv_blocks(), backend->kv_block_size()) {
+          sched(unbounded_queue(opts.scheduler), backend->num_kv_blocks(), backend->kv_block_size()) {
         metrics.kv_blocks_total = sched.blocks().num_blocks();
     }
 
@@ -144,6 +152,8 @@ struct engine::impl {
             std::lock_guard lock(cmd_mutex);
             in.swap(incoming);
             ab.swap(aborts);
+            // They wait in the scheduler now; publish_gauges recounts.
+            waiting_estimate += in.size();
         }
         for (incoming_request& r : in) {
             const seq_id id = r.box->id;
