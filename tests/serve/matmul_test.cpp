@@ -74,8 +74,13 @@ void split_matmul(ggml_type t, const std::vector<std::byte>& w, std::size_t rows
 }
 
 std::size_t test_k(ggml_type t) {
-    // Float types get a k with an 8/16-element tail.
-    return type_info(t).block_size == 1 ? 333 : 512;
+    // Float types get a k with an 8/16-element tail; Q8_0/Q4_0 an odd block
+    // count (the kernels take blocks in pairs).
+    switch (type_info(t).block_size) {
+    case 1: return 333;
+    case 32: return 480;
+    default: return 512;
+    }
 }
 
 } // namespace

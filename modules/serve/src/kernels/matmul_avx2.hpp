@@ -43,6 +43,51 @@ WEFT_TARGET_AVX2 inline float half_at(const std::byte* p) {
     return _cvtsh_ss(h);
 }
 
+/// Blocks of 32 are handled two at a time: a vector's lower 128 bits hold
+/// bytes of block b, its upper 128 bits the same bytes of block b + 1, so
+/// that each 32-bit lane's integer dot product belongs to one block and one
+/// float FMA per (row, token) covers both blocks. `b1` null: block b is the
+/// last one (odd count); the upper halves are zero.
+struct byte_pair {
+    __m256i lo; ///< bytes 0..15 of both blocks
+    __m256i hi; ///< bytes 16..31 of both blocks
+};
+
+/// The 32 bytes at `b0` and at `b1` (if any) in pair layout.
+WEFT_TARGET_AVX2 inline byte_pair load_pair(const std::byte* b0, const std::byte* b1) {
+    const __m128i lo0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0));
+    const __m128i hi0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 16));
+    if (b1 == nullptr) {
+        return {_mm256_zextsi128_si256(lo0), _mm256_zextsi128_si256(hi0)};
+    }
+    return {_mm256_inserti128_si256(_mm256_castsi128_si256(lo0), _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1)), 1),
+            _mm256_inserti128_si256(_mm256_castsi128_si256(hi0),
+                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 16)), 1)};
+}
+
+/// The f16 scales at `b0` and `b1` (0 if null) as [d0 x4 | d1 x4].
+WEFT_TARGET_AVX2 inline __m256 scale_pair(const std::byte* b0, const std::byte* b1) {
+    std::uint16_t h0 = 0;
+    std::uint16_t h1 = 0;
+    std::memcpy(&h0, b0, sizeof h0);
+    if (b1 != nullptr) {
+        std::memcpy(&h1, b1, sizeof h1);
+    }
+    const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h0 | (static_cast<std::uint32_t>(h1) << 16))));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+}
+
+/// The 16 levels of a Q4_0 block pair, unsigned (0..15): its low nibbles
+/// are elements 0..15, its high nibbles 16..31.
+WEFT_TARGET_AVX2 inline byte_pair q4_0_pair(const std::byte* b0, const std::byte* b1) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 2));
+    const __m256i raw = b1 == nullptr ? _mm256_zextsi128_si256(q0)
+                                      : _mm256_inserti128_si256(_mm256_castsi128_si256(q0),
+                                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2)), 1);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    return {_mm256_and_si256(raw, low4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4)};
+}
+
 } // namespace avx2
 
 /// The AVX2 tiles of the k-quants (matmul_avx2_k.cpp).

@@ -71,6 +71,7 @@ WEFT_TARGET_AVX2 void q4_k_tile(const std::byte* const* wp, const std::byte* con
         }
         __m256i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) {
             __m256i xq[T];
 #pragma GCC unroll 8
@@ -159,6 +160,7 @@ WEFT_TARGET_AVX2 void q6_k_tile(const std::byte* const* wp, const std::byte* con
         }
         __m256i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
             __m256i xq[T];
 #pragma GCC unroll 8

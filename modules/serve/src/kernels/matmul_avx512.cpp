@@ -110,26 +110,32 @@ WEFT_TARGET_AVX512 void float_tile(const std::byte* const* wp, const std::byte* 
 
 // --- Q8_0 / Q4_0 weights x Q8_0 activations --------------------------------------
 
+// VNNI multiplies unsigned by signed bytes, so the weight levels are made
+// unsigned (u = w + offset) and the activations stay signed:
+// sum u x = sum w x + offset * sum x. Each token's -offset * sum x (per lane,
+// exact) seeds its accumulation with every weight row.
+
 struct blocks_q8_0 {
     static constexpr std::size_t bytes = sizeof(block_q8_0);
-    WEFT_TARGET_AVX512 static __m256i levels(const std::byte* blk) {
-        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    static constexpr char offset = static_cast<char>(0x80); // w + 128: flip the sign bit
+    WEFT_TARGET_AVX512 static avx2::byte_pair levels(const std::byte* b0, const std::byte* b1) {
+        const avx2::byte_pair w = avx2::load_pair(b0 + 2, b1 == nullptr ? nullptr : b1 + 2);
+        const __m256i flip = _mm256_set1_epi8(offset);
+        return {_mm256_xor_si256(w.lo, flip), _mm256_xor_si256(w.hi, flip)};
     }
 };
 
 struct blocks_q4_0 {
     static constexpr std::size_t bytes = sizeof(block_q4_0);
-    WEFT_TARGET_AVX512 static __m256i levels(const std::byte* blk) {
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-        return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+    static constexpr char offset = 8; // stored levels are w + 8
+    WEFT_TARGET_AVX512 static avx2::byte_pair levels(const std::byte* b0, const std::byte* b1) {
+        return avx2::q4_0_pair(b0, b1);
     }
 };
 
-/// VNNI multiplies unsigned by signed bytes. The activations become unsigned
-/// by flipping their top bit (x + 128); sum (x + 128) w - 128 sum w = sum x w,
-/// and the correction -128 sum w is made once per weight block and seeds the
-/// accumulation of every token. All exact in int32.
+/// Two blocks per step (avx2::byte_pair layout): per (r, t), two vpdpbusd
+/// give the exact sums of both blocks in separate lanes, and one FMA adds
+/// them scaled by [dw dx of block b x4 | of block b + 1 x4].
 template <class W, int R, int T>
 WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* const* xp, std::size_t k,
                                 std::size_t pf, float* out) {
@@ -141,31 +147,36 @@ WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* con
             acc[r][t] = _mm256_setzero_ps();
         }
     }
-    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    const __m256i offset = _mm256_set1_epi8(W::offset);
     const std::size_t nb = k / qk_32;
-    for (std::size_t b = 0; b < nb; ++b) {
-        __m256i xu[T];
+    for (std::size_t b = 0; b < nb; b += 2) {
+        const bool two = b + 1 < nb;
+        avx2::byte_pair x[T];
+        __m256i seed[T];
         __m256 dx[T];
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
-            const std::byte* blk = xp[t] + b * sizeof(block_q8_0);
-            dx[t] = _mm256_set1_ps(avx2::half_at(blk));
-            xu[t] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), bias);
+            const std::byte* b0 = xp[t] + b * sizeof(block_q8_0);
+            const std::byte* b1 = two ? b0 + sizeof(block_q8_0) : nullptr;
+            x[t] = avx2::load_pair(b0 + 2, b1 == nullptr ? nullptr : b1 + 2);
+            const __m256i sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, x[t].lo),
+                                                    offset, x[t].hi);
+            seed[t] = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
+            dx[t] = avx2::scale_pair(b0, b1);
         }
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
-            const std::byte* blk = wp[r] + b * W::bytes;
-            const __m256 dw = _mm256_set1_ps(avx2::half_at(blk));
-            const __m256i wq = W::levels(blk);
+            const std::byte* b0 = wp[r] + b * W::bytes;
+            const std::byte* b1 = two ? b0 + W::bytes : nullptr;
             if (pf != 0) {
-                prefetch(blk + pf);
+                prefetch(b0 + pf);
             }
-            const __m256i seed =
-                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, wq));
+            const avx2::byte_pair w = W::levels(b0, b1);
+            const __m256 dw = avx2::scale_pair(b0, b1);
 #pragma GCC unroll 8
             for (int t = 0; t < T; ++t) {
-                const __m256 sums = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(seed, xu[t], wq));
-                acc[r][t] = _mm256_fmadd_ps(sums, _mm256_mul_ps(dw, dx[t]), acc[r][t]);
+                const __m256i sums = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(seed[t], w.lo, x[t].lo), w.hi, x[t].hi);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx[t]), acc[r][t]);
             }
         }
     }

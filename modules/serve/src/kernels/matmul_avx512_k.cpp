@@ -93,6 +93,7 @@ WEFT_TARGET_AVX512 void q4_k_tile(const std::byte* const* wp, const std::byte* c
         }
         __m512i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 4
         for (int g = 0; g < 4; ++g) {
             __m512i xq[T];
 #pragma GCC unroll 8
@@ -178,6 +179,7 @@ WEFT_TARGET_AVX512 void q6_k_tile(const std::byte* const* wp, const std::byte* c
         }
         __m512i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 4
         for (int p = 0; p < 4; ++p) {
             __m512i xq[T];
 #pragma GCC unroll 8
