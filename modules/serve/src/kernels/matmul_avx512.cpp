@@ -169,7 +169,7 @@ WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* con
             const std::byte* b0 = wp[r] + b * W::bytes;
             const std::byte* b1 = two ? b0 + W::bytes : nullptr;
             if (pf != 0) {
-                prefetch(b0 + pf);
+                prefetch_span<2 * W::bytes>(b0 + pf);
             }
             const avx2::byte_pair w = W::levels(b0, b1);
             const __m256 dw = avx2::scale_pair(b0, b1);

@@ -33,18 +33,21 @@ namespace weft::serve::kernels {
 using tile_fn = void (*)(const std::byte* const* w, const std::byte* const* x, std::size_t k, std::size_t pf,
                          float* out);
 
-/// Prefetches the cache line at `p` (never faults, whatever `p` is).
+/// Prefetches the cache line at `p` into L2 (never faults, whatever `p` is).
+/// L2, not L1: a whole row tile ahead would not fit in L1 next to the tile
+/// being read.
 inline void prefetch(const std::byte* p) noexcept {
-    __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(p, 0, 2);
 }
 
-/// Prefetches every cache line of the `Bytes` bytes at `p`.
+/// Prefetches at 64-byte steps over the `Bytes` bytes at `p`: for spans that
+/// follow each other, as blocks of a row do, no point is more than 64 bytes
+/// from the next, so every cache line of the stream gets one.
 template <std::size_t Bytes>
 inline void prefetch_span(const std::byte* p) noexcept {
     for (std::size_t i = 0; i < Bytes; i += 64) {
         prefetch(p + i);
     }
-    prefetch(p + Bytes - 1);
 }
 
 inline constexpr int max_tile_rows = 8;
@@ -52,11 +55,11 @@ inline constexpr int max_tile_tokens = 8;
 
 /// The tiles of one weight type on one isa.
 struct tile_set {
-    int rows;                             ///< weight rows of the batched tiles
-    int tokens;                           ///< their most activation rows
-    const tile_fn* by_tokens;             ///< [n - 1]: `rows` x n tile, n in 1..tokens
-    int decode_rows;                      ///< weight rows of the one-token tile
-    tile_fn decode;                       ///< decode_rows x 1 tile
+    int rows;                 ///< weight rows of the batched tiles
+    int tokens;               ///< their most activation rows
+    const tile_fn* by_tokens; ///< [n - 1]: `rows` x n tile, n in 1..tokens
+    int decode_rows;          ///< weight rows of the one-token tile
+    tile_fn decode;           ///< decode_rows x 1 tile
 };
 
 /// The tile_set of `Tiles`, a class with `template <int R, int T> static void
@@ -94,9 +97,9 @@ inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_
             for (std::size_t j = 0; j < nt; ++j) {
                 xp[j] = x.data + (t0 + j) * x.row_bytes;
             }
-            // Decoding streams each weight once: fetch the next row tile
-            // while this one computes.
-            const std::size_t pf = one ? rows * w_row_bytes : 0;
+            // Decoding streams each weight once: fetch the row tile after
+            // next while this one computes.
+            const std::size_t pf = one ? 2 * rows * w_row_bytes : 0;
             (one ? ts.decode : ts.by_tokens[nt - 1])(wp, xp, x.k, pf, out);
             for (std::size_t j = 0; j < nt; ++j) {
                 float* yt = y + (t0 + j) * y_stride + r0;
