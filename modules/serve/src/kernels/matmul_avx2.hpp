@@ -88,6 +88,21 @@ WEFT_TARGET_AVX2 inline byte_pair q4_0_pair(const std::byte* b0, const std::byte
     return {_mm256_and_si256(raw, low4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4)};
 }
 
+/// The scales and mins of a Q4_K block (12 packed bytes at `s`, with 4 more
+/// readable after them, as the block's qs are): bytes 0..7 the scales,
+/// bytes 8..15 the mins. The same unpacking as q4_k_unpack_scales, on the
+/// four 32-bit words at once.
+WEFT_TARGET_AVX2 inline __m128i q4_k_scales(const std::uint8_t* s) {
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+    const __m128i a = _mm_shuffle_epi32(w, _MM_SHUFFLE(2, 1, 2, 0)); // w0 w2 w1 w2
+    const __m128i b = _mm_shuffle_epi32(w, _MM_SHUFFLE(1, 1, 0, 0)); // w0 w0 w1 w1
+    const __m128i low = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    // Top two bits of bytes 0..7 (bits 6, 7) become bits 4, 5 of scales / mins 4..7.
+    const __m128i high = _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(low, high);
+}
+
 } // namespace avx2
 
 /// The AVX2 tiles of the k-quants (matmul_avx2_k.cpp).

@@ -79,13 +79,10 @@ WEFT_TARGET_AVX512 void q4_k_tile(const std::byte* const* wp, const std::byte* c
             if (pf != 0) {
                 prefetch_span<sizeof(block_q4_k)>(reinterpret_cast<const std::byte*>(w[r]) + pf);
             }
-            alignas(8) std::uint8_t sc[8];
-            alignas(8) std::uint8_t mn[8];
-            q4_k_unpack_scales(w[r]->scales, sc, mn);
-            sc16[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+            const __m128i scales = avx2::q4_k_scales(w[r]->scales);
+            sc16[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales));
             // [m0 m0 m1 m1 ... m7 m7]: madd with the 16 bsums gives m_j * (x sum of sub-block j).
-            const __m128i m8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn));
-            m16[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+            m16[r] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scales, scales));
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
