@@ -13,6 +13,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace weft::serve;
@@ -170,6 +171,33 @@ TEST_CASE("matmul results are bitwise independent of batch size, batch contents 
                 }
             }
         }
+    }
+}
+
+TEST_CASE("threads sharing one batch and splitting the rows get the single-threaded result", "[matmul]") {
+    std::mt19937 rng(5);
+    const std::size_t rows = 61;
+    const std::size_t kk = 256;
+    const std::size_t tokens = 9;
+    for (ggml_type t : {ggml_type::f32, ggml_type::q8_0, ggml_type::q4_k}) {
+        INFO(type_info(t).name);
+        const auto w = weights(t, rows, kk, rng);
+        const auto xf = gaussian(tokens * kk, rng);
+        std::vector<std::byte> buf;
+        const auto x = k::prepare_activations(t, xf.data(), kk, tokens, kk, buf);
+        std::vector<float> one(tokens * rows);
+        k::matmul(t, w.data(), 0, rows, x, one.data(), rows);
+        std::vector<float> split(tokens * rows, NAN);
+        std::vector<std::thread> pool;
+        for (std::size_t i = 0; i < 4; ++i) {
+            const std::size_t begin = rows * i / 4;
+            const std::size_t end = rows * (i + 1) / 4;
+            pool.emplace_back([&, begin, end] { k::matmul(t, w.data(), begin, end, x, split.data(), rows); });
+        }
+        for (auto& th : pool) {
+            th.join();
+        }
+        CHECK(std::memcmp(one.data(), split.data(), one.size() * sizeof(float)) == 0);
     }
 }
 

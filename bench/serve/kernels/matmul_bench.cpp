@@ -2,7 +2,8 @@
 // the rows): for each weight type and isa, batch-1 weight streaming in GB/s
 // (weights hot in cache, and cold: cycling through copies larger than the
 // caches, next to a plain sequential read of the same copies: "stream") and
-// batch-32 GFLOP/s, plus the batch-32 / batch-1 (hot) tokens-per-second ratio. Activation preparation is timed separately (ns per row).
+// batch-32 GFLOP/s (hot and cold), plus the batch-32 / batch-1 (hot)
+// tokens-per-second ratio. Activation preparation is timed separately (ns per row).
 //
 // With one thread the times are the thread's CPU time, so that a shared,
 // busy machine still gives usable numbers; with more, wall-clock time.
@@ -177,8 +178,8 @@ int main(int argc, char** argv) {
     }
     std::printf("threads %d (%s time), best isa %s\n", opt.threads, use_cpu_time ? "cpu" : "wall",
                 k::isa_name(k::best_isa()));
-    std::printf("%-6s %-7s %11s %9s %9s %9s %10s %9s %8s\n", "type", "isa", "KxN", "hot GB/s", "cold GB/s",
-                "stream", "b32 GFLOP", "b32/b1", "prep ns");
+    std::printf("%-6s %-7s %11s %9s %9s %9s %10s %10s %9s %8s\n", "type", "isa", "KxN", "hot GB/s", "cold GB/s",
+                "stream", "b32 GFLOP", "cold b32", "b32/b1", "prep ns");
     for (const auto& [kk, n] : opt.shapes) {
         const std::size_t batch = 32;
         std::vector<float> xf(batch * kk);
@@ -220,15 +221,18 @@ int main(int argc, char** argv) {
                 const double stream = time_per_call(
                     [&](std::size_t i) { sink += stream_read(cold.data() + (i % copies) * bytes, bytes); }, s / 2);
                 const double b32 = time_per_call([&](std::size_t) { run(opt.threads, t, w.data(), n, x32, y.data()); }, s);
+                const double b32_cold = time_per_call(
+                    [&](std::size_t i) { run(opt.threads, t, cold.data() + (i % copies) * bytes, n, x32, y.data()); }, s);
                 std::vector<std::byte> scratch;
                 const double prep = time_per_call(
                     [&](std::size_t) { (void)k::prepare_activations(t, xf.data(), kk, batch, kk, scratch); }, s / 4);
                 char shape[32];
                 std::snprintf(shape, sizeof shape, "%zux%zu", kk, n);
-                std::printf("%-6s %-7s %11s %9.1f %9.1f %9.1f %10.1f %9.2f %8.0f%s\n", type_info(t).name.data(),
+                const double flop = 2.0 * double(n) * double(kk) * double(batch);
+                std::printf("%-6s %-7s %11s %9.1f %9.1f %9.1f %10.1f %10.1f %9.2f %8.0f%s\n", type_info(t).name.data(),
                             k::isa_name(path), shape, double(bytes) / hot * 1e-9, double(bytes) / cold_s * 1e-9,
                             double(bytes) / stream * 1e-9,
-                            2.0 * double(n) * double(kk) * double(batch) / b32 * 1e-9, hot * double(batch) / b32,
+                            flop / b32 * 1e-9, flop / b32_cold * 1e-9, hot * double(batch) / b32,
                             prep / double(batch) * 1e9, sink == 1 ? " " : "");
                 std::fflush(stdout);
             }

@@ -54,7 +54,7 @@ WEFT_TARGET_AVX2 inline void float_step(__m256 (&acc)[R][T], const std::byte* co
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
         const __m256 wv = W::load(w[r] + w_off);
-        if (pf != 0) {
+        if (pf != 0 && w_off % 64 == 0) { // one prefetch per cache line of the row
             prefetch(w[r] + w_off + pf);
         }
 #pragma GCC unroll 8

@@ -97,9 +97,10 @@ inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_
             for (std::size_t j = 0; j < nt; ++j) {
                 xp[j] = x.data + (t0 + j) * x.row_bytes;
             }
-            // Decoding streams each weight once: fetch the row tile after
-            // next while this one computes.
-            const std::size_t pf = one ? 2 * rows * w_row_bytes : 0;
+            // Each row tile's weights come from memory once, in its first
+            // token tile: meanwhile fetch those of a later row tile (the one
+            // after next when decoding, where a row tile takes little time).
+            const std::size_t pf = t0 != 0 ? 0 : (one ? 2 : 1) * rows * w_row_bytes;
             (one ? ts.decode : ts.by_tokens[nt - 1])(wp, xp, x.k, pf, out);
             for (std::size_t j = 0; j < nt; ++j) {
                 float* yt = y + (t0 + j) * y_stride + r0;
