@@ -10,7 +10,6 @@
 #if WEFT_KERNELS_X86
 
 #include "kernels/matmul_avx2.hpp"
-#include "kernels/matmul_blocks.hpp"
 
 namespace weft::serve::kernels {
 
@@ -218,8 +217,9 @@ struct q6_k_tiles {
     }
 };
 
-// The integer sums of a super-block and the float accumulators are both
-// live per (r, t): 3 x 3 keeps the inner loop within the 16 registers.
+// 3 x 3: the integer sums (9), the activations (3) and a weight vector stay
+// in the 16 registers through a super-block; the float accumulators and the
+// scales are touched once per super-block.
 template <class Tiles>
 using k_table = tile_table<Tiles, 3, 3, 4>;
 

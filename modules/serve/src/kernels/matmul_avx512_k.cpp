@@ -11,7 +11,6 @@
 
 #include "kernels/matmul_avx2.hpp"
 #include "kernels/matmul_avx512.hpp"
-#include "kernels/matmul_blocks.hpp"
 
 namespace weft::serve::kernels {
 

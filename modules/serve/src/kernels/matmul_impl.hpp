@@ -28,8 +28,8 @@ namespace weft::serve::kernels {
 
 /// One register tile: `rows` weight rows times `tokens` activation rows, `k`
 /// elements each; writes out[r * tokens + t]. With `pf` non-zero, each weight
-/// row stream is also prefetched `pf` bytes ahead (the same place in the
-/// next row tile: weight rows are contiguous).
+/// row stream is also prefetched `pf` bytes ahead: the same place in a later
+/// row tile, weight rows being contiguous.
 using tile_fn = void (*)(const std::byte* const* w, const std::byte* const* x, std::size_t k, std::size_t pf,
                          float* out);
 
@@ -100,7 +100,9 @@ inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_
             // Each row tile's weights come from memory once, in its first
             // token tile: meanwhile fetch those of a later row tile (the one
             // after next when decoding, where a row tile takes little time).
-            const std::size_t pf = t0 != 0 ? 0 : (one ? 2 : 1) * rows * w_row_bytes;
+            const std::size_t ahead = (one ? 2 : 1) * rows;
+            const bool fetch = t0 == 0 && r0 + ahead + rows <= row_end; // only rows of this call
+            const std::size_t pf = fetch ? ahead * w_row_bytes : 0;
             (one ? ts.decode : ts.by_tokens[nt - 1])(wp, xp, x.k, pf, out);
             for (std::size_t j = 0; j < nt; ++j) {
                 float* yt = y + (t0 + j) * y_stride + r0;
