@@ -260,6 +260,34 @@ TEST_CASE("matmul rejects activations prepared for another weight type", "[matmu
     CHECK_THROWS_WITH(k::prepare_activations(ggml_type::q5_k, xf.data(), 256, 1, 256, buf), Catch::Contains("q5_K"));
 }
 
+TEST_CASE("activations prepared under one isa still multiply under another", "[matmul]") {
+    std::mt19937 rng(11);
+    const std::size_t rows = 9;
+    const std::size_t kk = 288;
+    for (ggml_type t : {ggml_type::q8_0, ggml_type::q4_0}) {
+        const auto w = weights(t, rows, kk, rng);
+        const auto xf = gaussian(2 * kk, rng);
+        for (k::isa prepared : available_isas()) {
+            std::vector<std::byte> buf;
+            k::set_isa(prepared);
+            const auto x = k::prepare_activations(t, xf.data(), kk, 2, kk, buf);
+            for (k::isa used : available_isas()) {
+                INFO(type_info(t).name << " prepared " << k::isa_name(prepared) << ", used " << k::isa_name(used));
+                isa_guard guard(used);
+                std::vector<float> y(2 * rows);
+                k::matmul(t, w.data(), 0, rows, x, y.data(), rows);
+                for (std::size_t tok = 0; tok < 2; ++tok) {
+                    for (std::size_t r = 0; r < rows; ++r) {
+                        const float ref = vec_dot_reference(t, w.data() + r * row_bytes(t, kk),
+                                                            x.data + tok * x.row_bytes, kk);
+                        CHECK(y[tok * rows + r] == Approx(ref).epsilon(1e-4).margin(1e-3));
+                    }
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("set_isa clamps to what the cpu has", "[matmul]") {
     isa_guard guard(k::isa::avx512);
     CHECK(k::active_isa() == k::best_isa());

@@ -60,12 +60,13 @@ struct tile_set {
     const tile_fn* by_tokens; ///< [n - 1]: `rows` x n tile, n in 1..tokens
     int decode_rows;          ///< weight rows of the one-token tile
     tile_fn decode;           ///< decode_rows x 1 tile
+    bool packed;              ///< the tiles read activations::packed rows
 };
 
 /// The tile_set of `Tiles`, a class with `template <int R, int T> static void
 /// run(...)` (a tile_fn): batched tiles of R rows x 1..T tokens, and an RD x 1
-/// decode tile.
-template <class Tiles, int R, int T, int RD>
+/// decode tile; `Packed`: they read activations::packed.
+template <class Tiles, int R, int T, int RD, bool Packed = false>
 struct tile_table {
     static_assert(R <= max_tile_rows && RD <= max_tile_rows && T <= max_tile_tokens);
     template <std::size_t... I>
@@ -73,7 +74,7 @@ struct tile_table {
         return {&Tiles::template run<R, static_cast<int>(I) + 1>...};
     }
     static constexpr std::array<tile_fn, T> batched = make(std::make_index_sequence<T>{});
-    static constexpr tile_set set{R, T, batched.data(), RD, &Tiles::template run<RD, 1>};
+    static constexpr tile_set set{R, T, batched.data(), RD, &Tiles::template run<RD, 1>, Packed};
 };
 
 /// Multiplies weight rows [row_begin, row_end) by every row of `x` in tiles.
@@ -95,7 +96,7 @@ inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_
         for (std::size_t t0 = 0; t0 < x.rows; t0 += tokens) {
             const std::size_t nt = std::min(tokens, x.rows - t0);
             for (std::size_t j = 0; j < nt; ++j) {
-                xp[j] = x.data + (t0 + j) * x.row_bytes;
+                xp[j] = ts.packed ? x.packed + (t0 + j) * x.packed_row_bytes : x.data + (t0 + j) * x.row_bytes;
             }
             // Each row tile's weights come from memory once, in its first
             // token tile: meanwhile fetch those of a later row tile (the one
@@ -122,6 +123,11 @@ const tile_set* avx512_tiles(ggml_type wt) noexcept;
 /// Activation quantizers, bit-identical to quantize_row (AVX2).
 void quantize_q8_0_avx2(const float* x, block_q8_0* y, std::size_t n);
 void quantize_q8_k_avx2(const float* x, block_q8_k* y, std::size_t n);
+
+/// Bytes of one Q8_0 row of `k` elements packed for the AVX-512 tiles, and
+/// the packing (matmul_avx512.cpp).
+std::size_t q8_0_packed_bytes(std::size_t k) noexcept;
+void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst);
 #endif
 
 } // namespace weft::serve::kernels
