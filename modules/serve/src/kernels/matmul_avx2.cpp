@@ -3,8 +3,8 @@
 // The k-quant tiles are in matmul_avx2_k.cpp.
 //
 // Every tile keeps one 8-lane accumulator per (weight row, token), walks k in
-// the same order whatever the tile shape, and reduces it with hsum(): that
-// is what makes the results batch invariant. Only explicit FMA intrinsics
+// the same order whatever the tile shape, and reduces it by the fixed tree of
+// avx2::reduce8: that is what makes the results batch invariant. Only explicit FMA intrinsics
 // touch the accumulators (no reliance on contraction).
 #include "kernels/matmul_impl.hpp"
 
@@ -102,13 +102,7 @@ WEFT_TARGET_AVX2 void float_tile(const std::byte* const* wp, const std::byte* co
         }
         float_step<W, R, T>(acc, wtp, 0, xtp, 0, 0);
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
-        }
-    }
+    avx2::finish(acc, out);
 }
 
 // --- Q8_0 / Q4_0 weights x Q8_0 activations --------------------------------------
@@ -203,13 +197,7 @@ WEFT_TARGET_AVX2 void q8_tile(const std::byte* const* wp, const std::byte* const
             }
         }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
-        }
-    }
+    avx2::finish(acc, out);
 }
 
 // --- tile tables -----------------------------------------------------------------

@@ -27,13 +27,46 @@ namespace weft::serve::kernels {
 
 namespace avx2 {
 
-/// Sum of the 8 lanes, always in the same order:
-/// ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)).
-WEFT_TARGET_AVX2 inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
+/// The sums of the 8 lanes of each of 8 accumulators, lane i for v[i]. Every
+/// sum takes the same tree, ((v0 + v4) + (v1 + v5)) + ((v2 + v6) + (v3 + v7)),
+/// whatever the other accumulators hold: that fixed order is part of what
+/// keeps results batch invariant.
+WEFT_TARGET_AVX2 inline __m256 reduce8(const __m256* v) {
+    __m256 h[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        h[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x31));
+    }
+    const __m256 sums = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+    // [v0 v2 v4 v6 | v1 v3 v5 v7] back to v0 .. v7
+    return _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/// out[i] = sum of the lanes of v[i] for i < N, by reduce8 (zero padding).
+template <int N>
+WEFT_TARGET_AVX2 inline void reduce_all(const __m256* v, float* out) {
+#pragma GCC unroll 8
+    for (int i = 0; i + 8 <= N; i += 8) {
+        _mm256_storeu_ps(out + i, reduce8(v + i));
+    }
+    if constexpr (N % 8 != 0) {
+        constexpr int done = N / 8 * 8;
+        __m256 last[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+            last[i] = i < N % 8 ? v[done + i] : _mm256_setzero_ps();
+        }
+        alignas(32) float sums[8];
+        _mm256_store_ps(sums, reduce8(last));
+        std::memcpy(out + done, sums, sizeof(float) * (N % 8));
+    }
+}
+
+/// The R x T accumulators of a tile reduced into out[r * T + t].
+template <int R, int T>
+WEFT_TARGET_AVX2 inline void finish(const __m256 (&acc)[R][T], float* out) {
+    reduce_all<R * T>(&acc[0][0], out);
 }
 
 /// The f16 at `p` (any alignment) as float.

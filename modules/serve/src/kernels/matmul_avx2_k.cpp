@@ -3,7 +3,7 @@
 // Within a 256-element super-block everything is exact integer arithmetic
 // (maddubs pairs, madd by the sub-block scales, int32 lanes), so its order is
 // free. Per super-block and (r, t) the int lanes then enter the float
-// accumulator by fixed FMAs, and hsum() ends the row: the float sequence is
+// accumulator by fixed FMAs, and avx2::finish ends the row: the float sequence is
 // the same for every tile shape, which keeps the results batch invariant.
 #include "kernels/matmul_impl.hpp"
 
@@ -22,17 +22,6 @@ WEFT_TARGET_AVX2 inline void zero(__m256i (&v)[R][T]) {
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
             v[r][t] = _mm256_setzero_si256();
-        }
-    }
-}
-
-template <int R, int T>
-WEFT_TARGET_AVX2 inline void finish(__m256 (&acc)[R][T], float* out) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
         }
     }
 }
@@ -111,7 +100,7 @@ WEFT_TARGET_AVX2 void q4_k_tile(const std::byte* const* wp, const std::byte* con
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 /// Bytes picking scale 2g (8 times) then 2g + 1 (8 times) out of 16.
@@ -198,7 +187,7 @@ WEFT_TARGET_AVX2 void q6_k_tile(const std::byte* const* wp, const std::byte* con
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 struct q4_k_tiles {

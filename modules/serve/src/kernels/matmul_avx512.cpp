@@ -102,13 +102,7 @@ WEFT_TARGET_AVX512 void float_tile(const std::byte* const* wp, const std::byte* 
         const auto m = static_cast<__mmask16>((1u << (k - full)) - 1u);
         float_step<W, R, T, true>(acc, wp, x, full, m, 0);
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx512::hsum(acc[r][t]);
-        }
-    }
+    avx512::finish(acc, out);
 }
 
 // --- Q8_0 / Q4_0 weights x Q8_0 activations --------------------------------------
@@ -283,13 +277,7 @@ WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* con
     if (nb % 8 != 0) {
         q8_group<W, R, T, false>(acc, wp, xp, nb / 8, nb % 8, pf);
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
-        }
-    }
+    avx2::finish(acc, out);
 }
 
 // --- tile tables -----------------------------------------------------------------

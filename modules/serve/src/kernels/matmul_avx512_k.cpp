@@ -38,17 +38,6 @@ WEFT_TARGET_AVX512 inline void zero(__m256 (&v)[R][T]) {
     }
 }
 
-template <int R, int T>
-WEFT_TARGET_AVX512 inline void finish(__m256 (&acc)[R][T], float* out) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
-        }
-    }
-}
-
 /// The 16 int32 lanes folded to 8 (exact).
 WEFT_TARGET_AVX512 inline __m256i fold(__m512i v) {
     return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
@@ -123,7 +112,7 @@ WEFT_TARGET_AVX512 void q4_k_tile(const std::byte* const* wp, const std::byte* c
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 /// Q6_K, 64-element step p (elements 64p ..): int16 lanes 8i .. 8i + 7 take
@@ -210,7 +199,7 @@ WEFT_TARGET_AVX512 void q6_k_tile(const std::byte* const* wp, const std::byte* c
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 struct q4_k_tiles {
