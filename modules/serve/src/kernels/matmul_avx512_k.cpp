@@ -218,11 +218,11 @@ struct q6_k_tiles {
     }
 };
 
-// 4 x 3: 12 int32 sums, 3 activation vectors, the scales of 4 rows and
-// temporaries in the 32 registers; the float accumulators are touched once
-// per super-block. Decode: 8 rows.
+// 4 x 4: 16 int32 sums, 4 activation vectors, a weight vector and its
+// scales in the 32 registers through a super-block; the float accumulators
+// are touched once per super-block. Decode: 8 rows.
 template <class Tiles>
-using k_table = tile_table<Tiles, 4, 3, 8>;
+using k_table = tile_table<Tiles, 4, 4, 8>;
 
 } // namespace
 
