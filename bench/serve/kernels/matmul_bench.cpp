@@ -3,7 +3,8 @@
 // (weights hot in cache, and cold: cycling through copies larger than the
 // caches, next to a plain sequential read of the same copies: "stream") and
 // batch-32 GFLOP/s (hot and cold), plus the batch-32 / batch-1 (hot)
-// tokens-per-second ratio. Activation preparation is timed separately (ns per row).
+// tokens-per-second ratio. Activation preparation is timed separately (ns
+// per row).
 //
 // With one thread the times are the thread's CPU time, so that a shared,
 // busy machine still gives usable numbers; with more, wall-clock time.
@@ -214,15 +215,20 @@ int main(int argc, char** argv) {
                 std::vector<std::byte> buf32;
                 const auto x1 = k::prepare_activations(t, xf.data(), kk, 1, kk, buf1);
                 const auto x32 = k::prepare_activations(t, xf.data(), kk, batch, kk, buf32);
-                const double hot = time_per_call([&](std::size_t) { run(opt.threads, t, w.data(), n, x1, y.data()); }, s);
-                const double cold_s = time_per_call(
-                    [&](std::size_t i) { run(opt.threads, t, cold.data() + (i % copies) * bytes, n, x1, y.data()); }, s);
+                // One call on weights `src`, or on a copy cycling through `cold`.
+                auto on = [&](const k::activations& x, bool from_cold) {
+                    return [&, from_cold](std::size_t i) {
+                        const std::byte* src = from_cold ? cold.data() + (i % copies) * bytes : w.data();
+                        run(opt.threads, t, src, n, x, y.data());
+                    };
+                };
+                const double hot = time_per_call(on(x1, false), s);
+                const double cold_s = time_per_call(on(x1, true), s);
                 std::uint64_t sink = 0;
                 const double stream = time_per_call(
                     [&](std::size_t i) { sink += stream_read(cold.data() + (i % copies) * bytes, bytes); }, s / 2);
-                const double b32 = time_per_call([&](std::size_t) { run(opt.threads, t, w.data(), n, x32, y.data()); }, s);
-                const double b32_cold = time_per_call(
-                    [&](std::size_t i) { run(opt.threads, t, cold.data() + (i % copies) * bytes, n, x32, y.data()); }, s);
+                const double b32 = time_per_call(on(x32, false), s);
+                const double b32_cold = time_per_call(on(x32, true), s);
                 std::vector<std::byte> scratch;
                 const double prep = time_per_call(
                     [&](std::size_t) { (void)k::prepare_activations(t, xf.data(), kk, batch, kk, scratch); }, s / 4);

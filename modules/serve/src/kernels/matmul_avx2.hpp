@@ -1,7 +1,8 @@
 /// \file
-/// Helpers shared by the AVX2 kernel files (matmul_avx2*.cpp) and reused by
-/// the AVX-512 ones: the fixed horizontal reduction every accumulator ends
-/// with, and f16 loads. Only for x86 builds (WEFT_KERNELS_X86).
+/// Helpers shared by the AVX2 kernel files (matmul_avx2*.cpp), some reused by
+/// the AVX-512 ones: the fixed reduction every accumulator ends with, the
+/// two-block layout of the Q8_0 / Q4_0 tiles, and the Q4_K scale unpacking.
+/// Only for x86 builds (WEFT_KERNELS_X86).
 ///
 /// Threading: pure functions; safe from any thread.
 #pragma once
@@ -69,13 +70,6 @@ WEFT_TARGET_AVX2 inline void finish(const __m256 (&acc)[R][T], float* out) {
     reduce_all<R * T>(&acc[0][0], out);
 }
 
-/// The f16 at `p` (any alignment) as float.
-WEFT_TARGET_AVX2 inline float half_at(const std::byte* p) {
-    std::uint16_t h = 0;
-    std::memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
-
 /// Blocks of 32 are handled two at a time: a vector's lower 128 bits hold
 /// bytes of block b, its upper 128 bits the same bytes of block b + 1, so
 /// that each 32-bit lane's integer dot product belongs to one block and one
@@ -93,9 +87,10 @@ WEFT_TARGET_AVX2 inline byte_pair load_pair(const std::byte* b0, const std::byte
     if (b1 == nullptr) {
         return {_mm256_zextsi128_si256(lo0), _mm256_zextsi128_si256(hi0)};
     }
-    return {_mm256_inserti128_si256(_mm256_castsi128_si256(lo0), _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1)), 1),
-            _mm256_inserti128_si256(_mm256_castsi128_si256(hi0),
-                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 16)), 1)};
+    const __m128i lo1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1));
+    const __m128i hi1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 16));
+    return {_mm256_inserti128_si256(_mm256_castsi128_si256(lo0), lo1, 1),
+            _mm256_inserti128_si256(_mm256_castsi128_si256(hi0), hi1, 1)};
 }
 
 /// The f16 scales at `b0` and `b1` (0 if null) as [d0 x4 | d1 x4].
@@ -114,9 +109,11 @@ WEFT_TARGET_AVX2 inline __m256 scale_pair(const std::byte* b0, const std::byte* 
 /// are elements 0..15, its high nibbles 16..31.
 WEFT_TARGET_AVX2 inline byte_pair q4_0_pair(const std::byte* b0, const std::byte* b1) {
     const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 2));
-    const __m256i raw = b1 == nullptr ? _mm256_zextsi128_si256(q0)
-                                      : _mm256_inserti128_si256(_mm256_castsi128_si256(q0),
-                                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2)), 1);
+    const __m256i raw =
+        b1 == nullptr
+            ? _mm256_zextsi128_si256(q0)
+            : _mm256_inserti128_si256(_mm256_castsi128_si256(q0),
+                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2)), 1);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     return {_mm256_and_si256(raw, low4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4)};
 }
