@@ -13,6 +13,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace weft::serve;
@@ -74,8 +75,13 @@ void split_matmul(ggml_type t, const std::vector<std::byte>& w, std::size_t rows
 }
 
 std::size_t test_k(ggml_type t) {
-    // Float types get a k with an 8/16-element tail.
-    return type_info(t).block_size == 1 ? 333 : 512;
+    // Float types get a k with an 8/16-element tail; Q8_0/Q4_0 an odd block
+    // count (the kernels take blocks in pairs).
+    switch (type_info(t).block_size) {
+    case 1: return 333;
+    case 32: return 480;
+    default: return 512;
+    }
 }
 
 } // namespace
@@ -168,6 +174,33 @@ TEST_CASE("matmul results are bitwise independent of batch size, batch contents 
     }
 }
 
+TEST_CASE("threads sharing one batch and splitting the rows get the single-threaded result", "[matmul]") {
+    std::mt19937 rng(5);
+    const std::size_t rows = 61;
+    const std::size_t kk = 256;
+    const std::size_t tokens = 9;
+    for (ggml_type t : {ggml_type::f32, ggml_type::q8_0, ggml_type::q4_k}) {
+        INFO(type_info(t).name);
+        const auto w = weights(t, rows, kk, rng);
+        const auto xf = gaussian(tokens * kk, rng);
+        std::vector<std::byte> buf;
+        const auto x = k::prepare_activations(t, xf.data(), kk, tokens, kk, buf);
+        std::vector<float> one(tokens * rows);
+        k::matmul(t, w.data(), 0, rows, x, one.data(), rows);
+        std::vector<float> split(tokens * rows, NAN);
+        std::vector<std::thread> pool;
+        for (std::size_t i = 0; i < 4; ++i) {
+            const std::size_t begin = rows * i / 4;
+            const std::size_t end = rows * (i + 1) / 4;
+            pool.emplace_back([&, begin, end] { k::matmul(t, w.data(), begin, end, x, split.data(), rows); });
+        }
+        for (auto& th : pool) {
+            th.join();
+        }
+        CHECK(std::memcmp(one.data(), split.data(), one.size() * sizeof(float)) == 0);
+    }
+}
+
 TEST_CASE("matmul writes only the requested rows", "[matmul]") {
     std::mt19937 rng(3);
     const std::size_t rows = 20;
@@ -225,6 +258,34 @@ TEST_CASE("matmul rejects activations prepared for another weight type", "[matmu
     CHECK_THROWS_WITH(k::matmul(ggml_type::q4_k, w.data(), 0, 1, x, &y, 1), Catch::Contains("q8_K"));
     CHECK_THROWS_AS(k::prepare_activations(ggml_type::q4_k, xf.data(), 100, 1, 100, buf), std::invalid_argument);
     CHECK_THROWS_WITH(k::prepare_activations(ggml_type::q5_k, xf.data(), 256, 1, 256, buf), Catch::Contains("q5_K"));
+}
+
+TEST_CASE("activations prepared under one isa still multiply under another", "[matmul]") {
+    std::mt19937 rng(11);
+    const std::size_t rows = 9;
+    const std::size_t kk = 288;
+    for (ggml_type t : {ggml_type::q8_0, ggml_type::q4_0}) {
+        const auto w = weights(t, rows, kk, rng);
+        const auto xf = gaussian(2 * kk, rng);
+        for (k::isa prepared : available_isas()) {
+            std::vector<std::byte> buf;
+            k::set_isa(prepared);
+            const auto x = k::prepare_activations(t, xf.data(), kk, 2, kk, buf);
+            for (k::isa used : available_isas()) {
+                INFO(type_info(t).name << " prepared " << k::isa_name(prepared) << ", used " << k::isa_name(used));
+                isa_guard guard(used);
+                std::vector<float> y(2 * rows);
+                k::matmul(t, w.data(), 0, rows, x, y.data(), rows);
+                for (std::size_t tok = 0; tok < 2; ++tok) {
+                    for (std::size_t r = 0; r < rows; ++r) {
+                        const float ref = vec_dot_reference(t, w.data() + r * row_bytes(t, kk),
+                                                            x.data + tok * x.row_bytes, kk);
+                        CHECK(y[tok * rows + r] == Approx(ref).epsilon(1e-4).margin(1e-3));
+                    }
+                }
+            }
+        }
+    }
 }
 
 TEST_CASE("set_isa clamps to what the cpu has", "[matmul]") {

@@ -1,8 +1,10 @@
 // Throughput of the CPU matmul kernels, one thread (or --threads N splitting
 // the rows): for each weight type and isa, batch-1 weight streaming in GB/s
 // (weights hot in cache, and cold: cycling through copies larger than the
-// caches) and batch-32 GFLOP/s, plus the batch-32 / batch-1 tokens-per-second
-// ratio. Activation preparation is timed separately (ns per row).
+// caches, next to a plain sequential read of the same copies: "stream") and
+// batch-32 GFLOP/s (hot and cold), plus the batch-32 / batch-1 (hot)
+// tokens-per-second ratio. Activation preparation is timed separately (ns
+// per row).
 //
 // With one thread the times are the thread's CPU time, so that a shared,
 // busy machine still gives usable numbers; with more, wall-clock time.
@@ -16,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -124,6 +127,24 @@ double time_per_call(Fn&& fn, double seconds) {
     return best;
 }
 
+/// Reads `n` bytes (a multiple of 32) as a plain sequential stream: the
+/// memory bandwidth the cold columns compare with.
+std::uint64_t stream_read(const std::byte* p, std::size_t n) {
+    std::uint64_t a = 0;
+    std::uint64_t b = 0;
+    std::uint64_t c = 0;
+    std::uint64_t d = 0;
+    for (std::size_t i = 0; i < n; i += 32) {
+        std::uint64_t v[4];
+        std::memcpy(v, p + i, sizeof v);
+        a += v[0];
+        b += v[1];
+        c += v[2];
+        d += v[3];
+    }
+    return a + b + c + d;
+}
+
 /// Runs matmul over rows [0, n) split between `threads` threads.
 void run(int threads, ggml_type t, const std::byte* w, std::size_t n, const k::activations& x, float* y) {
     if (threads == 1) {
@@ -158,8 +179,8 @@ int main(int argc, char** argv) {
     }
     std::printf("threads %d (%s time), best isa %s\n", opt.threads, use_cpu_time ? "cpu" : "wall",
                 k::isa_name(k::best_isa()));
-    std::printf("%-6s %-7s %11s %9s %9s %10s %9s %8s\n", "type", "isa", "KxN", "hot GB/s", "cold GB/s",
-                "b32 GFLOP", "b32/b1", "prep ns");
+    std::printf("%-6s %-7s %11s %9s %9s %9s %10s %10s %9s %8s\n", "type", "isa", "KxN", "hot GB/s", "cold GB/s",
+                "stream", "b32 GFLOP", "cold b32", "b32/b1", "prep ns");
     for (const auto& [kk, n] : opt.shapes) {
         const std::size_t batch = 32;
         std::vector<float> xf(batch * kk);
@@ -194,19 +215,31 @@ int main(int argc, char** argv) {
                 std::vector<std::byte> buf32;
                 const auto x1 = k::prepare_activations(t, xf.data(), kk, 1, kk, buf1);
                 const auto x32 = k::prepare_activations(t, xf.data(), kk, batch, kk, buf32);
-                const double hot = time_per_call([&](std::size_t) { run(opt.threads, t, w.data(), n, x1, y.data()); }, s);
-                const double cold_s = time_per_call(
-                    [&](std::size_t i) { run(opt.threads, t, cold.data() + (i % copies) * bytes, n, x1, y.data()); }, s);
-                const double b32 = time_per_call([&](std::size_t) { run(opt.threads, t, w.data(), n, x32, y.data()); }, s);
+                // One call on weights `src`, or on a copy cycling through `cold`.
+                auto on = [&](const k::activations& x, bool from_cold) {
+                    return [&, from_cold](std::size_t i) {
+                        const std::byte* src = from_cold ? cold.data() + (i % copies) * bytes : w.data();
+                        run(opt.threads, t, src, n, x, y.data());
+                    };
+                };
+                const double hot = time_per_call(on(x1, false), s);
+                const double cold_s = time_per_call(on(x1, true), s);
+                std::uint64_t sink = 0;
+                const double stream = time_per_call(
+                    [&](std::size_t i) { sink += stream_read(cold.data() + (i % copies) * bytes, bytes); }, s / 2);
+                const double b32 = time_per_call(on(x32, false), s);
+                const double b32_cold = time_per_call(on(x32, true), s);
                 std::vector<std::byte> scratch;
                 const double prep = time_per_call(
                     [&](std::size_t) { (void)k::prepare_activations(t, xf.data(), kk, batch, kk, scratch); }, s / 4);
                 char shape[32];
                 std::snprintf(shape, sizeof shape, "%zux%zu", kk, n);
-                std::printf("%-6s %-7s %11s %9.1f %9.1f %10.1f %9.2f %8.0f\n", type_info(t).name.data(),
+                const double flop = 2.0 * double(n) * double(kk) * double(batch);
+                std::printf("%-6s %-7s %11s %9.1f %9.1f %9.1f %10.1f %10.1f %9.2f %8.0f%s\n", type_info(t).name.data(),
                             k::isa_name(path), shape, double(bytes) / hot * 1e-9, double(bytes) / cold_s * 1e-9,
-                            2.0 * double(n) * double(kk) * double(batch) / b32 * 1e-9, hot * double(batch) / b32,
-                            prep / double(batch) * 1e9);
+                            double(bytes) / stream * 1e-9,
+                            flop / b32 * 1e-9, flop / b32_cold * 1e-9, hot * double(batch) / b32,
+                            prep / double(batch) * 1e9, sink == 1 ? " " : "");
                 std::fflush(stdout);
             }
         }

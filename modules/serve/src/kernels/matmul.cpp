@@ -101,14 +101,34 @@ activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stri
         return {vt, reinterpret_cast<const std::byte*>(x), x_stride * sizeof(float), tokens, k};
     }
     const std::size_t rb = row_bytes(vt, k);
-    if (buffer.size() < rb * tokens) {
-        buffer.resize(rb * tokens);
-    }
     const isa path = active_isa();
+#if WEFT_KERNELS_X86
+    // The AVX-512 Q8_0 tiles read the rows in transposed groups; made here
+    // once rather than by every tile.
+    const std::size_t packed_rb = path == isa::avx512 && vt == ggml_type::q8_0 ? q8_0_packed_bytes(k) : 0;
+#else
+    const std::size_t packed_rb = 0;
+#endif
+    const std::size_t total = (rb + packed_rb) * tokens;
+    if (buffer.size() < total) {
+        buffer.resize(total);
+    }
     for (std::size_t t = 0; t < tokens; ++t) {
         quantize_activation_row(vt, x + t * x_stride, buffer.data() + t * rb, k, path);
     }
-    return {vt, buffer.data(), rb, tokens, k};
+    activations out{vt, buffer.data(), rb, tokens, k};
+#if WEFT_KERNELS_X86
+    if (packed_rb != 0) {
+        std::byte* packed = buffer.data() + rb * tokens;
+        for (std::size_t t = 0; t < tokens; ++t) {
+            pack_q8_0_avx512(reinterpret_cast<const block_q8_0*>(buffer.data() + t * rb), k,
+                             packed + t * packed_rb);
+        }
+        out.packed = packed;
+        out.packed_row_bytes = packed_rb;
+    }
+#endif
+    return out;
 }
 
 void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t row_end, const activations& x,
@@ -132,6 +152,9 @@ void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t
     const tile_set* tiles = nullptr;
     if (path == isa::avx512) {
         tiles = avx512_tiles(wt);
+    }
+    if (tiles != nullptr && tiles->packed && x.packed == nullptr) {
+        tiles = nullptr; // prepared under another isa: its rows suit the AVX2 tiles
     }
     if (tiles == nullptr && path != isa::scalar) {
         tiles = avx2_tiles(wt);

@@ -37,6 +37,11 @@ struct activations {
     std::size_t row_bytes = 0;       ///< distance between rows
     std::size_t rows = 0;            ///< tokens
     std::size_t k = 0;               ///< elements per row
+    /// The same rows rearranged for the active isa's kernels (AVX-512 with
+    /// Q8_0: blocks in transposed groups of 8), or null; matmul falls back
+    /// to another path when its kernels need them and they are missing.
+    const std::byte* packed = nullptr;
+    std::size_t packed_row_bytes = 0;
 };
 
 /// Converts `tokens` rows of `k` floats (row stride `x_stride` floats) for

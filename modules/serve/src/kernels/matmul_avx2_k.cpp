@@ -3,14 +3,13 @@
 // Within a 256-element super-block everything is exact integer arithmetic
 // (maddubs pairs, madd by the sub-block scales, int32 lanes), so its order is
 // free. Per super-block and (r, t) the int lanes then enter the float
-// accumulator by fixed FMAs, and hsum() ends the row: the float sequence is
+// accumulator by fixed FMAs, and avx2::finish ends the row: the float sequence is
 // the same for every tile shape, which keeps the results batch invariant.
 #include "kernels/matmul_impl.hpp"
 
 #if WEFT_KERNELS_X86
 
 #include "kernels/matmul_avx2.hpp"
-#include "kernels/matmul_blocks.hpp"
 
 namespace weft::serve::kernels {
 
@@ -23,17 +22,6 @@ WEFT_TARGET_AVX2 inline void zero(__m256i (&v)[R][T]) {
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
             v[r][t] = _mm256_setzero_si256();
-        }
-    }
-}
-
-template <int R, int T>
-WEFT_TARGET_AVX2 inline void finish(__m256 (&acc)[R][T], float* out) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
         }
     }
 }
@@ -55,15 +43,16 @@ WEFT_TARGET_AVX2 void q4_k_tile(const std::byte* const* wp, const std::byte* con
     for (std::size_t b = 0; b < k / qk_k; ++b) {
         const block_q4_k* w[R];
         const block_q8_k* x[T];
-        alignas(16) std::uint8_t sc[R][8];
-        alignas(16) std::uint8_t mn[R][16];
+        __m128i scales[R];
+        __m256i sc16[R];
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
             w[r] = reinterpret_cast<const block_q4_k*>(wp[r]) + b;
             if (pf != 0) {
                 prefetch_span<sizeof(block_q4_k)>(reinterpret_cast<const std::byte*>(w[r]) + pf);
             }
-            q4_k_unpack_scales(w[r]->scales, sc[r], mn[r]);
+            scales[r] = avx2::q4_k_scales(w[r]->scales);
+            sc16[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales[r]));
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
@@ -71,6 +60,7 @@ WEFT_TARGET_AVX2 void q4_k_tile(const std::byte* const* wp, const std::byte* con
         }
         __m256i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) {
             __m256i xq[T];
 #pragma GCC unroll 8
@@ -82,7 +72,9 @@ WEFT_TARGET_AVX2 void q4_k_tile(const std::byte* const* wp, const std::byte* con
             for (int r = 0; r < R; ++r) {
                 const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r]->qs + 32 * (j >> 1)));
                 const __m256i q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(shift)), low4);
-                const __m256i s = _mm256_set1_epi16(static_cast<short>(sc[r][j]));
+                // Scale j in every int16 lane.
+                const __m256i pick = _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * j));
+                const __m256i s = _mm256_shuffle_epi8(sc16[r], pick);
 #pragma GCC unroll 8
                 for (int t = 0; t < T; ++t) {
                     sumi[r][t] = _mm256_add_epi32(sumi[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xq[t]), s));
@@ -97,8 +89,7 @@ WEFT_TARGET_AVX2 void q4_k_tile(const std::byte* const* wp, const std::byte* con
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
             // [m0 m0 m1 m1 ... m7 m7]: madd with the 16 bsums gives m_j * (x sum of sub-block j).
-            const __m128i m8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn[r]));
-            const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+            const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scales[r], scales[r]));
             const float dw = _cvtsh_ss(w[r]->d);
             const float dm = _cvtsh_ss(w[r]->dmin);
 #pragma GCC unroll 8
@@ -109,7 +100,7 @@ WEFT_TARGET_AVX2 void q4_k_tile(const std::byte* const* wp, const std::byte* con
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 /// Bytes picking scale 2g (8 times) then 2g + 1 (8 times) out of 16.
@@ -159,6 +150,7 @@ WEFT_TARGET_AVX2 void q6_k_tile(const std::byte* const* wp, const std::byte* con
         }
         __m256i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
             __m256i xq[T];
 #pragma GCC unroll 8
@@ -195,7 +187,7 @@ WEFT_TARGET_AVX2 void q6_k_tile(const std::byte* const* wp, const std::byte* con
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 struct q4_k_tiles {
@@ -214,8 +206,9 @@ struct q6_k_tiles {
     }
 };
 
-// The integer sums of a super-block and the float accumulators are both
-// live per (r, t): 3 x 3 keeps the inner loop within the 16 registers.
+// 3 x 3: the integer sums (9), the activations (3) and a weight vector stay
+// in the 16 registers through a super-block; the float accumulators and the
+// scales are touched once per super-block.
 template <class Tiles>
 using k_table = tile_table<Tiles, 3, 3, 4>;
 

@@ -11,7 +11,10 @@
 #include "kernels/matmul_avx2.hpp"
 #include "kernels/matmul_avx512.hpp"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <utility>
 
 namespace weft::serve::kernels {
 
@@ -99,37 +102,163 @@ WEFT_TARGET_AVX512 void float_tile(const std::byte* const* wp, const std::byte* 
         const auto m = static_cast<__mmask16>((1u << (k - full)) - 1u);
         float_step<W, R, T, true>(acc, wp, x, full, m, 0);
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx512::hsum(acc[r][t]);
-        }
-    }
+    avx512::finish(acc, out);
 }
 
 // --- Q8_0 / Q4_0 weights x Q8_0 activations --------------------------------------
 
+// Blocks go in groups of 8, transposed: vector j holds bytes 4j..4j+3 of
+// every block, block i in 32-bit lane i. Eight vpdpbusd then leave block i's
+// exact integer dot product in lane i, and one float FMA per (r, t) covers
+// all 8 blocks. The activations are transposed once, by prepare_activations
+// (pack_q8_0_avx512); the weights per row and group, shared by the tokens.
+//
+// VNNI multiplies unsigned by signed bytes, so the weight levels are made
+// unsigned (u = w + offset, offset = 2^shift): sum u x = sum w x +
+// offset * sum x, and each token's -offset * (block sums) seeds its
+// accumulation with every weight row.
+
+/// A packed group: 8 transposed 32-byte vectors, the 8 block scales (f32),
+/// the 8 block sums of the levels (int32). Missing blocks (a row whose block
+/// count is not a multiple of 8) are zero throughout.
+constexpr std::size_t group_bytes = 320;
+constexpr std::size_t group_scales = 256;
+constexpr std::size_t group_sums = 288;
+
+/// 8 x 8 transpose of 32-bit elements: r[j] lane i <- r[i] lane j. (The
+/// 128-bit lane moves use vshufi64x2, which unlike vperm2i128 reaches all 32
+/// registers.)
+WEFT_TARGET_AVX512 inline void transpose8(__m256i (&r)[8]) {
+    const __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+    const __m256i t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+    const __m256i t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    const __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+    const __m256i t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    const __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+    const __m256i t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2);
+    const __m256i u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3);
+    const __m256i u3 = _mm256_unpackhi_epi64(t1, t3);
+    const __m256i u4 = _mm256_unpacklo_epi64(t4, t6);
+    const __m256i u5 = _mm256_unpackhi_epi64(t4, t6);
+    const __m256i u6 = _mm256_unpacklo_epi64(t5, t7);
+    const __m256i u7 = _mm256_unpackhi_epi64(t5, t7);
+    r[0] = _mm256_shuffle_i64x2(u0, u4, 0);
+    r[1] = _mm256_shuffle_i64x2(u1, u5, 0);
+    r[2] = _mm256_shuffle_i64x2(u2, u6, 0);
+    r[3] = _mm256_shuffle_i64x2(u3, u7, 0);
+    r[4] = _mm256_shuffle_i64x2(u0, u4, 3);
+    r[5] = _mm256_shuffle_i64x2(u1, u5, 3);
+    r[6] = _mm256_shuffle_i64x2(u2, u6, 3);
+    r[7] = _mm256_shuffle_i64x2(u3, u7, 3);
+}
+
+inline int half_bits(const std::byte* p) noexcept {
+    std::uint16_t h = 0;
+    std::memcpy(&h, p, sizeof h);
+    return h;
+}
+
+/// The f16 scales of 8 consecutive blocks `stride` bytes apart.
+template <std::size_t Stride, std::size_t... I>
+WEFT_TARGET_AVX512 inline __m256 group_scales_of(const std::byte* first, std::index_sequence<I...>) {
+    __m128i h = _mm_setzero_si128();
+    ((h = _mm_insert_epi16(h, half_bits(first + I * Stride), static_cast<int>(I))), ...);
+    return _mm256_cvtph_ps(h);
+}
+
 struct blocks_q8_0 {
     static constexpr std::size_t bytes = sizeof(block_q8_0);
+    static constexpr int shift = 7; // w + 128: the sign bit flipped
     WEFT_TARGET_AVX512 static __m256i levels(const std::byte* blk) {
-        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+        return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
+                                _mm256_set1_epi8(static_cast<char>(0x80)));
     }
 };
 
 struct blocks_q4_0 {
     static constexpr std::size_t bytes = sizeof(block_q4_0);
+    static constexpr int shift = 3; // stored levels are w + 8
     WEFT_TARGET_AVX512 static __m256i levels(const std::byte* blk) {
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-        return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
     }
 };
 
-/// VNNI multiplies unsigned by signed bytes. The activations become unsigned
-/// by flipping their top bit (x + 128); sum (x + 128) w - 128 sum w = sum x w,
-/// and the correction -128 sum w is made once per weight block and seeds the
-/// accumulation of every token. All exact in int32.
+/// The unsigned levels of the 8 blocks from `first` (only `n` of them unless
+/// `Full`; the others count as zero), transposed into `w`, and their scales.
+template <class W, bool Full>
+WEFT_TARGET_AVX512 inline __m256 load_group(const std::byte* first, std::size_t n, __m256i (&w)[8]) {
+    if constexpr (Full) {
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) {
+            w[i] = W::levels(first + i * W::bytes);
+        }
+        transpose8(w);
+        return group_scales_of<W::bytes>(first, std::make_index_sequence<8>{});
+    } else {
+        alignas(16) std::uint16_t h[8] = {};
+#pragma GCC unroll 8 // constant indices keep w in registers
+        for (std::size_t i = 0; i < 8; ++i) {
+            w[i] = _mm256_setzero_si256();
+            if (i < n) {
+                w[i] = W::levels(first + i * W::bytes);
+                h[i] = static_cast<std::uint16_t>(half_bits(first + i * W::bytes));
+            }
+        }
+        transpose8(w);
+        return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+    }
+}
+
+/// Group `g` (`n` blocks) for every (r, t).
+template <class W, int R, int T, bool Full>
+WEFT_TARGET_AVX512 inline void q8_group(__m256 (&acc)[R][T], const std::byte* const* wp, const std::byte* const* xp,
+                                        std::size_t g, std::size_t n, std::size_t pf) {
+    __m256i seed[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+        const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp[t] + g * group_bytes + group_sums));
+        seed[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, W::shift));
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        const std::byte* first = wp[r] + g * 8 * W::bytes;
+        if (pf != 0) {
+            prefetch_span<8 * W::bytes>(first + pf);
+        }
+        __m256i w[8];
+        const __m256 dw = load_group<W, Full>(first, n, w);
+        const std::byte* group[T];
+        __m256i sums[T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            group[t] = xp[t] + g * group_bytes;
+            // Opaque to the optimiser: the activation loads stay memory
+            // operands of vpdpbusd instead of being hoisted out of the row
+            // loop into (spilled) registers.
+            asm("" : "+r"(group[t]));
+            sums[t] = seed[t];
+        }
+        // The tokens' chains interleaved, for latency.
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) {
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t) {
+                sums[t] = _mm256_dpbusd_epi32(sums[t], w[j],
+                                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + 32 * j)));
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(group[t] + group_scales));
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), _mm256_mul_ps(dw, dx), acc[r][t]);
+        }
+    }
+}
+
 template <class W, int R, int T>
 WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* const* xp, std::size_t k,
                                 std::size_t pf, float* out) {
@@ -141,41 +270,14 @@ WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* con
             acc[r][t] = _mm256_setzero_ps();
         }
     }
-    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
     const std::size_t nb = k / qk_32;
-    for (std::size_t b = 0; b < nb; ++b) {
-        __m256i xu[T];
-        __m256 dx[T];
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            const std::byte* blk = xp[t] + b * sizeof(block_q8_0);
-            dx[t] = _mm256_set1_ps(avx2::half_at(blk));
-            xu[t] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), bias);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            const std::byte* blk = wp[r] + b * W::bytes;
-            const __m256 dw = _mm256_set1_ps(avx2::half_at(blk));
-            const __m256i wq = W::levels(blk);
-            if (pf != 0) {
-                prefetch(blk + pf);
-            }
-            const __m256i seed =
-                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, wq));
-#pragma GCC unroll 8
-            for (int t = 0; t < T; ++t) {
-                const __m256 sums = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(seed, xu[t], wq));
-                acc[r][t] = _mm256_fmadd_ps(sums, _mm256_mul_ps(dw, dx[t]), acc[r][t]);
-            }
-        }
+    for (std::size_t g = 0; g < nb / 8; ++g) {
+        q8_group<W, R, T, true>(acc, wp, xp, g, 8, pf);
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
-        }
+    if (nb % 8 != 0) {
+        q8_group<W, R, T, false>(acc, wp, xp, nb / 8, nb % 8, pf);
     }
+    avx2::finish(acc, out);
 }
 
 // --- tile tables -----------------------------------------------------------------
@@ -203,6 +305,8 @@ struct q8_tiles {
 // independent FMA chains.
 template <class Tiles>
 using avx512_table = tile_table<Tiles, 4, 4, 8>;
+template <class Tiles>
+using avx512_packed_table = tile_table<Tiles, 4, 4, 8, true>;
 
 } // namespace
 
@@ -211,11 +315,40 @@ const tile_set* avx512_tiles(ggml_type wt) noexcept {
     case ggml_type::f32: return &avx512_table<float_tiles<load_f32>>::set;
     case ggml_type::f16: return &avx512_table<float_tiles<load_f16>>::set;
     case ggml_type::bf16: return &avx512_table<float_tiles<load_bf16>>::set;
-    case ggml_type::q8_0: return &avx512_table<q8_tiles<blocks_q8_0>>::set;
-    case ggml_type::q4_0: return &avx512_table<q8_tiles<blocks_q4_0>>::set;
+    case ggml_type::q8_0: return &avx512_packed_table<q8_tiles<blocks_q8_0>>::set;
+    case ggml_type::q4_0: return &avx512_packed_table<q8_tiles<blocks_q4_0>>::set;
     case ggml_type::q4_k:
     case ggml_type::q6_k: return avx512_k_tiles(wt);
     default: return nullptr;
+    }
+}
+
+std::size_t q8_0_packed_bytes(std::size_t k) noexcept {
+    return (k / qk_32 + 7) / 8 * group_bytes;
+}
+
+WEFT_TARGET_AVX512 void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst) {
+    const std::size_t nb = k / qk_32;
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (std::size_t g = 0; g * 8 < nb; ++g, dst += group_bytes) {
+        const std::size_t n = std::min<std::size_t>(8, nb - g * 8);
+        __m256i v[8];
+        alignas(32) float d[8] = {};
+        for (std::size_t i = 0; i < 8; ++i) {
+            v[i] = _mm256_setzero_si256();
+            if (i < n) {
+                v[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[g * 8 + i].qs));
+                d[i] = f16_to_f32(row[g * 8 + i].d);
+            }
+        }
+        transpose8(v);
+        __m256i sums = _mm256_setzero_si256();
+        for (int j = 0; j < 8; ++j) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * j), v[j]);
+            sums = _mm256_dpbusd_epi32(sums, ones, v[j]);
+        }
+        std::memcpy(dst + group_scales, d, sizeof d);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + group_sums), sums);
     }
 }
 

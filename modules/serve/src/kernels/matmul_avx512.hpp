@@ -17,12 +17,20 @@ namespace weft::serve::kernels {
 
 namespace avx512 {
 
-/// Sum of the 16 lanes, always in the same order: the two 8-lane halves
-/// added lane-wise, then avx2::hsum.
-WEFT_TARGET_AVX512 inline float hsum(__m512 v) {
-    const __m256 lo = _mm512_castps512_ps256(v);
-    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    return avx2::hsum(_mm256_add_ps(lo, hi));
+/// The R x T 16-lane accumulators of a tile reduced into out[r * T + t]:
+/// lanes i and i + 8 added, then avx2::reduce8's tree.
+template <int R, int T>
+WEFT_TARGET_AVX512 inline void finish(const __m512 (&acc)[R][T], float* out) {
+    __m256 folded[R][T];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            folded[r][t] = _mm256_add_ps(_mm512_castps512_ps256(acc[r][t]),
+                                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][t]), 1)));
+        }
+    }
+    avx2::finish(folded, out);
 }
 
 } // namespace avx512

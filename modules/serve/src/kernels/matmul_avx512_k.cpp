@@ -11,7 +11,6 @@
 
 #include "kernels/matmul_avx2.hpp"
 #include "kernels/matmul_avx512.hpp"
-#include "kernels/matmul_blocks.hpp"
 
 namespace weft::serve::kernels {
 
@@ -35,17 +34,6 @@ WEFT_TARGET_AVX512 inline void zero(__m256 (&v)[R][T]) {
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
             v[r][t] = _mm256_setzero_ps();
-        }
-    }
-}
-
-template <int R, int T>
-WEFT_TARGET_AVX512 inline void finish(__m256 (&acc)[R][T], float* out) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            out[r * T + t] = avx2::hsum(acc[r][t]);
         }
     }
 }
@@ -79,13 +67,10 @@ WEFT_TARGET_AVX512 void q4_k_tile(const std::byte* const* wp, const std::byte* c
             if (pf != 0) {
                 prefetch_span<sizeof(block_q4_k)>(reinterpret_cast<const std::byte*>(w[r]) + pf);
             }
-            alignas(8) std::uint8_t sc[8];
-            alignas(8) std::uint8_t mn[8];
-            q4_k_unpack_scales(w[r]->scales, sc, mn);
-            sc16[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+            const __m128i scales = avx2::q4_k_scales(w[r]->scales);
+            sc16[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales));
             // [m0 m0 m1 m1 ... m7 m7]: madd with the 16 bsums gives m_j * (x sum of sub-block j).
-            const __m128i m8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn));
-            m16[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+            m16[r] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scales, scales));
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
@@ -93,6 +78,7 @@ WEFT_TARGET_AVX512 void q4_k_tile(const std::byte* const* wp, const std::byte* c
         }
         __m512i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 4
         for (int g = 0; g < 4; ++g) {
             __m512i xq[T];
 #pragma GCC unroll 8
@@ -126,7 +112,7 @@ WEFT_TARGET_AVX512 void q4_k_tile(const std::byte* const* wp, const std::byte* c
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 /// Q6_K, 64-element step p (elements 64p ..): int16 lanes 8i .. 8i + 7 take
@@ -178,6 +164,7 @@ WEFT_TARGET_AVX512 void q6_k_tile(const std::byte* const* wp, const std::byte* c
         }
         __m512i sumi[R][T];
         zero(sumi);
+#pragma GCC unroll 4
         for (int p = 0; p < 4; ++p) {
             __m512i xq[T];
 #pragma GCC unroll 8
@@ -212,7 +199,7 @@ WEFT_TARGET_AVX512 void q6_k_tile(const std::byte* const* wp, const std::byte* c
             }
         }
     }
-    finish(acc, out);
+    avx2::finish(acc, out);
 }
 
 struct q4_k_tiles {
@@ -231,11 +218,11 @@ struct q6_k_tiles {
     }
 };
 
-// 4 x 3: 12 int32 sums, 3 activation vectors, the scales of 4 rows and
-// temporaries in the 32 registers; the float accumulators are touched once
-// per super-block. Decode: 8 rows.
+// 4 x 4: 16 int32 sums, 4 activation vectors, a weight vector and its
+// scales in the 32 registers through a super-block; the float accumulators
+// are touched once per super-block. Decode: 8 rows.
 template <class Tiles>
-using k_table = tile_table<Tiles, 4, 3, 8>;
+using k_table = tile_table<Tiles, 4, 4, 8>;
 
 } // namespace
 

@@ -28,23 +28,26 @@ namespace weft::serve::kernels {
 
 /// One register tile: `rows` weight rows times `tokens` activation rows, `k`
 /// elements each; writes out[r * tokens + t]. With `pf` non-zero, each weight
-/// row stream is also prefetched `pf` bytes ahead (the same place in the
-/// next row tile: weight rows are contiguous).
+/// row stream is also prefetched `pf` bytes ahead: the same place in a later
+/// row tile, weight rows being contiguous.
 using tile_fn = void (*)(const std::byte* const* w, const std::byte* const* x, std::size_t k, std::size_t pf,
                          float* out);
 
-/// Prefetches the cache line at `p` (never faults, whatever `p` is).
+/// Prefetches the cache line at `p` into L2 (never faults, whatever `p` is).
+/// L2, not L1: a whole row tile ahead would not fit in L1 next to the tile
+/// being read.
 inline void prefetch(const std::byte* p) noexcept {
-    __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(p, 0, 2);
 }
 
-/// Prefetches every cache line of the `Bytes` bytes at `p`.
+/// Prefetches at 64-byte steps over the `Bytes` bytes at `p`: for spans that
+/// follow each other, as blocks of a row do, no point is more than 64 bytes
+/// from the next, so every cache line of the stream gets one.
 template <std::size_t Bytes>
 inline void prefetch_span(const std::byte* p) noexcept {
     for (std::size_t i = 0; i < Bytes; i += 64) {
         prefetch(p + i);
     }
-    prefetch(p + Bytes - 1);
 }
 
 inline constexpr int max_tile_rows = 8;
@@ -52,17 +55,18 @@ inline constexpr int max_tile_tokens = 8;
 
 /// The tiles of one weight type on one isa.
 struct tile_set {
-    int rows;                             ///< weight rows of the batched tiles
-    int tokens;                           ///< their most activation rows
-    const tile_fn* by_tokens;             ///< [n - 1]: `rows` x n tile, n in 1..tokens
-    int decode_rows;                      ///< weight rows of the one-token tile
-    tile_fn decode;                       ///< decode_rows x 1 tile
+    int rows;                 ///< weight rows of the batched tiles
+    int tokens;               ///< their most activation rows
+    const tile_fn* by_tokens; ///< [n - 1]: `rows` x n tile, n in 1..tokens
+    int decode_rows;          ///< weight rows of the one-token tile
+    tile_fn decode;           ///< decode_rows x 1 tile
+    bool packed;              ///< the tiles read activations::packed rows
 };
 
 /// The tile_set of `Tiles`, a class with `template <int R, int T> static void
 /// run(...)` (a tile_fn): batched tiles of R rows x 1..T tokens, and an RD x 1
-/// decode tile.
-template <class Tiles, int R, int T, int RD>
+/// decode tile; `Packed`: they read activations::packed.
+template <class Tiles, int R, int T, int RD, bool Packed = false>
 struct tile_table {
     static_assert(R <= max_tile_rows && RD <= max_tile_rows && T <= max_tile_tokens);
     template <std::size_t... I>
@@ -70,7 +74,7 @@ struct tile_table {
         return {&Tiles::template run<R, static_cast<int>(I) + 1>...};
     }
     static constexpr std::array<tile_fn, T> batched = make(std::make_index_sequence<T>{});
-    static constexpr tile_set set{R, T, batched.data(), RD, &Tiles::template run<RD, 1>};
+    static constexpr tile_set set{R, T, batched.data(), RD, &Tiles::template run<RD, 1>, Packed};
 };
 
 /// Multiplies weight rows [row_begin, row_end) by every row of `x` in tiles.
@@ -92,11 +96,14 @@ inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_
         for (std::size_t t0 = 0; t0 < x.rows; t0 += tokens) {
             const std::size_t nt = std::min(tokens, x.rows - t0);
             for (std::size_t j = 0; j < nt; ++j) {
-                xp[j] = x.data + (t0 + j) * x.row_bytes;
+                xp[j] = ts.packed ? x.packed + (t0 + j) * x.packed_row_bytes : x.data + (t0 + j) * x.row_bytes;
             }
-            // Decoding streams each weight once: fetch the next row tile
-            // while this one computes.
-            const std::size_t pf = one ? rows * w_row_bytes : 0;
+            // Each row tile's weights come from memory once, in its first
+            // token tile: meanwhile fetch those of a later row tile (the one
+            // after next when decoding, where a row tile takes little time).
+            const std::size_t ahead = (one ? 2 : 1) * rows;
+            const bool fetch = t0 == 0 && r0 + ahead + rows <= row_end; // only rows of this call
+            const std::size_t pf = fetch ? ahead * w_row_bytes : 0;
             (one ? ts.decode : ts.by_tokens[nt - 1])(wp, xp, x.k, pf, out);
             for (std::size_t j = 0; j < nt; ++j) {
                 float* yt = y + (t0 + j) * y_stride + r0;
@@ -116,6 +123,11 @@ const tile_set* avx512_tiles(ggml_type wt) noexcept;
 /// Activation quantizers, bit-identical to quantize_row (AVX2).
 void quantize_q8_0_avx2(const float* x, block_q8_0* y, std::size_t n);
 void quantize_q8_k_avx2(const float* x, block_q8_k* y, std::size_t n);
+
+/// Bytes of one Q8_0 row of `k` elements packed for the AVX-512 tiles, and
+/// the packing (matmul_avx512.cpp).
+std::size_t q8_0_packed_bytes(std::size_t k) noexcept;
+void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst);
 #endif
 
 } // namespace weft::serve::kernels
