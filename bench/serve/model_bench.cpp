@@ -139,12 +139,14 @@ int main(int argc, char** argv) {
     std::string json_path = "build/bench-model.json";
     std::string cache = "build/bench-models";
     std::size_t steps = 16;
+    std::vector<std::size_t> batches{1, 2, 4, 8, 16, 32, 64};
     app.add_option("--size", size)->capture_default_str();
     app.add_option("--types", types)->delimiter(',')->capture_default_str();
     app.add_option("--threads", threads)->capture_default_str();
     app.add_option("--json", json_path)->capture_default_str();
     app.add_option("--cache", cache, "where demo models are written")->capture_default_str();
     app.add_option("--steps", steps, "decode steps per measurement")->capture_default_str();
+    app.add_option("--batches", batches, "decode batch sizes (the first is the reference)")->delimiter(',');
     CLI11_PARSE(app, argc, argv);
 
     nlohmann::json report;
@@ -158,7 +160,7 @@ int main(int argc, char** argv) {
         const ggml_type type = parse_weight_type(type_name);
         const auto path = ensure_demo_model(size, type, cache);
         const std::size_t context = 64;
-        const std::size_t max_batch = 64;
+        const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
         bench_run run(path, threads, max_batch + 1, 600);
         const double weight_bytes = static_cast<double>(run.m->step_weight_bytes());
         const double floor_s = weight_bytes / bandwidth;
@@ -172,7 +174,7 @@ int main(int argc, char** argv) {
         fmt::print("{:>6} {:>10} {:>10} {:>9}\n", "batch", "step ms", "tokens/s", "x batch1");
         double batch1 = 0;
         nlohmann::json rows = nlohmann::json::array();
-        for (std::size_t bsz = 1; bsz <= max_batch; bsz *= 2) {
+        for (std::size_t bsz : batches) {
             auto seqs = run.make(bsz, context, 600);
             run.prefill(seqs);
             step_output out;
@@ -181,7 +183,7 @@ int main(int argc, char** argv) {
             for (std::size_t s = 0; s < steps; ++s) times.push_back(run.decode(seqs, out));
             const double step = median(times);
             const double tps = static_cast<double>(bsz) / step;
-            if (bsz == 1) batch1 = tps;
+            if (batch1 == 0) batch1 = tps;
             fmt::print("{:>6} {:>10.2f} {:>10.0f} {:>8.2f}x\n", bsz, step * 1e3, tps, tps / batch1);
             rows.push_back({{"batch", bsz}, {"step_ms", step * 1e3}, {"tokens_per_s", tps}, {"speedup", tps / batch1}});
             if (bsz == 1) {

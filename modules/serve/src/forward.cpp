@@ -111,8 +111,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
             const batch_chunk& ch = b.chunks[s.chunk];
             const block_id blk = ch.blocks[s.pos / m_cache.block_size()];
             const std::size_t slot = s.pos % m_cache.block_size();
-            std::copy_n(&m_k[t * KV], KV, m_cache.keys(l, blk) + slot * KV);
-            std::copy_n(&m_v[t * KV], KV, m_cache.values(l, blk) + slot * KV);
+            m_cache.store(l, blk, slot, &m_k[t * KV], &m_v[t * KV]);
         }
 
         // att[T][Q] = softmax(q k^T / sqrt(d)) v, causal, per sequence
@@ -185,7 +184,7 @@ void cpu_forward::attention(const batch& b, std::size_t layer) {
             const token_slot& s = m_slots[t];
             const std::size_t off = m_chunk_block_offset[s.chunk];
             const kernels::attention_source src{m_key_blocks.data() + off, m_value_blocks.data() + off,
-                                                m_cache.block_size(), c.kv_dim()};
+                                                m_cache.block_size()};
             const float* q = &m_q[t * Q + g * group * c.head_dim];
             float* o = &m_att[t * Q + g * group * c.head_dim];
             kernels::attend(q, group, c.head_dim, g, s.pos, src, o, scratch);

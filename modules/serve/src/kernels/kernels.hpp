@@ -43,10 +43,9 @@ private:
 
 /// Where one query token reads its keys and values: a sequence's block table.
 struct attention_source {
-    const float* const* key_blocks;   ///< per block: [block_size][kv_dim]
-    const float* const* value_blocks; ///< per block: [block_size][kv_dim]
+    const float* const* key_blocks;   ///< per block: [n_head_kv][block_size][head_dim]
+    const float* const* value_blocks; ///< per block: [n_head_kv][block_size][head_dim]
     std::size_t block_size;
-    std::size_t kv_dim;
 };
 
 /// Causal attention of one token at position `pos` for the query heads of

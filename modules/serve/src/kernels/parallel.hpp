@@ -2,11 +2,12 @@
 // calling thread and `threads - 1` workers of a weft::thread_pool run one job
 // in `threads` parts and the call returns when every part is done.
 //
-// Each pool worker's share is a long-lived coroutine parked between jobs:
-// starting a job posts the parked handles to the pool (one post_bulk, no
-// allocation), the caller runs part 0, then spins until the helpers have
-// parked again. Jobs are short (one matrix multiply), so the caller spins
-// rather than sleeps; pool workers spin briefly before sleeping on their own.
+// Each pool worker's share is a long-lived coroutine. After a part it spins
+// for a short while (a forward pass starts its next job within microseconds)
+// and takes the next job directly; only when none comes does it park, and
+// the next job posts its handle to the pool again (one post_bulk, no
+// allocation). Waking a parked worker costs tens of microseconds, which is
+// why the spin exists: a decode step runs ~10 jobs per layer.
 #pragma once
 
 #include <weft/thread_pool.hpp>
@@ -44,20 +45,29 @@ public:
     static std::pair<std::size_t, std::size_t> split(std::size_t n, std::size_t part, std::size_t parts,
                                                      std::size_t grain = 1) noexcept;
 
+    /// A helper's state: parked (suspended, must be posted), spinning
+    /// (waiting for a job), given (a job was handed to it while spinning),
+    /// busy (running a part).
+    enum class helper_state : int { parked, spinning, given, busy };
 
 private:
     using job_fn = void (*)(void*, std::size_t, std::size_t) noexcept;
     void run_job(job_fn fn, void* ctx);
     friend struct helper_access;
 
+    struct alignas(64) helper {
+        std::coroutine_handle<> handle;
+        std::atomic<helper_state> state{helper_state::parked};
+    };
+
     std::unique_ptr<thread_pool> m_pool;
-    std::vector<std::coroutine_handle<>> m_helpers;
+    std::unique_ptr<helper[]> m_helper_slots;
+    std::vector<std::coroutine_handle<>> m_helpers; // handles, for post_bulk
+    std::vector<std::coroutine_handle<>> m_to_post; // scratch
     job_fn m_fn = nullptr;
     void* m_ctx = nullptr;
     bool m_quit = false;
-    // Helpers still running the current job. A helper decrements it once it
-    // is parked again (suspended), so a zero count means every handle may be
-    // posted anew.
+    // Helpers still running the current job; the caller waits for zero.
     std::atomic<std::size_t> m_pending{0};
 };
 

@@ -4,8 +4,9 @@
 /// Memory is split into `num_blocks` blocks of `block_size` token slots; a
 /// sequence's block table (from the engine's block manager) maps its
 /// position p to slot p % block_size of block table[p / block_size]. For each
-/// layer and block, keys and values are stored as [block_size][kv_dim] floats
-/// (kv_dim = n_head_kv * head_dim), so one token's heads are contiguous.
+/// layer and block, keys and values are stored head-major, as
+/// [n_head_kv][block_size][head_dim] floats: attention for one KV head reads
+/// each block as one contiguous run of block_size * head_dim floats.
 ///
 /// Lifetime: owns its memory. Threading: no synchronisation; the backend
 /// writes a step's slots before any thread reads them, and the engine never
@@ -30,14 +31,19 @@ public:
     [[nodiscard]] std::size_t num_blocks() const noexcept { return m_num_blocks; }
     [[nodiscard]] std::size_t block_size() const noexcept { return m_block_size; }
     [[nodiscard]] std::size_t kv_dim() const noexcept { return m_kv_dim; }
+    [[nodiscard]] std::size_t head_dim() const noexcept { return m_head_dim; }
+
+    /// Stores one token's keys and values ([kv_dim] each, heads
+    /// consecutive) at `slot` of `block` in `layer`.
+    void store(std::size_t layer, block_id block, std::size_t slot, const float* k, const float* v) noexcept;
     [[nodiscard]] std::size_t bytes() const noexcept { return m_floats * sizeof(float); }
 
-    /// Keys of `layer` in `block`: [block_size][kv_dim].
+    /// Keys of `layer` in `block`: [n_head_kv][block_size][head_dim].
     [[nodiscard]] float* keys(std::size_t layer, block_id block) noexcept { return slot(layer, block, 0); }
     [[nodiscard]] const float* keys(std::size_t layer, block_id block) const noexcept {
         return const_cast<kv_cache*>(this)->slot(layer, block, 0);
     }
-    /// Values of `layer` in `block`: [block_size][kv_dim].
+    /// Values of `layer` in `block`: [n_head_kv][block_size][head_dim].
     [[nodiscard]] float* values(std::size_t layer, block_id block) noexcept { return slot(layer, block, 1); }
     [[nodiscard]] const float* values(std::size_t layer, block_id block) const noexcept {
         return const_cast<kv_cache*>(this)->slot(layer, block, 1);
@@ -51,6 +57,7 @@ private:
     std::size_t m_num_blocks;
     std::size_t m_block_size;
     std::size_t m_kv_dim;
+    std::size_t m_head_dim;
     std::size_t m_floats;
     std::unique_ptr<float[]> m_data;
 };
