@@ -297,7 +297,7 @@ TEST_CASE("cuda greedy continuations of demo models equal the cpu backend's for 
     }
 }
 
-TEST_CASE("cuda graph replay gives the same logits as eager execution", "[cuda][backend][graphs]") {
+TEST_CASE("cuda graph replay gives the same logits as eager execution", "[cuda][backend][graphs][sanitize]") {
     const model_config c = small_config(512, 128, 2, 8, 2, 256);
     const auto m = random_model(c, ggml_type::f32, 23);
     const std::vector<std::size_t> lengths{250, 3, 100, 20};
@@ -351,7 +351,7 @@ TEST_CASE("cuda graph replay gives the same logits as eager execution", "[cuda][
     }
 }
 
-TEST_CASE("cuda backend rejects a batch that does not fit before computing anything", "[cuda][backend]") {
+TEST_CASE("cuda backend rejects a batch that does not fit before computing anything", "[cuda][backend][sanitize]") {
     const model_config c = small_config(512, 64, 1, 4, 2, 96);
     const auto m = random_model(c);
     cuda_backend backend(m, options(cuda_precision::bf16, 4, 4));
@@ -377,7 +377,7 @@ TEST_CASE("cuda backend rejects a batch that does not fit before computing anyth
     CHECK(out.rows() == 0);
 }
 
-TEST_CASE("a cuda step awaited from a coroutine resumes on the backend's thread", "[cuda][backend]") {
+TEST_CASE("a cuda step awaited from a coroutine resumes on the backend's thread", "[cuda][backend][sanitize]") {
     const model_config c = small_config(512, 64, 1, 4, 2, 96);
     const auto m = random_model(c);
     cuda_backend backend(m, options(cuda_precision::f32, 4, 16));

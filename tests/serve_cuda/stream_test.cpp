@@ -70,6 +70,7 @@ TEST_CASE("stream_ready throws cuda_error when the wait cannot be enqueued", "[c
     // A stream being captured into a graph takes no host callbacks.
     check(cudaStreamBeginCapture(s.get(), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     bool threw = false;
+    bool on_pool = false;
     std::string what;
     weft::sync_wait([&]() -> weft::task<void> {
         try {
@@ -78,12 +79,14 @@ TEST_CASE("stream_ready throws cuda_error when the wait cannot be enqueued", "[c
             threw = true;
             what = e.what();
         }
+        on_pool = pool.running_in_this_thread();
     }());
     cudaGraph_t graph = nullptr;
     cudaStreamEndCapture(s.get(), &graph);
     if (graph != nullptr) cudaGraphDestroy(graph);
     cudaGetLastError(); // the invalidated capture's error is not sticky
     CHECK(threw);
+    CHECK(on_pool); // resumed through the executor even so
     CHECK_THAT(what, Catch::Contains("cudaStreamAddCallback"));
     // The stream works again.
     bool resumed = false;

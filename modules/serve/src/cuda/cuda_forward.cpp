@@ -104,6 +104,9 @@ cuda_forward::cuda_forward(std::shared_ptr<const model> m, const cuda_backend_op
         m_kv = device_buffer((m_kv_blocks + 1) * per_block, "cudaMalloc (KV cache)");
         check(cudaMemset(m_kv.get(), 0, m_kv.bytes()), "cudaMemset (KV cache)");
         m_kv_layer_elems = (m_kv_blocks + 1) * 2 * m_block_size * c.kv_dim();
+        // The uploads and the memset ran on the legacy default stream, which
+        // the (non-blocking) step stream does not wait for: finish them here.
+        check(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after loading)");
     } catch (...) {
         release();
         throw;

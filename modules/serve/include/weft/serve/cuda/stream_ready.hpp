@@ -17,7 +17,8 @@
 /// Errors: a fault reported to the callback, a failure to enqueue it, or an
 /// error cudaStreamQuery reports after the resumption (other than "not
 /// ready": later work may have been enqueued meanwhile) is thrown from the
-/// co_await as `cuda_error` naming CUDA's error.
+/// co_await as `cuda_error` naming CUDA's error. Either way the coroutine
+/// continues on the executor, never inline in await_suspend.
 ///
 /// Lifetime: the stream and the executor must outlive the wait; the
 /// executor's `post` must not throw (a thread_pool must not be shut down
@@ -47,17 +48,18 @@ public:
 
     bool await_ready() const noexcept { return false; }
 
-    bool await_suspend(std::coroutine_handle<> h) noexcept {
+    void await_suspend(std::coroutine_handle<> h) {
         m_handle = h;
         const cudaError_t e = cudaStreamAddCallback(m_stream, &on_stream_done, this, 0);
         if (e != cudaSuccess) {
+            // Continue on the executor all the same (the coroutine always
+            // does); await_resume throws.
             m_status = e;
             m_failed_call = "cudaStreamAddCallback";
-            return false; // resume at once; await_resume throws
+            m_post(m_executor, h);
         }
-        // From here the callback may already have resumed the coroutine on
-        // another thread and this awaiter be gone: touch nothing.
-        return true;
+        // From here the coroutine may already run on another thread and this
+        // awaiter be gone: touch nothing.
     }
 
     void await_resume() const {
