@@ -6,8 +6,17 @@ function(weft_add_cuda_tests)
   find_package(Catch2 REQUIRED)
   find_package(CUDAToolkit REQUIRED)
   find_package(fmt REQUIRED)
-  file(GLOB _sources CONFIGURE_DEPENDS "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/*.cpp")
-  add_executable(weft_tests_cuda ${_sources})
+  set(_dir "${CMAKE_CURRENT_FUNCTION_LIST_DIR}")
+  file(GLOB _sources CONFIGURE_DEPENDS "${_dir}/*.cpp")
+  list(REMOVE_ITEM _sources "${_dir}/main.cpp")
+
+  # The main holds Catch2's implementation: built apart and without weft's
+  # warning flags, as weft_catch_main (GCC 12 warns inside it at -O1).
+  add_library(weft_tests_cuda_main OBJECT "${_dir}/main.cpp")
+  target_include_directories(weft_tests_cuda_main PRIVATE "${PROJECT_SOURCE_DIR}/modules/serve/src")
+  target_link_libraries(weft_tests_cuda_main PRIVATE weft::serve Catch2::Catch2 CUDA::cudart CUDA::cublas)
+
+  add_executable(weft_tests_cuda ${_sources} $<TARGET_OBJECTS:weft_tests_cuda_main>)
   set_target_properties(weft_tests_cuda PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${PROJECT_BINARY_DIR}/tests")
   target_include_directories(weft_tests_cuda PRIVATE
     "${PROJECT_SOURCE_DIR}/modules/serve/src"   # kernel launchers, cuda_check.hpp

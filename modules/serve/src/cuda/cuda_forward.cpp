@@ -63,6 +63,7 @@ cuda_forward::cuda_forward(std::shared_ptr<const model> m, const cuda_backend_op
         check(cudaStreamCreateWithFlags(&m_stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
         check(cublasCreate(&m_cublas), "cublasCreate");
         check(cublasSetStream(m_cublas, m_stream), "cublasSetStream");
+        check(cublasSetMathMode(m_cublas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
         m_cublas_workspace = device_buffer(cublas_workspace_bytes, "cudaMalloc (cuBLAS workspace)");
         check(cublasSetWorkspace(m_cublas, m_cublas_workspace.get(), m_cublas_workspace.bytes()), "cublasSetWorkspace");
         attention_prepare(m_type, static_cast<int>(c.n_head / c.n_head_kv), static_cast<int>(c.head_dim));
@@ -340,8 +341,9 @@ void cuda_forward::gemm(const void* w, std::size_t n, std::size_t k, const void*
     // y (n x rows) = w^T (n x k, w stored k x n) . x (k x rows).
     const float alpha = 1.0f;
     const cudaDataType_t in = m_type == dtype::bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    // FP32 accumulation; in f32 mode pedantic, so that no TF32 sneaks in.
-    const cublasComputeType_t compute = m_type == dtype::bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_PEDANTIC;
+    // FP32 accumulation. With f32 inputs and the default math mode (set at
+    // construction) this is plain FP32, no TF32.
+    const cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
     check(cublasGemmEx(m_cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(rows),
                        static_cast<int>(k), &alpha, w, in, static_cast<int>(k), x, in, static_cast<int>(k), &beta, y,
                        CUDA_R_32F, static_cast<int>(n), compute, CUBLAS_GEMM_DEFAULT),
