@@ -31,8 +31,9 @@ STAGES="${STAGES:-build tests memcheck racecheck model bench torch serve summary
 JOBS="${JOBS:-$(nproc)}"
 PORT="${PORT:-18080}"
 BUILD=build/release
-MODEL="$OUT_DIR/../weft-demo-1b-bf16.gguf" # beside OUT_DIR: 2 GB need not come back
-MODEL="$(realpath -m "$MODEL")"
+# In the build tree, not OUT_DIR: 2 GB need not come back.
+MODEL="$(realpath -m "${MODEL:-build/models/weft-demo-1b-bf16.gguf}")"
+mkdir -p "$(dirname "$MODEL")"
 T0=$SECONDS
 
 want() { [[ " $STAGES " == *" $1 "* ]]; }
