@@ -297,17 +297,29 @@ TEST_CASE("cuda paged attention matches the cpu kernel for decode tokens and pro
             const std::vector<float> qkv = random_floats(static_cast<std::size_t>(T) * W, 12, -4.0f, 4.0f);
 
             // CPU: kernels::attend per (token, KV head) over the block pointers.
+            // The CPU cache is head-major ([kv_head][slot][D] per block and
+            // K/V), the device one token-major ([slot][KV]): regroup a copy.
+            std::vector<float> cache_hm(cache.size());
+            for (std::size_t blk = 0; blk < static_cast<std::size_t>(NB) * 2; ++blk) {
+                for (int slot = 0; slot < bs; ++slot) {
+                    for (int h = 0; h < sh.n_head_kv; ++h) {
+                        for (int d = 0; d < D; ++d) {
+                            cache_hm[blk * bs * KV + (static_cast<std::size_t>(h) * bs + slot) * D + d] =
+                                cache[blk * bs * KV + static_cast<std::size_t>(slot) * KV + static_cast<std::size_t>(h) * D + d];
+                        }
+                    }
+                }
+            }
             std::vector<float> want(static_cast<std::size_t>(T) * Q);
             std::vector<float> scratch(static_cast<std::size_t>(group) * 1024);
             for (int i = 0; i < T; ++i) {
                 std::vector<const float*> keys, values;
                 for (int b = 0; b * bs <= positions[i]; ++b) {
-                    const float* block = cache.data() + static_cast<std::size_t>(tables[offsets[i] + b]) * 2 * bs * KV;
+                    const float* block = cache_hm.data() + static_cast<std::size_t>(tables[offsets[i] + b]) * 2 * bs * KV;
                     keys.push_back(block);
                     values.push_back(block + static_cast<std::size_t>(bs) * KV);
                 }
-                const kernels::attention_source src{keys.data(), values.data(), static_cast<std::size_t>(bs),
-                                                    static_cast<std::size_t>(KV)};
+                const kernels::attention_source src{keys.data(), values.data(), static_cast<std::size_t>(bs)};
                 for (int g = 0; g < sh.n_head_kv; ++g) {
                     kernels::attend(&qkv[static_cast<std::size_t>(i) * W + static_cast<std::size_t>(g) * group * D],
                                     group, D, g, positions[i], src,
