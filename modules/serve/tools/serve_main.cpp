@@ -202,7 +202,11 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         if (!o.no_request_log) eo.on_finish = log_finished;
         eng = std::make_unique<engine>(std::make_unique<cpu_backend>(m, bo), tok, eo);
 
-        served_name = o.served_model_name.empty() ? m->name() : o.served_model_name;
+        // A demo model's own name has spaces and parentheses; its file name
+        // is friendlier in the API.
+        served_name = !o.served_model_name.empty() ? o.served_model_name
+                      : demo                       ? path.stem().string()
+                                                   : m->name();
         spdlog::info("model loaded in {:.2f} s; {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                      tmpl.note());
         print_banner(o, *m, path, served_name, *eng, tmpl, server->local_endpoint(), demo);
