@@ -208,6 +208,7 @@ struct setup {
     std::string api_key;
     std::size_t http_threads = 2;
     std::size_t kv_blocks = 256;
+    std::chrono::milliseconds request_timeout{0};
     bool ready = true;
 };
 
@@ -222,6 +223,7 @@ public:
         bo.kv_blocks = s.kv_blocks;
         engine_options eo;
         eo.scheduler = s.scheduler;
+        eo.request_timeout = s.request_timeout;
         m_engine = std::make_unique<engine>(std::make_unique<cpu_backend>(m_model, bo), m_tokenizer, eo);
         openai_server_options so;
         so.host = "127.0.0.1";
@@ -551,4 +553,32 @@ TEST_CASE("server frees a stream's KV blocks when its client disconnects", "[ser
     const std::string m = srv.metrics();
     CHECK(metric_value(m, "weft_requests_finished_total", "reason=\"abort\"") == 1);
     CHECK(metric_value(m, "weft_requests_finished_total", "reason=\"length\"") == 0);
+}
+
+TEST_CASE("server reports a request timeout as 504, or as an error event once streaming", "[server]") {
+    setup s;
+    s.scheduler.max_context = 4096;
+    s.request_timeout = std::chrono::milliseconds(30);
+    test_server srv(s);
+    json body = {{"prompt", "slow"}, {"max_tokens", 3500}, {"ignore_eos", true}};
+    const http_reply whole = srv.post("/v1/completions", body);
+    check_error(whole, 504);
+    CHECK(whole.body_json()["error"]["code"] == "timeout");
+
+    body["stream"] = true;
+    const http_reply streamed = srv.post("/v1/completions", body);
+    if (streamed.status == 504) {
+        check_error(streamed, 504); // timed out before its first token
+    } else {
+        REQUIRE(streamed.status == 200);
+        const std::vector<std::string> events = sse_data(streamed.body);
+        REQUIRE(events.size() >= 2);
+        CHECK(events.back() == "[DONE]");
+        const json err = json::parse(events[events.size() - 2]);
+        REQUIRE(err.contains("error"));
+        CHECK(err["error"]["code"] == "timeout");
+        CHECK(err["error"]["type"] == "server_error");
+    }
+    CHECK(settled_metric(srv, "weft_kv_blocks_used", 0) == 0);
+    CHECK(metric_value(srv.metrics(), "weft_requests_finished_total", "reason=\"timeout\"") == 2);
 }

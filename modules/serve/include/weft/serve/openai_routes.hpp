@@ -15,9 +15,10 @@
 /// carry it; 404 unknown route or model; 429 with `Retry-After: 1` when the
 /// engine's waiting queue is full; 503 while loading or shutting down; 500
 /// when the engine fails a request before it produced anything; 504 when a
-/// request times out before it produced anything. A streamed request that
-/// fails or times out after its first token ends with an error event
-/// (`data: {"error":...}`) and `data: [DONE]`.
+/// request times out before it produced anything. The response head is
+/// therefore sent with the request's first update (its first token, or its
+/// failure). A streamed request that fails or times out after its first
+/// token ends with an error event (`data: {"error":...}`) and `data: [DONE]`.
 ///
 /// Prompts are tokenized on the HTTP thread: completions prompts with
 /// special-token parsing on (the whole prompt is the client's), chat
