@@ -65,16 +65,27 @@ http::response error_response(const api_error& e) {
     return r;
 }
 
-/// Starts a streamed response; the handler chooses `Connection: close` itself.
-task<void> start(http::chunked_writer& out, const http::request& req, int status, http::header_map h) {
-    if (!req.keep_alive()) h.set("Connection", "close");
-    co_await out.start(status, std::move(h));
-}
+/// Where a response goes: the writer, and whether it must say
+/// `Connection: close` (a stream handler chooses that itself): when the
+/// request asked for it, or when the server began shutting down, so that
+/// the client sends no further request on a connection about to close.
+struct reply_to {
+    http::chunked_writer& out;
+    const http::request& req;
+    const openai_routes& routes;
 
-task<void> send_error(http::chunked_writer& out, const http::request& req, const api_error& e) {
+    task<void> start(int status, http::header_map h) const {
+        if (!req.keep_alive() || routes.current_phase() == openai_routes::phase::shutting_down) {
+            h.set("Connection", "close");
+        }
+        co_await out.start(status, std::move(h));
+    }
+};
+
+task<void> send_error(const reply_to& to, const api_error& e) {
     const std::string body = e.to_json();
-    co_await start(out, req, e.status(), error_headers(e));
-    co_await out.write_string(body);
+    co_await to.start(e.status(), error_headers(e));
+    co_await to.out.write_string(body);
 }
 
 api_error unavailable(const std::string& why) { return api_error(503, why, {}, "server_error"); }
@@ -213,7 +224,7 @@ void append_event(std::string& out, std::string_view data) {
 }
 
 task<void> send_whole(const model_state& m, const openai_request& r, generation_stream& stream,
-                      generation_update first, const http::request& req, http::chunked_writer& out) {
+                      generation_update first, const reply_to& to) {
     const tokenizer& tok = m.eng->vocab();
     std::string text;
     std::vector<openai_logprob> lps;
@@ -228,26 +239,27 @@ task<void> send_whole(const model_state& m, const openai_request& r, generation_
         if (!u) break;
     }
     if (!u || !u->finish) {
-        co_await send_error(out, req, api_error(500, "The generation ended without a finish reason.", {}, "server_error"));
+        co_await send_error(to, api_error(500, "The generation ended without a finish reason.", {}, "server_error"));
         co_return;
     }
     if (is_failure(*u->finish)) {
-        co_await send_error(out, req, failure_error(*u));
+        co_await send_error(to, failure_error(*u));
         co_return;
     }
     const openai_response resp(r.endpoint, m.name, r.logprobs, false);
     const std::string body = resp.complete(text, lps, finish_text(*u->finish), usage);
     http::header_map h;
     h.add("Content-Type", std::string(json_type));
-    co_await start(out, req, 200, std::move(h));
-    co_await out.write_string(body);
+    co_await to.start(200, std::move(h));
+    co_await to.out.write_string(body);
 }
 
 task<void> send_events(const model_state& m, const openai_request& r, generation_stream& stream,
-                       generation_update first, const http::request& req, http::chunked_writer& out) {
+                       generation_update first, const reply_to& to) {
     const tokenizer& tok = m.eng->vocab();
     openai_response resp(r.endpoint, m.name, r.logprobs, r.include_usage);
-    co_await start(out, req, 200, http::sse_writer::headers());
+    http::chunked_writer& out = to.out;
+    co_await to.start(200, http::sse_writer::headers());
     std::string buf;
     if (r.endpoint == openai_endpoint::chat_completions) append_event(buf, resp.first_chunk());
     std::vector<openai_logprob> lps;
@@ -336,25 +348,26 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
             } catch (const std::exception& e) {
                 refused = api_error(500, fmt::format("Internal error: {}", e.what()), {}, "server_error");
             }
+            const reply_to to{out, req, *this};
             if (refused) {
-                co_await send_error(out, req, *refused);
+                co_await send_error(to, *refused);
                 co_return;
             }
             // The first update decides the status: a request that fails
             // before producing anything gets an error status, not a stream.
             std::optional<generation_update> first = co_await stream->next();
             if (!first) {
-                co_await send_error(out, req, api_error(500, "The generation ended without output.", {}, "server_error"));
+                co_await send_error(to, api_error(500, "The generation ended without output.", {}, "server_error"));
                 co_return;
             }
             if (first->finish && is_failure(*first->finish) && first->text.empty()) {
-                co_await send_error(out, req, failure_error(*first));
+                co_await send_error(to, failure_error(*first));
                 co_return;
             }
             if (r.stream) {
-                co_await send_events(*m, r, *stream, std::move(*first), req, out);
+                co_await send_events(*m, r, *stream, std::move(*first), to);
             } else {
-                co_await send_whole(*m, r, *stream, std::move(*first), req, out);
+                co_await send_whole(*m, r, *stream, std::move(*first), to);
             }
         };
     };
