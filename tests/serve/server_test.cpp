@@ -234,9 +234,13 @@ public:
         m_server = std::make_unique<openai_server>(so);
         if (s.ready) make_ready();
     }
-    ~test_server() {
+    ~test_server() { shutdown(std::chrono::steady_clock::now()); }
+
+    /// weft-serve's shutdown: stop accepting, let the engine finish what
+    /// runs until `deadline`, wait for the HTTP loops. Idempotent.
+    void shutdown(std::chrono::steady_clock::time_point deadline) {
         m_server->begin_shutdown();
-        m_engine->shutdown(std::chrono::steady_clock::now());
+        m_engine->shutdown(deadline);
         m_server->join();
     }
 
@@ -581,4 +585,59 @@ TEST_CASE("server reports a request timeout as 504, or as an error event once st
     }
     CHECK(settled_metric(srv, "weft_kv_blocks_used", 0) == 0);
     CHECK(metric_value(srv.metrics(), "weft_requests_finished_total", "reason=\"timeout\"") == 2);
+}
+
+namespace {
+
+/// Sends a streaming completion on `c` and reads until its first event.
+std::string start_stream(client_socket& c, int max_tokens) {
+    const json body = {{"prompt", "a story"}, {"max_tokens", max_tokens}, {"ignore_eos", true}, {"stream", true}};
+    c.send_all(request_text("POST", "/v1/completions", body.dump()));
+    std::string raw;
+    while (raw.find("data: {") == std::string::npos) {
+        const std::string more = c.read_some();
+        if (more.empty()) throw std::runtime_error("the stream ended early: " + raw);
+        raw += more;
+    }
+    return raw;
+}
+
+} // namespace
+
+TEST_CASE("server shutdown lets a stream in flight finish, and stops accepting", "[server]") {
+    setup s;
+    s.scheduler.max_context = 4096;
+    test_server srv(s);
+    const std::uint16_t port = srv.port();
+    client_socket c(port);
+    std::string raw = start_stream(c, 2000);
+    std::thread stopper([&] { srv.shutdown(std::chrono::steady_clock::now() + std::chrono::seconds(60)); });
+    raw += c.read_all();
+    stopper.join();
+    const http_reply r = parse_reply(raw);
+    REQUIRE(r.status == 200);
+    const std::vector<std::string> events = sse_data(r.body);
+    REQUIRE(events.size() >= 2);
+    CHECK(events.back() == "[DONE]");
+    CHECK(json::parse(events[events.size() - 2])["choices"][0]["finish_reason"] == "length");
+    CHECK_THROWS(client_socket(port));
+}
+
+TEST_CASE("server shutdown past its deadline ends streams with an error event", "[server]") {
+    setup s;
+    s.scheduler.max_context = 4096;
+    test_server srv(s);
+    client_socket c(srv.port());
+    std::string raw = start_stream(c, 3500);
+    std::thread stopper([&] { srv.shutdown(std::chrono::steady_clock::now()); });
+    raw += c.read_all();
+    stopper.join();
+    const http_reply r = parse_reply(raw);
+    REQUIRE(r.status == 200);
+    const std::vector<std::string> events = sse_data(r.body);
+    REQUIRE(events.size() >= 2);
+    CHECK(events.back() == "[DONE]");
+    const json last = json::parse(events[events.size() - 2]);
+    REQUIRE(last.contains("error"));
+    CHECK(last["error"]["type"] == "server_error");
 }

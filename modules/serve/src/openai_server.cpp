@@ -62,6 +62,9 @@ openai_server::openai_server(openai_server_options opts) : m_routes(std::move(op
             } catch (const std::exception& e) {
                 std::fprintf(stderr, "weft-serve: HTTP loop failed: %s\n", e.what());
             }
+            // run() stopped accepting, but the kernel keeps queueing
+            // connections on a listening socket until it is closed.
+            sh->listener.close();
         });
     }
 }
