@@ -209,6 +209,8 @@ struct setup {
     std::size_t http_threads = 2;
     std::size_t kv_blocks = 256;
     std::chrono::milliseconds request_timeout{0};
+    /// How long the HTTP side lets requests in flight run once shutdown began.
+    std::chrono::milliseconds http_shutdown_timeout{2000};
     bool ready = true;
 };
 
@@ -230,7 +232,7 @@ public:
         so.port = 0;
         so.http_threads = s.http_threads;
         so.routes.api_key = s.api_key;
-        so.http.shutdown_timeout = std::chrono::seconds(2);
+        so.http.shutdown_timeout = s.http_shutdown_timeout;
         m_server = std::make_unique<openai_server>(so);
         if (s.ready) make_ready();
     }
@@ -606,12 +608,12 @@ std::string start_stream(client_socket& c, int max_tokens) {
 
 TEST_CASE("server shutdown lets a stream in flight finish, and stops accepting", "[server]") {
     setup s;
-    s.scheduler.max_context = 4096;
+    s.http_shutdown_timeout = std::chrono::minutes(2);
     test_server srv(s);
     const std::uint16_t port = srv.port();
     client_socket c(port);
-    std::string raw = start_stream(c, 2000);
-    std::thread stopper([&] { srv.shutdown(std::chrono::steady_clock::now() + std::chrono::seconds(60)); });
+    std::string raw = start_stream(c, 500);
+    std::thread stopper([&] { srv.shutdown(std::chrono::steady_clock::now() + std::chrono::minutes(2)); });
     raw += c.read_all();
     stopper.join();
     const http_reply r = parse_reply(raw);
