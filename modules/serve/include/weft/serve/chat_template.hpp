@@ -1,0 +1,106 @@
+/// \file
+/// `chat_template`: turns chat messages into a prompt the way the model's
+/// own `tokenizer.chat_template` (a Jinja template) would, for the template
+/// families weft recognises, without a Jinja interpreter.
+///
+/// Recognised (by a marker the template text contains):
+///  - ChatML ("<|im_start|>": Qwen, many fine-tunes):
+///    `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then
+///    `<|im_start|>assistant\n`; no BOS of its own.
+///  - Llama 3 ("<|start_header_id|>"): BOS, then
+///    `<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>`
+///    per message, then `<|start_header_id|>assistant<|end_header_id|>\n\n`.
+///  - Llama 2 ("[INST]" and "<<SYS>>"): `<s>[INST] {user} [/INST] {assistant} </s>`
+///    per exchange, the system message folded into the first user turn as
+///    `<<SYS>>\n{system}\n<</SYS>>\n\n`.
+///  - Mistral ("[INST]" without "<<SYS>>"): one BOS, then
+///    `[INST] {user} [/INST]{assistant}</s>`, a system message prepended to
+///    the first user turn followed by a blank line.
+/// Anything else, or no template at all, uses the documented fallback:
+/// ChatML markers (as special tokens when the vocabulary has them, as plain
+/// text otherwise, in which case "<|im_end|>" is also a stop string).
+///
+/// A rendering is a list of pieces: template *markers* ("<|im_start|>",
+/// "[INST]", "</s>", ...) and *text* (template text and message content).
+/// `encode` turns a marker into its special token when the vocabulary has a
+/// special token with exactly that text, and encodes the text between
+/// markers with special-token parsing off, so message content can never
+/// produce a special token ("<|im_end|>" typed by a user stays characters).
+/// The prompt starts with exactly one BOS when the tokenizer adds one
+/// (`add_bos`) or the template puts one there, and the model has a BOS.
+///
+/// A plain value; thread-safe to share once built.
+#pragma once
+
+#include <weft/serve/tokenizer.hpp>
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weft::serve {
+
+enum class chat_role : unsigned char { system, user, assistant };
+std::string_view to_string(chat_role r) noexcept;
+
+struct chat_message {
+    chat_role role = chat_role::user;
+    std::string content;
+};
+
+enum class chat_template_style : unsigned char { chatml, llama3, llama2, mistral, fallback };
+std::string_view to_string(chat_template_style s) noexcept;
+
+/// One part of a rendered prompt.
+struct chat_piece {
+    std::string text;
+    bool marker = false; ///< template syntax that may be a special token
+};
+
+class chat_template {
+public:
+    /// The style a template's text belongs to (`fallback` when unrecognised or empty).
+    static chat_template_style detect(std::string_view template_text) noexcept;
+
+    /// A template of `style`. `bos_text` and `eos_text` are the texts of the
+    /// model's BOS and EOS tokens (used by the Llama 2 and Mistral styles for
+    /// the turn separators, and by `render_text`).
+    explicit chat_template(chat_template_style style = chat_template_style::fallback,
+                           std::string bos_text = "<s>", std::string eos_text = "</s>");
+
+    /// The template for `tok`'s `chat_template`, with its BOS/EOS texts. A
+    /// recognised style whose markers are not special tokens of this
+    /// vocabulary falls back too (see `note`).
+    static chat_template for_tokenizer(const tokenizer& tok);
+
+    [[nodiscard]] chat_template_style style() const noexcept { return m_style; }
+    /// One line for the startup log: which style, and why when it is the fallback.
+    [[nodiscard]] const std::string& note() const noexcept { return m_note; }
+    /// Whether the style itself starts the prompt with BOS (Llama 2/3, Mistral).
+    [[nodiscard]] bool template_adds_bos() const noexcept;
+
+    /// The pieces of the prompt for `messages` followed by the assistant's
+    /// turn (without the initial BOS, which `encode` adds).
+    [[nodiscard]] std::vector<chat_piece> render(std::span<const chat_message> messages) const;
+
+    /// The whole prompt as text, BOS included when the template puts one:
+    /// what the Jinja template renders (for logs and tests).
+    [[nodiscard]] std::string render_text(std::span<const chat_message> messages) const;
+
+    /// Token ids of the prompt for `messages` (see the file comment).
+    [[nodiscard]] std::vector<token_id> encode(const tokenizer& tok, std::span<const chat_message> messages) const;
+
+    /// Stop strings the server adds to every chat request of this template
+    /// (the fallback's "<|im_end|>" when it is not a token).
+    [[nodiscard]] const std::vector<std::string>& extra_stops() const noexcept { return m_extra_stops; }
+
+private:
+    chat_template_style m_style;
+    std::string m_bos_text;
+    std::string m_eos_text;
+    std::string m_note;
+    std::vector<std::string> m_extra_stops;
+};
+
+} // namespace weft::serve

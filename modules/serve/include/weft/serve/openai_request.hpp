@@ -1,0 +1,80 @@
+/// \file
+/// `openai_request`: the body of `POST /v1/completions` or
+/// `POST /v1/chat/completions`, parsed and validated into an engine
+/// `generation_request` plus the options that shape the response.
+///
+/// Validation follows OpenAI's API: a field of the wrong type or out of
+/// range throws `api_error` 400 naming the field (`param`) and why; a body
+/// that is not JSON, or not an object, is a 400 too; unknown fields are
+/// ignored, as OpenAI does; `null` means "absent" for every optional field.
+/// A `model` other than the served one (absent or "" is fine) is a 404
+/// `model_not_found`. Fields weft cannot honour (`n` other than 1, `echo`,
+/// `best_of`, `suffix`, tools, non-text content parts, JSON response
+/// formats) are 400s that say so, never silently dropped.
+///
+/// Accepted fields: model, prompt (completions: a string, an array of token
+/// ids, or an array holding one of either), messages (chat: roles system,
+/// developer (= system), user, assistant; content a string or an array of
+/// {"type":"text","text":...} parts), max_tokens, max_completion_tokens
+/// (chat; wins over max_tokens), temperature [0, 2], top_p (0, 1], top_k
+/// (-1 or 0: off, else >= 1), min_p [0, 1], seed, stop (a string or up to 4),
+/// presence_penalty and frequency_penalty [-2, 2], repetition_penalty (> 0),
+/// logit_bias ({"token id": bias in [-100, 100]}), logprobs (completions: an
+/// integer 0..20, the number of alternatives; chat: a boolean, with
+/// top_logprobs 0..20), stream, stream_options.include_usage, n (1),
+/// ignore_eos, priority (smaller runs first), user (ignored).
+///
+/// Threading: pure functions.
+#pragma once
+
+#include <weft/serve/chat_template.hpp>
+#include <weft/serve/engine.hpp>
+#include <weft/serve/openai_error.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weft::serve {
+
+enum class openai_endpoint : unsigned char { completions, chat_completions };
+
+struct openai_parse_options {
+    /// The model name the server answers to.
+    std::string served_model;
+    /// Token ids (prompt arrays, logit_bias keys) must be below this; 0: unchecked.
+    std::size_t vocab_size = 0;
+};
+
+struct openai_request {
+    openai_endpoint endpoint = openai_endpoint::completions;
+
+    /// Completions: the prompt as text, or as token ids when `prompt_is_tokens`.
+    std::string prompt_text;
+    std::vector<token_id> prompt_tokens;
+    bool prompt_is_tokens = false;
+    /// Chat: the conversation.
+    std::vector<chat_message> messages;
+
+    /// Everything but the prompt; `generation.max_tokens` is only meaningful
+    /// when `max_tokens` is set (the server picks the default otherwise).
+    generation_request generation;
+    std::optional<std::size_t> max_tokens;
+    /// Which field `max_tokens` came from ("max_tokens" or "max_completion_tokens").
+    std::string max_tokens_param = "max_tokens";
+
+    bool stream = false;
+    bool include_usage = false;
+    /// Report log-probabilities of the chosen tokens, with `top_logprobs` alternatives.
+    bool logprobs = false;
+    int top_logprobs = 0;
+};
+
+/// Parses a `/v1/completions` body; throws api_error.
+openai_request parse_completion_request(std::string_view body, const openai_parse_options& opts);
+/// Parses a `/v1/chat/completions` body; throws api_error.
+openai_request parse_chat_request(std::string_view body, const openai_parse_options& opts);
+
+} // namespace weft::serve

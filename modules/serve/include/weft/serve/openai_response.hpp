@@ -1,0 +1,96 @@
+/// \file
+/// `openai_response`: the JSON bodies of OpenAI's completion responses, for
+/// one request: `text_completion` and `chat.completion` objects, and the
+/// streaming chunks (`text_completion` chunks; `chat.completion.chunk`s with
+/// a `delta`) that go out as Server-Sent Events before `data: [DONE]`.
+///
+/// Schemas (keys exactly as OpenAI's):
+///  - completion: {id "cmpl-<hex>", object "text_completion", created, model,
+///    choices [{index, text, logprobs, finish_reason}], usage}
+///  - chat: {id "chatcmpl-<hex>", object "chat.completion", created, model,
+///    choices [{index, message {role "assistant", content}, logprobs,
+///    finish_reason}], usage}
+///  - usage: {prompt_tokens, completion_tokens, total_tokens}
+///  - completion logprobs: {tokens, token_logprobs, top_logprobs [{token:
+///    logprob}], text_offset} (byte offsets into the generated text)
+///  - chat logprobs: {content [{token, logprob, bytes, top_logprobs [{token,
+///    logprob, bytes}]}]}
+///  - streaming: the same envelope; a completion chunk carries `text`, a chat
+///    chunk a `delta` ({role, content} first, then {content}, then {} with
+///    the finish_reason). With stream_options.include_usage every chunk has
+///    "usage": null and a last chunk has "choices": [] and the usage.
+/// Token texts that are not valid UTF-8 (a token ending inside a character)
+/// show U+FFFD in JSON strings; chat `bytes` keep the exact bytes.
+///
+/// Lifetime: a plain value per request. Threading: not synchronized (one
+/// request's handler uses it).
+#pragma once
+
+#include <weft/serve/openai_request.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace weft::serve {
+
+/// One generated token's log-probability, with its text already looked up.
+struct openai_logprob {
+    std::string token;  ///< the token's bytes
+    float logprob = 0.0f;
+    std::vector<std::pair<std::string, float>> top; ///< alternatives, most likely first
+};
+
+struct openai_usage {
+    std::size_t prompt_tokens = 0;
+    std::size_t completion_tokens = 0;
+};
+
+/// "cmpl-" or "chatcmpl-" followed by 24 random hex digits.
+std::string new_completion_id(openai_endpoint endpoint);
+
+/// The body of GET /v1/models listing one model.
+std::string models_list_json(std::string_view model, std::int64_t created, std::string_view owned_by);
+
+class openai_response {
+public:
+    /// A response for `model`, with a fresh id and `created` = now (seconds).
+    openai_response(openai_endpoint endpoint, std::string_view model, bool logprobs, bool include_usage);
+    /// The same with the id and creation time given (for tests).
+    openai_response(openai_endpoint endpoint, std::string_view model, bool logprobs, bool include_usage,
+                    std::string_view id, std::int64_t created);
+
+    [[nodiscard]] const std::string& id() const noexcept { return m_id; }
+
+    /// The whole non-streaming response.
+    [[nodiscard]] std::string complete(std::string_view text, std::span<const openai_logprob> logprobs,
+                                       std::string_view finish_reason, openai_usage usage) const;
+
+    /// Streaming: the chat's opening chunk (delta {role, content ""}); ""
+    /// for completions, which have none.
+    [[nodiscard]] std::string first_chunk() const;
+    /// Streaming: a chunk of text and the log-probabilities of its tokens.
+    [[nodiscard]] std::string text_chunk(std::string_view text, std::span<const openai_logprob> logprobs);
+    /// Streaming: the chunk with the finish_reason (empty text / delta).
+    [[nodiscard]] std::string final_chunk(std::string_view finish_reason) const;
+    /// Streaming: the usage chunk (only with include_usage).
+    [[nodiscard]] std::string usage_chunk(openai_usage usage) const;
+
+private:
+    void append_logprobs(std::string& out, std::span<const openai_logprob> logprobs, std::size_t text_offset) const;
+    void append_choice_tail(std::string& out, std::string_view finish_reason) const;
+
+    openai_endpoint m_endpoint;
+    bool m_logprobs;
+    bool m_include_usage;
+    std::string m_id;
+    std::string m_prefix;           ///< {"id":...,"object":...,"created":...,"model":...
+    std::string m_chunk_prefix;     ///< the same with the chunk object name
+    std::size_t m_text_offset = 0;  ///< streaming: bytes of text sent so far
+};
+
+} // namespace weft::serve

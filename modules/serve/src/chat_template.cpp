@@ -1,0 +1,309 @@
+#include <weft/serve/chat_template.hpp>
+
+#include <fmt/format.h>
+
+#include <optional>
+#include <utility>
+
+namespace weft::serve {
+
+namespace {
+
+constexpr std::string_view im_start = "<|im_start|>";
+constexpr std::string_view im_end = "<|im_end|>";
+constexpr std::string_view start_header = "<|start_header_id|>";
+constexpr std::string_view end_header = "<|end_header_id|>";
+constexpr std::string_view eot = "<|eot_id|>";
+constexpr std::string_view inst_open = "[INST]";
+constexpr std::string_view inst_close = "[/INST]";
+
+bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+/// Jinja's `trim` / Python's `strip()` for ASCII whitespace.
+std::string trim(std::string_view s) {
+    std::size_t b = 0;
+    std::size_t e = s.size();
+    while (b < e && is_space(s[b])) ++b;
+    while (e > b && is_space(s[e - 1])) --e;
+    return std::string(s.substr(b, e - b));
+}
+
+class piece_list {
+public:
+    void marker(std::string_view text) {
+        if (!text.empty()) m_pieces.push_back({std::string(text), true});
+    }
+    void text(std::string_view text) {
+        if (text.empty()) return;
+        if (!m_pieces.empty() && !m_pieces.back().marker) {
+            m_pieces.back().text.append(text);
+        } else {
+            m_pieces.push_back({std::string(text), false});
+        }
+    }
+    [[nodiscard]] bool empty() const noexcept { return m_pieces.empty(); }
+    std::vector<chat_piece> take() { return std::move(m_pieces); }
+
+private:
+    std::vector<chat_piece> m_pieces;
+};
+
+/// The id of `text` when the vocabulary has it as a token that the
+/// tokenizer treats as one unit: a special token or a user-defined one.
+std::optional<token_id> marker_id(const tokenizer& tok, std::string_view text) {
+    const std::optional<token_id> id = tok.find(text);
+    if (!id) return std::nullopt;
+    if (tok.is_special(*id)) return id;
+    const auto& types = tok.data().types;
+    const auto i = static_cast<std::size_t>(*id);
+    if (i < types.size() && types[i] == token_type::user_defined) return id;
+    return std::nullopt;
+}
+
+/// Texts of the system messages, and the others in order.
+struct split_messages {
+    std::string system;
+    bool has_system = false;
+    std::vector<const chat_message*> turns;
+};
+
+split_messages split_system(std::span<const chat_message> messages) {
+    split_messages out;
+    for (const chat_message& m : messages) {
+        if (m.role == chat_role::system) {
+            if (out.has_system) out.system += "\n\n";
+            out.system += m.content;
+            out.has_system = true;
+        } else {
+            out.turns.push_back(&m);
+        }
+    }
+    return out;
+}
+
+void render_chatml(std::span<const chat_message> messages, piece_list& out) {
+    for (const chat_message& m : messages) {
+        out.marker(im_start);
+        out.text(fmt::format("{}\n", to_string(m.role)));
+        out.text(m.content);
+        out.marker(im_end);
+        out.text("\n");
+    }
+    out.marker(im_start);
+    out.text("assistant\n");
+}
+
+void render_llama3(std::span<const chat_message> messages, piece_list& out) {
+    for (const chat_message& m : messages) {
+        out.marker(start_header);
+        out.text(to_string(m.role));
+        out.marker(end_header);
+        out.text("\n\n");
+        out.text(trim(m.content));
+        out.marker(eot);
+    }
+    out.marker(start_header);
+    out.text("assistant");
+    out.marker(end_header);
+    out.text("\n\n");
+}
+
+void render_llama2(std::span<const chat_message> messages, piece_list& out, std::string_view bos,
+                   std::string_view eos) {
+    // Meta's template: only a leading system message is special; we fold
+    // every system message into the first user turn, as Meta's does with one.
+    const split_messages parts = split_system(messages);
+    bool first_user = true;
+    for (const chat_message* m : parts.turns) {
+        if (m->role == chat_role::user) {
+            std::string content = m->content;
+            if (first_user && parts.has_system) {
+                content = fmt::format("<<SYS>>\n{}\n<</SYS>>\n\n{}", parts.system, content);
+            }
+            first_user = false;
+            if (!out.empty()) out.marker(bos); // the first BOS is the prompt's own
+            out.marker(inst_open);
+            out.text(" ");
+            out.text(trim(content));
+            out.text(" ");
+            out.marker(inst_close);
+        } else {
+            out.text(" ");
+            out.text(trim(m->content));
+            out.text(" ");
+            out.marker(eos);
+        }
+    }
+    if (first_user && parts.has_system) {
+        // A system message with no user turn: still show it to the model.
+        if (!out.empty()) out.marker(bos);
+        out.marker(inst_open);
+        out.text(" ");
+        out.text(trim(fmt::format("<<SYS>>\n{}\n<</SYS>>\n\n", parts.system)));
+        out.text(" ");
+        out.marker(inst_close);
+    }
+}
+
+void render_mistral(std::span<const chat_message> messages, piece_list& out, std::string_view eos) {
+    const split_messages parts = split_system(messages);
+    bool first_user = true;
+    for (const chat_message* m : parts.turns) {
+        if (m->role == chat_role::user) {
+            out.marker(inst_open);
+            out.text(" ");
+            if (first_user && parts.has_system) {
+                out.text(parts.system);
+                out.text("\n\n");
+            }
+            first_user = false;
+            out.text(m->content);
+            out.text(" ");
+            out.marker(inst_close);
+        } else {
+            out.text(m->content);
+            out.marker(eos);
+        }
+    }
+    if (first_user && parts.has_system) {
+        out.marker(inst_open);
+        out.text(" ");
+        out.text(parts.system);
+        out.text(" ");
+        out.marker(inst_close);
+    }
+}
+
+std::string token_text(const tokenizer& tok, std::optional<token_id> id, std::string_view fallback) {
+    if (!id) return std::string(fallback);
+    const auto& tokens = tok.data().tokens;
+    const auto i = static_cast<std::size_t>(*id);
+    return i < tokens.size() ? tokens[i] : std::string(fallback);
+}
+
+} // namespace
+
+std::string_view to_string(chat_role r) noexcept {
+    switch (r) {
+    case chat_role::system: return "system";
+    case chat_role::user: return "user";
+    case chat_role::assistant: return "assistant";
+    }
+    return "user";
+}
+
+std::string_view to_string(chat_template_style s) noexcept {
+    switch (s) {
+    case chat_template_style::chatml: return "chatml";
+    case chat_template_style::llama3: return "llama3";
+    case chat_template_style::llama2: return "llama2";
+    case chat_template_style::mistral: return "mistral";
+    case chat_template_style::fallback: return "fallback";
+    }
+    return "fallback";
+}
+
+chat_template_style chat_template::detect(std::string_view t) noexcept {
+    if (t.find(im_start) != std::string_view::npos) return chat_template_style::chatml;
+    if (t.find(start_header) != std::string_view::npos) return chat_template_style::llama3;
+    if (t.find(inst_open) != std::string_view::npos) {
+        return t.find("<<SYS>>") != std::string_view::npos ? chat_template_style::llama2
+                                                            : chat_template_style::mistral;
+    }
+    return chat_template_style::fallback;
+}
+
+chat_template::chat_template(chat_template_style style, std::string bos_text, std::string eos_text)
+    : m_style(style), m_bos_text(std::move(bos_text)), m_eos_text(std::move(eos_text)) {
+    m_note = fmt::format("chat template: {}", to_string(style));
+    if (style == chat_template_style::fallback) {
+        m_note += " (ChatML markers)";
+    }
+}
+
+chat_template chat_template::for_tokenizer(const tokenizer& tok) {
+    const tokenizer_data& d = tok.data();
+    const std::string bos = token_text(tok, tok.bos(), "<s>");
+    const std::string eos = token_text(tok, tok.eos(), "</s>");
+    const chat_template_style style = detect(d.chat_template);
+
+    std::string why;
+    if (d.chat_template.empty()) {
+        why = "the model has no tokenizer.chat_template";
+    } else if (style == chat_template_style::fallback) {
+        why = "the model's tokenizer.chat_template is of no recognised family";
+    } else {
+        std::vector<std::string_view> needed;
+        if (style == chat_template_style::chatml) needed = {im_start, im_end};
+        if (style == chat_template_style::llama3) needed = {start_header, end_header, eot};
+        for (std::string_view m : needed) {
+            if (!marker_id(tok, m)) {
+                why = fmt::format("the template looks like {} but the vocabulary has no special token {}",
+                                  to_string(style), m);
+                break;
+            }
+        }
+        if (why.empty()) {
+            chat_template t(style, bos, eos);
+            t.m_note = fmt::format("chat template: {} (recognised from the model's tokenizer.chat_template)",
+                                   to_string(style));
+            return t;
+        }
+    }
+    chat_template t(chat_template_style::fallback, bos, eos);
+    const bool special_markers = marker_id(tok, im_start) && marker_id(tok, im_end);
+    if (!special_markers) t.m_extra_stops.emplace_back(im_end);
+    t.m_note = fmt::format("chat template: fallback, ChatML markers as {} ({})",
+                           special_markers ? "special tokens" : "plain text", why);
+    return t;
+}
+
+bool chat_template::template_adds_bos() const noexcept {
+    return m_style == chat_template_style::llama3 || m_style == chat_template_style::llama2 ||
+           m_style == chat_template_style::mistral;
+}
+
+std::vector<chat_piece> chat_template::render(std::span<const chat_message> messages) const {
+    piece_list out;
+    switch (m_style) {
+    case chat_template_style::chatml:
+    case chat_template_style::fallback: render_chatml(messages, out); break;
+    case chat_template_style::llama3: render_llama3(messages, out); break;
+    case chat_template_style::llama2: render_llama2(messages, out, m_bos_text, m_eos_text); break;
+    case chat_template_style::mistral: render_mistral(messages, out, m_eos_text); break;
+    }
+    return out.take();
+}
+
+std::string chat_template::render_text(std::span<const chat_message> messages) const {
+    std::string text;
+    if (template_adds_bos()) text = m_bos_text;
+    for (const chat_piece& p : render(messages)) text += p.text;
+    return text;
+}
+
+std::vector<token_id> chat_template::encode(const tokenizer& tok, std::span<const chat_message> messages) const {
+    std::vector<token_id> ids;
+    if ((tok.data().add_bos || template_adds_bos()) && tok.bos()) ids.push_back(*tok.bos());
+    std::string run;
+    const auto flush = [&] {
+        if (run.empty()) return;
+        const std::vector<token_id> part = tok.encode(run, /*add_special=*/false, /*parse_special=*/false);
+        ids.insert(ids.end(), part.begin(), part.end());
+        run.clear();
+    };
+    for (const chat_piece& p : render(messages)) {
+        if (p.marker) {
+            if (const std::optional<token_id> id = marker_id(tok, p.text)) {
+                flush();
+                ids.push_back(*id);
+                continue;
+            }
+        }
+        run += p.text;
+    }
+    flush();
+    return ids;
+}
+
+} // namespace weft::serve

@@ -1,0 +1,428 @@
+#include <weft/serve/openai_request.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace weft::serve {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// Deeper bodies are refused before they cost anything (no request field
+/// nests more than a few levels).
+constexpr int max_json_depth = 64;
+/// The most stop strings, alternatives and tokens OpenAI allows.
+constexpr std::size_t max_stop_strings = 4;
+constexpr long long max_top_logprobs = 20;
+constexpr long long max_tokens_limit = std::numeric_limits<std::int32_t>::max();
+
+std::string_view a_type(const json& v) {
+    switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a decimal number";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    default: return "a value of another type";
+    }
+}
+
+[[noreturn]] void wrong_type(const std::string& param, std::string_view expected, const json& v) {
+    throw api_error::invalid(
+        param, fmt::format("Invalid type for '{}': expected {}, but got {} instead.", param, expected, a_type(v)));
+}
+
+[[noreturn]] void invalid_value(const std::string& param, std::string_view why) {
+    throw api_error::invalid(param, fmt::format("Invalid value for '{}': {}", param, why));
+}
+
+template <class Value>
+[[noreturn]] void below(const std::string& param, std::string_view what, std::string_view bound, Value got) {
+    throw api_error::invalid(param, fmt::format("Invalid '{}': {} below minimum value. Expected a value {}, but got {} instead.",
+                                                param, what, bound, got));
+}
+
+template <class Value>
+[[noreturn]] void above(const std::string& param, std::string_view what, std::string_view bound, Value got) {
+    throw api_error::invalid(param, fmt::format("Invalid '{}': {} above maximum value. Expected a value {}, but got {} instead.",
+                                                param, what, bound, got));
+}
+
+/// An integer field in [min, max]; integral decimals (16.0) are accepted.
+long long read_integer(const json& v, const std::string& param, long long min, long long max) {
+    if (v.is_number_unsigned()) {
+        const auto u = v.get<std::uint64_t>();
+        if (min > 0 && u < static_cast<std::uint64_t>(min)) below(param, "integer", fmt::format(">= {}", min), u);
+        if (u > static_cast<std::uint64_t>(max)) above(param, "integer", fmt::format("<= {}", max), u);
+        return static_cast<long long>(u);
+    }
+    if (v.is_number_integer()) {
+        const auto i = v.get<std::int64_t>();
+        if (i < min) below(param, "integer", fmt::format(">= {}", min), i);
+        if (i > max) above(param, "integer", fmt::format("<= {}", max), i);
+        return i;
+    }
+    if (v.is_number_float()) {
+        const double d = v.get<double>();
+        if (d != std::floor(d)) wrong_type(param, "an integer", v);
+        if (d < static_cast<double>(min)) below(param, "integer", fmt::format(">= {}", min), d);
+        // Compare in double: `max` may round up, so also refuse its neighbourhood.
+        if (d > static_cast<double>(max) || d >= 9.2e18) above(param, "integer", fmt::format("<= {}", max), d);
+        return static_cast<long long>(d);
+    }
+    wrong_type(param, "an integer", v);
+}
+
+double read_number(const json& v, const std::string& param, double min, double max, bool min_exclusive = false) {
+    if (!v.is_number()) wrong_type(param, "a number", v);
+    const double d = v.get<double>();
+    if (min_exclusive ? !(d > min) : !(d >= min)) {
+        below(param, "decimal", fmt::format("{} {}", min_exclusive ? ">" : ">=", min), d);
+    }
+    if (!(d <= max)) above(param, "decimal", fmt::format("<= {}", max), d);
+    return d;
+}
+
+bool read_bool(const json& v, const std::string& param) {
+    if (!v.is_boolean()) wrong_type(param, "a boolean", v);
+    return v.get<bool>();
+}
+
+const std::string& read_string(const json& v, const std::string& param) {
+    if (!v.is_string()) wrong_type(param, "a string", v);
+    return v.get_ref<const std::string&>();
+}
+
+/// The field `name` of `obj`, or nullptr when absent or null.
+const json* field(const json& obj, std::string_view name) {
+    const auto it = obj.find(name);
+    if (it == obj.end() || it->is_null()) return nullptr;
+    return &*it;
+}
+
+json parse_body(std::string_view body) {
+    if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+        throw api_error(400, "The request body is empty: expected a JSON object.");
+    }
+    const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json&) {
+        if (depth > max_json_depth) {
+            throw api_error(400, fmt::format("The request body nests JSON deeper than {} levels.", max_json_depth));
+        }
+        return true;
+    };
+    json doc;
+    try {
+        doc = json::parse(body.begin(), body.end(), limit_depth);
+    } catch (const json::exception& e) {
+        // "[json.exception.parse_error.101] parse error at ...": keep the useful part.
+        std::string_view what = e.what();
+        if (const auto pos = what.find("] "); pos != std::string_view::npos) what.remove_prefix(pos + 2);
+        throw api_error(400, fmt::format("The request body is not valid JSON: {}", what));
+    }
+    if (!doc.is_object()) {
+        throw api_error(400, fmt::format("The request body must be a JSON object, not {}.", a_type(doc)));
+    }
+    return doc;
+}
+
+token_id read_token_id(const json& v, const std::string& param, std::size_t vocab_size) {
+    const long long max = vocab_size > 0 ? static_cast<long long>(vocab_size) - 1
+                                         : std::numeric_limits<token_id>::max();
+    if (!v.is_number_integer() && !v.is_number_unsigned()) wrong_type(param, "an integer token id", v);
+    const long long id = read_integer(v, param, 0, std::numeric_limits<token_id>::max());
+    if (id > max) {
+        invalid_value(param, fmt::format("token id {} is outside the vocabulary of {} tokens", id, vocab_size));
+    }
+    return static_cast<token_id>(id);
+}
+
+void check_model(const json& obj, const openai_parse_options& opts) {
+    const json* m = field(obj, "model");
+    if (m == nullptr) return;
+    const std::string& name = read_string(*m, "model");
+    if (name.empty() || name == opts.served_model) return;
+    throw api_error(404, fmt::format("The model `{}` does not exist or you do not have access to it.", name), {},
+                    "invalid_request_error", "model_not_found");
+}
+
+void parse_stop(const json& obj, std::vector<std::string>& out) {
+    const json* v = field(obj, "stop");
+    if (v == nullptr) return;
+    const auto add = [&](const json& s, const std::string& param) {
+        const std::string& text = read_string(s, param);
+        if (text.empty()) invalid_value(param, "stop strings must not be empty");
+        out.push_back(text);
+    };
+    if (v->is_string()) {
+        add(*v, "stop");
+    } else if (v->is_array()) {
+        if (v->size() > max_stop_strings) {
+            invalid_value("stop", fmt::format("at most {} stop strings are allowed, got {}", max_stop_strings, v->size()));
+        }
+        for (std::size_t i = 0; i < v->size(); ++i) add((*v)[i], fmt::format("stop[{}]", i));
+    } else {
+        wrong_type("stop", "a string or an array of strings", *v);
+    }
+}
+
+void parse_logit_bias(const json& obj, const openai_parse_options& opts, sampling_params& s) {
+    const json* v = field(obj, "logit_bias");
+    if (v == nullptr) return;
+    if (!v->is_object()) wrong_type("logit_bias", "an object", *v);
+    for (const auto& [key, bias] : v->items()) {
+        const bool digits = !key.empty() && key.size() <= 10 &&
+                            key.find_first_not_of("0123456789") == std::string::npos;
+        const long long id = digits ? std::stoll(key) : -1;
+        if (id < 0 || id > std::numeric_limits<token_id>::max()) {
+            invalid_value("logit_bias", fmt::format("keys must be token ids (non-negative integers), got \"{}\"", key));
+        }
+        if (opts.vocab_size > 0 && static_cast<std::size_t>(id) >= opts.vocab_size) {
+            invalid_value("logit_bias", fmt::format("token id {} is outside the vocabulary of {} tokens", id,
+                                                    opts.vocab_size));
+        }
+        const double b = read_number(bias, "logit_bias", -100.0, 100.0);
+        s.logit_bias.emplace_back(static_cast<token_id>(id), static_cast<float>(b));
+    }
+}
+
+/// The fields both endpoints share.
+void parse_common(const json& obj, const openai_parse_options& opts, openai_request& r) {
+    check_model(obj, opts);
+    generation_request& g = r.generation;
+    sampling_params& s = g.sampling;
+
+    if (const json* v = field(obj, "stream")) r.stream = read_bool(*v, "stream");
+    if (const json* v = field(obj, "stream_options")) {
+        if (!v->is_object()) wrong_type("stream_options", "an object", *v);
+        if (!r.stream) {
+            throw api_error::invalid("stream_options",
+                                     "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+        }
+        if (const json* u = field(*v, "include_usage")) r.include_usage = read_bool(*u, "stream_options.include_usage");
+    }
+    if (const json* v = field(obj, "n")) {
+        const long long n = read_integer(*v, "n", 1, max_tokens_limit);
+        if (n != 1) invalid_value("n", "this server returns one choice per request: n must be 1");
+    }
+    if (const json* v = field(obj, "temperature")) s.temperature = static_cast<float>(read_number(*v, "temperature", 0, 2));
+    if (const json* v = field(obj, "top_p")) s.top_p = static_cast<float>(read_number(*v, "top_p", 0, 1, true));
+    if (const json* v = field(obj, "top_k")) {
+        const long long k = read_integer(*v, "top_k", -1, std::numeric_limits<std::int32_t>::max());
+        s.top_k = k <= 0 ? 0 : static_cast<int>(k); // -1 (vLLM) and 0 both mean off
+    }
+    if (const json* v = field(obj, "min_p")) s.min_p = static_cast<float>(read_number(*v, "min_p", 0, 1));
+    if (const json* v = field(obj, "seed")) {
+        if (v->is_number_unsigned()) {
+            s.seed = v->get<std::uint64_t>();
+        } else {
+            s.seed = static_cast<std::uint64_t>(read_integer(*v, "seed", std::numeric_limits<std::int64_t>::min(),
+                                                             std::numeric_limits<std::int64_t>::max()));
+        }
+    }
+    parse_stop(obj, g.stop);
+    if (const json* v = field(obj, "presence_penalty")) {
+        s.presence_penalty = static_cast<float>(read_number(*v, "presence_penalty", -2, 2));
+    }
+    if (const json* v = field(obj, "frequency_penalty")) {
+        s.frequency_penalty = static_cast<float>(read_number(*v, "frequency_penalty", -2, 2));
+    }
+    if (const json* v = field(obj, "repetition_penalty")) {
+        s.repetition_penalty = static_cast<float>(read_number(*v, "repetition_penalty", 0, 1e6, true));
+    }
+    parse_logit_bias(obj, opts, s);
+    if (const json* v = field(obj, "ignore_eos")) g.ignore_eos = read_bool(*v, "ignore_eos");
+    if (const json* v = field(obj, "priority")) {
+        g.priority = static_cast<int>(read_integer(*v, "priority", std::numeric_limits<int>::min(),
+                                                   std::numeric_limits<int>::max()));
+    }
+}
+
+void set_max_tokens(const json& v, const std::string& param, openai_request& r) {
+    const long long n = read_integer(v, param, 1, max_tokens_limit);
+    r.max_tokens = static_cast<std::size_t>(n);
+    r.max_tokens_param = param;
+    r.generation.max_tokens = static_cast<std::size_t>(n);
+}
+
+void parse_prompt(const json& obj, const openai_parse_options& opts, openai_request& r) {
+    const json* p = field(obj, "prompt");
+    if (p == nullptr) throw api_error::invalid("prompt", "'prompt' is a required property.");
+    const auto all_integers = [](const json& a) {
+        for (const json& e : a) {
+            if (!e.is_number_integer() && !e.is_number_unsigned()) return false;
+        }
+        return true;
+    };
+    const auto take_tokens = [&](const json& a, const std::string& param) {
+        if (a.empty()) invalid_value(param, "the prompt must not be empty");
+        r.prompt_is_tokens = true;
+        r.prompt_tokens.reserve(a.size());
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            r.prompt_tokens.push_back(read_token_id(a[i], fmt::format("{}[{}]", param, i), opts.vocab_size));
+        }
+    };
+    if (p->is_string()) {
+        r.prompt_text = p->get<std::string>();
+        return;
+    }
+    if (!p->is_array()) wrong_type("prompt", "a string or an array of token ids", *p);
+    if (p->empty()) invalid_value("prompt", "the prompt must not be empty");
+    if (all_integers(*p)) {
+        take_tokens(*p, "prompt");
+        return;
+    }
+    const json& first = (*p)[0];
+    if (p->size() > 1 && (first.is_string() || first.is_array())) {
+        invalid_value("prompt", fmt::format("batches of prompts are not supported (got {}): send one prompt per request",
+                                            p->size()));
+    }
+    if (first.is_string()) {
+        r.prompt_text = first.get<std::string>();
+    } else if (first.is_array() && all_integers(first)) {
+        take_tokens(first, "prompt[0]");
+    } else {
+        wrong_type("prompt", "a string or an array of token ids", *p);
+    }
+}
+
+std::string content_text(const json& content, const std::string& param, bool null_ok) {
+    if (content.is_null()) {
+        if (null_ok) return {};
+        wrong_type(param, "a string or an array of content parts", content);
+    }
+    if (content.is_string()) return content.get<std::string>();
+    if (!content.is_array()) wrong_type(param, "a string or an array of content parts", content);
+    std::string text;
+    for (std::size_t i = 0; i < content.size(); ++i) {
+        const std::string part_param = fmt::format("{}[{}]", param, i);
+        const json& part = content[i];
+        if (!part.is_object()) wrong_type(part_param, "an object", part);
+        const json* type = field(part, "type");
+        if (type == nullptr) throw api_error::invalid(part_param + ".type", "'type' is a required property.");
+        const std::string& t = read_string(*type, part_param + ".type");
+        if (t != "text") {
+            invalid_value(part_param + ".type",
+                          fmt::format("content parts of type '{}' are not supported: only 'text' is", t));
+        }
+        const json* part_text = field(part, "text");
+        if (part_text == nullptr) throw api_error::invalid(part_param + ".text", "'text' is a required property.");
+        // Several text parts read as paragraphs, as other servers join them.
+        if (i > 0) text += '\n';
+        text += read_string(*part_text, part_param + ".text");
+    }
+    return text;
+}
+
+void parse_messages(const json& obj, openai_request& r) {
+    const json* m = field(obj, "messages");
+    if (m == nullptr) throw api_error::invalid("messages", "'messages' is a required property.");
+    if (!m->is_array()) wrong_type("messages", "an array", *m);
+    if (m->empty()) invalid_value("messages", "at least one message is required");
+    r.messages.reserve(m->size());
+    for (std::size_t i = 0; i < m->size(); ++i) {
+        const std::string param = fmt::format("messages[{}]", i);
+        const json& msg = (*m)[i];
+        if (!msg.is_object()) wrong_type(param, "an object", msg);
+        const json* role = field(msg, "role");
+        if (role == nullptr) throw api_error::invalid(param + ".role", "'role' is a required property.");
+        const std::string& name = read_string(*role, param + ".role");
+        chat_message out;
+        if (name == "system" || name == "developer") {
+            out.role = chat_role::system;
+        } else if (name == "user") {
+            out.role = chat_role::user;
+        } else if (name == "assistant") {
+            out.role = chat_role::assistant;
+        } else if (name == "tool" || name == "function") {
+            invalid_value(param + ".role", fmt::format("role '{}' is not supported: this server has no tool calls", name));
+        } else {
+            invalid_value(param + ".role",
+                          fmt::format("'{}' is not one of 'system', 'developer', 'user', 'assistant'", name));
+        }
+        const auto it = msg.find("content");
+        const bool assistant = out.role == chat_role::assistant;
+        if (it == msg.end() && !assistant) {
+            throw api_error::invalid(param + ".content", "'content' is a required property.");
+        }
+        if (it != msg.end()) out.content = content_text(*it, param + ".content", assistant);
+        if (const json* calls = field(msg, "tool_calls"); calls != nullptr && !calls->empty()) {
+            invalid_value(param + ".tool_calls", "tool calls are not supported by this server");
+        }
+        r.messages.push_back(std::move(out));
+    }
+}
+
+} // namespace
+
+openai_request parse_completion_request(std::string_view body, const openai_parse_options& opts) {
+    const json obj = parse_body(body);
+    openai_request r;
+    r.endpoint = openai_endpoint::completions;
+    parse_common(obj, opts, r);
+    parse_prompt(obj, opts, r);
+    if (const json* v = field(obj, "max_tokens")) set_max_tokens(*v, "max_tokens", r);
+    if (const json* v = field(obj, "logprobs")) {
+        r.top_logprobs = static_cast<int>(read_integer(*v, "logprobs", 0, max_top_logprobs));
+        r.logprobs = true;
+    }
+    if (const json* v = field(obj, "echo"); v != nullptr && read_bool(*v, "echo")) {
+        invalid_value("echo", "echoing the prompt is not supported: echo must be false");
+    }
+    if (const json* v = field(obj, "best_of")) {
+        if (read_integer(*v, "best_of", 1, max_tokens_limit) != 1) {
+            invalid_value("best_of", "this server generates one completion per request: best_of must be 1");
+        }
+    }
+    if (const json* v = field(obj, "suffix"); v != nullptr && !read_string(*v, "suffix").empty()) {
+        invalid_value("suffix", "suffixes (insertion) are not supported");
+    }
+    r.generation.sampling.logprobs = r.logprobs;
+    r.generation.sampling.top_logprobs = r.top_logprobs;
+    return r;
+}
+
+openai_request parse_chat_request(std::string_view body, const openai_parse_options& opts) {
+    const json obj = parse_body(body);
+    openai_request r;
+    r.endpoint = openai_endpoint::chat_completions;
+    parse_common(obj, opts, r);
+    parse_messages(obj, r);
+    if (const json* v = field(obj, "max_completion_tokens")) {
+        set_max_tokens(*v, "max_completion_tokens", r);
+    } else if (const json* w = field(obj, "max_tokens")) {
+        set_max_tokens(*w, "max_tokens", r);
+    }
+    if (const json* v = field(obj, "logprobs")) r.logprobs = read_bool(*v, "logprobs");
+    if (const json* v = field(obj, "top_logprobs")) {
+        r.top_logprobs = static_cast<int>(read_integer(*v, "top_logprobs", 0, max_top_logprobs));
+        if (!r.logprobs) invalid_value("top_logprobs", "'logprobs' must be true when 'top_logprobs' is given");
+    }
+    for (const char* name : {"tools", "functions"}) {
+        if (const json* v = field(obj, name); v != nullptr && !(v->is_array() && v->empty())) {
+            invalid_value(name, "tool and function calling are not supported by this server");
+        }
+    }
+    if (const json* v = field(obj, "tool_choice"); v != nullptr && !(v->is_string() && v->get<std::string>() == "none")) {
+        invalid_value("tool_choice", "tool calling is not supported by this server: use \"none\" or leave it out");
+    }
+    if (const json* v = field(obj, "response_format")) {
+        if (!v->is_object()) wrong_type("response_format", "an object", *v);
+        const json* type = field(*v, "type");
+        if (type != nullptr && read_string(*type, "response_format.type") != "text") {
+            invalid_value("response_format.type", "only the 'text' response format is supported");
+        }
+    }
+    r.generation.sampling.logprobs = r.logprobs;
+    r.generation.sampling.top_logprobs = r.top_logprobs;
+    return r;
+}
+
+} // namespace weft::serve

@@ -1,0 +1,221 @@
+#include <weft/serve/openai_response.hpp>
+
+#include "openai_json.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <random>
+
+namespace weft::serve {
+
+namespace {
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string envelope(std::string_view id, std::string_view object, std::int64_t created, std::string_view model) {
+    std::string out = "{\"id\":";
+    json_out::append_string(out, id);
+    out += ",\"object\":";
+    json_out::append_string(out, object);
+    out += ",\"created\":";
+    json_out::append_int(out, created);
+    out += ",\"model\":";
+    json_out::append_string(out, model);
+    return out;
+}
+
+void append_usage(std::string& out, openai_usage u) {
+    out += "{\"prompt_tokens\":";
+    json_out::append_uint(out, u.prompt_tokens);
+    out += ",\"completion_tokens\":";
+    json_out::append_uint(out, u.completion_tokens);
+    out += ",\"total_tokens\":";
+    json_out::append_uint(out, u.prompt_tokens + u.completion_tokens);
+    out += '}';
+}
+
+void append_bytes(std::string& out, std::string_view bytes) {
+    out += '[';
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        if (i > 0) out += ',';
+        json_out::append_uint(out, static_cast<unsigned char>(bytes[i]));
+    }
+    out += ']';
+}
+
+} // namespace
+
+std::string new_completion_id(openai_endpoint endpoint) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    const std::uint64_t a = rng();
+    const std::uint64_t b = rng();
+    return fmt::format("{}{:016x}{:08x}", endpoint == openai_endpoint::completions ? "cmpl-" : "chatcmpl-", a,
+                       static_cast<std::uint32_t>(b));
+}
+
+std::string models_list_json(std::string_view model, std::int64_t created, std::string_view owned_by) {
+    std::string out = "{\"object\":\"list\",\"data\":[{\"id\":";
+    json_out::append_string(out, model);
+    out += ",\"object\":\"model\",\"created\":";
+    json_out::append_int(out, created);
+    out += ",\"owned_by\":";
+    json_out::append_string(out, owned_by);
+    out += "}]}";
+    return out;
+}
+
+openai_response::openai_response(openai_endpoint endpoint, std::string_view model, bool logprobs, bool include_usage)
+    : openai_response(endpoint, model, logprobs, include_usage, new_completion_id(endpoint), unix_now()) {}
+
+openai_response::openai_response(openai_endpoint endpoint, std::string_view model, bool logprobs, bool include_usage,
+                                 std::string_view id, std::int64_t created)
+    : m_endpoint(endpoint), m_logprobs(logprobs), m_include_usage(include_usage), m_id(id) {
+    const bool chat = endpoint == openai_endpoint::chat_completions;
+    m_prefix = envelope(id, chat ? "chat.completion" : "text_completion", created, model);
+    m_chunk_prefix = envelope(id, chat ? "chat.completion.chunk" : "text_completion", created, model);
+}
+
+void openai_response::append_logprobs(std::string& out, std::span<const openai_logprob> lps,
+                                      std::size_t text_offset) const {
+    if (!m_logprobs) {
+        out += "null";
+        return;
+    }
+    if (m_endpoint == openai_endpoint::chat_completions) {
+        out += "{\"content\":[";
+        for (std::size_t i = 0; i < lps.size(); ++i) {
+            const openai_logprob& lp = lps[i];
+            if (i > 0) out += ',';
+            out += "{\"token\":";
+            json_out::append_string(out, lp.token);
+            out += ",\"logprob\":";
+            json_out::append_number(out, lp.logprob);
+            out += ",\"bytes\":";
+            append_bytes(out, lp.token);
+            out += ",\"top_logprobs\":[";
+            for (std::size_t k = 0; k < lp.top.size(); ++k) {
+                if (k > 0) out += ',';
+                out += "{\"token\":";
+                json_out::append_string(out, lp.top[k].first);
+                out += ",\"logprob\":";
+                json_out::append_number(out, lp.top[k].second);
+                out += ",\"bytes\":";
+                append_bytes(out, lp.top[k].first);
+                out += '}';
+            }
+            out += "]}";
+        }
+        out += "]}";
+        return;
+    }
+    out += "{\"tokens\":[";
+    for (std::size_t i = 0; i < lps.size(); ++i) {
+        if (i > 0) out += ',';
+        json_out::append_string(out, lps[i].token);
+    }
+    out += "],\"token_logprobs\":[";
+    for (std::size_t i = 0; i < lps.size(); ++i) {
+        if (i > 0) out += ',';
+        json_out::append_number(out, lps[i].logprob);
+    }
+    out += "],\"top_logprobs\":[";
+    for (std::size_t i = 0; i < lps.size(); ++i) {
+        if (i > 0) out += ',';
+        out += '{';
+        for (std::size_t k = 0; k < lps[i].top.size(); ++k) {
+            if (k > 0) out += ',';
+            json_out::append_string(out, lps[i].top[k].first);
+            out += ':';
+            json_out::append_number(out, lps[i].top[k].second);
+        }
+        out += '}';
+    }
+    out += "],\"text_offset\":[";
+    std::size_t offset = text_offset;
+    for (std::size_t i = 0; i < lps.size(); ++i) {
+        if (i > 0) out += ',';
+        json_out::append_uint(out, offset);
+        offset += lps[i].token.size();
+    }
+    out += "]}";
+}
+
+void openai_response::append_choice_tail(std::string& out, std::string_view finish_reason) const {
+    out += ",\"finish_reason\":";
+    json_out::append_string_or_null(out, finish_reason);
+    out += "}]";
+    if (m_include_usage) out += ",\"usage\":null";
+    out += '}';
+}
+
+std::string openai_response::complete(std::string_view text, std::span<const openai_logprob> lps,
+                                      std::string_view finish_reason, openai_usage usage) const {
+    std::string out = m_prefix;
+    out += ",\"choices\":[{\"index\":0,";
+    if (m_endpoint == openai_endpoint::chat_completions) {
+        out += "\"message\":{\"role\":\"assistant\",\"content\":";
+        json_out::append_string(out, text);
+        out += '}';
+    } else {
+        out += "\"text\":";
+        json_out::append_string(out, text);
+    }
+    out += ",\"logprobs\":";
+    append_logprobs(out, lps, 0);
+    out += ",\"finish_reason\":";
+    json_out::append_string_or_null(out, finish_reason);
+    out += "}],\"usage\":";
+    append_usage(out, usage);
+    out += '}';
+    return out;
+}
+
+std::string openai_response::first_chunk() const {
+    if (m_endpoint != openai_endpoint::chat_completions) return {};
+    std::string out = m_chunk_prefix;
+    out += ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null";
+    append_choice_tail(out, {});
+    return out;
+}
+
+std::string openai_response::text_chunk(std::string_view text, std::span<const openai_logprob> lps) {
+    std::string out = m_chunk_prefix;
+    if (m_endpoint == openai_endpoint::chat_completions) {
+        out += ",\"choices\":[{\"index\":0,\"delta\":{\"content\":";
+        json_out::append_string(out, text);
+        out += "},\"logprobs\":";
+    } else {
+        out += ",\"choices\":[{\"index\":0,\"text\":";
+        json_out::append_string(out, text);
+        out += ",\"logprobs\":";
+    }
+    append_logprobs(out, lps, m_text_offset);
+    for (const openai_logprob& lp : lps) m_text_offset += lp.token.size();
+    append_choice_tail(out, {});
+    return out;
+}
+
+std::string openai_response::final_chunk(std::string_view finish_reason) const {
+    std::string out = m_chunk_prefix;
+    if (m_endpoint == openai_endpoint::chat_completions) {
+        out += ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null";
+    } else {
+        out += ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null";
+    }
+    append_choice_tail(out, finish_reason);
+    return out;
+}
+
+std::string openai_response::usage_chunk(openai_usage usage) const {
+    std::string out = m_chunk_prefix;
+    out += ",\"choices\":[],\"usage\":";
+    append_usage(out, usage);
+    out += '}';
+    return out;
+}
+
+} // namespace weft::serve

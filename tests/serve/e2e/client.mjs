@@ -1,0 +1,95 @@
+// Drives weft-serve through the official OpenAI client: completions and
+// chat, streamed and not. Usage: node client.mjs <baseURL> <model>
+// Exits non-zero (with the reason) on the first failed check.
+import OpenAI from "openai";
+
+const [baseURL, model] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey: "x", maxRetries: 0, timeout: 60_000 });
+
+function check(cond, what) {
+  if (!cond) {
+    console.error(`FAIL: ${what}`);
+    process.exit(1);
+  }
+  console.log(`ok: ${what}`);
+}
+
+const models = await client.models.list();
+const ids = [];
+for await (const m of models) ids.push(m.id);
+check(ids.length === 1 && ids[0] === model, `models.list() lists ${model}`);
+
+// Completions, not streamed.
+const c = await client.completions.create({
+  model, prompt: "Once upon a time", max_tokens: 8, temperature: 0, ignore_eos: true,
+});
+check(c.object === "text_completion" && c.id.startsWith("cmpl-"), "completion object and id");
+check(typeof c.choices[0].text === "string" && c.choices[0].finish_reason === "length", "completion text, finish_reason length");
+check(c.usage.completion_tokens === 8 && c.usage.total_tokens === c.usage.prompt_tokens + 8, "completion usage");
+
+// Completions, streamed: the same greedy text.
+const cs = await client.completions.create({
+  model, prompt: "Once upon a time", max_tokens: 8, temperature: 0, ignore_eos: true, stream: true,
+  stream_options: { include_usage: true },
+});
+let streamed = "";
+let finish = null;
+let usage = null;
+for await (const chunk of cs) {
+  if (chunk.choices.length > 0) {
+    streamed += chunk.choices[0].text;
+    finish = chunk.choices[0].finish_reason ?? finish;
+  }
+  if (chunk.usage) usage = chunk.usage;
+}
+check(streamed === c.choices[0].text, "streamed completion text equals the non-streamed one");
+check(finish === "length", "streamed completion finish_reason");
+check(usage && usage.completion_tokens === 8, "streamed completion usage chunk");
+
+// Chat, not streamed.
+const messages = [
+  { role: "system", content: "You are terse." },
+  { role: "user", content: "Say hello." },
+];
+const chat = await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 0 });
+check(chat.object === "chat.completion" && chat.id.startsWith("chatcmpl-"), "chat object and id");
+check(chat.choices[0].message.role === "assistant" && typeof chat.choices[0].message.content === "string",
+  "chat message");
+check(["stop", "length"].includes(chat.choices[0].finish_reason), "chat finish_reason");
+
+// Chat, streamed: role first, then content, then the finish_reason.
+const chatStream = await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 0, stream: true });
+let role = null;
+let content = "";
+let chatFinish = null;
+for await (const chunk of chatStream) {
+  const d = chunk.choices[0].delta;
+  if (d.role) role = d.role;
+  if (d.content) content += d.content;
+  chatFinish = chunk.choices[0].finish_reason ?? chatFinish;
+}
+check(role === "assistant", "streamed chat role");
+check(content === chat.choices[0].message.content, "streamed chat content equals the non-streamed one");
+check(chatFinish === chat.choices[0].finish_reason, "streamed chat finish_reason");
+
+// Errors surface as the client's typed errors.
+try {
+  await client.completions.create({ model, prompt: "x", max_tokens: -1 });
+  check(false, "negative max_tokens is refused");
+} catch (e) {
+  check(e instanceof OpenAI.BadRequestError && e.param === "max_tokens", "negative max_tokens gives BadRequestError(param max_tokens)");
+}
+try {
+  await client.chat.completions.create({ model: "no-such-model", messages, max_tokens: 1 });
+  check(false, "unknown model is refused");
+} catch (e) {
+  check(e instanceof OpenAI.NotFoundError && e.code === "model_not_found", "unknown model gives NotFoundError(model_not_found)");
+}
+const wrongKey = new OpenAI({ baseURL, apiKey: "wrong", maxRetries: 0 });
+try {
+  await wrongKey.models.list();
+  check(false, "a wrong API key is refused");
+} catch (e) {
+  check(e instanceof OpenAI.AuthenticationError, "a wrong API key gives AuthenticationError");
+}
+console.log("all OpenAI client checks passed");
