@@ -19,6 +19,15 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 
+# The end-to-end test drives the server with the official `openai` npm
+# client; Debian's Node.js only where none is installed already.
+if ! command -v npm >/dev/null 2>&1; then
+  for pkg in nodejs npm; do
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+    if [[ "$status" != "installed" ]]; then missing+=("$pkg"); fi
+  done
+fi
+
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
