@@ -150,7 +150,12 @@ void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t
 #if WEFT_KERNELS_X86
     const isa path = active_isa();
     const tile_set* tiles = nullptr;
-    if (path == isa::avx512) {
+    // Float weights with short rows go to the AVX2 tiles: at k < 256 the
+    // 16-lane tiles spend more on their horizontal sums than on FMAs. The
+    // choice depends on k only, so batch invariance is kept.
+    const bool short_float_rows =
+        x.k < 256 && (wt == ggml_type::f32 || wt == ggml_type::f16 || wt == ggml_type::bf16);
+    if (path == isa::avx512 && !short_float_rows) {
         tiles = avx512_tiles(wt);
     }
     if (tiles != nullptr && tiles->packed && x.packed == nullptr) {
