@@ -49,6 +49,9 @@ struct server_options {
     /// How long in-flight requests may run once shutdown begins.
     std::chrono::milliseconds shutdown_timeout{5'000};
     std::size_t read_buffer_bytes = 16 * 1024;
+    /// Receive through the context's buffer ring (`tcp_stream::use_buffer_ring`;
+    /// no effect on the epoll backend).
+    bool use_buffer_ring = true;
 };
 
 class server {
