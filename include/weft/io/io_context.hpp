@@ -9,7 +9,10 @@
 /// `run(task)`, `co_await ctx.schedule()` or `post`); completions resume it
 /// there, through `weft::detail::resume`. Each loop turn resumes what is
 /// ready, then submits every operation queued during the turn and waits for
-/// completions with a single system call (`io_uring_submit_and_wait`).
+/// completions with a single system call (`io_uring_submit_and_wait_timeout`).
+/// Timers (`sleep_for`, `sleep_until`) and per-operation deadlines are kept
+/// by the loop in a heap whose earliest entry bounds that wait: they cost no
+/// kernel operation.
 ///
 /// Backends: `io_backend::automatic` uses io_uring (probing SINGLE_ISSUER +
 /// DEFER_TASKRUN, then COOP_TASKRUN, then no flags) and falls back to epoll
@@ -21,8 +24,10 @@
 /// on EAGAIN), keeps timers in a heap and does file reads/writes synchronously.
 ///
 /// Cancellation: an operation watches its coroutine's stop token; on stop it
-/// is cancelled (IORING_OP_ASYNC_CANCEL on io_uring) and the `co_await` throws
-/// `weft::operation_cancelled`, unless the operation completed first. Errors
+/// is cancelled (IORING_OP_ASYNC_CANCEL on io_uring) at the start of the next
+/// loop turn and the `co_await` throws `weft::operation_cancelled`, unless the
+/// operation completed first. A stop requested on the loop thread itself
+/// costs no wake-up. Errors
 /// are `std::system_error` with the errno in `std::system_category()`; a
 /// passed deadline gives `errc::timed_out` (ETIMEDOUT).
 ///

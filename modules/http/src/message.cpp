@@ -148,6 +148,12 @@ void append_number(std::string& out, std::size_t n) {
 }
 
 void append_status_line(std::string& out, int status) {
+    switch (status) {  // the usual ones, whole
+    case 200: out += "HTTP/1.1 200 OK\r\n"; return;
+    case 204: out += "HTTP/1.1 204 No Content\r\n"; return;
+    case 404: out += "HTTP/1.1 404 Not Found\r\n"; return;
+    default: break;
+    }
     out += "HTTP/1.1 ";
     out += std::to_string(status);  // short: no allocation
     out += ' ';
