@@ -139,43 +139,51 @@ parse_status request_parser::next() {
         switch (m_state) {
         case state::head: {
             // Line by line from where the last call stopped (memchr for the
-            // LF, then for NUL and CR in the line), so garbage is rejected
-            // before the limit and nothing is scanned twice.
+            // LF, then for NUL and CR in the line), so nothing is scanned
+            // twice. Errors are reported in byte order whatever the split:
+            // the scan never looks past the byte that breaks the size limit,
+            // and that byte is still checked before the limit fails.
             const char* base = m_buffer.data();
             const std::size_t end = m_buffer.size();
+            const std::size_t last = m_pos + m_limits.max_header_bytes;  // first byte over the limit
+            const std::size_t window = std::min(end, last + 1);
             m_scan = std::max(m_scan, m_pos);
             m_line = std::max(m_line, m_pos);
             for (;;) {
-                const auto* lf = static_cast<const char*>(std::memchr(base + m_scan, '\n', end - m_scan));
-                const std::size_t stop = lf != nullptr ? static_cast<std::size_t>(lf - base) : end;
-                if (std::memchr(base + m_scan, '\0', stop - m_scan) != nullptr) {
-                    return fail(400, "NUL byte in request head");
-                }
-                if (const auto* cr = static_cast<const char*>(std::memchr(base + m_scan, '\r', stop - m_scan))) {
-                    // A CR must end its line: just before the LF, or the
-                    // last byte received (its LF still to come).
-                    if (static_cast<std::size_t>(cr - base) + 1 != (lf != nullptr ? stop : end)) {
+                const auto* lf = static_cast<const char*>(std::memchr(base + m_scan, '\n', window - m_scan));
+                const std::size_t stop = lf != nullptr ? static_cast<std::size_t>(lf - base) : window;
+                const auto* nul = static_cast<const char*>(std::memchr(base + m_scan, '\0', stop - m_scan));
+                const auto* cr = static_cast<const char*>(std::memchr(base + m_scan, '\r', stop - m_scan));
+                // A CR must end its line: right before the LF, or the last
+                // byte seen (what follows decides).
+                const std::size_t cr_ok_at = (lf != nullptr ? stop : window) - 1;
+                const bool bad_cr = cr != nullptr && static_cast<std::size_t>(cr - base) != cr_ok_at;
+                if (nul != nullptr && (!bad_cr || nul < cr)) return fail(400, "NUL byte in request head");
+                if (bad_cr) return fail(400, "bare CR in request head");
+                if (lf == nullptr) {
+                    const bool pending_cr = cr != nullptr;  // at window - 1
+                    if (pending_cr && window < end && base[window] != '\n') {
                         return fail(400, "bare CR in request head");
                     }
-                }
-                if (lf == nullptr) {
-                    if (end - m_pos > m_limits.max_header_bytes) {
+                    if (window > last) {
+                        if (pending_cr && window == end) {
+                            m_scan = window - 1;
+                            return parse_status::need_more;
+                        }
                         return fail(431, "request header fields too large");
                     }
-                    m_scan = end > m_scan && base[end - 1] == '\r' ? end - 1 : end;
+                    m_scan = pending_cr ? window - 1 : window;
                     return parse_status::need_more;
                 }
                 if (stop == m_line || base[stop - 1] != '\r') return fail(400, "bare LF in request head");
-                if (stop + 1 - m_pos > m_limits.max_header_bytes) {
-                    return fail(431, "request header fields too large");
-                }
+                if (stop >= last) return fail(431, "request header fields too large");
                 const bool empty_line = stop == m_line + 1;
                 m_scan = m_line = stop + 1;
                 if (!empty_line) continue;
                 if (m_line == m_pos + 2) {
                     // Empty line before the request line: ignored (RFC 9112 2.2).
                     m_pos = m_line;
-                    continue;
+                    goto next_state;  // limits count from the request line
                 }
                 const std::size_t head_end = m_line;
                 std::string_view head(base + m_pos, head_end - m_pos);
