@@ -5,8 +5,9 @@
 //
 // It drives every connection through one io_uring, so that it costs less per
 // message than the servers it measures: one multishot recv per connection
-// fills a buffer ring, and each loop turn submits all the sends it queued and
-// collects all the completions in a single system call. Where io_uring is
+// fills a buffer ring, sends post no completion unless they fail, and each
+// loop turn submits all the sends it queued and collects all the completions
+// in a single system call. Where io_uring is
 // unavailable it falls back to epoll (then it is about as costly per message
 // as a server, and may be the bottleneck).
 //
@@ -34,7 +35,7 @@ using clock_type = std::chrono::steady_clock;
 
 struct connection {
     int fd = -1;
-    std::size_t sent = 0;     ///< bytes of the current message handed to the kernel
+    std::size_t sent = 0;     ///< bytes of the current message handed to the kernel (io_uring: 0, all at once)
     std::size_t received = 0; ///< bytes of its echo received
     clock_type::time_point started;
 };
@@ -134,10 +135,14 @@ bool run_uring(const settings& s, std::vector<connection>& conns, tally& t, cons
         e->buf_group = 0;
         io_uring_sqe_set_data64(e, i);
     };
+    // Sends wait until every byte is taken (MSG_WAITALL) and post no
+    // completion when they succeed: a message costs one submission and the
+    // completions of its echo only.
     auto send_rest = [&](std::size_t i) {
         connection& c = conns[i];
         io_uring_sqe* e = sqe();
-        io_uring_prep_send(e, c.fd, out.data() + c.sent, s.size - c.sent, MSG_NOSIGNAL);
+        io_uring_prep_send(e, c.fd, out.data() + c.sent, s.size - c.sent, MSG_NOSIGNAL | MSG_WAITALL);
+        e->flags |= IOSQE_CQE_SKIP_SUCCESS;
         io_uring_sqe_set_data64(e, send_tag | i);
     };
     auto start_message = [&](std::size_t i, clock_type::time_point now) {
@@ -168,15 +173,8 @@ bool run_uring(const settings& s, std::vector<connection>& conns, tally& t, cons
             const int res = cqe->res;
             const std::size_t i = static_cast<std::size_t>(data & ~send_tag);
             connection& c = conns[i];
-            if ((data & send_tag) != 0) {
-                if (res < 0) {
-                    fail("send", -res);
-                }
-                c.sent += static_cast<std::size_t>(res);
-                if (c.sent < s.size) {
-                    send_rest(i);
-                }
-                continue;
+            if ((data & send_tag) != 0) { // only failures post a completion
+                fail("send", res < 0 ? -res : EIO);
             }
             if ((cqe->flags & IORING_CQE_F_BUFFER) != 0) {
                 const unsigned id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
