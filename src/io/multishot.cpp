@@ -130,6 +130,8 @@ void multishot_acceptor::on_completion(int result, unsigned, bool, bool more) {
     } else if (result == -EINVAL && !m_ever_accepted && !more) {
         m_unsupported = true; // no IORING_ACCEPT_MULTISHOT: single accepts from now on
         kernel().disable_multishot_accept();
+        m_waiters.wake_all(m_core); // every waiting accept falls back
+        return;
     } else if (result != -ECANCELED && !m_orphan) {
         m_error = result;
     }
