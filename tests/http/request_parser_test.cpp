@@ -216,7 +216,8 @@ TEST_CASE("the first error in byte order wins over the size limit, however the b
     // A bare LF past byte 40: the limit breaks first.
     const std::string late_lf = "GET / HTTP/1.1\r\nHost: h\r\nX-Long: aaaaaaaaaaaaaaaa\nX: y\r\n\r\n";
     // A NUL before byte 40: it is reported, not the limit.
-    const std::string early_nul = std::string("GET / HTTP/1.1\r\nHost: h\0\r\nX-Long: aaaaaaaaaaaaaaaaaaaa\r\n\r\n", 60);
+    static constexpr char nul_text[] = "GET / HTTP/1.1\r\nHost: h\0\r\nX-Long: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    const std::string early_nul(nul_text, sizeof nul_text - 1);
     for (std::size_t piece : {0, 1, 2, 3, 7, 16, 39, 41}) {
         CAPTURE(piece);
         CHECK(test::parse_in_pieces(late_lf, piece, lim).error_status == 431);
