@@ -102,9 +102,6 @@ public:
         switch (op.kind) {
         case op_kind::recv:
             io_uring_prep_recv(sqe, op.fd, op.buffer, op.length, 0);
-            if ((op.flags & op_poll_first) != 0) {
-                sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-            }
             break;
         case op_kind::send:
             io_uring_prep_send(sqe, op.fd, op.buffer, op.length, MSG_NOSIGNAL);

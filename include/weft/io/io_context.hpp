@@ -94,11 +94,6 @@ enum class op_kind : unsigned char {
     callback,                                          ///< a timer that calls `on_fire` on the loop thread
 };
 
-/// Flags of an operation.
-enum op_flags : unsigned char {
-    op_poll_first = 1, ///< recv: data is unlikely to be there yet (io_uring: IORING_RECVSEND_POLL_FIRST)
-};
-
 struct operation;
 /// `wait` operations: removes the operation from whatever it waits on, before
 /// it is completed by a timeout or a cancellation.
@@ -109,7 +104,6 @@ using detach_fn = void (*)(operation& op) noexcept;
 /// afterwards.
 struct operation {
     op_kind kind = op_kind::timeout;
-    unsigned char flags = 0;
     bool pending = false;            ///< started and not completed yet
     bool cancel_requested = false;   ///< a stop request reached the loop
     bool timed_out = false;          ///< the deadline passed while pending
