@@ -2,11 +2,14 @@
 # Echo benchmark: weft's echo server (io_uring, one loop thread) against an
 # asio C++20-coroutine echo server (one io_context thread), both pinned to
 # core 0, driven by the same load generator pinned to core 1.
-#   bash bench/io/echo.sh [SECONDS]      (default 5 per run)
-# Prints a table with the ratio and writes build/bench-io-echo.json.
+#   bash bench/io/echo.sh [SECONDS] [ROUNDS]   (default 5 s per run, 1 round)
+# Each round runs weft then asio at each message size. Prints a table per
+# round and writes build/bench-io-echo.json: per size, the round with the
+# median ratio (weft, asio, ratio) and every round's figures ("rounds").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 seconds="${1:-5}"
+rounds="${2:-1}"
 
 bash scripts/setup.sh
 cmake --preset release >/dev/null
@@ -27,17 +30,28 @@ pin 0 "$weft_server" 7801 >/dev/null & pids+=($!)
 pin 0 "$asio_server" 7802 >/dev/null & pids+=($!)
 wait_port 7801; wait_port 7802
 
+printf '%-6s %-28s %14s %14s %8s %s\n' "round" "run" "weft msg/s" "asio msg/s" "ratio" "goal >= 1.2x"
+declare -A runs
+for round in $(seq "$rounds"); do
+  for size in 64 4096; do
+    w=$(pin 1 "$load" 127.0.0.1 7801 64 "$size" "$seconds")
+    a=$(pin 1 "$load" 127.0.0.1 7802 64 "$size" "$seconds")
+    wr=$(sed -E 's/.*"messages_per_s": ([0-9.]+).*/\1/' <<<"$w")
+    ar=$(sed -E 's/.*"messages_per_s": ([0-9.]+).*/\1/' <<<"$a")
+    ratio=$(awk -v w="$wr" -v a="$ar" 'BEGIN { printf "%.2f", (a > 0 ? w / a : 0) }')
+    met=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.2 ? "yes" : "NO") }')
+    printf '%-6s %-28s %14s %14s %7sx %s\n' "$round" "64 conns, $size-byte messages" "$wr" "$ar" "$ratio" "$met"
+    runs[$size]+="$ratio {\"weft\": $w, \"asio\": $a, \"ratio\": $ratio}"$'\n'
+  done
+done
 results=()
-printf '%-28s %14s %14s %8s %s\n' "run" "weft msg/s" "asio msg/s" "ratio" "goal >= 1.2x"
 for size in 64 4096; do
-  w=$(pin 1 "$load" 127.0.0.1 7801 64 "$size" "$seconds")
-  a=$(pin 1 "$load" 127.0.0.1 7802 64 "$size" "$seconds")
-  wr=$(sed -E 's/.*"messages_per_s": ([0-9.]+).*/\1/' <<<"$w")
-  ar=$(sed -E 's/.*"messages_per_s": ([0-9.]+).*/\1/' <<<"$a")
-  ratio=$(awk -v w="$wr" -v a="$ar" 'BEGIN { printf "%.2f", (a > 0 ? w / a : 0) }')
-  met=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.2 ? "yes" : "NO") }')
-  printf '%-28s %14s %14s %7sx %s\n' "64 conns, $size-byte messages" "$wr" "$ar" "$ratio" "$met"
-  results+=("{\"message_bytes\": $size, \"weft\": $w, \"asio\": $a, \"ratio\": $ratio}")
+  # The round with the median ratio stands for the size; all rounds are kept.
+  median=$(sort -n <<<"${runs[$size]%$'\n'}" | awk -v n="$rounds" 'NR == int((n + 1) / 2) { $1 = ""; print substr($0, 2) }')
+  all=$(cut -d' ' -f2- <<<"${runs[$size]%$'\n'}" | paste -sd, -)
+  body=${median#\{}
+  results+=("{\"message_bytes\": $size, ${body%\}}, \"rounds\": [$all]}")
+  printf 'median of %s round(s), %s-byte messages: ratio %s\n' "$rounds" "$size" "$(sed -E 's/.*"ratio": ([0-9.]+).*/\1/' <<<"$median")"
 done
 (IFS=,; echo "[${results[*]}]") > build/bench-io-echo.json
 echo "results written to build/bench-io-echo.json"

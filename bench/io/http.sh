@@ -2,12 +2,15 @@
 # HTTP benchmark: `GET /` with a small body, keep-alive, 100 connections,
 # driven by wrk: weft's HTTP server (one loop thread) against nginx with one
 # worker and `return 200`. Servers pinned to core 0, wrk to core 1.
-#   bash bench/io/http.sh [SECONDS]      (default 10 per run)
+#   bash bench/io/http.sh [SECONDS] [ROUNDS]   (default 10 s per run, 1 round)
 # Installs wrk and nginx (Debian) if missing, starts everything on loopback,
-# stops what it started, prints the table and writes build/bench-io-http.json.
+# stops what it started, prints a line per round (weft, then nginx) and writes
+# build/bench-io-http.json: the round with the median ratio, and every
+# round's figures ("rounds").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 seconds="${1:-10}"
+rounds="${2:-1}"
 
 bash scripts/setup.sh
 missing=()
@@ -64,14 +67,19 @@ run_wrk() { # port -> "requests/s p99_ms"
 }
 (pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7811/" >/dev/null)   # warm-up
 (pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7812/" >/dev/null)
-read -r w_rps w_p99 < <(run_wrk 7811)
-read -r n_rps n_p99 < <(run_wrk 7812)
-ratio=$(awk -v w="$w_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", w / n }')
-printf '%-8s %14s %10s\n' server "requests/s" "p99 ms"
-printf '%-8s %14s %10s\n' weft "$w_rps" "$w_p99"
-printf '%-8s %14s %10s\n' nginx "$n_rps" "$n_p99"
-printf 'ratio weft/nginx: %sx (goal >= 1.0x, p99 no worse: %s)\n' "$ratio" \
-  "$(awk -v a="$w_p99" -v b="$n_p99" 'BEGIN { print (a <= b ? "yes" : "NO") }')"
-printf '{"weft": {"requests_per_s": %s, "p99_ms": %s}, "nginx": {"requests_per_s": %s, "p99_ms": %s}, "ratio": %s}\n' \
-  "$w_rps" "$w_p99" "$n_rps" "$n_p99" "$ratio" > build/bench-io-http.json
+printf '%-6s %14s %10s %14s %10s %8s %s\n' round "weft req/s" "p99 ms" "nginx req/s" "p99 ms" ratio "goal >= 1.0x, p99 no worse"
+lines=""
+for round in $(seq "$rounds"); do
+  read -r w_rps w_p99 < <(run_wrk 7811)
+  read -r n_rps n_p99 < <(run_wrk 7812)
+  ratio=$(awk -v w="$w_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", w / n }')
+  met=$(awk -v r="$ratio" -v a="$w_p99" -v b="$n_p99" 'BEGIN { print (r >= 1.0 && a <= b ? "yes" : "NO") }')
+  printf '%-6s %14s %10s %14s %10s %7sx %s\n' "$round" "$w_rps" "$w_p99" "$n_rps" "$n_p99" "$ratio" "$met"
+  lines+="$ratio {\"weft\": {\"requests_per_s\": $w_rps, \"p99_ms\": $w_p99}, \"nginx\": {\"requests_per_s\": $n_rps, \"p99_ms\": $n_p99}, \"ratio\": $ratio}"$'\n'
+done
+# The round with the median ratio stands for the run; all rounds are kept.
+median=$(sort -n <<<"${lines%$'\n'}" | awk -v n="$rounds" 'NR == int((n + 1) / 2) { $1 = ""; print substr($0, 2) }')
+all=$(cut -d' ' -f2- <<<"${lines%$'\n'}" | paste -sd, -)
+printf 'median of %s round(s): %s\n' "$rounds" "$median"
+printf '%s, "rounds": [%s]}\n' "${median%\}}" "$all" > build/bench-io-http.json
 echo "results written to build/bench-io-http.json"
