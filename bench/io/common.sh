@@ -13,3 +13,12 @@ wait_port() {
   done
   echo "server on port $1 did not start" >&2; return 1
 }
+
+# CPU time (user + system, in clock ticks) used so far by process PID.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# Share of one core (percent) that process PID used between two cpu_ticks
+# readings TICKS0 and TICKS1 taken SECONDS apart. A server that was the
+# bottleneck shows close to 100; much less means it waited for the client or
+# did not get the core (another process ran there: the run is not comparable).
+cpu_share() { awk -v a="$1" -v b="$2" -v s="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / s }'; }

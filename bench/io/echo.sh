@@ -4,8 +4,9 @@
 # core 0, driven by the same load generator pinned to core 1.
 #   bash bench/io/echo.sh [SECONDS] [ROUNDS]   (default 5 s per run, 1 round)
 # Each round runs weft then asio at each message size. Prints a table per
-# round and writes build/bench-io-echo.json: per size, the round with the
-# median ratio (weft, asio, ratio) and every round's figures ("rounds").
+# round (with each server's share of core 0: near 100 when it was the
+# bottleneck) and writes build/bench-io-echo.json: per size, the round with
+# the median ratio (weft, asio, ratio) and every round's figures ("rounds").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 seconds="${1:-5}"
@@ -30,17 +31,29 @@ pin 0 "$weft_server" 7801 >/dev/null & pids+=($!)
 pin 0 "$asio_server" 7802 >/dev/null & pids+=($!)
 wait_port 7801; wait_port 7802
 
-printf '%-6s %-28s %14s %14s %8s %s\n' "round" "run" "weft msg/s" "asio msg/s" "ratio" "goal >= 1.2x"
+# Runs the load against PORT; the load's JSON with the server's share of
+# core 0 added ("server_cpu_percent", see common.sh).
+measure() { # port server_pid size
+  local t0 t1 out
+  t0=$(cpu_ticks "$2")
+  out=$(pin 1 "$load" 127.0.0.1 "$1" 64 "$3" "$seconds")
+  t1=$(cpu_ticks "$2")
+  # The load's figures cover $seconds after a 0.5 s warm-up.
+  echo "${out%\}}, \"server_cpu_percent\": $(cpu_share "$t0" "$t1" "$(awk -v s="$seconds" 'BEGIN { print s + 0.5 }')")}"
+}
+printf '%-6s %-28s %12s %5s %12s %5s %7s %s\n' "round" "run" "weft msg/s" "cpu%" "asio msg/s" "cpu%" "ratio" "goal >= 1.2x"
 declare -A runs
 for round in $(seq "$rounds"); do
   for size in 64 4096; do
-    w=$(pin 1 "$load" 127.0.0.1 7801 64 "$size" "$seconds")
-    a=$(pin 1 "$load" 127.0.0.1 7802 64 "$size" "$seconds")
+    w=$(measure 7801 "${pids[0]}" "$size")
+    a=$(measure 7802 "${pids[1]}" "$size")
     wr=$(sed -E 's/.*"messages_per_s": ([0-9.]+).*/\1/' <<<"$w")
     ar=$(sed -E 's/.*"messages_per_s": ([0-9.]+).*/\1/' <<<"$a")
+    wc=$(sed -E 's/.*"server_cpu_percent": ([0-9.]+).*/\1/' <<<"$w")
+    ac=$(sed -E 's/.*"server_cpu_percent": ([0-9.]+).*/\1/' <<<"$a")
     ratio=$(awk -v w="$wr" -v a="$ar" 'BEGIN { printf "%.2f", (a > 0 ? w / a : 0) }')
     met=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.2 ? "yes" : "NO") }')
-    printf '%-6s %-28s %14s %14s %7sx %s\n' "$round" "64 conns, $size-byte messages" "$wr" "$ar" "$ratio" "$met"
+    printf '%-6s %-28s %12s %5s %12s %5s %6sx %s\n' "$round" "64 conns, $size-byte messages" "$wr" "$wc" "$ar" "$ac" "$ratio" "$met"
     runs[$size]+="$ratio {\"weft\": $w, \"asio\": $a, \"ratio\": $ratio}"$'\n'
   done
 done

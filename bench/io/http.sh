@@ -57,25 +57,29 @@ pin 0 "$weft_server" 7811 1 >/dev/null 2>&1 & pids+=($!)
 pin 0 "$nginx_bin" -c "$work/nginx.conf" -p "$work" & pids+=($!)
 wait_port 7811; wait_port 7812
 
-run_wrk() { # port -> "requests/s p99_ms"
-  local out
+nginx_worker=$(pgrep -P "${pids[1]}" | head -1)
+run_wrk() { # port server_pid -> "requests/s p99_ms server_cpu_percent"
+  local out t0 t1
+  t0=$(cpu_ticks "$2")
   out=$(pin 1 wrk -t1 -c100 -d"${seconds}s" --latency "http://127.0.0.1:$1/")
+  t1=$(cpu_ticks "$2")
   local rps p99
   rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
   p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }; print v }' <<<"$out")
-  echo "$rps $p99"
+  echo "$rps $p99 $(cpu_share "$t0" "$t1" "$seconds")"
 }
 (pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7811/" >/dev/null)   # warm-up
 (pin 1 wrk -t1 -c100 -d1s "http://127.0.0.1:7812/" >/dev/null)
-printf '%-6s %14s %10s %14s %10s %8s %s\n' round "weft req/s" "p99 ms" "nginx req/s" "p99 ms" ratio "goal >= 1.0x, p99 no worse"
+# cpu %: the share of core 0 the server used during its run (see common.sh).
+printf '%-6s %12s %7s %5s %12s %7s %5s %7s %s\n' round "weft req/s" "p99 ms" "cpu%" "nginx req/s" "p99 ms" "cpu%" ratio "goal >= 1.0x, p99 no worse"
 lines=""
 for round in $(seq "$rounds"); do
-  read -r w_rps w_p99 < <(run_wrk 7811)
-  read -r n_rps n_p99 < <(run_wrk 7812)
+  read -r w_rps w_p99 w_cpu < <(run_wrk 7811 "${pids[0]}")
+  read -r n_rps n_p99 n_cpu < <(run_wrk 7812 "$nginx_worker")
   ratio=$(awk -v w="$w_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", w / n }')
   met=$(awk -v r="$ratio" -v a="$w_p99" -v b="$n_p99" 'BEGIN { print (r >= 1.0 && a <= b ? "yes" : "NO") }')
-  printf '%-6s %14s %10s %14s %10s %7sx %s\n' "$round" "$w_rps" "$w_p99" "$n_rps" "$n_p99" "$ratio" "$met"
-  lines+="$ratio {\"weft\": {\"requests_per_s\": $w_rps, \"p99_ms\": $w_p99}, \"nginx\": {\"requests_per_s\": $n_rps, \"p99_ms\": $n_p99}, \"ratio\": $ratio}"$'\n'
+  printf '%-6s %12s %7s %5s %12s %7s %5s %6sx %s\n' "$round" "$w_rps" "$w_p99" "$w_cpu" "$n_rps" "$n_p99" "$n_cpu" "$ratio" "$met"
+  lines+="$ratio {\"weft\": {\"requests_per_s\": $w_rps, \"p99_ms\": $w_p99, \"server_cpu_percent\": $w_cpu}, \"nginx\": {\"requests_per_s\": $n_rps, \"p99_ms\": $n_p99, \"server_cpu_percent\": $n_cpu}, \"ratio\": $ratio}"$'\n'
 done
 # The round with the median ratio stands for the run; all rounds are kept.
 median=$(sort -n <<<"${lines%$'\n'}" | awk -v n="$rounds" 'NR == int((n + 1) / 2) { $1 = ""; print substr($0, 2) }')
