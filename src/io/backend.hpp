@@ -48,6 +48,9 @@ public:
     virtual void poll(bool block, clock::time_point wake_at) = 0;
     /// Any thread, called under the post mutex: wakes a blocked `poll`.
     virtual void wake() noexcept = 0;
+    /// Loop thread: hands what is queued to the kernel now, without waiting
+    /// (mid-turn, so that a long turn's first operations start early).
+    virtual void flush() {}
 
     // --- Multishot requests and the buffer ring (io_uring only) ------------------
     /// Whether multishot accept may be tried (it may still fail with EINVAL

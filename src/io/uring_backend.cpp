@@ -156,6 +156,15 @@ public:
         reap();
     }
 
+    void flush() override {
+        if (io_uring_sq_ready(&m_ring) != 0) {
+            const int r = io_uring_submit(&m_ring);
+            if (r < 0 && r != -EBUSY && r != -EAGAIN && r != -EINTR) {
+                throw std::system_error(-r, std::system_category(), "io_uring_submit");
+            }
+        }
+    }
+
     void wake() noexcept override {
         const std::uint64_t one = 1;
         [[maybe_unused]] ssize_t n = ::write(m_event_fd, &one, sizeof one);
