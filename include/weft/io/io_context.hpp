@@ -19,20 +19,22 @@
 /// when the ring cannot be created (EPERM, ENOSYS, ...) or when the
 /// environment variable `WEFT_IO_BACKEND=epoll` asks for it, printing once to
 /// stderr "weft: io_uring unavailable (<reason>), using epoll" (the reason
-/// being the error, or WEFT_IO_BACKEND=epoll). The epoll
-/// backend is readiness-based (try the system call, wait for EPOLLIN/EPOLLOUT
-/// on EAGAIN), keeps timers in a heap and does file reads/writes synchronously.
+/// being the error, or WEFT_IO_BACKEND=epoll). The epoll backend is
+/// readiness-based (try the system call, wait for EPOLLIN/EPOLLOUT on EAGAIN),
+/// bounds epoll_wait with the same timer heap, has no multishot requests nor
+/// buffer ring, and does file reads/writes synchronously.
 ///
 /// Cancellation: an operation watches its coroutine's stop token; on stop it
 /// is cancelled (IORING_OP_ASYNC_CANCEL on io_uring) at the start of the next
 /// loop turn and the `co_await` throws `weft::operation_cancelled`, unless the
 /// operation completed first. A stop requested on the loop thread itself
-/// costs no wake-up. Errors
-/// are `std::system_error` with the errno in `std::system_category()`; a
-/// passed deadline gives `errc::timed_out` (ETIMEDOUT).
+/// costs no wake-up. Errors are `std::system_error` with the errno in
+/// `std::system_category()`; a passed deadline gives `errc::timed_out`
+/// (ETIMEDOUT).
 ///
 /// Lifetime: the context must outlive every operation and every coroutine
-/// posted to it; destroy it only while no operation is pending. The first
+/// posted to it; destroy it only while no operation is pending (and after
+/// the sockets that keep a multishot request armed: see tcp.hpp). The first
 /// thread to call `run` becomes the loop thread for good (io_uring's
 /// SINGLE_ISSUER): later `run` calls must come from the same thread.
 ///
