@@ -11,6 +11,7 @@
 #include <weft/io/endpoint.hpp>
 #include <weft/io/io_context.hpp>
 #include <weft/io/tcp.hpp>
+#include <weft/frame_allocator.hpp>
 #include <weft/spawn.hpp>
 
 #include <fmt/core.h>
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
     const auto port = static_cast<std::uint16_t>(argc > 1 ? std::atoi(argv[1]) : 8080);
     const unsigned threads = argc > 2 ? static_cast<unsigned>(std::atoi(argv[2]))
                                       : std::max(1u, std::thread::hardware_concurrency());
+    // Coroutine frames (a few per request) come from per-thread caches.
+    weft::frame_allocator::enable_recycling(true);
 
     weft::http::router routes;
     routes.get("/", [](weft::http::request&, weft::http::context&) -> weft::task<weft::http::response> {

@@ -1,9 +1,8 @@
 // The epoll backend: readiness-based. An operation first tries its system
 // call; on EAGAIN it waits in the fd's reader or writer queue for EPOLLIN /
-// EPOLLOUT (level-triggered, registered only while someone waits). Timers
-// and deadlines sit in a min-heap of (time, operation id) whose earliest
-// entry bounds epoll_wait; entries of operations that already completed are
-// skipped lazily. File reads and writes run synchronously (pread/pwrite).
+// EPOLLOUT (level-triggered, registered only while someone waits). The loop's
+// timer heap bounds each epoll_wait. File reads and writes run synchronously
+// (pread/pwrite).
 #include "backend.hpp"
 
 #include <poll.h>
@@ -16,7 +15,7 @@
 #include <cerrno>
 #include <deque>
 #include <functional>
-#include <queue>
+#include <unordered_map>
 #include <system_error>
 #include <utility>
 
@@ -70,7 +69,9 @@ int attempt(operation& op) {
             }
             break;
         case op_kind::timeout:
-            return -EAGAIN;
+        case op_kind::wait:
+        case op_kind::callback:
+            return -EAGAIN; // never reach the backend
         case op_kind::poll_in: {
             pollfd p{op.fd, POLLIN, 0};
             r = ::poll(&p, 1, 0);
@@ -124,35 +125,24 @@ public:
     void attach() override {}
 
     bool start(operation& op) override {
-        if (op.kind != op_kind::timeout) {
-            const int r = attempt(op);
-            if (r != -EAGAIN) {
-                op.result = r;
-                return false;
-            }
-            fd_state& st = m_fds[op.fd];
-            (wants_write(op.kind) ? st.writers : st.readers).push_back(&op);
-            update(op.fd, st);
+        const int r = attempt(op);
+        if (r != -EAGAIN) {
+            op.result = r;
+            return false;
         }
-        if (op.deadline != clock::time_point::max()) {
-            m_timers.push({op.deadline, op.id});
-        }
+        fd_state& st = m_fds[op.fd];
+        (wants_write(op.kind) ? st.writers : st.readers).push_back(&op);
+        update(op.fd, st);
         return true;
     }
 
     void cancel(operation& op) override { finish(op, -ECANCELED); }
 
-    void poll(bool block) override {
+    void poll(bool block, clock::time_point wake_at) override {
         int timeout_ms = block ? -1 : 0;
-        if (block) {
-            expire_timers();
-            if (!m_core.m_ready.empty()) {
-                timeout_ms = 0;
-            } else if (!m_timers.empty()) {
-                const auto wait = m_timers.top().first - clock::now();
-                const auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
-                timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 60'000));
-            }
+        if (block && wake_at != clock::time_point::max()) {
+            const auto ms = std::chrono::ceil<std::chrono::milliseconds>(wake_at - clock::now()).count();
+            timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 60'000));
         }
         epoll_event events[64];
         const int n = ::epoll_wait(m_epoll_fd, events, 64, timeout_ms);
@@ -180,7 +170,6 @@ public:
             }
             update(fd, it->second);
         }
-        expire_timers();
     }
 
     void wake() noexcept override {
@@ -228,38 +217,21 @@ private:
         }
     }
 
-    /// Removes `op` from any fd queue and completes it with `result`.
+    /// Removes `op` from its fd queue and completes it with `result`.
     void finish(operation& op, int result) {
-        if (op.kind != op_kind::timeout) {
-            auto it = m_fds.find(op.fd);
-            if (it != m_fds.end()) {
-                auto& q = wants_write(op.kind) ? it->second.writers : it->second.readers;
-                q.erase(std::remove(q.begin(), q.end(), &op), q.end());
-                update(op.fd, it->second);
-            }
+        auto it = m_fds.find(op.fd);
+        if (it != m_fds.end()) {
+            auto& q = wants_write(op.kind) ? it->second.writers : it->second.readers;
+            q.erase(std::remove(q.begin(), q.end(), &op), q.end());
+            update(op.fd, it->second);
         }
         m_core.complete(op, result);
     }
 
-    void expire_timers() {
-        const auto now = clock::now();
-        while (!m_timers.empty() && m_timers.top().first <= now) {
-            const std::uint64_t id = m_timers.top().second;
-            m_timers.pop();
-            auto it = m_core.m_in_flight.find(id);
-            if (it != m_core.m_in_flight.end()) {
-                operation& op = *it->second;
-                finish(op, op.kind == op_kind::timeout ? 0 : -ETIMEDOUT);
-            }
-        }
-    }
-
-    using timer = std::pair<clock::time_point, std::uint64_t>;
     io_context::impl& m_core;
     int m_epoll_fd = -1;
     int m_event_fd = -1;
     std::unordered_map<int, fd_state> m_fds;
-    std::priority_queue<timer, std::vector<timer>, std::greater<>> m_timers;
 };
 
 } // namespace

@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
+#include <utility>
 
 namespace weft::io {
 
@@ -16,6 +18,9 @@ int finish(const operation& op, const char* what) {
     const int r = op.result;
     if (r >= 0) {
         return r;
+    }
+    if (op.timed_out && (r == -ECANCELED || r == -EINTR || r == -ETIMEDOUT)) {
+        throw std::system_error(ETIMEDOUT, std::system_category(), what);
     }
     if (op.cancel_requested && (r == -ECANCELED || r == -EINTR)) {
         throw operation_cancelled();
@@ -28,6 +33,15 @@ bool nonblocking_fds(io_context& ctx) noexcept { return ctx.backend() == io_back
 } // namespace detail
 
 namespace {
+/// A long turn hands its operations to the kernel after every this many
+/// resumptions, without waiting: the first coroutines' sends then leave (and
+/// their peers can answer) while the rest of the turn runs, instead of all at
+/// its end. Costs one system call per this many resumptions in long turns.
+constexpr std::size_t flush_every = 16;
+
+/// The context whose loop runs on this thread, if any.
+constinit thread_local io_context::impl* t_running = nullptr;
+
 void log_fallback_once(const std::string& why) {
     static std::once_flag once;
     std::call_once(once, [&] {
@@ -78,6 +92,7 @@ void io_context::post(std::coroutine_handle<> h) {
     std::lock_guard lock(m_impl->m_mutex);
     const bool was_empty = m_impl->m_posted.empty() && m_impl->m_cancels.empty();
     m_impl->m_posted.push_back(h);
+    m_impl->m_foreign.store(true, std::memory_order_release);
     // Under the lock: once it is released the loop may finish and the
     // context be destroyed.
     if (was_empty) {
@@ -85,12 +100,42 @@ void io_context::post(std::coroutine_handle<> h) {
     }
 }
 
-void io_context::request_cancel(std::uint64_t id) noexcept {
+void io_context::request_cancel(detail::operation& op) noexcept {
+    if (t_running == m_impl.get()) {
+        // On the loop thread (a stop requested by a coroutine of this loop):
+        // the next turn handles it without a wake-up.
+        try {
+            m_impl->m_local_cancels.push_back(&op);
+            op.cancel_queued.store(true, std::memory_order_relaxed);
+            return;
+        } catch (const std::bad_alloc&) {
+            // fall back to the shared queue
+        }
+    }
     std::lock_guard lock(m_impl->m_mutex);
     const bool was_empty = m_impl->m_posted.empty() && m_impl->m_cancels.empty();
-    m_impl->m_cancels.push_back(id);
+    m_impl->m_cancels.push_back(&op);
+    op.cancel_queued.store(true, std::memory_order_release);
+    m_impl->m_foreign.store(true, std::memory_order_release);
     if (was_empty) {
         m_impl->m_backend->wake();
+    }
+}
+
+void io_context::withdraw_cancel(detail::operation& op) noexcept {
+    if (std::erase(m_impl->m_local_cancels, &op) != 0) {
+        op.cancel_queued.store(false, std::memory_order_relaxed);
+        return;
+    }
+    std::lock_guard lock(m_impl->m_mutex);
+    std::erase(m_impl->m_cancels, &op);
+    op.cancel_queued.store(false, std::memory_order_relaxed);
+}
+
+void io_context::cancel_timer(detail::operation& op) noexcept {
+    if (op.pending) {
+        op.pending = false;
+        m_impl->m_timers.remove(op);
     }
 }
 
@@ -98,20 +143,53 @@ bool io_context::start(detail::operation& op) {
     impl& s = *m_impl;
     assert((!s.m_attached || s.m_loop_thread == std::this_thread::get_id()) &&
            "weft: an io operation was awaited off its io_context's loop thread");
-    op.id = s.m_next_id++;
     op.cancel_requested = false;
-    s.m_in_flight.emplace(op.id, &op);
-    bool pending = false;
-    try {
-        pending = s.m_backend->start(op);
-    } catch (...) {
-        s.m_in_flight.erase(op.id);
-        throw;
+    op.timed_out = false;
+    using detail::op_kind;
+    if (op.kind != op_kind::timeout && op.kind != op_kind::wait && op.kind != op_kind::callback) {
+        if (!s.m_backend->start(op)) {
+            return false;
+        }
     }
-    if (!pending) {
-        s.m_in_flight.erase(op.id);
+    op.pending = true;
+    if (op.deadline != clock::time_point::max()) {
+        s.m_timers.push(op);
     }
-    return pending;
+    return true;
+}
+
+void io_context::impl::abort(detail::operation& op) {
+    using detail::op_kind;
+    switch (op.kind) {
+    case op_kind::timeout:
+    case op_kind::callback:
+        complete(op, -ECANCELED);
+        break;
+    case op_kind::wait:
+        op.detach(op);
+        complete(op, -ECANCELED);
+        break;
+    default:
+        m_backend->cancel(op);
+        break;
+    }
+}
+
+void io_context::impl::expire_timers() {
+    if (m_timers.empty()) {
+        return;
+    }
+    const auto now = clock::now();
+    while (!m_timers.empty() && m_timers.top().deadline <= now) {
+        detail::operation& op = m_timers.top();
+        m_timers.remove(op);
+        if (op.kind == detail::op_kind::timeout || op.kind == detail::op_kind::callback) {
+            complete(op, 0);
+        } else {
+            op.timed_out = true;
+            abort(op);
+        }
+    }
 }
 
 void io_context::run_until(std::coroutine_handle<> done) {
@@ -123,38 +201,115 @@ void io_context::run_until(std::coroutine_handle<> done) {
     } else if (s.m_loop_thread != std::this_thread::get_id()) {
         throw std::logic_error("weft: io_context::run called from a second thread");
     }
+    struct running_scope {
+        impl* outer;
+        explicit running_scope(impl* s) noexcept : outer(std::exchange(t_running, s)) {}
+        ~running_scope() { t_running = outer; }
+    } running(&s);
     std::vector<std::coroutine_handle<>> posted;
-    std::vector<std::uint64_t> cancels;
+    std::vector<detail::operation*> cancels;
     std::vector<std::coroutine_handle<>> ready;
     for (;;) {
-        {
+        cancels.swap(s.m_local_cancels);
+        if (s.m_foreign.load(std::memory_order_acquire)) {
             std::lock_guard lock(s.m_mutex);
             posted.swap(s.m_posted);
-            cancels.swap(s.m_cancels);
+            cancels.insert(cancels.end(), s.m_cancels.begin(), s.m_cancels.end());
+            s.m_cancels.clear();
+            s.m_foreign.store(false, std::memory_order_relaxed);
         }
-        for (std::uint64_t id : cancels) {
-            auto it = s.m_in_flight.find(id);
-            if (it != s.m_in_flight.end()) {
-                detail::operation& op = *it->second;
-                op.cancel_requested = true;
-                s.m_backend->cancel(op);
+        // Every queued operation is alive: its awaiter withdraws the request
+        // (under the mutex) before the operation ends, and no coroutine is
+        // resumed while this list is handled.
+        for (detail::operation* op : cancels) {
+            op->cancel_queued.store(false, std::memory_order_relaxed);
+            if (op->pending && !op->cancel_requested) {
+                op->cancel_requested = true;
+                s.abort(*op);
             }
         }
         cancels.clear();
         s.m_ready.insert(s.m_ready.end(), posted.begin(), posted.end());
         posted.clear();
+        s.expire_timers();
+        std::size_t resumed = 0;
         while (!s.m_ready.empty()) {
             ready.swap(s.m_ready);
             for (std::coroutine_handle<> h : ready) {
                 weft::detail::resume(h);
+                if (++resumed % flush_every == 0) {
+                    s.m_backend->flush();
+                }
             }
             ready.clear();
         }
         if (done ? done.done() : s.m_stop.exchange(false, std::memory_order_relaxed)) {
             return;
         }
-        s.m_backend->poll(true);
+        s.m_backend->poll(s.m_local_cancels.empty(),
+                          s.m_timers.empty() ? clock::time_point::max() : s.m_timers.top().deadline);
     }
 }
+
+// --- timer_heap ----------------------------------------------------------------------
+
+namespace detail {
+
+void timer_heap::push(operation& op) {
+    m_heap.push_back(&op);
+    op.timer_index = m_heap.size() - 1;
+    sift_up(op.timer_index);
+}
+
+void timer_heap::remove(operation& op) noexcept {
+    const std::size_t i = op.timer_index;
+    op.timer_index = ~std::size_t{0};
+    operation* last = m_heap.back();
+    m_heap.pop_back();
+    if (i == m_heap.size()) {
+        return;
+    }
+    place(i, last);
+    if (i > 0 && last->deadline < m_heap[(i - 1) / 2]->deadline) {
+        sift_up(i);
+    } else {
+        sift_down(i);
+    }
+}
+
+void timer_heap::sift_up(std::size_t i) noexcept {
+    operation* op = m_heap[i];
+    while (i > 0) {
+        const std::size_t parent = (i - 1) / 2;
+        if (!(op->deadline < m_heap[parent]->deadline)) {
+            break;
+        }
+        place(i, m_heap[parent]);
+        i = parent;
+    }
+    place(i, op);
+}
+
+void timer_heap::sift_down(std::size_t i) noexcept {
+    operation* op = m_heap[i];
+    const std::size_t n = m_heap.size();
+    for (;;) {
+        std::size_t child = 2 * i + 1;
+        if (child >= n) {
+            break;
+        }
+        if (child + 1 < n && m_heap[child + 1]->deadline < m_heap[child]->deadline) {
+            ++child;
+        }
+        if (!(m_heap[child]->deadline < op->deadline)) {
+            break;
+        }
+        place(i, m_heap[child]);
+        i = child;
+    }
+    place(i, op);
+}
+
+} // namespace detail
 
 } // namespace weft::io

@@ -1,4 +1,5 @@
 #include "backend.hpp"
+#include "multishot.hpp"
 
 #include <weft/io/endpoint.hpp>
 #include <weft/io/tcp.hpp>
@@ -157,13 +158,14 @@ endpoint socket_name(int fd, bool peer) {
 // --- tcp_stream -------------------------------------------------------------------
 
 tcp_stream::tcp_stream(tcp_stream&& o) noexcept
-    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)) {}
+    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)), m_rx(std::exchange(o.m_rx, nullptr)) {}
 
 tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
     if (this != &o) {
         close();
         m_ctx = o.m_ctx;
         m_fd = std::exchange(o.m_fd, -1);
+        m_rx = std::exchange(o.m_rx, nullptr);
     }
     return *this;
 }
@@ -171,10 +173,24 @@ tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
 tcp_stream::~tcp_stream() { close(); }
 
 void tcp_stream::close() noexcept {
+    // The receiver first: an armed multishot recv keeps the socket open in
+    // the kernel until its cancellation completes.
+    detail::multishot_state::close(std::exchange(m_rx, nullptr));
     if (m_fd >= 0) {
         ::close(m_fd);
         m_fd = -1;
     }
+}
+
+bool tcp_stream::use_buffer_ring() {
+    if (m_rx != nullptr) {
+        return true;
+    }
+    if (m_ctx == nullptr || m_fd < 0 || !m_ctx->internals().m_backend->buffer_ring_available()) {
+        return false;
+    }
+    m_rx = new detail::stream_receiver(m_ctx->internals(), m_fd);
+    return true;
 }
 
 void tcp_stream::shutdown() {
@@ -201,6 +217,23 @@ task<tcp_stream> tcp_stream::connect(io_context& ctx, endpoint to, deadline d) {
 }
 
 task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer, deadline d) {
+    if (m_rx != nullptr && !m_rx->unsupported()) {
+        for (;;) {
+            if (const std::size_t n = m_rx->take(buffer); n != 0 || buffer.empty()) {
+                co_return n;
+            }
+            if (m_rx->at_eof()) {
+                co_return 0;
+            }
+            if (const int e = m_rx->error(); e != 0) {
+                throw std::system_error(-e, std::system_category(), "recv");
+            }
+            if (m_rx->unsupported() || !m_rx->ensure_armed()) {
+                break; // a plain recv this time
+            }
+            co_await detail::state_wait(*m_ctx, *m_rx, d.at(), "recv");
+        }
+    }
     detail::op_awaiter aw(*m_ctx, "recv");
     detail::operation& op = aw.op();
     op.kind = detail::op_kind::recv;
@@ -238,13 +271,14 @@ task<void> tcp_stream::write_all(std::span<const std::byte> data, deadline d) {
 // --- tcp_listener -------------------------------------------------------------------
 
 tcp_listener::tcp_listener(tcp_listener&& o) noexcept
-    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)) {}
+    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)), m_acceptor(std::exchange(o.m_acceptor, nullptr)) {}
 
 tcp_listener& tcp_listener::operator=(tcp_listener&& o) noexcept {
     if (this != &o) {
         close();
         m_ctx = o.m_ctx;
         m_fd = std::exchange(o.m_fd, -1);
+        m_acceptor = std::exchange(o.m_acceptor, nullptr);
     }
     return *this;
 }
@@ -252,6 +286,7 @@ tcp_listener& tcp_listener::operator=(tcp_listener&& o) noexcept {
 tcp_listener::~tcp_listener() { close(); }
 
 void tcp_listener::close() noexcept {
+    detail::multishot_state::close(std::exchange(m_acceptor, nullptr));
     if (m_fd >= 0) {
         ::close(m_fd);
         m_fd = -1;
@@ -279,6 +314,25 @@ tcp_listener tcp_listener::bind(io_context& ctx, endpoint at, int backlog, bool 
 endpoint tcp_listener::local_endpoint() const { return socket_name(m_fd, false); }
 
 task<tcp_stream> tcp_listener::accept(deadline d) {
+    if (m_acceptor == nullptr && m_fd >= 0 && m_ctx->internals().m_backend->multishot_accept_possible()) {
+        m_acceptor = new detail::multishot_acceptor(m_ctx->internals(), m_fd);
+    }
+    if (m_acceptor != nullptr && !m_acceptor->unsupported()) {
+        for (;;) {
+            if (const int fd = m_acceptor->pop(); fd >= 0) {
+                set_nodelay(fd);
+                co_return tcp_stream(*m_ctx, fd);
+            }
+            if (const int e = m_acceptor->take_error(); e != 0) {
+                throw std::system_error(-e, std::system_category(), "accept");
+            }
+            if (m_acceptor->unsupported()) {
+                break; // single accepts from now on
+            }
+            m_acceptor->ensure_armed();
+            co_await detail::state_wait(*m_ctx, *m_acceptor, d.at(), "accept");
+        }
+    }
     detail::op_awaiter aw(*m_ctx, "accept");
     detail::operation& op = aw.op();
     op.kind = detail::op_kind::accept;

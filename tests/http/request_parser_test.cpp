@@ -209,3 +209,18 @@ TEST_CASE("a body over the default 1 MiB is rejected from its Content-Length", "
     CHECK(status_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1048577\r\n\r\n") == 413);
     CHECK(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n") == 413);
 }
+
+TEST_CASE("the first error in byte order wins over the size limit, however the bytes are split", "[http][parser]") {
+    limits lim;
+    lim.max_header_bytes = 40;
+    // A bare LF past byte 40: the limit breaks first.
+    const std::string late_lf = "GET / HTTP/1.1\r\nHost: h\r\nX-Long: aaaaaaaaaaaaaaaa\nX: y\r\n\r\n";
+    // A NUL before byte 40: it is reported, not the limit.
+    static constexpr char nul_text[] = "GET / HTTP/1.1\r\nHost: h\0\r\nX-Long: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    const std::string early_nul(nul_text, sizeof nul_text - 1);
+    for (std::size_t piece : {0, 1, 2, 3, 7, 16, 39, 41}) {
+        CAPTURE(piece);
+        CHECK(test::parse_in_pieces(late_lf, piece, lim).error_status == 431);
+        CHECK(test::parse_in_pieces(early_nul, piece, lim).error_status == 400);
+    }
+}

@@ -146,3 +146,40 @@ TEST_CASE("parsed requests route end to end", "[http][router]") {
     CHECK(all == "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nuser 12"
                  "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok");
 }
+
+TEST_CASE("router answers HEAD on a streaming GET route with the head only", "[http][router][sse]") {
+    router rt;
+    int events_written = 0;
+    rt.add_stream(method::get, "/events", [&](request&, context&, chunked_writer& out) -> task<void> {
+        co_await out.start(200, sse_writer::headers());
+        sse_writer sse(out);
+        for (int i = 0; i < 1000; ++i) {  // an endless stream, for all HEAD cares
+            co_await sse.send("tick");
+            ++events_written;
+        }
+    });
+    rt.add_stream(method::get, "/quiet", [](request&, context&, chunked_writer&) -> task<void> { co_return; });
+    CHECK(serve(rt, make_request("HEAD", "/events")) ==
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n");
+    CHECK(events_written == 0);
+    CHECK(serve(rt, make_request("HEAD", "/quiet")) == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(serve(rt, make_request("POST", "/events")).rfind("HTTP/1.1 405 ", 0) == 0);
+}
+
+TEST_CASE("path parameters reach handlers percent-decoded, raw_param keeps them as sent", "[http][router]") {
+    router rt;
+    rt.get("/files/{name}/{rest}", [](request&, context& ctx) -> task<response> {
+        co_return response(200, std::string(ctx.param("name")) + "|" + std::string(ctx.raw_param("name")) + "|" +
+                                    std::string(ctx.param("rest")) + "|" + std::to_string(ctx.params().size()));
+    });
+    const auto body_of = [&](std::string target) {
+        const std::string out = serve(rt, make_request("GET", std::move(target)));
+        return out.substr(out.find("\r\n\r\n") + 4);
+    };
+    CHECK(body_of("/files/a%20b/x") == "a b|a%20b|x|2");
+    CHECK(body_of("/files/dir%2Ffile/%41%62") == "dir/file|dir%2Ffile|Ab|2");  // %2F does not split
+    CHECK(body_of("/files/100%/%zz%4") == "100%|100%|%zz%4|2");               // malformed: kept
+    CHECK(body_of("/files/plain/x") == "plain|plain|x|2");
+    CHECK(percent_decode("caf%C3%A9%00") == std::string("caf\xC3\xA9\0", 6));
+}

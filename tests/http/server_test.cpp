@@ -194,6 +194,64 @@ TEST_CASE("server cancels the handler when the client disconnects", "[http][serv
     CHECK(io::clock::now() - start < 5s);
 }
 
+TEST_CASE("server sends a stream's head while its handler waits, and cancels it when the client leaves", "[http][server]") {
+    io::io_context ctx;
+    router rt;
+    bool cancelled = false;
+    rt.add_stream(method::get, "/events", [&](request&, context&, chunked_writer& out) -> task<void> {
+        co_await out.start(200, sse_writer::headers());
+        try {
+            co_await io::sleep_for(ctx, 10s);  // nothing more to say for now
+        } catch (const weft::operation_cancelled&) {
+            cancelled = true;
+            throw;
+        }
+    });
+    server srv(ctx, rt);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    auto client = [&]() -> task<std::string> {
+        std::string head;
+        {
+            io::tcp_stream s = co_await io::tcp_stream::connect(ctx, listener.local_endpoint());
+            co_await s.write_all(bytes_of("GET /events HTTP/1.1\r\nHost: h\r\n\r\n"));
+            std::byte buf[1024];
+            while (head.find("\r\n\r\n") == std::string::npos) {
+                const std::size_t n = co_await s.read_some(buf, io::deadline::after(5s));
+                if (n == 0) break;
+                head.append(reinterpret_cast<const char*>(buf), n);
+            }
+        }  // closed
+        for (int i = 0; i < 200 && !cancelled; ++i) co_await io::sleep_for(ctx, 10ms);
+        co_return head;
+    };
+    const std::string head = run_with(ctx, srv, listener, client());
+    CHECK(head == "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n");
+    CHECK(cancelled);
+}
+
+TEST_CASE("server answers HEAD and then GET on one keep-alive connection", "[http][server]") {
+    io::io_context ctx;
+    bool cancelled = false;
+    router rt = test_router(ctx, cancelled);
+    rt.add_stream(method::get, "/stream", [](request&, context&, chunked_writer& out) -> task<void> {
+        co_await out.start(200);
+        const std::string_view data = "data";
+        co_await out.write_string(data);
+    });
+    server srv(ctx, rt);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    const std::string out = run_with(ctx, srv, listener,
+        exchange(ctx, listener.local_endpoint(),
+                 "HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\n"
+                 "HEAD /hello/x HTTP/1.1\r\nHost: h\r\n\r\n"
+                 "GET /stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+    CHECK(out ==
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ndata\r\n0\r\n\r\n");
+}
+
 TEST_CASE("server shutdown lets in-flight requests finish", "[http][server]") {
     io::io_context ctx;
     router rt;

@@ -9,25 +9,32 @@
 /// `run(task)`, `co_await ctx.schedule()` or `post`); completions resume it
 /// there, through `weft::detail::resume`. Each loop turn resumes what is
 /// ready, then submits every operation queued during the turn and waits for
-/// completions with a single system call (`io_uring_submit_and_wait`).
+/// completions with a single system call (`io_uring_submit_and_wait_timeout`).
+/// Timers (`sleep_for`, `sleep_until`) and per-operation deadlines are kept
+/// by the loop in a heap whose earliest entry bounds that wait: they cost no
+/// kernel operation.
 ///
 /// Backends: `io_backend::automatic` uses io_uring (probing SINGLE_ISSUER +
 /// DEFER_TASKRUN, then COOP_TASKRUN, then no flags) and falls back to epoll
 /// when the ring cannot be created (EPERM, ENOSYS, ...) or when the
 /// environment variable `WEFT_IO_BACKEND=epoll` asks for it, printing once to
 /// stderr "weft: io_uring unavailable (<reason>), using epoll" (the reason
-/// being the error, or WEFT_IO_BACKEND=epoll). The epoll
-/// backend is readiness-based (try the system call, wait for EPOLLIN/EPOLLOUT
-/// on EAGAIN), keeps timers in a heap and does file reads/writes synchronously.
+/// being the error, or WEFT_IO_BACKEND=epoll). The epoll backend is
+/// readiness-based (try the system call, wait for EPOLLIN/EPOLLOUT on EAGAIN),
+/// bounds epoll_wait with the same timer heap, has no multishot requests nor
+/// buffer ring, and does file reads/writes synchronously.
 ///
 /// Cancellation: an operation watches its coroutine's stop token; on stop it
-/// is cancelled (IORING_OP_ASYNC_CANCEL on io_uring) and the `co_await` throws
-/// `weft::operation_cancelled`, unless the operation completed first. Errors
-/// are `std::system_error` with the errno in `std::system_category()`; a
-/// passed deadline gives `errc::timed_out` (ETIMEDOUT).
+/// is cancelled (IORING_OP_ASYNC_CANCEL on io_uring) at the start of the next
+/// loop turn and the `co_await` throws `weft::operation_cancelled`, unless the
+/// operation completed first. A stop requested on the loop thread itself
+/// costs no wake-up. Errors are `std::system_error` with the errno in
+/// `std::system_category()`; a passed deadline gives `errc::timed_out`
+/// (ETIMEDOUT).
 ///
 /// Lifetime: the context must outlive every operation and every coroutine
-/// posted to it; destroy it only while no operation is pending. The first
+/// posted to it; destroy it only while no operation is pending (and after
+/// the sockets that keep a multishot request armed: see tcp.hpp). The first
 /// thread to call `run` becomes the loop thread for good (io_uring's
 /// SINGLE_ISSUER): later `run` calls must come from the same thread.
 ///
@@ -82,26 +89,45 @@ private:
 
 namespace detail {
 
-enum class op_kind : unsigned char { recv, send, read, write, accept, connect, timeout, poll_in };
+enum class op_kind : unsigned char {
+    recv, send, read, write, accept, connect, poll_in, ///< kernel operations
+    timeout,                                           ///< a timer (no kernel operation)
+    wait,                                              ///< waits on an I/O object's state (no kernel operation)
+    callback,                                          ///< a timer that calls `on_fire` on the loop thread
+};
+
+struct operation;
+/// `wait` operations: removes the operation from whatever it waits on, before
+/// it is completed by a timeout or a cancellation.
+using detach_fn = void (*)(operation& op) noexcept;
 
 /// One I/O request, living in the awaiting coroutine's frame until it
-/// completes. Written by the awaiter before `start`, by the backend (loop
-/// thread) afterwards.
+/// completes. Written by the awaiter before `start`, by the loop thread
+/// afterwards.
 struct operation {
     op_kind kind = op_kind::timeout;
+    bool pending = false;            ///< started and not completed yet
+    bool cancel_requested = false;   ///< a stop request reached the loop
+    bool timed_out = false;          ///< the deadline passed while pending
+    bool connecting = false;         ///< epoll: connect() returned EINPROGRESS
+    /// Set by a stop callback (any thread) when it queued this operation for
+    /// cancellation; the awaiter then withdraws the request before the
+    /// operation is destroyed.
+    std::atomic<bool> cancel_queued{false};
     int fd = -1;
+    int result = 0;                  ///< >= 0, or -errno
     void* buffer = nullptr;
     std::size_t length = 0;
     std::uint64_t offset = 0;        ///< read/write: file offset (~0: current position)
+    clock::time_point deadline = clock::time_point::max(); ///< timeout: when; others: limit
+    std::size_t timer_index = ~std::size_t{0}; ///< position in the loop's timer heap
+    std::coroutine_handle<> handle;  ///< resumed on completion
+    operation* next = nullptr;       ///< wait: the owner's queue of waiters
+    void* owner = nullptr;           ///< wait: the I/O object's state; callback: its context
+    detach_fn detach = nullptr;      ///< wait: see detach_fn
+    void (*on_fire)(operation&) noexcept = nullptr; ///< callback: instead of resuming `handle`
     alignas(8) unsigned char address[128] = {}; ///< connect: the sockaddr
     unsigned address_length = 0;
-    clock::time_point deadline = clock::time_point::max(); ///< timeout: when; others: limit
-    long long timespec[2] = {0, 0}; ///< scratch for the kernel (io_uring timeouts)
-    std::uint64_t id = 0;           ///< unique per context, never reused
-    int result = 0;                 ///< >= 0, or -errno
-    bool cancel_requested = false;  ///< the stop callback's request reached the loop
-    bool connecting = false;        ///< epoll: connect() returned EINPROGRESS
-    std::coroutine_handle<> handle;
 };
 
 /// Turns a completed operation's result into a value or an exception.
@@ -147,10 +173,17 @@ public:
     /// Loop thread: starts `op`. Returns false when it completed at once
     /// (`op.result` is set and the coroutine must not suspend).
     bool start(detail::operation& op);
-    /// Any thread: asks the loop to cancel operation `id` if still pending.
-    void request_cancel(std::uint64_t id) noexcept;
+    /// Any thread: asks the loop to cancel `op` if it is still pending.
+    void request_cancel(detail::operation& op) noexcept;
+    /// Loop thread: withdraws a cancellation request of `op` that the loop
+    /// has not handled yet (before `op` is destroyed).
+    void withdraw_cancel(detail::operation& op) noexcept;
+    /// Loop thread: removes a pending `callback` timer without firing it.
+    void cancel_timer(detail::operation& op) noexcept;
 
     struct impl;
+    /// The loop's internals, for weft's own I/O objects.
+    impl& internals() noexcept { return *m_impl; }
 
 private:
     void run_until(std::coroutine_handle<> done);
@@ -185,22 +218,25 @@ public:
         // Safe to arm after starting: completions are delivered by the loop
         // thread, which is this one, busy here until we return.
         if (token.stop_possible()) {
-            m_stop_callback.emplace(token, canceller{m_ctx, m_op.id});
+            m_stop_callback.emplace(token, canceller{m_ctx, &m_op});
         }
         return true;
     }
     int await_resume() {
-        // Waits for a stop callback running on another thread; a cancel
-        // request it queued finds the id gone and does nothing.
+        // Waits for a stop callback running on another thread to return; a
+        // request it queued is then withdrawn, as the operation is over.
         m_stop_callback.reset();
+        if (m_op.cancel_queued.load(std::memory_order_acquire)) {
+            m_ctx->withdraw_cancel(m_op);
+        }
         return finish(m_op, m_what);
     }
 
 private:
     struct canceller {
         io_context* m_ctx;
-        std::uint64_t m_id;
-        void operator()() const noexcept { m_ctx->request_cancel(m_id); }
+        operation* m_op;
+        void operator()() const noexcept { m_ctx->request_cancel(*m_op); }
     };
     io_context* m_ctx;
     const char* m_what;

@@ -6,7 +6,9 @@
 /// have TCP_NODELAY set. Every operation returns a task that must be awaited
 /// on the context's loop thread, and one read and one write may be pending on
 /// a stream at a time; closing or destroying a socket with an operation
-/// pending is undefined (cancel it first). Operations take an optional
+/// pending is undefined (cancel it first). A listener or a stream that has a
+/// multishot request armed (see `accept` and `use_buffer_ring`) cancels it on
+/// close; it must still be closed before its context is destroyed. Operations take an optional
 /// `deadline` (a linked timeout on io_uring): past it they throw
 /// `std::system_error` with `errc::timed_out`. Stop requests cancel them with
 /// `operation_cancelled`; other failures throw `std::system_error` carrying
@@ -24,6 +26,11 @@
 
 namespace weft::io {
 
+namespace detail {
+class stream_receiver;
+class multishot_acceptor;
+} // namespace detail
+
 class tcp_stream {
 public:
     tcp_stream() noexcept = default;
@@ -38,6 +45,16 @@ public:
 
     /// Reads what is available (at most `buffer.size()`); 0 at end of stream.
     task<std::size_t> read_some(std::span<std::byte> buffer, deadline d = {});
+    /// Opts this stream in to receiving through its context's buffer ring:
+    /// one multishot recv stays armed for the stream's life and the kernel
+    /// fills buffers of a ring shared by the context's streams as data
+    /// arrives, so a read finds the data already there (one copy out of the
+    /// ring) instead of submitting a receive. Saves a submission and a
+    /// readiness poll per read; costs one copy. The stream stops receiving
+    /// while 64 KiB it received are unread. Returns false, changing nothing,
+    /// on the epoll backend or a kernel without buffer rings (reads are then
+    /// plain receives, as without the call). Loop thread only.
+    bool use_buffer_ring();
     /// Fills `buffer`; an early end of stream throws errc::connection_reset.
     task<void> read_exact(std::span<std::byte> buffer, deadline d = {});
     /// Writes all of `data`.
@@ -55,6 +72,7 @@ public:
 private:
     io_context* m_ctx = nullptr;
     int m_fd = -1;
+    detail::stream_receiver* m_rx = nullptr;
 };
 
 class tcp_listener {
@@ -69,7 +87,11 @@ public:
     static tcp_listener bind(io_context& ctx, endpoint at, int backlog = 4096,
                              bool reuse_port = false);
 
-    /// The next connection.
+    /// The next connection. On io_uring one multishot accept stays armed
+    /// while connections are awaited: each arriving connection is accepted
+    /// by the kernel as it comes and handed to the next `accept` (up to 64
+    /// wait queued while nobody accepts). Kernels without multishot accept,
+    /// and the epoll backend, accept one connection per call.
     task<tcp_stream> accept(deadline d = {});
 
     void close() noexcept;
@@ -79,6 +101,7 @@ public:
 private:
     io_context* m_ctx = nullptr;
     int m_fd = -1;
+    detail::multishot_acceptor* m_acceptor = nullptr;
 };
 
 } // namespace weft::io

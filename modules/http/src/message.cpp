@@ -136,29 +136,56 @@ std::string_view reason_phrase(int status) noexcept {
     }
 }
 
-void append_status_and_headers(std::string& out, int status, const header_map& headers) {
+namespace {
+void append_number(std::string& out, std::size_t n) {
+    char digits[24];
+    std::size_t len = 0;
+    do {
+        digits[len++] = static_cast<char>('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    while (len > 0) out += digits[--len];
+}
+
+void append_status_line(std::string& out, int status) {
+    switch (status) {  // the usual ones, whole
+    case 200: out += "HTTP/1.1 200 OK\r\n"; return;
+    case 204: out += "HTTP/1.1 204 No Content\r\n"; return;
+    case 404: out += "HTTP/1.1 404 Not Found\r\n"; return;
+    default: break;
+    }
     out += "HTTP/1.1 ";
-    out += std::to_string(status);
+    out += std::to_string(status);  // short: no allocation
     out += ' ';
     out += reason_phrase(status);
     out += "\r\n";
-    for (const auto& [name, value] : headers) {
-        out += name;
-        out += ": ";
-        out += value;
-        out += "\r\n";
-    }
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+}
+} // namespace
+
+void append_status_and_headers(std::string& out, int status, const header_map& headers) {
+    append_status_line(out, status);
+    for (const auto& [name, value] : headers) append_header(out, name, value);
 }
 
 void serialize(const response& r, std::string& out) {
-    header_map h;
+    std::size_t size = 64 + r.body.size();
+    for (const auto& [name, value] : r.headers) size += name.size() + value.size() + 4;
+    out.reserve(out.size() + size);
+    append_status_line(out, r.status);
     for (const auto& [name, value] : r.headers) {
         if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) continue;
-        h.add(name, value);
+        append_header(out, name, value);
     }
-    h.add("Content-Length", std::to_string(r.body.size()));
-    append_status_and_headers(out, r.status, h);
-    out += "\r\n";
+    out += "Content-Length: ";
+    append_number(out, r.body.size());
+    out += "\r\n\r\n";
     out += r.body;
 }
 

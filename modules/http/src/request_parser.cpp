@@ -1,6 +1,7 @@
 #include <weft/http/request_parser.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 
@@ -8,18 +9,17 @@ namespace weft::http {
 
 namespace {
 
-bool is_tchar(unsigned char c) noexcept {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-        return true;
-    }
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return true;
-    default:
-        return false;
-    }
+constexpr std::array<bool, 256> make_tchar_table() noexcept {
+    std::array<bool, 256> t{};
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (const char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
 }
+constexpr std::array<bool, 256> tchar_table = make_tchar_table();
+
+bool is_tchar(unsigned char c) noexcept { return tchar_table[c]; }
 
 bool is_token(std::string_view s) noexcept {
     if (s.empty()) {
@@ -81,10 +81,11 @@ bool valid_target(std::string_view t) noexcept {
 
 /// Field value: HTAB, SP, VCHAR, obs-text.
 bool valid_field_value(std::string_view v) noexcept {
-    return std::all_of(v.begin(), v.end(), [](char ch) {
+    for (const char ch : v) {
         const auto c = static_cast<unsigned char>(ch);
-        return c == '\t' || (c >= 0x20 && c != 0x7F);
-    });
+        if ((c < 0x20 && c != '\t') || c == 0x7F) return false;
+    }
+    return true;
 }
 
 enum class scan_result : unsigned char { need_more, found, error };
@@ -115,6 +116,7 @@ void request_parser::compact() {
         return;
     }
     m_scan = m_scan >= m_pos ? m_scan - m_pos : 0;
+    m_line = m_line >= m_pos ? m_line - m_pos : 0;
     m_pos = 0;
 }
 
@@ -123,7 +125,7 @@ request request_parser::take() {
     m_request = request{};
     if (m_state == state::done) {
         m_state = state::head;
-        m_scan = m_pos;
+        m_scan = m_line = m_pos;
     }
     return r;
 }
@@ -136,42 +138,62 @@ parse_status request_parser::next() {
     for (;;) {
         switch (m_state) {
         case state::head: {
-            // Scan from where the last call stopped; validate line endings and
-            // NULs on the way, so garbage is rejected before the limit.
+            // Line by line from where the last call stopped (memchr for the
+            // LF, then for NUL and CR in the line), so nothing is scanned
+            // twice. Errors are reported in byte order whatever the split:
+            // the scan never looks past the byte that breaks the size limit,
+            // and that byte is still checked before the limit fails.
+            const char* base = m_buffer.data();
+            const std::size_t end = m_buffer.size();
+            const std::size_t last = m_pos + m_limits.max_header_bytes;  // first byte over the limit
+            const std::size_t window = std::min(end, last + 1);
             m_scan = std::max(m_scan, m_pos);
-            while (m_scan < m_buffer.size()) {
-                const char c = m_buffer[m_scan];
-                if (c == '\0') return fail(400, "NUL byte in request head");
-                if (c == '\r') {
-                    if (m_scan + 1 >= m_buffer.size()) break;
-                    if (m_buffer[m_scan + 1] != '\n') return fail(400, "bare CR in request head");
-                } else if (c == '\n') {
-                    if (m_scan == m_pos || m_buffer[m_scan - 1] != '\r') {
-                        return fail(400, "bare LF in request head");
+            m_line = std::max(m_line, m_pos);
+            for (;;) {
+                const auto* lf = static_cast<const char*>(std::memchr(base + m_scan, '\n', window - m_scan));
+                const std::size_t stop = lf != nullptr ? static_cast<std::size_t>(lf - base) : window;
+                const auto* nul = static_cast<const char*>(std::memchr(base + m_scan, '\0', stop - m_scan));
+                const auto* cr = static_cast<const char*>(std::memchr(base + m_scan, '\r', stop - m_scan));
+                // A CR must end its line: right before the LF, or the last
+                // byte seen (what follows decides).
+                const std::size_t cr_ok_at = (lf != nullptr ? stop : window) - 1;
+                const bool bad_cr = cr != nullptr && static_cast<std::size_t>(cr - base) != cr_ok_at;
+                if (nul != nullptr && (!bad_cr || nul < cr)) return fail(400, "NUL byte in request head");
+                if (bad_cr) return fail(400, "bare CR in request head");
+                if (lf == nullptr) {
+                    const bool pending_cr = cr != nullptr;  // at window - 1
+                    if (pending_cr && window < end && base[window] != '\n') {
+                        return fail(400, "bare CR in request head");
                     }
-                    if (m_scan == m_pos + 1) {
-                        // Empty line before the request line: ignored (RFC 9112 2.2).
-                        m_pos = m_scan + 1;
-                    } else if (m_buffer[m_scan - 2] == '\n') {
-                        const std::size_t head_end = m_scan + 1;
-                        std::string_view head(m_buffer.data() + m_pos, head_end - m_pos);
-                        if (head.size() > m_limits.max_header_bytes) {
-                            return fail(431, "request header fields too large");
+                    if (window > last) {
+                        if (pending_cr && window == end) {
+                            m_scan = window - 1;
+                            return parse_status::need_more;
                         }
-                        m_request = request{};
-                        if (parse_head(head) == parse_status::error) return parse_status::error;
-                        m_pos = head_end;
-                        m_scan = m_pos;
-                        if (setup_body() == parse_status::error) return parse_status::error;
-                        goto next_state;
+                        return fail(431, "request header fields too large");
                     }
+                    m_scan = pending_cr ? window - 1 : window;
+                    return parse_status::need_more;
                 }
-                ++m_scan;
-                if (m_scan - m_pos > m_limits.max_header_bytes) {
-                    return fail(431, "request header fields too large");
+                if (stop == m_line || base[stop - 1] != '\r') return fail(400, "bare LF in request head");
+                if (stop >= last) return fail(431, "request header fields too large");
+                const bool empty_line = stop == m_line + 1;
+                m_scan = m_line = stop + 1;
+                if (!empty_line) continue;
+                if (m_line == m_pos + 2) {
+                    // Empty line before the request line: ignored (RFC 9112 2.2).
+                    m_pos = m_line;
+                    goto next_state;  // limits count from the request line
                 }
+                const std::size_t head_end = m_line;
+                std::string_view head(base + m_pos, head_end - m_pos);
+                m_request = request{};
+                if (parse_head(head) == parse_status::error) return parse_status::error;
+                m_pos = head_end;
+                m_scan = m_line = m_pos;
+                if (setup_body() == parse_status::error) return parse_status::error;
+                goto next_state;
             }
-            return parse_status::need_more;
         }
         case state::body_length: {
             const std::size_t n = std::min(m_remaining, m_buffer.size() - m_pos);
@@ -228,6 +250,9 @@ parse_status request_parser::next() {
 parse_status request_parser::parse_head(std::string_view head) {
     // head ends with "\r\n\r\n"; every line ends with CRLF, no bare CR/LF/NUL.
     head.remove_suffix(2);
+    m_host_count = 0;
+    m_has_te = m_has_cl = false;
+    m_request.headers.reserve(8);
     std::size_t eol = head.find("\r\n");
     if (parse_request_line(head.substr(0, eol)) == parse_status::error) return parse_status::error;
     std::size_t start = eol + 2;
@@ -238,7 +263,7 @@ parse_status request_parser::parse_head(std::string_view head) {
         }
         start = eol + 2;
     }
-    if (m_request.version == version::http_1_1 && m_request.headers.count("host") != 1) {
+    if (m_request.version == version::http_1_1 && m_host_count != 1) {
         return fail(400, "HTTP/1.1 request needs exactly one Host header");
     }
     return parse_status::complete;
@@ -288,13 +313,17 @@ parse_status request_parser::parse_header_line(std::string_view line) {
     const std::string_view value = trim_ows(line.substr(colon + 1));
     if (!valid_field_value(value)) return fail(400, "invalid header value");
     if (m_request.headers.size() >= m_limits.max_header_count) return fail(431, "too many header fields");
+    // What the head's checks and the body setup need, noted on the way.
+    if (name.size() == 4 && iequals(name, "host")) ++m_host_count;
+    if (name.size() == 17 && iequals(name, "transfer-encoding")) m_has_te = true;
+    if (name.size() == 14 && iequals(name, "content-length")) m_has_cl = true;
     m_request.headers.add(std::string(name), std::string(value));
     return parse_status::complete;
 }
 
 parse_status request_parser::setup_body() {
-    const bool has_te = m_request.headers.contains("transfer-encoding");
-    const bool has_cl = m_request.headers.contains("content-length");
+    const bool has_te = m_has_te;
+    const bool has_cl = m_has_cl;
     if (has_te && has_cl) return fail(400, "both Content-Length and Transfer-Encoding");
 
     if (has_te) {

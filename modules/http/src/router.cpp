@@ -8,6 +8,30 @@
 namespace weft::http {
 
 namespace {
+/// The segments of a path, one at a time, without allocating.
+class segment_cursor {
+public:
+    explicit segment_cursor(std::string_view path) noexcept : m_rest(path) {
+        if (!m_rest.empty() && m_rest.front() == '/') m_rest.remove_prefix(1);
+    }
+    /// The next segment; false when there is none left.
+    bool next(std::string_view& seg) noexcept {
+        if (m_done) return false;
+        const std::size_t slash = m_rest.find('/');
+        seg = m_rest.substr(0, slash);
+        if (slash == std::string_view::npos) {
+            m_done = true;
+        } else {
+            m_rest.remove_prefix(slash + 1);
+        }
+        return true;
+    }
+
+private:
+    std::string_view m_rest;
+    bool m_done = false;
+};
+
 std::vector<std::string_view> split_path(std::string_view path) {
     std::vector<std::string_view> out;
     if (!path.empty() && path.front() == '/') path.remove_prefix(1);
@@ -29,12 +53,52 @@ void add_connection_close(const request& req, header_map& h) {
 }
 } // namespace
 
-std::string_view context::param(std::string_view name) const noexcept {
-    for (const auto& [k, v] : m_params) {
+namespace {
+int hex_digit(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+std::string_view find_param(const context::param_list& list, std::string_view name) noexcept {
+    for (const auto& [k, v] : list) {
         if (k == name) return v;
     }
     return {};
 }
+} // namespace
+
+std::string percent_decode(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '%' && i + 2 < text.size()) {
+            const int hi = hex_digit(text[i + 1]);
+            const int lo = hex_digit(text[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                out += static_cast<char>(hi * 16 + lo);
+                i += 2;
+                continue;
+            }
+        }
+        out += text[i];
+    }
+    return out;
+}
+
+context::context(param_list params, std::stop_token token) : m_raw(std::move(params)), m_stop(std::move(token)) {
+    bool escaped = false;
+    for (const auto& p : m_raw) escaped = escaped || p.second.find('%') != std::string::npos;
+    if (escaped) {
+        m_decoded.reserve(m_raw.size());
+        for (const auto& [k, v] : m_raw) m_decoded.emplace_back(k, percent_decode(v));
+    }
+}
+
+std::string_view context::param(std::string_view name) const noexcept { return find_param(params(), name); }
+
+std::string_view context::raw_param(std::string_view name) const noexcept { return find_param(m_raw, name); }
 
 router& router::add_route(std::string method_name, std::string_view pattern, handler h, stream_handler s) {
     if (pattern.empty() || pattern.front() != '/') {
@@ -61,28 +125,39 @@ router& router::add_stream(method m, std::string_view pattern, stream_handler h)
     return add_route(std::string(to_string(m)), pattern, {}, std::move(h));
 }
 
+namespace {
+/// Whether `path` matches the pattern `segments`.
+bool path_matches(const std::vector<std::string>& segments, std::string_view path) noexcept {
+    segment_cursor cursor(path);
+    std::string_view seg;
+    for (const std::string& pat : segments) {
+        if (!cursor.next(seg)) return false;
+        if (is_param(pat) ? seg.empty() : pat != seg) return false;
+    }
+    return !cursor.next(seg);
+}
+
+context::param_list params_of(const std::vector<std::string>& segments, std::string_view path) {
+    context::param_list params;
+    segment_cursor cursor(path);
+    std::string_view seg;
+    for (const std::string& pat : segments) {
+        cursor.next(seg);
+        if (is_param(pat)) params.emplace_back(pat.substr(1, pat.size() - 2), std::string(seg));
+    }
+    return params;
+}
+} // namespace
+
 router::match_result router::match(std::string_view method_name, std::string_view path) const {
     match_result result;
-    const std::vector<std::string_view> segs = split_path(path);
     std::vector<std::string_view> allowed;
     for (const route& r : m_routes) {
-        if (r.segments.size() != segs.size()) continue;
-        context::param_list params;
-        bool ok = true;
-        for (std::size_t i = 0; i < segs.size() && ok; ++i) {
-            const std::string& pat = r.segments[i];
-            if (is_param(pat)) {
-                if (segs[i].empty()) ok = false;
-                else params.emplace_back(pat.substr(1, pat.size() - 2), std::string(segs[i]));
-            } else {
-                ok = pat == segs[i];
-            }
-        }
-        if (!ok) continue;
+        if (!path_matches(r.segments, path)) continue;
         if (r.method_name == method_name) {
             result.kind = match_kind::found;
             result.matched = &r;
-            result.params = std::move(params);
+            result.params = params_of(r.segments, path);
             return result;
         }
         bool dup = false;
@@ -99,11 +174,33 @@ router::match_result router::match(std::string_view method_name, std::string_vie
     return result;
 }
 
+namespace {
+/// Ends a HEAD request's stream handler after its head.
+struct head_sent {};
+
+/// Passes the head (the first write) through and ends the handler at its
+/// next write: a HEAD response has no body.
+class head_only_sink final : public byte_sink {
+public:
+    explicit head_only_sink(byte_sink& out) noexcept : m_out(out) {}
+    task<void> write(std::span<const std::byte> bytes) override {
+        if (m_head_written) throw head_sent{};
+        m_head_written = true;
+        co_await m_out.write(bytes);
+    }
+
+private:
+    byte_sink& m_out;
+    bool m_head_written = false;
+};
+} // namespace
+
 task<void> router::serve(request& req, byte_sink& out) const {
     match_result m = match(req.method_name, req.path());
-    if (m.kind != match_kind::found && req.method == method::head) {
+    const bool head = req.method == method::head;
+    if (m.kind != match_kind::found && head) {
         match_result get = match("GET", req.path());
-        if (get.kind == match_kind::found && get.matched->plain) m = std::move(get);
+        if (get.kind == match_kind::found) m = std::move(get);
     }
     response resp;
     if (m.kind == match_kind::not_found) {
@@ -114,23 +211,28 @@ task<void> router::serve(request& req, byte_sink& out) const {
     } else {
         context ctx(std::move(m.params), co_await get_stop_token());
         if (m.matched->streaming) {
-            chunked_writer writer(out);
+            head_only_sink head_sink(out);
+            chunked_writer writer(head ? static_cast<byte_sink&>(head_sink) : out);
             std::exception_ptr error;
+            bool ended_after_head = false;
             try {
                 co_await m.matched->streaming(req, ctx, writer);
             } catch (const operation_cancelled&) {
                 throw;
+            } catch (const head_sent&) {
+                ended_after_head = true;
             } catch (...) {
                 if (writer.started()) throw;
                 error = std::current_exception();
             }
+            if (ended_after_head) co_return;
             if (!error) {
                 if (!writer.started()) {
                     header_map h;
                     add_connection_close(req, h);
                     co_await writer.start(200, std::move(h));
                 }
-                co_await writer.finish();
+                if (!head) co_await writer.finish();
                 co_return;
             }
             resp = response(500, "Internal Server Error\n", "text/plain");
@@ -148,7 +250,7 @@ task<void> router::serve(request& req, byte_sink& out) const {
     }
     add_connection_close(req, resp.headers);
     std::string bytes = serialize(resp);
-    if (req.method == method::head) bytes.resize(bytes.size() - resp.body.size());  // head only
+    if (head) bytes.resize(bytes.size() - resp.body.size());  // head only
     co_await out.write_string(bytes);
 }
 

@@ -61,6 +61,7 @@ public:
     const_iterator begin() const noexcept { return m_fields.begin(); }
     const_iterator end() const noexcept { return m_fields.end(); }
     void clear() noexcept { m_fields.clear(); }
+    void reserve(std::size_t n) { m_fields.reserve(n); }
 
 private:
     std::vector<field> m_fields;

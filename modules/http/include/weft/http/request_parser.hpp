@@ -9,7 +9,8 @@
 /// a complete request stay buffered for the next call, so pipelined requests
 /// come out one by one.
 ///
-/// The head is scanned once as bytes arrive (no rescans when fed byte by byte)
+/// The head is scanned once as bytes arrive (no rescans when fed byte by byte;
+/// whole lines at a time with memchr)
 /// and parsed in place when its blank line is found; bodies (Content-Length or
 /// chunked, with chunk extensions and trailers ignored) are copied once into
 /// `request::body`. Limits (`limits`) bound the memory a client can make it hold.
@@ -80,8 +81,12 @@ private:
     std::string m_buffer;
     std::size_t m_pos = 0;       ///< start of unconsumed bytes
     std::size_t m_scan = 0;      ///< head/trailer scan position (relative to m_buffer)
+    std::size_t m_line = 0;      ///< head: start of the line being scanned
     std::size_t m_remaining = 0; ///< body or chunk bytes still expected
     std::size_t m_trailer_bytes = 0;
+    std::size_t m_host_count = 0; ///< Host fields of the head being parsed
+    bool m_has_te = false;        ///< ... a Transfer-Encoding field
+    bool m_has_cl = false;        ///< ... a Content-Length field
     state m_state = state::head;
     request m_request;
     parse_error m_error;

@@ -7,8 +7,16 @@
 /// (register "/users/me" before "/users/{id}"). A path that no pattern matches
 /// gets 404; a path that matches only under other methods gets 405 with an
 /// `Allow` header listing them. The query string is not part of matching. A
-/// HEAD request with no HEAD route runs the matching GET `handler` and gets
-/// its status and headers (Content-Length included) without the body.
+/// HEAD request with no HEAD route runs the matching GET handler and gets its
+/// status and headers without the body: a plain handler's Content-Length is
+/// that of the body it returned; a stream handler's head is sent as soon as
+/// it is written (`start`), and the handler's first write after it ends it
+/// (the write throws an internal exception that the router catches).
+///
+/// Path parameters are matched against the raw path (so "%2F" inside a
+/// parameter does not split it) and handed to the handler percent-decoded
+/// (`context::param`); `context::raw_param` gives them as received. A
+/// malformed escape ("%zz", "%4") is kept as it is.
 ///
 /// Two kinds of handler:
 ///  - `handler`: `task<response>(request&, context&)`, the common case; the
@@ -50,18 +58,27 @@ public:
     using param_list = std::vector<std::pair<std::string, std::string>>;
 
     context() = default;
-    context(param_list params, std::stop_token token)
-        : m_params(std::move(params)), m_stop(std::move(token)) {}
+    /// `params` as matched in the raw path (not yet percent-decoded).
+    context(param_list params, std::stop_token token);
 
-    /// Value of path parameter `name` (raw, not percent-decoded); "" if absent.
+    /// Value of path parameter `name`, percent-decoded; "" if absent.
     std::string_view param(std::string_view name) const noexcept;
-    const param_list& params() const noexcept { return m_params; }
+    /// Value of path parameter `name` as it appeared in the path; "" if absent.
+    std::string_view raw_param(std::string_view name) const noexcept;
+    /// Every parameter, percent-decoded, in pattern order.
+    const param_list& params() const noexcept { return m_decoded.empty() ? m_raw : m_decoded; }
+    /// Every parameter as it appeared in the path.
+    const param_list& raw_params() const noexcept { return m_raw; }
     const std::stop_token& stop_token() const noexcept { return m_stop; }
 
 private:
-    param_list m_params;
+    param_list m_raw;
+    param_list m_decoded; ///< empty when no parameter holds a '%' (then equal to m_raw)
     std::stop_token m_stop;
 };
+
+/// Decodes %XX escapes of a URI path component; malformed escapes are kept.
+std::string percent_decode(std::string_view text);
 
 using handler = std::function<task<response>(request&, context&)>;
 using stream_handler = std::function<task<void>(request&, context&, chunked_writer&)>;
@@ -74,7 +91,7 @@ public:
     struct match_result {
         match_kind kind = match_kind::not_found;
         const route* matched = nullptr;     ///< set when kind == found
-        context::param_list params;          ///< set when kind == found
+        context::param_list params;          ///< set when kind == found (raw, as in the path)
         std::string allow;                   ///< set when kind == method_not_allowed, e.g. "GET, POST"
     };
 

@@ -5,10 +5,20 @@
 /// the awaiting coroutine's stop token (or `stop()` is called). Each connection
 /// is one coroutine in the server's `async_scope`: it parses requests with a
 /// `request_parser` (keep-alive and pipelining: requests are answered in order),
-/// dispatches them through the router and writes the responses. While a
-/// handler runs, the connection keeps reading (pipelined bytes are buffered, up
-/// to the parser's limits); if the client closes its side, the handler's stop
-/// token is triggered and the connection is closed.
+/// dispatches them through the router and writes the responses.
+///
+/// Handlers run inline: the connection starts a handler on its own stack and,
+/// while it has not suspended, collects what it writes in an output buffer
+/// (up to 64 KiB), sent when the connection next waits for input, so the
+/// responses to pipelined requests leave in one send. Only a handler that
+/// suspends (it awaits a timer, other work, or a full socket) makes the
+/// connection send what it buffered at once (without waiting) and watch the
+/// socket until the handler finishes: pipelined bytes are buffered (up to the
+/// parser's limits), and if the client closes its side, the handler's stop
+/// token is triggered (within one loop turn) and the connection is closed.
+/// Later writes of such a handler complete when the kernel has the bytes
+/// (back-pressure for streams). Connections receive through the context's
+/// buffer ring (`server_options::use_buffer_ring`).
 ///
 /// Limits: a malformed or oversized request gets its status (400, 413, 431,
 /// 501, 505) with `Connection: close`, then the connection is closed; a
@@ -49,6 +59,9 @@ struct server_options {
     /// How long in-flight requests may run once shutdown begins.
     std::chrono::milliseconds shutdown_timeout{5'000};
     std::size_t read_buffer_bytes = 16 * 1024;
+    /// Receive through the context's buffer ring (`tcp_stream::use_buffer_ring`;
+    /// no effect on the epoll backend).
+    bool use_buffer_ring = true;
 };
 
 class server {
