@@ -286,10 +286,21 @@ tcp_listener& tcp_listener::operator=(tcp_listener&& o) noexcept {
 tcp_listener::~tcp_listener() { close(); }
 
 void tcp_listener::close() noexcept {
+    const bool had_acceptor = m_acceptor != nullptr;
     detail::multishot_state::close(std::exchange(m_acceptor, nullptr));
     if (m_fd >= 0) {
         ::close(m_fd);
         m_fd = -1;
+    }
+    if (had_acceptor) {
+        // An armed multishot accept holds the socket open in the kernel (and
+        // it keeps accepting) until its cancellation is submitted; the loop
+        // may not turn again (close after run returned), so submit it now.
+        try {
+            m_ctx->internals().m_backend->flush();
+        } catch (...) {
+            // The ring is broken: it ends with the context.
+        }
     }
 }
 

@@ -158,7 +158,10 @@ public:
 
     void flush() override {
         if (io_uring_sq_ready(&m_ring) != 0) {
-            const int r = io_uring_submit(&m_ring);
+            // With DEFER_TASKRUN a cancellation finishes in task work, which
+            // only runs when events are asked for: ask, so that a cancelled
+            // multishot accept lets go of its socket now.
+            const int r = io_uring_submit_and_get_events(&m_ring);
             if (r < 0 && r != -EBUSY && r != -EAGAIN && r != -EINTR) {
                 throw std::system_error(-r, std::system_category(), "io_uring_submit");
             }

@@ -325,3 +325,15 @@ TEST_CASE("with_timeout reports a stop from outside as operation_cancelled", "[i
     };
     CHECK(ctx.run(body(), stop.get_token()));
 }
+
+TEST_CASE("a listener closed after its loop returned refuses new connections", "[io][multishot]") {
+    io_context ctx(backend_under_test());
+    auto listener = tcp_listener::bind(ctx, endpoint::loopback(0));
+    const endpoint at = listener.local_endpoint();
+    // One accepted connection arms the multishot accept; then the loop ends.
+    ctx.run([&]() -> task<void> { co_await connected_pair(ctx, listener); }());
+    listener.close();
+    // No loop turns any more, yet the socket must be gone: a connect fails.
+    io_context other(io_backend::epoll);
+    CHECK_THROWS_AS(other.run(tcp_stream::connect(other, at)), std::system_error);
+}
