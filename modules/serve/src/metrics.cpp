@@ -65,7 +65,27 @@ serve_metrics::serve_metrics()
     : time_to_first_token(latency_bounds()), inter_token_latency(latency_bounds()), e2e_latency(latency_bounds()),
       queue_time(latency_bounds()) {}
 
-std::string serve_metrics::render(std::string_view model_name) const {
+namespace {
+/// A label value in the text format: backslash, double quote and line feed escaped.
+std::string escape_label(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char c : v) {
+        if (c == '\\' || c == '"') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+} // namespace
+
+std::string serve_metrics::render(std::string_view raw_model_name) const {
+    const std::string model_name = escape_label(raw_model_name);
     std::string out;
     auto gauge = [&](std::string_view name, std::string_view help, std::size_t v) {
         fmt::format_to(std::back_inserter(out), "# HELP weft_{} {}\n# TYPE weft_{} gauge\nweft_{}{{model=\"{}\"}} {}\n",
