@@ -28,20 +28,6 @@ std::vector<std::vector<float>> run_sequence(cpu_backend& backend, test_sequence
     return logits;
 }
 
-test_sequence make_sequence(seq_id id, std::vector<token_id> tokens, std::vector<block_id> blocks) {
-    test_sequence s;
-    s.id = id;
-    s.tokens = std::move(tokens);
-    s.blocks = std::move(blocks);
-    return s;
-}
-
-std::vector<block_id> block_range(block_id first, std::size_t n) {
-    std::vector<block_id> b(n);
-    std::iota(b.begin(), b.end(), first);
-    return b;
-}
-
 } // namespace
 
 TEST_CASE("cpu forward pass matches a float64 reference on random f32 models", "[forward]") {
@@ -114,63 +100,14 @@ TEST_CASE("a sequence's logits are bitwise identical whatever shares its step", 
     for (ggml_type type : {ggml_type::f32, ggml_type::q8_0, ggml_type::f16}) {
         INFO(type_info(type).name);
         const auto m = random_model(c, type, 17);
-        const std::vector<token_id> prompt = random_tokens(20, c.n_vocab, 1);
         for (std::size_t threads : {1, 2}) {
             INFO(threads << " threads");
             cpu_backend backend(m, {.threads = threads, .kv_blocks = 64, .kv_block_size = 8});
-            // Alone: the prompt, then decode 5 fixed tokens.
-            std::vector<token_id> all = prompt;
-            for (token_id t : random_tokens(5, c.n_vocab, 2)) all.push_back(t);
-            test_sequence alone = make_sequence(1, all, block_range(0, 4));
-            alone.tokens.resize(prompt.size());
-            std::vector<std::vector<float>> expected;
-            {
-                step_output out;
-                batch b;
-                b.chunks.push_back(alone.next_chunk(0, true));
-                backend.step_sync(b, out);
-                expected.emplace_back(out.row(0).begin(), out.row(0).end());
-                for (std::size_t i = prompt.size(); i < all.size(); ++i) {
-                    alone.tokens.push_back(all[i]);
-                    batch d;
-                    d.chunks.push_back(alone.next_chunk(1, true));
-                    backend.step_sync(d, out);
-                    expected.emplace_back(out.row(0).begin(), out.row(0).end());
-                }
-            }
-            // The same in busy steps: other sequences prefill and decode around it.
-            test_sequence busy = make_sequence(1, all, block_range(40, 4));
-            busy.tokens.resize(prompt.size());
-            std::vector<test_sequence> others;
-            for (seq_id o = 0; o < 5; ++o) {
-                others.push_back(make_sequence(10 + o, random_tokens(9 + 7 * o, c.n_vocab, 100 + o),
-                                               block_range(static_cast<block_id>(4 + 6 * o), 6)));
-            }
-            std::size_t got = 0;
-            std::size_t step = 0;
-            while (got < expected.size()) {
-                batch b;
-                // Others first, in changing numbers, prefilling in chunks of 5 or decoding.
-                for (std::size_t i = 0; i < others.size(); ++i) {
-                    test_sequence& o = others[i];
-                    if ((step + i) % 3 == 0 || o.computed >= 40) continue;
-                    if (o.computed == o.tokens.size()) o.tokens.push_back(static_cast<token_id>((step * 31 + i) % c.n_vocab));
-                    b.chunks.push_back(o.next_chunk(5, true));
-                }
-                const std::size_t mine = b.chunks.size();
-                if (got == 0) {
-                    b.chunks.push_back(busy.next_chunk(0, true));
-                } else {
-                    busy.tokens.push_back(all[prompt.size() + got - 1]);
-                    b.chunks.push_back(busy.next_chunk(1, true));
-                }
-                step_output out;
-                backend.step_sync(b, out);
-                const auto row = out.row(mine);
-                INFO("step " << step);
-                REQUIRE(std::memcmp(row.data(), expected[got].data(), row.size() * sizeof(float)) == 0);
-                ++got;
-                ++step;
+            const auto [alone, shared] = shared_step_logits(backend, c);
+            REQUIRE(shared.size() == alone.size());
+            for (std::size_t i = 0; i < alone.size(); ++i) {
+                INFO("step " << i);
+                CHECK(std::memcmp(shared[i].data(), alone[i].data(), alone[i].size() * sizeof(float)) == 0);
             }
         }
     }

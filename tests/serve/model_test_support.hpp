@@ -193,4 +193,68 @@ inline std::vector<token_id> random_tokens(std::size_t n, std::size_t vocab, std
     return t;
 }
 
+inline test_sequence make_sequence(seq_id id, std::vector<token_id> tokens, std::vector<block_id> blocks) {
+    test_sequence s;
+    s.id = id;
+    s.tokens = std::move(tokens);
+    s.blocks = std::move(blocks);
+    return s;
+}
+
+/// Block ids first, first + 1, ..., n of them.
+inline std::vector<block_id> block_range(block_id first, std::size_t n) {
+    std::vector<block_id> b(n);
+    std::iota(b.begin(), b.end(), first);
+    return b;
+}
+
+/// The batch-invariance scenario, for any backend with `step_sync`: one
+/// sequence (a 20-token prompt, then 5 fixed decode tokens) runs alone, then
+/// again in steps shared with five other sequences that, in changing numbers,
+/// prefill in chunks of 5 or decode. Returns the sequence's logits of each of
+/// its steps, {alone, shared}. Uses blocks 0..33 and 40..43.
+template <class Backend>
+std::pair<std::vector<std::vector<float>>, std::vector<std::vector<float>>> shared_step_logits(Backend& backend,
+                                                                                             const model_config& c) {
+    const std::vector<token_id> prompt = random_tokens(20, c.n_vocab, 1);
+    std::vector<token_id> all = prompt;
+    for (token_id t : random_tokens(5, c.n_vocab, 2)) all.push_back(t);
+    std::vector<std::vector<float>> alone_logits, shared_logits;
+
+    test_sequence alone = make_sequence(1, all, block_range(0, 4));
+    alone.tokens.resize(prompt.size());
+    step_output out;
+    for (std::size_t i = prompt.size(); i <= all.size(); ++i) {
+        batch b;
+        b.chunks.push_back(alone.next_chunk(i == prompt.size() ? 0 : 1, true));
+        backend.step_sync(b, out);
+        alone_logits.emplace_back(out.row(0).begin(), out.row(0).end());
+        if (i < all.size()) alone.tokens.push_back(all[i]);
+    }
+
+    test_sequence busy = make_sequence(1, all, block_range(40, 4));
+    busy.tokens.resize(prompt.size());
+    std::vector<test_sequence> others;
+    for (seq_id o = 0; o < 5; ++o) {
+        others.push_back(make_sequence(10 + o, random_tokens(9 + 7 * o, c.n_vocab, 100 + o),
+                                       block_range(static_cast<block_id>(4 + 6 * o), 6)));
+    }
+    for (std::size_t step = 0; shared_logits.size() < alone_logits.size(); ++step) {
+        batch b;
+        for (std::size_t i = 0; i < others.size(); ++i) {
+            test_sequence& o = others[i];
+            if ((step + i) % 3 == 0 || o.computed >= 40) continue;
+            if (o.computed == o.tokens.size()) o.tokens.push_back(static_cast<token_id>((step * 31 + i) % c.n_vocab));
+            b.chunks.push_back(o.next_chunk(5, true));
+        }
+        const std::size_t mine = b.chunks.size();
+        const std::size_t got = shared_logits.size();
+        if (got > 0) busy.tokens.push_back(all[prompt.size() + got - 1]);
+        b.chunks.push_back(busy.next_chunk(got == 0 ? 0 : 1, true));
+        backend.step_sync(b, out);
+        shared_logits.emplace_back(out.row(mine).begin(), out.row(mine).end());
+    }
+    return {std::move(alone_logits), std::move(shared_logits)};
+}
+
 } // namespace weft::serve::test
