@@ -217,8 +217,37 @@ TEST_CASE("scheduler prefills a new sequence and then decodes it", "[scheduler]"
     CHECK_FALSE(s.finish(1));
 }
 
+TEST_CASE("scheduler gives prefill a share of a decoding step in proportion to its decodes", "[scheduler]") {
+    scheduler_config cfg = limits(512, 64);
+    cfg.max_context = 4096;
+    cfg.prefill_per_decode = 2.0;
+    cfg.min_prefill_tokens = 8;
+    scheduler s(cfg, 1024, 16);
+    driver d(s, 64);
+    for (seq_id id = 1; id <= 20; ++id) d.add(request(id, 4, 200));
+    d.step(); // the 20 prompts, then all 20 decode
+    d.add(request(100, 1000, 10));
+    auto plan = d.step();
+    CHECK(chunk_size(plan, 100) == 40); // 2 x 20 decodes
+    CHECK(plan.num_tokens == 60);
+    // With fewer decoders the floor applies.
+    for (seq_id id = 1; id <= 19; ++id) {
+        CHECK(s.finish(id));
+        d.live.erase(id);
+    }
+    plan = d.step();
+    CHECK(chunk_size(plan, 100) == 8);
+    CHECK(plan.num_tokens == 9);
+    // Without decodes the whole budget is open.
+    CHECK(s.finish(20));
+    d.live.erase(20);
+    plan = d.step();
+    CHECK(chunk_size(plan, 100) == 512);
+}
+
 TEST_CASE("scheduler puts decoding sequences before prefill chunks", "[scheduler]") {
     scheduler_config cfg = limits(64, 16);
+    cfg.prefill_per_decode = 0; // the whole budget is open to prefill
     scheduler s(cfg, 64, 16);
     s.add(request(1, 10, 5));
     s.add(request(2, 12, 5));
@@ -240,6 +269,7 @@ TEST_CASE("scheduler puts decoding sequences before prefill chunks", "[scheduler
 TEST_CASE("scheduler spreads a 2000-token prompt over steps while 16 sequences keep decoding", "[scheduler]") {
     scheduler_config cfg = limits(256, 32);
     cfg.max_context = 4096;
+    cfg.prefill_per_decode = 0; // budget-limited chunks only
     scheduler s(cfg, 1024, 16);
     driver d(s, 16);
     for (seq_id id = 1; id <= 16; ++id) {

@@ -96,10 +96,17 @@ step_plan scheduler::schedule() {
 
     // Preemption edits m_running; iterate over the sequences running at the start.
     const std::vector<sequence*> running = m_running;
+    std::size_t decoding = 0;
     for (sequence* s : running) {
         if (s->running && !s->done() && s->uncomputed() == 1) {
             schedule_running(*s, 1, b); // fits: max_running <= max_batch_tokens
+            ++decoding;
         }
+    }
+    if (decoding > 0 && m_config.prefill_per_decode > 0.0) {
+        // Keep the streams' next token close to a pure decode step's time.
+        const auto share = static_cast<std::size_t>(m_config.prefill_per_decode * static_cast<double>(decoding));
+        b.budget = std::min(b.budget, std::max(share, m_config.min_prefill_tokens));
     }
     for (sequence* s : running) {
         if (b.budget == 0) {

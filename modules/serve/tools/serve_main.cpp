@@ -51,6 +51,7 @@ struct cli_options {
     std::size_t max_running = 256;
     std::size_t max_queue = 1024;
     std::size_t max_context = 0;
+    double prefill_per_decode = 1.0;
     std::string api_key;
     double request_timeout_s = 0;
     double shutdown_grace_s = 10;
@@ -196,6 +197,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         eo.scheduler.max_batch_tokens = o.max_batch_tokens;
         eo.scheduler.max_running = o.max_running;
         eo.scheduler.max_waiting = o.max_queue;
+        eo.scheduler.prefill_per_decode = o.prefill_per_decode;
         eo.scheduler.max_context = o.max_context > 0 ? o.max_context : (c.n_ctx_train > 0 ? c.n_ctx_train : 2048);
         eo.request_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::duration<double>(std::max(0.0, o.request_timeout_s)));
@@ -259,6 +261,9 @@ int main(int argc, char** argv) {
     app.add_option("--max-queue", o.max_queue, "requests waiting before 429")->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_option("--max-context", o.max_context, "prompt + completion limit in tokens (default: the model's)");
+    app.add_option("--prefill-per-decode", o.prefill_per_decode,
+                   "prompt tokens per decoding stream in a step (0: no limit; 1 keeps a step at most about doubled)")
+        ->capture_default_str()->check(CLI::NonNegativeNumber);
     app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer <key>' on /v1/*");
     app.add_option("--request-timeout-s", o.request_timeout_s, "longest a request may run (0: no limit)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -15,7 +15,12 @@
 ///     preempted, and admission stops at the first sequence whose chunk does
 ///     not find free blocks (so a later one cannot overtake it).
 /// A prefill chunk is min(uncomputed tokens, budget left, `long_prefill_chunk`
-/// when non-zero), so a long prompt is spread over several steps.
+/// when non-zero), so a long prompt is spread over several steps. In a step
+/// that decodes D sequences, passes 2 and 3 together take at most
+/// max(`prefill_per_decode` * D, `min_prefill_tokens`) tokens (when
+/// `prefill_per_decode` is non-zero): a step's cost grows with its tokens,
+/// so this bounds how much a prompt arriving among decoding streams slows
+/// their next token (with the default 1.0, a step at most about doubles).
 ///
 /// Before a chunk is added, the sequence's block table is grown to cover all
 /// its positions up to the end of the chunk. When blocks run out, the running
@@ -61,6 +66,10 @@ struct scheduler_config {
     std::size_t max_context = 2048;     ///< prompt + max_new_tokens limit
     std::size_t aging_steps = 64;       ///< schedule() calls per class of aging (0: no aging)
     std::size_t long_prefill_chunk = 0; ///< largest prefill chunk (0: budget-limited only)
+    /// In a step that decodes, prefill tokens per decoding sequence (0: no limit).
+    double prefill_per_decode = 1.0;
+    /// ...but at least this many prefill tokens per step, so prompts progress.
+    std::size_t min_prefill_tokens = 32;
 };
 
 struct sequence_request {
