@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The serving goals, measured on this machine with the load generator beside
+# the server (both unpinned, sharing the cores as a user's would):
+#   1. tiny demo model, 1000 concurrent streaming clients, 16 tokens each:
+#      errors, requests/s, p50 end-to-end (closed loop); the same load offered
+#      open-loop at 2000 requests/s over 1000 connections.
+#   2. small demo model: output tokens/s at 32 concurrent streams against 1.
+#   3. small demo model: the longest inter-token gap of 16 decoding streams,
+#      with and without a 2000-token prompt arriving in the middle.
+#
+#   bash bench/serve/goals.sh [OUT_DIR]        (default build/bench-serve)
+#
+# Builds what it needs (release preset), starts and stops its own servers on
+# loopback ports 18180-18182, and writes each run's JSON plus summary.json and
+# summary.md to OUT_DIR. Takes about 4 minutes.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+out="${1:-build/bench-serve}"
+mkdir -p "$out"
+cmake --preset release >/dev/null
+cmake --build --preset release -j2 --target weft_serve_bin weft_loadgen >/dev/null
+
+serve=build/release/modules/serve/tools/weft-serve
+loadgen=build/release/bench/serve/weft-loadgen
+server_pid=""
+
+stop_server() {
+  if [[ -n "$server_pid" ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+trap stop_server EXIT
+
+# start_server PORT LOG ARGS...: starts weft-serve and waits for /health 200.
+start_server() {
+  local port="$1" log="$2"
+  shift 2
+  "$serve" --port "$port" --no-request-log "$@" >"$log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 600); do
+    if curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then cat "$log"; echo "weft-serve exited" >&2; exit 1; fi
+    sleep 0.1
+  done
+  echo "weft-serve did not become ready on port $port" >&2
+  exit 1
+}
+
+model_name() { curl -fs "http://127.0.0.1:$1/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])'; }
+
+echo "== goal 1: tiny model, 1000 concurrent streaming clients, 16 tokens"
+start_server 18180 "$out/serve-tiny.log" --demo-size tiny --max-running 1024 --max-batch-tokens 4096 --max-queue 4096
+m=$(model_name 18180)
+"$loadgen" --port 18180 --model "$m" --concurrency 1000 --duration 15 --max-tokens 16 --prompt-tokens 4 \
+  --warmup 20 --label "tiny closed loop c=1000" --json "$out/goal1-closed.json" | tail -n 32
+"$loadgen" --port 18180 --model "$m" --rate 2000 --max-connections 1000 --duration 15 --max-tokens 16 \
+  --prompt-tokens 4 --label "tiny open loop 2000 req/s" --json "$out/goal1-open.json" | tail -n 32
+stop_server
+
+echo "== goal 2: small model, 1 and 32 concurrent streams"
+start_server 18181 "$out/serve-small.log" --demo-size small --demo-type q8_0 --max-running 64
+m=$(model_name 18181)
+"$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 6 --max-tokens 64 --prompt-tokens 16 \
+  --warmup 1 --label "small c=1" --json "$out/goal2-c1.json" | grep -E "throughput|Successful"
+"$loadgen" --port 18181 --model "$m" --concurrency 32 --requests 96 --max-tokens 64 --prompt-tokens 16 \
+  --label "small c=32" --json "$out/goal2-c32.json" | grep -E "throughput|Successful"
+
+echo "== goal 3: 16 decoding streams, with and without a 2000-token prompt arriving"
+# Calibrate the prompt: loadgen counts words; the server's usage counts tokens.
+"$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 1 --max-tokens 1 --prompt-tokens 1000 \
+  --no-stream --json "$out/goal3-calibrate.json" >/dev/null
+words=$(python3 -c "import json; j=json.load(open('$out/goal3-calibrate.json')); print(max(1, round(1000 * 2000 / max(1, j['total_input_tokens']))))")
+"$loadgen" --port 18181 --model "$m" --concurrency 16 --requests 16 --max-tokens 200 --prompt-tokens 16 \
+  --per-request --label "16 streams" --json "$out/goal3-base.json" | grep -E "Max ITL|Median ITL"
+"$loadgen" --port 18181 --model "$m" --concurrency 16 --requests 16 --max-tokens 200 --prompt-tokens 16 \
+  --per-request --label "16 streams + long prompt" --json "$out/goal3-stall.json" | grep -E "Max ITL|Median ITL" &
+streams=$!
+sleep 2
+"$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 1 --max-tokens 4 --prompt-tokens "$words" \
+  --no-stream --label "the long prompt" --json "$out/goal3-long.json" >/dev/null
+wait "$streams"
+stop_server
+
+python3 - "$out" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+load = lambda n: json.load(open(os.path.join(out, n)))
+c, o = load("goal1-closed.json"), load("goal1-open.json")
+c1, c32 = load("goal2-c1.json"), load("goal2-c32.json")
+base, stall, long_ = load("goal3-base.json"), load("goal3-stall.json"), load("goal3-long.json")
+errors = lambda j: j["failed"]
+summary = {
+    "goal1_closed": {"requests_per_s": c["request_throughput"], "p50_e2e_ms": c["e2el_ms"]["median"],
+                     "p99_e2e_ms": c["e2el_ms"]["p99"], "errors": errors(c), "completed": c["completed"]},
+    "goal1_open_2000": {"requests_per_s": o["request_throughput"], "p50_e2e_ms": o["e2el_ms"]["median"],
+                        "p99_e2e_ms": o["e2el_ms"]["p99"], "errors": errors(o), "completed": o["completed"]},
+    "goal2": {"tokens_per_s_c1": c1["output_throughput"], "tokens_per_s_c32": c32["output_throughput"],
+              "ratio": c32["output_throughput"] / c1["output_throughput"]},
+    "goal3": {"max_itl_ms_without": base["itl_ms"]["max"], "max_itl_ms_with": stall["itl_ms"]["max"],
+              "ratio": stall["itl_ms"]["max"] / base["itl_ms"]["max"],
+              "long_prompt_tokens": long_["total_input_tokens"], "long_prompt_e2e_ms": long_["e2el_ms"]["median"]},
+}
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+g1, g1o, g2, g3 = summary["goal1_closed"], summary["goal1_open_2000"], summary["goal2"], summary["goal3"]
+lines = [
+    "| goal | measured | target |", "|---|---|---|",
+    f"| 1. tiny, 1000 clients closed loop | {g1['requests_per_s']:.0f} req/s, p50 e2e {g1['p50_e2e_ms']:.0f} ms, {g1['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
+    f"| 1. tiny, 2000 req/s offered, 1000 connections | {g1o['requests_per_s']:.0f} req/s, p50 e2e {g1o['p50_e2e_ms']:.0f} ms, {g1o['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
+    f"| 2. small, 32 streams vs 1 | {g2['tokens_per_s_c32']:.0f} vs {g2['tokens_per_s_c1']:.0f} tok/s = {g2['ratio']:.1f}x | >= 8x |",
+    f"| 3. longest gap of 16 streams, {g3['long_prompt_tokens']}-token prompt arriving | {g3['max_itl_ms_with']:.0f} ms vs {g3['max_itl_ms_without']:.0f} ms = {g3['ratio']:.2f}x | <= 2x |",
+]
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
