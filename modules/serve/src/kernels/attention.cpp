@@ -119,6 +119,71 @@ __attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 acc) noexcept 
     return _mm_cvtss_f32(r);
 }
 
+/// e^x for x <= 0 (softmax arguments), 8 lanes: x = n ln2 + r with |r| <=
+/// ln2 / 2, e^r by its degree-6 Taylor polynomial (relative error ~1e-7),
+/// 2^n put into the exponent bits. Below -87 the result is 0.
+__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) noexcept {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // ln 2 in two parts, so that n * ln2_hi is exact.
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/// softmax_rows on 8 lanes: the maximum, then e^(s - max) summed lane-wise
+/// (tail positions one at a time into lane 0), then one fixed horizontal sum.
+__attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n) noexcept {
+    for (std::size_t h = 0; h < rows; ++h) {
+        float* s = scores + h * n;
+        __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+        std::size_t j = 0;
+        for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+        float max = -std::numeric_limits<float>::infinity();
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, vmax);
+        for (float v : lanes) max = v > max ? v : max;
+        for (; j < n; ++j) max = s[j] > max ? s[j] : max;
+
+        const __m256 vm = _mm256_set1_ps(max);
+        __m256 vsum = _mm256_setzero_ps();
+        for (j = 0; j + 8 <= n; j += 8) {
+            const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+            _mm256_storeu_ps(s + j, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        for (; j < n; ++j) {
+            const __m256 e = exp_avx2(_mm256_set1_ps(s[j] - max));
+            s[j] = _mm256_cvtss_f32(e);
+            vsum = _mm256_add_ps(vsum, _mm256_and_ps(e, _mm256_castsi256_ps(_mm256_setr_epi32(-1, 0, 0, 0, 0, 0, 0, 0))));
+        }
+        const __m256 inv = _mm256_set1_ps(1.0f / hsum_avx2(vsum));
+        for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
+        for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
+    }
+}
+
+/// The eight horizontal sums of a0..a7 as one vector (lane i = sum of a_i).
+__attribute__((target("avx2,fma"))) inline __m256 hsum8_avx2(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
+                                                             __m256 a5, __m256 a6, __m256 a7) noexcept {
+    const __m256 t0 = _mm256_hadd_ps(a0, a1);
+    const __m256 t1 = _mm256_hadd_ps(a2, a3);
+    const __m256 t2 = _mm256_hadd_ps(a4, a5);
+    const __m256 t3 = _mm256_hadd_ps(a6, a7);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1); // a0..a3 low halves, then a0..a3 high halves
+    const __m256 u1 = _mm256_hadd_ps(t2, t3); // the same for a4..a7
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 /// out[0 .. 8*Vecs) = sum over positions j (ascending) of p[j] * v_j, where
 /// v_j starts `offset` floats into position j's row of its value block.
 template <std::size_t Vecs>
@@ -169,31 +234,24 @@ __attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t
     for (std::size_t h = 0; h < group; ++h) {
         const float* qh = q + h * head_dim;
         float* s = scratch + h * n;
+        // Eight positions at a time, reduced together; the positions past
+        // the last multiple of eight one by one. Which path a position takes
+        // depends only on the query's own position, so results stay batch
+        // invariant.
         std::size_t j = 0;
-        for (; j + 4 <= n; j += 4) {
-            if (j + 8 < n && (j + 8) % bs < 4) {
-                // Entering a new block soon: fetch its first rows.
-                const float* next = key(j + 8);
-                for (std::size_t l = 0; l < 4 * head_dim; l += 16) _mm_prefetch(reinterpret_cast<const char*>(next + l), _MM_HINT_T0);
-            }
-            const float* k0 = key(j);
-            const float* k1 = key(j + 1);
-            const float* k2 = key(j + 2);
-            const float* k3 = key(j + 3);
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-                   a3 = _mm256_setzero_ps();
+        for (; j + 8 <= n; j += 8) {
+            const float* k[8];
+            for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + i);
+            __m256 a[8];
 #pragma GCC unroll 8
+            for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
             for (std::size_t d = 0; d < vecs; ++d) {
                 const __m256 qv = _mm256_loadu_ps(qh + 8 * d);
-                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 8 * d), a0);
-                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + 8 * d), a1);
-                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + 8 * d), a2);
-                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + 8 * d), a3);
+#pragma GCC unroll 8
+                for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[i] + 8 * d), a[i]);
             }
-            s[j] = hsum_avx2(a0) * scale;
-            s[j + 1] = hsum_avx2(a1) * scale;
-            s[j + 2] = hsum_avx2(a2) * scale;
-            s[j + 3] = hsum_avx2(a3) * scale;
+            const __m256 sums = hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+            _mm256_storeu_ps(s + j, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
         }
         for (; j < n; ++j) {
             const float* k0 = key(j);
@@ -204,7 +262,7 @@ __attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t
             s[j] = hsum_avx2(a0) * scale;
         }
     }
-    softmax_rows(scratch, group, n);
+    softmax_rows_avx2(scratch, group, n);
     for (std::size_t h = 0; h < group; ++h) {
         const float* p = scratch + h * n;
         std::size_t d0 = 0;
