@@ -12,7 +12,20 @@ namespace weft::serve {
 cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache)
     : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache),
       m_rope(m_config.rope_dim, m_config.rope_freq_base, m_config.rope),
-      m_scratch(team.size()) {}
+      m_scratch(team.size()) {
+    // F32 weights go to the panel kernel, which batches far better than
+    // dot products over plain rows (see packed_f32.hpp); the copy costs the
+    // F32 matrices' size once more in memory.
+    auto pack = [&](const weight_matrix& w) {
+        if (w.type == ggml_type::f32 && !m_packed.contains(w.data)) {
+            m_packed.emplace(w.data, kernels::packed_f32(reinterpret_cast<const float*>(w.data), w.rows, w.cols, w.cols));
+        }
+    };
+    for (const layer_weights& l : m_model->layers) {
+        for (const weight_matrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) pack(*w);
+    }
+    pack(m_model->output);
+}
 
 void cpu_forward::validate(const batch& b) const {
     const std::size_t bs = m_cache.block_size();
@@ -43,6 +56,17 @@ kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::siz
 }
 
 void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {
+    if (auto it = m_packed.find(w.data); it != m_packed.end()) {
+        // F32 activations are the caller's rows as they are.
+        const auto* xf = reinterpret_cast<const float*>(x.data);
+        const std::size_t stride = x.row_bytes / sizeof(float);
+        const kernels::packed_f32& p = it->second;
+        m_team.run([&](std::size_t part, std::size_t parts) {
+            const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, kernels::packed_f32::panel_rows);
+            if (begin < end) p.multiply(xf, stride, x.rows, begin, end, y, w.rows);
+        });
+        return;
+    }
     m_team.run([&](std::size_t part, std::size_t parts) {
         // Split rows in multiples of 16 so each part keeps whole kernel tiles.
         const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);

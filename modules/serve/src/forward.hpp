@@ -3,8 +3,9 @@
 // `run` reads top to bottom as the transformer does.
 #pragma once
 
-#include "kernels/matmul.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/matmul.hpp"
+#include "kernels/packed_f32.hpp"
 #include "kernels/parallel.hpp"
 
 #include <weft/serve/batch.hpp>
@@ -13,6 +14,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 namespace weft::serve {
@@ -52,6 +54,8 @@ private:
     std::vector<std::vector<float>> m_scratch; // per team part: attention scores
     std::vector<const float*> m_key_blocks, m_value_blocks; // per chunk block pointers, concatenated
     std::vector<std::size_t> m_chunk_block_offset;
+    /// F32 matrices repacked into row panels, by their data in the file.
+    std::unordered_map<const std::byte*, kernels::packed_f32> m_packed;
 };
 
 } // namespace weft::serve

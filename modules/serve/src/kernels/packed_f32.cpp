@@ -1,0 +1,191 @@
+#include "kernels/packed_f32.hpp"
+
+#include "kernels/matmul.hpp"
+#include "kernels/matmul_impl.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+#include <utility>
+
+#if WEFT_KERNELS_X86
+// GCC 12's own AVX-512 headers trip its uninitialised-use warnings.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
+namespace weft::serve::kernels {
+
+namespace {
+
+constexpr std::size_t P = packed_f32::panel_rows;
+
+float* allocate(std::size_t floats) {
+    // 64-byte aligned so each panel group is one cache line / one zmm load.
+    void* p = std::aligned_alloc(64, std::max<std::size_t>(64, (floats * sizeof(float) + 63) / 64 * 64));
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<float*>(p);
+}
+
+void release(float* p) { std::free(p); }
+
+/// One panel, tokens one at a time, in the lane order of the SIMD paths.
+void multiply_scalar(const float* panel, std::size_t k, const float* x, std::size_t x_stride, std::size_t tokens,
+                     float* y, std::size_t y_stride, std::size_t valid) {
+    for (std::size_t t = 0; t < tokens; ++t) {
+        float acc[P] = {};
+        const float* xt = x + t * x_stride;
+        for (std::size_t kk = 0; kk < k; ++kk) {
+            for (std::size_t l = 0; l < P; ++l) acc[l] = std::fma(panel[kk * P + l], xt[kk], acc[l]);
+        }
+        std::copy_n(acc, valid, y + t * y_stride);
+    }
+}
+
+#if WEFT_KERNELS_X86
+/// Panels (1 or 2) x T tokens with 16-lane accumulators.
+template <std::size_t Panels, std::size_t T>
+WEFT_TARGET_AVX512 void tile_avx512(const float* panel, std::size_t panel_stride, std::size_t k, const float* x,
+                                    std::size_t x_stride, float* y, std::size_t y_stride, std::size_t valid) {
+    __m512 acc[Panels][T];
+#pragma GCC unroll 16
+    for (std::size_t p = 0; p < Panels; ++p) {
+#pragma GCC unroll 8
+        for (std::size_t t = 0; t < T; ++t) acc[p][t] = _mm512_setzero_ps();
+    }
+    for (std::size_t kk = 0; kk < k; ++kk) {
+        __m512 w[Panels];
+#pragma GCC unroll 2
+        for (std::size_t p = 0; p < Panels; ++p) w[p] = _mm512_load_ps(panel + p * panel_stride + kk * P);
+#pragma GCC unroll 8
+        for (std::size_t t = 0; t < T; ++t) {
+            const __m512 xb = _mm512_set1_ps(x[t * x_stride + kk]);
+#pragma GCC unroll 2
+            for (std::size_t p = 0; p < Panels; ++p) acc[p][t] = _mm512_fmadd_ps(w[p], xb, acc[p][t]);
+        }
+    }
+#pragma GCC unroll 2
+    for (std::size_t p = 0; p < Panels; ++p) {
+        const std::size_t rows = std::min(P, valid - std::min(valid, p * P));
+        const __mmask16 mask = static_cast<__mmask16>(rows >= P ? 0xffffu : (1u << rows) - 1u);
+#pragma GCC unroll 8
+        for (std::size_t t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + t * y_stride + p * P, mask, acc[p][t]);
+    }
+}
+
+/// One panel (two 8-lane halves) x T tokens.
+template <std::size_t T>
+WEFT_TARGET_AVX2 void tile_avx2(const float* panel, std::size_t k, const float* x, std::size_t x_stride, float* y,
+                                std::size_t y_stride, std::size_t valid) {
+    __m256 acc[2][T];
+#pragma GCC unroll 8
+    for (std::size_t t = 0; t < T; ++t) {
+        acc[0][t] = _mm256_setzero_ps();
+        acc[1][t] = _mm256_setzero_ps();
+    }
+    for (std::size_t kk = 0; kk < k; ++kk) {
+        const __m256 w0 = _mm256_load_ps(panel + kk * P);
+        const __m256 w1 = _mm256_load_ps(panel + kk * P + 8);
+#pragma GCC unroll 8
+        for (std::size_t t = 0; t < T; ++t) {
+            const __m256 xb = _mm256_broadcast_ss(x + t * x_stride + kk);
+            acc[0][t] = _mm256_fmadd_ps(w0, xb, acc[0][t]);
+            acc[1][t] = _mm256_fmadd_ps(w1, xb, acc[1][t]);
+        }
+    }
+    if (valid >= P) {
+#pragma GCC unroll 8
+        for (std::size_t t = 0; t < T; ++t) {
+            _mm256_storeu_ps(y + t * y_stride, acc[0][t]);
+            _mm256_storeu_ps(y + t * y_stride + 8, acc[1][t]);
+        }
+        return;
+    }
+    alignas(32) float tmp[P];
+    for (std::size_t t = 0; t < T; ++t) {
+        _mm256_store_ps(tmp, acc[0][t]);
+        _mm256_store_ps(tmp + 8, acc[1][t]);
+        std::copy_n(tmp, valid, y + t * y_stride);
+    }
+}
+
+using avx512_fn = void (*)(const float*, std::size_t, std::size_t, const float*, std::size_t, float*, std::size_t,
+                           std::size_t);
+using avx2_fn = void (*)(const float*, std::size_t, const float*, std::size_t, float*, std::size_t, std::size_t);
+
+template <std::size_t Panels, std::size_t... T>
+constexpr std::array<avx512_fn, sizeof...(T)> avx512_table(std::index_sequence<T...>) {
+    return {&tile_avx512<Panels, T + 1>...};
+}
+template <std::size_t... T>
+constexpr std::array<avx2_fn, sizeof...(T)> avx2_table(std::index_sequence<T...>) {
+    return {&tile_avx2<T + 1>...};
+}
+
+constexpr std::size_t avx512_tokens = 8; // 2 panels x 8 tokens: 16 accumulators
+constexpr std::size_t avx2_tokens = 6;   // 2 halves x 6 tokens: 12 accumulators
+constexpr auto avx512_panel_two = avx512_table<2>(std::make_index_sequence<avx512_tokens>{});
+constexpr auto avx512_panel_one = avx512_table<1>(std::make_index_sequence<avx512_tokens>{});
+constexpr auto avx2_panel_tiles = avx2_table(std::make_index_sequence<avx2_tokens>{});
+#endif
+
+} // namespace
+
+packed_f32::packed_f32(const float* w, std::size_t rows, std::size_t k, std::size_t row_stride)
+    : m_rows(rows), m_k(k), m_panels((rows + P - 1) / P), m_data(allocate(m_panels * P * k), &release) {
+    float* out = m_data.get();
+    for (std::size_t p = 0; p < m_panels; ++p) {
+        for (std::size_t kk = 0; kk < k; ++kk) {
+            for (std::size_t l = 0; l < P; ++l) {
+                const std::size_t r = p * P + l;
+                *out++ = r < rows ? w[r * row_stride + kk] : 0.0f;
+            }
+        }
+    }
+}
+
+void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t tokens, std::size_t row_begin,
+                          std::size_t row_end, float* y, std::size_t y_stride) const {
+    row_end = std::min(row_end, m_rows);
+    if (row_begin >= row_end || tokens == 0) return;
+    const std::size_t panel_floats = P * m_k;
+#if WEFT_KERNELS_X86
+    const isa path = active_isa();
+    if (path == isa::avx512) {
+        std::size_t r = row_begin;
+        for (; r < row_end; r += 2 * P) {
+            const std::size_t valid = std::min(2 * P, row_end - r);
+            const float* panel = m_data.get() + r / P * panel_floats;
+            const auto& table = valid > P ? avx512_panel_two : avx512_panel_one;
+            for (std::size_t t = 0; t < tokens; t += avx512_tokens) {
+                const std::size_t n = std::min(avx512_tokens, tokens - t);
+                table[n - 1](panel, panel_floats, m_k, x + t * x_stride, x_stride, y + t * y_stride + r, y_stride,
+                             valid);
+            }
+        }
+        return;
+    }
+    if (path == isa::avx2) {
+        for (std::size_t r = row_begin; r < row_end; r += P) {
+            const std::size_t valid = std::min(P, row_end - r);
+            const float* panel = m_data.get() + r / P * panel_floats;
+            for (std::size_t t = 0; t < tokens; t += avx2_tokens) {
+                const std::size_t n = std::min(avx2_tokens, tokens - t);
+                avx2_panel_tiles[n - 1](panel, m_k, x + t * x_stride, x_stride, y + t * y_stride + r, y_stride, valid);
+            }
+        }
+        return;
+    }
+#endif
+    for (std::size_t r = row_begin; r < row_end; r += P) {
+        multiply_scalar(m_data.get() + r / P * panel_floats, m_k, x, x_stride, tokens, y + r, y_stride,
+                        std::min(P, row_end - r));
+    }
+}
+
+} // namespace weft::serve::kernels
