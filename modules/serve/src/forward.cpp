@@ -74,6 +74,19 @@ void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, 
     });
 }
 
+template <class F>
+void cpu_forward::per_token(std::size_t tokens, F&& fn) {
+    // Worth a fork-join only for a few tokens' worth of work.
+    if (tokens < 8 || m_team.size() == 1) {
+        for (std::size_t t = 0; t < tokens; ++t) fn(t);
+        return;
+    }
+    m_team.run([&](std::size_t part, std::size_t parts) {
+        const auto [begin, end] = kernels::compute_team::split(tokens, part, parts);
+        for (std::size_t t = begin; t < end; ++t) fn(t);
+    });
+}
+
 void cpu_forward::run(const batch& b, step_output& out) {
     validate(b);
     const model& m = *m_model;
@@ -110,7 +123,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
         const layer_weights& w = m.layers[l];
 
         // xn[T][E] = rmsnorm(x) * attn_norm
-        for (std::size_t t = 0; t < T; ++t) kernels::rmsnorm(&m_x[t * E], w.attn_norm.data(), &m_xn[t * E], E, c.rms_eps);
+        per_token(T, [&](std::size_t t) { kernels::rmsnorm(&m_x[t * E], w.attn_norm.data(), &m_xn[t * E], E, c.rms_eps); });
 
         // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias)
         kernels::activations xa = prepare(w.wq.type, m_xn.data(), T, E);
@@ -128,7 +141,8 @@ void cpu_forward::run(const batch& b, step_output& out) {
         }
 
         // RoPE on q and k at each token's position; k and v into the cache.
-        for (std::size_t t = 0; t < T; ++t) {
+        // (The table covers every position already: apply only reads it.)
+        per_token(T, [&](std::size_t t) {
             const token_slot& s = m_slots[t];
             m_rope.apply(&m_q[t * Q], c.n_head, c.head_dim, s.pos);
             m_rope.apply(&m_k[t * KV], c.n_head_kv, c.head_dim, s.pos);
@@ -136,7 +150,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
             const block_id blk = ch.blocks[s.pos / m_cache.block_size()];
             const std::size_t slot = s.pos % m_cache.block_size();
             m_cache.store(l, blk, slot, &m_k[t * KV], &m_v[t * KV]);
-        }
+        });
 
         // att[T][Q] = softmax(q k^T / sqrt(d)) v, causal, per sequence
         attention(b, l);
@@ -144,18 +158,19 @@ void cpu_forward::run(const batch& b, step_output& out) {
         // x += att . Wo^T
         xa = prepare(w.wo.type, m_att.data(), T, Q);
         matmul(w.wo, xa, m_xn.data());
-        for (std::size_t t = 0; t < T; ++t) kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E);
-
         // xn = rmsnorm(x) * ffn_norm; x += (silu(xn . Wgate^T) * (xn . Wup^T)) . Wdown^T
-        for (std::size_t t = 0; t < T; ++t) kernels::rmsnorm(&m_x[t * E], w.ffn_norm.data(), &m_xn[t * E], E, c.rms_eps);
+        per_token(T, [&](std::size_t t) {
+            kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E);
+            kernels::rmsnorm(&m_x[t * E], w.ffn_norm.data(), &m_xn[t * E], E, c.rms_eps);
+        });
         xa = prepare(w.w_gate.type, m_xn.data(), T, E);
         matmul(w.w_gate, xa, m_gate.data());
         if (w.w_up.type != w.w_gate.type) xa = prepare(w.w_up.type, m_xn.data(), T, E);
         matmul(w.w_up, xa, m_up.data());
-        kernels::swiglu(m_gate.data(), m_up.data(), m_gate.data(), T * F);
+        per_token(T, [&](std::size_t t) { kernels::swiglu(&m_gate[t * F], &m_up[t * F], &m_gate[t * F], F); });
         xa = prepare(w.w_down.type, m_gate.data(), T, F);
         matmul(w.w_down, xa, m_xn.data());
-        for (std::size_t t = 0; t < T; ++t) kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E);
+        per_token(T, [&](std::size_t t) { kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E); });
     }
 
     // logits[S][V] = rmsnorm(x of each chunk's last token) . Wout^T

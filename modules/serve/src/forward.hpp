@@ -41,6 +41,9 @@ private:
     /// y[T][w.rows] = x[T][w.cols] . w^T, rows split across the team.
     void matmul(const weight_matrix& w, const kernels::activations& x, float* y);
     kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
+    /// fn(t) for every token, split across the team when there are enough.
+    template <class F>
+    void per_token(std::size_t tokens, F&& fn);
 
     std::shared_ptr<const model> m_model;
     const model_config& m_config;
