@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -127,6 +129,67 @@ TEST_CASE("greedy output is the same alone, in a batch of 32, chunked and under 
         auto e = make_engine(48, config(512, 64));
         check_all(*e);
         CHECK(e->metrics().preemptions.load() > 0);
+    }
+}
+
+/// A backend that answers `argmax_only` steps the way a GPU does: the
+/// token ids alone, no logits. It counts the steps of each kind.
+class argmax_backend final : public model_backend {
+public:
+    explicit argmax_backend(std::unique_ptr<model_backend> inner) : m_inner(std::move(inner)) {}
+    const model_config& config() const noexcept override { return m_inner->config(); }
+    std::size_t num_kv_blocks() const noexcept override { return m_inner->num_kv_blocks(); }
+    std::size_t kv_block_size() const noexcept override { return m_inner->kv_block_size(); }
+    std::string describe() const override { return "argmax(" + m_inner->describe() + ")"; }
+    weft::task<void> step(const batch& b, step_output& out) override {
+        co_await m_inner->step(b, out);
+        if (!b.argmax_only) {
+            ++full_steps;
+            co_return;
+        }
+        ++argmax_steps;
+        out.argmax.clear();
+        for (std::size_t r = 0; r < out.rows(); ++r) {
+            const std::span<float> row = out.row(r);
+            out.argmax.push_back(static_cast<token_id>(std::max_element(row.begin(), row.end()) - row.begin()));
+        }
+        out.logits.clear();
+    }
+    std::atomic<int> argmax_steps{0};
+    std::atomic<int> full_steps{0};
+
+private:
+    std::unique_ptr<model_backend> m_inner;
+};
+
+TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens", "[engine]") {
+    std::vector<generation_request> reqs;
+    for (std::size_t i = 0; i < 6; ++i) reqs.push_back(greedy(random_tokens(6 + i, 512, 80 + i), 10));
+    auto copy = reqs;
+    const auto expected = run_all(*make_engine(128, config(256, 16)), std::move(copy));
+
+    auto wrapped = std::make_unique<argmax_backend>(std::make_unique<cpu_backend>(
+        tiny_model(), cpu_backend_options{.threads = 2, .kv_blocks = 128, .kv_block_size = 4}));
+    argmax_backend& backend = *wrapped;
+    engine_options opts;
+    opts.scheduler = config(256, 16);
+    engine e(std::move(wrapped), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
+
+    SECTION("every request plain greedy: every step is argmax only") {
+        const auto got = run_all(e, std::move(reqs));
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            INFO("request " << i);
+            CHECK(got[i].finish == finish_reason::length);
+            CHECK(got[i].tokens == expected[i].tokens);
+        }
+        CHECK(backend.argmax_steps.load() > 0);
+        CHECK(backend.full_steps.load() == 0);
+    }
+    SECTION("a request that reports logprobs needs the logits of its steps") {
+        reqs[0].sampling.logprobs = true;
+        const auto got = run_all(e, std::move(reqs));
+        for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i].tokens == expected[i].tokens);
+        CHECK(backend.full_steps.load() > 0);
     }
 }
 

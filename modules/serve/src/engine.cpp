@@ -27,6 +27,14 @@ struct incoming_request {
     clock::time_point arrival;
 };
 
+/// True when a request's next token is the argmax of the raw logits: greedy,
+/// with nothing that changes or reports the distribution.
+bool plain_greedy(const generation_request& r) {
+    const sampling_params& p = r.sampling;
+    return p.temperature == 0.0f && !p.logprobs && p.top_logprobs == 0 && p.logit_bias.empty() &&
+           p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f;
+}
+
 /// What the engine thread keeps per request.
 struct active_request {
     active_request(std::shared_ptr<detail::request_mailbox> b, generation_request r, clock::time_point arrival,
@@ -209,7 +217,8 @@ struct engine::impl {
         std::vector<std::pair<seq_id, generated_token>> produced;
         for (const scheduled_chunk& c : plan.chunks) {
             if (!c.samples) continue;
-            const std::span<float> logits = step_out.row(row++);
+            const std::span<float> logits = step_out.logits.empty() ? std::span<float>{} : step_out.row(row);
+            ++row;
             auto it = active.find(c.id);
             const std::vector<token_id>* all = sched.tokens(c.id);
             if (it == active.end() || all == nullptr) {
@@ -217,6 +226,13 @@ struct engine::impl {
                 continue;
             }
             active_request& r = it->second;
+            if (!step_out.argmax.empty()) {
+                // The backend picked the greedy token itself (argmax_only).
+                const token_id t = step_out.argmax[row - 1];
+                sampled.push_back(t);
+                produced.push_back({c.id, generated_token{t, 0.0f, {}}});
+                continue;
+            }
             const std::size_t prompt_len = r.request.prompt.size();
             const std::span<const token_id> tokens(*all);
             const sample_result s = r.sampler_.sample(logits, tokens.first(prompt_len), tokens.subspan(prompt_len));
@@ -309,7 +325,12 @@ struct engine::impl {
             idle_plans = 0;
 
             step_batch.chunks.clear();
+            step_batch.argmax_only = true;
             for (const scheduled_chunk& c : plan.chunks) {
+                if (c.samples) {
+                    auto it = active.find(c.id);
+                    step_batch.argmax_only = step_batch.argmax_only && it != active.end() && plain_greedy(it->second.request);
+                }
                 step_batch.chunks.push_back({c.id, c.start, c.tokens, c.blocks, c.samples});
                 if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
                     it->second.first_scheduled = now;

@@ -186,7 +186,9 @@ void cpu_forward::run(const batch& b, step_output& out) {
             }
         }
     }
+    // The CPU computes the logits anyway; argmax_only is a GPU transfer saving.
     out.vocab = c.n_vocab;
+    out.argmax.clear();
     out.logits.resize(S * c.n_vocab);
     if (S > 0) {
         const kernels::activations xa = prepare(m.output.type, m_out_x.data(), S, E);

@@ -11,6 +11,7 @@
 #include <weft/io/signal_set.hpp>
 #include <weft/serve/chat_template.hpp>
 #include <weft/serve/cpu_backend.hpp>
+#include <weft/serve/cuda_backend.hpp>
 #include <weft/serve/demo_model.hpp>
 #include <weft/serve/engine.hpp>
 #include <weft/serve/gguf.hpp>
@@ -52,6 +53,8 @@ struct cli_options {
     std::size_t max_queue = 1024;
     std::size_t max_context = 0;
     double prefill_per_decode = 1.0;
+    std::string device = "cpu";
+    int cuda_device = 0;
     std::string api_key;
     double request_timeout_s = 0;
     double shutdown_grace_s = 10;
@@ -103,12 +106,12 @@ std::string weights_type(const model& m) {
 
 void print_banner(const cli_options& o, const model& m, const std::filesystem::path& path,
                   const std::string& served_name, const engine& e, const chat_template& tmpl,
-                  const weft::io::endpoint& at, bool demo) {
+                  const weft::io::endpoint& at, bool demo, std::size_t kv_block_bytes) {
     const model_config& c = m.config();
     const std::size_t block = e.backend().kv_block_size();
     const std::size_t blocks = e.backend().num_kv_blocks();
     const scheduler_config& s = e.options().scheduler;
-    const double kv_mb = static_cast<double>(blocks * kv_cache::bytes_per_block(c, block)) / (1024.0 * 1024.0);
+    const double kv_mb = static_cast<double>(blocks * kv_block_bytes) / (1024.0 * 1024.0);
     const std::string url = fmt::format("http://{}", at.to_string());
     const std::string auth = o.api_key.empty() ? "" : " -H 'Authorization: Bearer <your key>'";
 
@@ -188,10 +191,24 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         const chat_template tmpl = chat_template::for_tokenizer(*tok);
 
         const model_config& c = m->config();
-        cpu_backend_options bo;
-        bo.threads = std::max<std::size_t>(1, o.threads);
-        const std::size_t per_block = kv_cache::bytes_per_block(c, bo.kv_block_size);
-        bo.kv_blocks = std::max<std::size_t>(1, o.kv_cache_mb * 1024 * 1024 / per_block);
+        std::unique_ptr<model_backend> backend;
+        std::size_t per_block = 0;
+        if (o.device == "cuda") {
+            if (!cuda_available()) {
+                throw std::runtime_error("--device cuda: no usable GPU: " + cuda_describe_devices());
+            }
+            cuda_backend_options co;
+            co.device = o.cuda_device;
+            per_block = cuda_backend::kv_bytes_per_block(c, co.kv_block_size, co.precision);
+            co.kv_blocks = std::max<std::size_t>(1, o.kv_cache_mb * 1024 * 1024 / per_block);
+            backend = std::make_unique<cuda_backend>(m, co);
+        } else {
+            cpu_backend_options bo;
+            bo.threads = std::max<std::size_t>(1, o.threads);
+            per_block = kv_cache::bytes_per_block(c, bo.kv_block_size);
+            bo.kv_blocks = std::max<std::size_t>(1, o.kv_cache_mb * 1024 * 1024 / per_block);
+            backend = std::make_unique<cpu_backend>(m, bo);
+        }
 
         engine_options eo;
         eo.scheduler.max_batch_tokens = o.max_batch_tokens;
@@ -202,7 +219,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         eo.request_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::duration<double>(std::max(0.0, o.request_timeout_s)));
         if (!o.no_request_log) eo.on_finish = log_finished;
-        eng = std::make_unique<engine>(std::make_unique<cpu_backend>(m, bo), tok, eo);
+        eng = std::make_unique<engine>(std::move(backend), tok, eo);
 
         // A demo model's own name has spaces and parentheses; its file name
         // is friendlier in the API.
@@ -211,7 +228,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
                                                    : m->name();
         spdlog::info("model loaded in {:.2f} s; {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                      tmpl.note());
-        print_banner(o, *m, path, served_name, *eng, tmpl, server->local_endpoint(), demo);
+        print_banner(o, *m, path, served_name, *eng, tmpl, server->local_endpoint(), demo, per_block);
         server->set_ready(*eng, served_name, tmpl);
     } catch (const load_interrupted&) {
         spdlog::info("interrupted while loading: shutting down");
@@ -261,6 +278,9 @@ int main(int argc, char** argv) {
     app.add_option("--max-queue", o.max_queue, "requests waiting before 429")->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_option("--max-context", o.max_context, "prompt + completion limit in tokens (default: the model's)");
+    app.add_option("--device", o.device, "where the model runs: cpu, or cuda (a GPU, when weft was built with CUDA)")
+        ->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    app.add_option("--cuda-device", o.cuda_device, "CUDA device ordinal with --device cuda")->capture_default_str();
     app.add_option("--prefill-per-decode", o.prefill_per_decode,
                    "prompt tokens per decoding stream in a step (0: no limit; 1 keeps a step at most about doubled)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -53,9 +53,16 @@ std::string cuda_backend::describe() const {
 
 task<void> cuda_backend::step(const batch& b, step_output& out) {
     impl& s = *m_impl;
-    const std::size_t rows = s.forward.enqueue(b, false);
+    const std::size_t rows = s.forward.enqueue(b, b.argmax_only);
     co_await cuda::stream_ready(s.forward.stream(), s.resume_pool);
-    s.forward.read_logits(out, rows);
+    if (b.argmax_only) {
+        out.vocab = config().n_vocab;
+        out.logits.clear();
+        s.forward.read_argmax(out.argmax, rows);
+    } else {
+        out.argmax.clear();
+        s.forward.read_logits(out, rows);
+    }
 }
 
 task<void> cuda_backend::step_argmax(const batch& b, std::vector<token_id>& tokens) {

@@ -8,7 +8,11 @@
 /// positions 0 .. its own; `blocks` is the sequence's block table and covers
 /// every position up to the chunk's last (the earlier positions' keys and
 /// values are already in the cache, written by earlier steps). When `logits`
-/// is set the step produces the logits of the chunk's last token.
+/// is set the step produces the logits of the chunk's last token. A batch
+/// marked `argmax_only` needs only each such row's most likely token: a
+/// backend may then fill `step_output::argmax` instead of the logits (a GPU
+/// sends a few bytes back instead of the vocabulary); one that ignores the
+/// flag fills the logits as usual.
 ///
 /// Lifetime: the spans are views; what they point to must stay valid until
 /// the step's task completes. Threading: plain values.
@@ -32,6 +36,7 @@ struct batch_chunk {
 
 struct batch {
     std::vector<batch_chunk> chunks;
+    bool argmax_only = false;
 
     [[nodiscard]] std::size_t num_tokens() const noexcept {
         std::size_t n = 0;
@@ -46,10 +51,13 @@ struct batch {
 };
 
 /// Logits of a step: one row of `vocab` floats per chunk that asked for
-/// logits, in chunk order.
+/// logits, in chunk order; or, for an `argmax_only` batch whose backend
+/// honours it, the most likely token of each of those rows (ties: lowest id)
+/// in `argmax`, with `logits` empty.
 struct step_output {
     std::size_t vocab = 0;
     std::vector<float> logits;
+    std::vector<token_id> argmax;
 
     [[nodiscard]] std::size_t rows() const noexcept { return vocab == 0 ? 0 : logits.size() / vocab; }
     [[nodiscard]] std::span<float> row(std::size_t i) noexcept { return {logits.data() + i * vocab, vocab}; }
