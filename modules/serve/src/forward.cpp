@@ -55,23 +55,23 @@ kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::siz
     return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
 }
 
-void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {
+void cpu_forward::matmul_part(const weight_matrix& w, const kernels::activations& x, float* y, std::size_t part,
+                              std::size_t parts) {
     if (auto it = m_packed.find(w.data); it != m_packed.end()) {
         // F32 activations are the caller's rows as they are.
         const auto* xf = reinterpret_cast<const float*>(x.data);
-        const std::size_t stride = x.row_bytes / sizeof(float);
         const kernels::packed_f32& p = it->second;
-        m_team.run([&](std::size_t part, std::size_t parts) {
-            const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, kernels::packed_f32::panel_rows);
-            if (begin < end) p.multiply(xf, stride, x.rows, begin, end, y, w.rows);
-        });
+        const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, kernels::packed_f32::panel_rows);
+        if (begin < end) p.multiply(xf, x.row_bytes / sizeof(float), x.rows, begin, end, y, w.rows);
         return;
     }
-    m_team.run([&](std::size_t part, std::size_t parts) {
-        // Split rows in multiples of 16 so each part keeps whole kernel tiles.
-        const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);
-        if (begin < end) kernels::matmul(w.type, w.data, begin, end, x, y, w.rows);
-    });
+    // Split rows in multiples of 16 so each part keeps whole kernel tiles.
+    const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);
+    if (begin < end) kernels::matmul(w.type, w.data, begin, end, x, y, w.rows);
+}
+
+void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {
+    m_team.run([&](std::size_t part, std::size_t parts) { matmul_part(w, x, y, part, parts); });
 }
 
 template <class F>
@@ -127,11 +127,20 @@ void cpu_forward::run(const batch& b, step_output& out) {
 
         // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias)
         kernels::activations xa = prepare(w.wq.type, m_xn.data(), T, E);
-        matmul(w.wq, xa, m_q.data());
-        if (w.wk.type != w.wq.type) xa = prepare(w.wk.type, m_xn.data(), T, E);
-        matmul(w.wk, xa, m_k.data());
-        if (w.wv.type != w.wk.type) xa = prepare(w.wv.type, m_xn.data(), T, E);
-        matmul(w.wv, xa, m_v.data());
+        if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
+            // One fork-join for the three products (they share the activations).
+            m_team.run([&](std::size_t part, std::size_t parts) {
+                matmul_part(w.wq, xa, m_q.data(), part, parts);
+                matmul_part(w.wk, xa, m_k.data(), part, parts);
+                matmul_part(w.wv, xa, m_v.data(), part, parts);
+            });
+        } else {
+            matmul(w.wq, xa, m_q.data());
+            xa = prepare(w.wk.type, m_xn.data(), T, E);
+            matmul(w.wk, xa, m_k.data());
+            xa = prepare(w.wv.type, m_xn.data(), T, E);
+            matmul(w.wv, xa, m_v.data());
+        }
         if (!w.bq.empty()) {
             for (std::size_t t = 0; t < T; ++t) {
                 kernels::add_inplace(&m_q[t * Q], w.bq.data(), Q);
@@ -164,10 +173,25 @@ void cpu_forward::run(const batch& b, step_output& out) {
             kernels::rmsnorm(&m_x[t * E], w.ffn_norm.data(), &m_xn[t * E], E, c.rms_eps);
         });
         xa = prepare(w.w_gate.type, m_xn.data(), T, E);
-        matmul(w.w_gate, xa, m_gate.data());
-        if (w.w_up.type != w.w_gate.type) xa = prepare(w.w_up.type, m_xn.data(), T, E);
-        matmul(w.w_up, xa, m_up.data());
-        per_token(T, [&](std::size_t t) { kernels::swiglu(&m_gate[t * F], &m_up[t * F], &m_gate[t * F], F); });
+        if (w.w_up.type == w.w_gate.type) {
+            // One fork-join: each part multiplies its rows of gate and up,
+            // then gates exactly those rows (nothing crosses parts). The row
+            // splits are multiples of 16, so every element takes the same
+            // SIMD or scalar path as in a whole-row swiglu.
+            m_team.run([&](std::size_t part, std::size_t parts) {
+                matmul_part(w.w_gate, xa, m_gate.data(), part, parts);
+                matmul_part(w.w_up, xa, m_up.data(), part, parts);
+                const auto [begin, end] = kernels::compute_team::split(F, part, parts, 16);
+                for (std::size_t t = 0; begin < end && t < T; ++t) {
+                    kernels::swiglu(&m_gate[t * F + begin], &m_up[t * F + begin], &m_gate[t * F + begin], end - begin);
+                }
+            });
+        } else {
+            matmul(w.w_gate, xa, m_gate.data());
+            xa = prepare(w.w_up.type, m_xn.data(), T, E);
+            matmul(w.w_up, xa, m_up.data());
+            per_token(T, [&](std::size_t t) { kernels::swiglu(&m_gate[t * F], &m_up[t * F], &m_gate[t * F], F); });
+        }
         xa = prepare(w.w_down.type, m_gate.data(), T, F);
         matmul(w.w_down, xa, m_xn.data());
         per_token(T, [&](std::size_t t) { kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E); });

@@ -40,6 +40,9 @@ private:
     void attention(const batch& b, std::size_t layer);
     /// y[T][w.rows] = x[T][w.cols] . w^T, rows split across the team.
     void matmul(const weight_matrix& w, const kernels::activations& x, float* y);
+    /// Rows [begin, end) of `part` of `parts` of that product.
+    void matmul_part(const weight_matrix& w, const kernels::activations& x, float* y, std::size_t part,
+                     std::size_t parts);
     kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
     /// fn(t) for every token, split across the team when there are enough.
     template <class F>

@@ -1,6 +1,9 @@
 #include <weft/serve/kv_cache.hpp>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <new>
 #include <stdexcept>
 
 namespace weft::serve {
@@ -15,10 +18,20 @@ kv_cache::kv_cache(const model_config& config, std::size_t num_blocks, std::size
         throw std::invalid_argument("kv_cache: block count and block size must be non-zero");
     }
     m_floats = config.n_layer * num_blocks * 2 * block_size * m_kv_dim;
-    // Zeroed: a slot is always written before it is read, but zeroed memory
-    // keeps a bug from ever reading garbage that differs between runs.
-    m_data = std::make_unique<float[]>(m_floats);
+    // Zeroed (fresh anonymous pages): a slot is always written before it is
+    // read, but zeroed memory keeps a bug from ever reading garbage that
+    // differs between runs. Pages are only touched when first written.
+    const std::size_t bytes = m_floats * sizeof(float);
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    // Advice only: without THP (or with it off) the cache simply uses 4 KiB pages.
+    (void)::madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    m_data = std::unique_ptr<float[], unmap>(static_cast<float*>(p), unmap{bytes});
 }
+
+void kv_cache::unmap::operator()(float* p) const noexcept { ::munmap(p, bytes); }
 
 void kv_cache::store(std::size_t layer, block_id block, std::size_t slot, const float* k, const float* v) noexcept {
     float* kb = keys(layer, block);

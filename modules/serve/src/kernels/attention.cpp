@@ -1,4 +1,5 @@
 #include "kernels/kernels.hpp"
+#include "kernels/simd_exp.hpp"
 
 #include <cmath>
 #include <limits>
@@ -119,27 +120,6 @@ __attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 acc) noexcept 
     return _mm_cvtss_f32(r);
 }
 
-/// e^x for x <= 0 (softmax arguments), 8 lanes: x = n ln2 + r with |r| <=
-/// ln2 / 2, e^r by its degree-6 Taylor polynomial (relative error ~1e-7),
-/// 2^n put into the exponent bits. Below -87 the result is 0.
-__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) noexcept {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // ln 2 in two parts, so that n * ln2_hi is exact.
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 /// softmax_rows on 8 lanes: the maximum, then e^(s - max) summed lane-wise
 /// (tail positions one at a time into lane 0), then one fixed horizontal sum.
 __attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n) noexcept {
@@ -231,6 +211,7 @@ __attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t
     const std::size_t offset = kv_head * bs * head_dim;
     const std::size_t vecs = head_dim / 8;
     auto key = [&](std::size_t j) { return src.key_blocks[j / bs] + (j % bs) * head_dim + offset; };
+    auto value = [&](std::size_t j) { return src.value_blocks[j / bs] + (j % bs) * head_dim + offset; };
     for (std::size_t h = 0; h < group; ++h) {
         const float* qh = q + h * head_dim;
         float* s = scratch + h * n;
@@ -240,6 +221,20 @@ __attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t
         // invariant.
         std::size_t j = 0;
         for (; j + 8 <= n; j += 8) {
+            if (h == 0) {
+                // The cache is read in short runs (one block of one head) that
+                // the hardware prefetcher barely starts on: ask for the keys
+                // two groups ahead, and for this group's values, which the
+                // weighted sum reads after the softmax.
+                for (std::size_t i = 0; i < 8; ++i) {
+                    if (j + 16 + i < n) {
+                        const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
+                        for (std::size_t b = 0; b < head_dim * sizeof(float); b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
+                    }
+                    const char* vp = reinterpret_cast<const char*>(value(j + i));
+                    for (std::size_t b = 0; b < head_dim * sizeof(float); b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
+                }
+            }
             const float* k[8];
             for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + i);
             __m256 a[8];

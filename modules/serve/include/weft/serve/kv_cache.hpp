@@ -8,6 +8,11 @@
 /// [n_head_kv][block_size][head_dim] floats: attention for one KV head reads
 /// each block as one contiguous run of block_size * head_dim floats.
 ///
+/// The memory is one anonymous mapping, zero until written and backed by
+/// transparent huge pages where the kernel allows (madvise): attention reads
+/// many short runs scattered over the cache, and with 4 KiB pages each run
+/// would be a TLB miss of its own.
+///
 /// Lifetime: owns its memory. Threading: no synchronisation; the backend
 /// writes a step's slots before any thread reads them, and the engine never
 /// gives one block to two writers.
@@ -59,7 +64,11 @@ private:
     std::size_t m_kv_dim;
     std::size_t m_head_dim;
     std::size_t m_floats;
-    std::unique_ptr<float[]> m_data;
+    struct unmap {
+        std::size_t bytes;
+        void operator()(float* p) const noexcept;
+    };
+    std::unique_ptr<float[], unmap> m_data;
 };
 
 } // namespace weft::serve

@@ -1,0 +1,34 @@
+// Internal: e^x on eight float lanes (AVX2 + FMA), shared by the softmax of
+// attention and the SiLU of the feed-forward block.
+//
+// x = n ln2 + r with |r| <= ln2 / 2, e^r by its degree-6 Taylor polynomial
+// (relative error ~1e-7), 2^n put into the exponent bits. Inputs are clamped
+// to [-87, 88], where 2^n stays a normal float: below, the result is ~0
+// (e^-87 ~ 1.6e-38); above, ~1.65e38 instead of infinity.
+#pragma once
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+namespace weft::serve::kernels {
+
+__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) noexcept {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // ln 2 in two parts, so that n * ln2_hi is exact.
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+} // namespace weft::serve::kernels
+#endif
