@@ -252,8 +252,39 @@ TEST_CASE("a prompt longer than the context is refused with the numbers", "[engi
     CHECK(e->submit(greedy({1, 9999}, 4), pool).status == submit_status::invalid);
 }
 
+/// Delays every step: makes "still running after N ms" independent of how
+/// fast the machine and the kernels are.
+class slow_backend final : public model_backend {
+public:
+    slow_backend(std::unique_ptr<model_backend> inner, std::chrono::milliseconds delay)
+        : m_inner(std::move(inner)), m_delay(delay) {}
+    const model_config& config() const noexcept override { return m_inner->config(); }
+    std::size_t num_kv_blocks() const noexcept override { return m_inner->num_kv_blocks(); }
+    std::size_t kv_block_size() const noexcept override { return m_inner->kv_block_size(); }
+    std::string describe() const override { return "slow(" + m_inner->describe() + ")"; }
+    weft::task<void> step(const batch& b, step_output& out) override {
+        std::this_thread::sleep_for(m_delay);
+        co_await m_inner->step(b, out);
+    }
+
+private:
+    std::unique_ptr<model_backend> m_inner;
+    std::chrono::milliseconds m_delay;
+};
+
+/// An engine whose steps take at least a millisecond each.
+std::unique_ptr<engine> make_slow_engine(std::size_t kv_blocks, scheduler_config sc) {
+    auto backend = std::make_unique<slow_backend>(
+        std::make_unique<cpu_backend>(tiny_model(),
+                                      cpu_backend_options{.threads = 1, .kv_blocks = kv_blocks, .kv_block_size = 4}),
+        1ms);
+    engine_options opts;
+    opts.scheduler = sc;
+    return std::make_unique<engine>(std::move(backend), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
+}
+
 TEST_CASE("cancelling a stream frees its KV blocks within a step", "[engine]") {
-    auto e = make_engine(160, config(64, 4));
+    auto e = make_slow_engine(160, config(64, 4));
     weft::thread_pool& pool = test_pool();
     std::stop_source stop;
     auto consumer = [&]() -> weft::task<std::size_t> {
@@ -276,7 +307,8 @@ TEST_CASE("cancelling a stream frees its KV blocks within a step", "[engine]") {
 }
 
 TEST_CASE("a request past its deadline finishes with timeout", "[engine]") {
-    auto e = make_engine(160, config(64, 4));
+    auto e = make_slow_engine(160, config(64, 4));
+    // 400 steps take at least 400 ms; the deadline is 20 ms away.
     auto req = greedy(random_tokens(8, 512, 5), 400);
     req.deadline = std::chrono::steady_clock::now() + 20ms;
     const auto r = run_all(*e, {std::move(req)})[0];
@@ -285,7 +317,7 @@ TEST_CASE("a request past its deadline finishes with timeout", "[engine]") {
 }
 
 TEST_CASE("shutdown aborts what is still running after its deadline", "[engine]") {
-    auto e = make_engine(160, config(64, 4));
+    auto e = make_slow_engine(160, config(64, 4));
     weft::thread_pool& pool = test_pool();
     auto s = e->submit(greedy(random_tokens(8, 512, 6), 400), pool);
     REQUIRE(s.status == submit_status::accepted);
