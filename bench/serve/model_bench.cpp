@@ -1,7 +1,7 @@
 // weft-model-bench: the CPU backend's speed against the machine's memory
 // bandwidth, measured in the same run.
 //
-//   weft-model-bench [--size small] [--types f32,q8_0] [--threads 2] [--json out.json]
+//   weft-model-bench [--size small] [--types f32,q8_0] [--threads 2] [--kv-type f16|f32] [--json out.json]
 //
 // 1. Memory bandwidth: a large multi-threaded copy (bytes read + written per
 //    second, the STREAM "copy" convention).
@@ -71,11 +71,12 @@ struct bench_run {
     std::unique_ptr<cpu_backend> backend;
     std::size_t block_size = 16;
 
-    bench_run(const std::filesystem::path& path, std::size_t threads, std::size_t max_seqs, std::size_t max_len) {
+    bench_run(const std::filesystem::path& path, std::size_t threads, std::size_t max_seqs, std::size_t max_len,
+              ggml_type kv_type) {
         m = model::load(path);
         const std::size_t blocks_per_seq = (max_len + block_size - 1) / block_size;
         backend = std::make_unique<cpu_backend>(
-            m, cpu_backend_options{.threads = threads, .kv_blocks = max_seqs * blocks_per_seq, .kv_block_size = block_size});
+            m, cpu_backend_options{.threads = threads, .kv_blocks = max_seqs * blocks_per_seq, .kv_block_size = block_size, .kv_type = kv_type});
     }
 
     std::vector<bench_sequence> make(std::size_t count, std::size_t prompt, std::size_t max_len) {
@@ -140,6 +141,8 @@ int main(int argc, char** argv) {
     std::string cache = "build/bench-models";
     std::size_t steps = 16;
     std::vector<std::size_t> batches{1, 2, 4, 8, 16, 32, 64};
+    std::string kv_type_name = "f16";
+    std::size_t rounds = 3;
     app.add_option("--size", size)->capture_default_str();
     app.add_option("--types", types)->delimiter(',')->capture_default_str();
     app.add_option("--threads", threads)->capture_default_str();
@@ -147,7 +150,12 @@ int main(int argc, char** argv) {
     app.add_option("--cache", cache, "where demo models are written")->capture_default_str();
     app.add_option("--steps", steps, "decode steps per measurement")->capture_default_str();
     app.add_option("--batches", batches, "decode batch sizes (the first is the reference)")->delimiter(',');
+    app.add_option("--rounds", rounds, "rounds over the batch sizes (medians over all)")->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--kv-type", kv_type_name, "KV cache element type: f16 (the backend's default) or f32")
+        ->capture_default_str()->check(CLI::IsMember({"f16", "f32"}));
     CLI11_PARSE(app, argc, argv);
+    const ggml_type kv_type = kv_type_name == "f32" ? ggml_type::f32 : ggml_type::f16;
 
     nlohmann::json report;
     const double bandwidth = copy_bandwidth(threads);
@@ -155,33 +163,45 @@ int main(int argc, char** argv) {
     report["threads"] = threads;
     report["bandwidth_gb_s"] = bandwidth / 1e9;
     report["model"] = size;
+    report["kv_type"] = kv_type_name;
+    report["rounds"] = rounds;
+    report["steps_per_round"] = steps;
 
     for (const std::string& type_name : types) {
         const ggml_type type = parse_weight_type(type_name);
         const auto path = ensure_demo_model(size, type, cache);
         const std::size_t context = 64;
         const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
-        bench_run run(path, threads, max_batch + 1, 600);
+        bench_run run(path, threads, max_batch + 1, 600, kv_type);
         const double weight_bytes = static_cast<double>(run.m->step_weight_bytes());
         const double floor_s = weight_bytes / bandwidth;
         nlohmann::json t;
         t["weight_bytes"] = weight_bytes;
         t["floor_ms"] = floor_s * 1e3;
-        fmt::print("\n{} {}: {:.1f} MB of weights per step, floor {:.2f} ms\n", size, type_name, weight_bytes / 1e6,
+        fmt::print("\n{} {} ({} KV cache): {:.1f} MB of weights per step, floor {:.2f} ms\n", size, type_name,
+                   kv_type_name, weight_bytes / 1e6,
                    floor_s * 1e3);
 
-        // Decode throughput at each batch size (batch 1 doubles as the step time).
+        // Decode throughput at each batch size (batch 1 doubles as the step
+        // time). The batch sizes take turns over `rounds` rounds, so a slow
+        // spell of a shared machine falls on all of them rather than on one;
+        // each figure is the median over its rounds' steps.
+        std::vector<std::vector<double>> times(batches.size());
+        for (std::size_t round = 0; round < rounds; ++round) {
+            for (std::size_t i = 0; i < batches.size(); ++i) {
+                auto seqs = run.make(batches[i], context, 600);
+                run.prefill(seqs);
+                step_output out;
+                run.decode(seqs, out); // warm-up
+                for (std::size_t s = 0; s < steps; ++s) times[i].push_back(run.decode(seqs, out));
+            }
+        }
         fmt::print("{:>6} {:>10} {:>10} {:>9}\n", "batch", "step ms", "tokens/s", "x batch1");
         double batch1 = 0;
         nlohmann::json rows = nlohmann::json::array();
-        for (std::size_t bsz : batches) {
-            auto seqs = run.make(bsz, context, 600);
-            run.prefill(seqs);
-            step_output out;
-            run.decode(seqs, out); // warm-up
-            std::vector<double> times;
-            for (std::size_t s = 0; s < steps; ++s) times.push_back(run.decode(seqs, out));
-            const double step = median(times);
+        for (std::size_t i = 0; i < batches.size(); ++i) {
+            const std::size_t bsz = batches[i];
+            const double step = median(times[i]);
             const double tps = static_cast<double>(bsz) / step;
             if (batch1 == 0) batch1 = tps;
             fmt::print("{:>6} {:>10.2f} {:>10.0f} {:>8.2f}x\n", bsz, step * 1e3, tps, tps / batch1);
@@ -195,12 +215,12 @@ int main(int argc, char** argv) {
         t["decode"] = rows;
 
         // Prefill of one 512-token prompt.
-        std::vector<double> times;
+        std::vector<double> prefill_times;
         for (int r = 0; r < 3; ++r) {
             auto seqs = run.make(1, 512, 600);
-            times.push_back(run.prefill(seqs));
+            prefill_times.push_back(run.prefill(seqs));
         }
-        const double pf = 512.0 / median(times);
+        const double pf = 512.0 / median(prefill_times);
         fmt::print("prefill, 512-token prompt: {:.0f} tokens/s\n", pf);
         t["prefill_tokens_per_s"] = pf;
         report["types"][type_name] = t;

@@ -57,8 +57,10 @@ inline std::shared_ptr<const model> random_model(const model_config& config, ggm
 }
 
 /// Logits of every position of `tokens`, computed in double with plain
-/// loops and no cache, from the model's weights (dequantized).
-inline std::vector<std::vector<double>> reference_logits(const model& m, const std::vector<token_id>& tokens) {
+/// loops and no cache, from the model's weights (dequantized). With
+/// `kv_f16`, keys and values are rounded to F16 as an F16 cache stores them.
+inline std::vector<std::vector<double>> reference_logits(const model& m, const std::vector<token_id>& tokens,
+                                                         bool kv_f16 = false) {
     const model_config& c = m.config();
     const std::size_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, T = tokens.size();
     auto row = [](const weight_matrix& w, std::size_t r) {
@@ -111,6 +113,10 @@ inline std::vector<std::vector<double>> reference_logits(const model& m, const s
             for (std::size_t i = 0; i < w.bv.size(); ++i) v[t][i] += w.bv[i];
             rope(q[t], c.n_head, t);
             rope(k[t], c.n_head_kv, t);
+            if (kv_f16) {
+                for (double& e : k[t]) e = f16_to_f32(f32_to_f16(static_cast<float>(e)));
+                for (double& e : v[t]) e = f16_to_f32(f32_to_f16(static_cast<float>(e)));
+            }
         }
         const std::size_t group = c.n_head / c.n_head_kv;
         for (std::size_t t = 0; t < T; ++t) {

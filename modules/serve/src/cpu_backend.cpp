@@ -14,7 +14,7 @@ namespace weft::serve {
 
 struct cpu_backend::impl {
     impl(std::shared_ptr<const model> m, const cpu_backend_options& o)
-        : options(o), cache(m->config(), o.kv_blocks, o.kv_block_size), team(o.threads),
+        : options(o), cache(m->config(), o.kv_blocks, o.kv_block_size, o.kv_type), team(o.threads),
           forward(std::move(m), team, cache) {}
 
     /// One step handed to the step thread.
@@ -101,8 +101,9 @@ std::string cpu_backend::describe() const {
     case kernels::isa::avx2: isa = "avx2"; break;
     case kernels::isa::scalar: break;
     }
-    return fmt::format("cpu ({} threads, {}, kv cache {} blocks of {} tokens, {:.1f} MiB)", threads(), isa,
-                       num_kv_blocks(), kv_block_size(), static_cast<double>(m_impl->cache.bytes()) / (1 << 20));
+    return fmt::format("cpu ({} threads, {}, {} kv cache {} blocks of {} tokens, {:.1f} MiB)", threads(), isa,
+                       m_impl->cache.type() == ggml_type::f16 ? "f16" : "f32", num_kv_blocks(), kv_block_size(),
+                       static_cast<double>(m_impl->cache.bytes()) / (1 << 20));
 }
 
 task<void> cpu_backend::step(const batch& b, step_output& out) {

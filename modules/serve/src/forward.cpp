@@ -226,15 +226,23 @@ void cpu_forward::attention(const batch& b, std::size_t layer) {
     const std::size_t Q = c.q_dim();
 
     // Block pointers of every chunk for this layer, concatenated.
+    const bool f16 = m_cache.type() == ggml_type::f16;
     m_key_blocks.clear();
     m_value_blocks.clear();
+    m_key_blocks_f16.clear();
+    m_value_blocks_f16.clear();
     m_chunk_block_offset.clear();
     for (const batch_chunk& ch : b.chunks) {
-        m_chunk_block_offset.push_back(m_key_blocks.size());
+        m_chunk_block_offset.push_back(f16 ? m_key_blocks_f16.size() : m_key_blocks.size());
         const std::size_t used = (ch.start + ch.tokens.size() + m_cache.block_size() - 1) / m_cache.block_size();
         for (std::size_t i = 0; i < used; ++i) {
-            m_key_blocks.push_back(m_cache.keys(layer, ch.blocks[i]));
-            m_value_blocks.push_back(m_cache.values(layer, ch.blocks[i]));
+            if (f16) {
+                m_key_blocks_f16.push_back(m_cache.keys_as<std::uint16_t>(layer, ch.blocks[i]));
+                m_value_blocks_f16.push_back(m_cache.values_as<std::uint16_t>(layer, ch.blocks[i]));
+            } else {
+                m_key_blocks.push_back(m_cache.keys_as<float>(layer, ch.blocks[i]));
+                m_value_blocks.push_back(m_cache.values_as<float>(layer, ch.blocks[i]));
+            }
         }
     }
 
@@ -248,11 +256,17 @@ void cpu_forward::attention(const batch& b, std::size_t layer) {
             const std::size_t g = item % c.n_head_kv;
             const token_slot& s = m_slots[t];
             const std::size_t off = m_chunk_block_offset[s.chunk];
-            const kernels::attention_source src{m_key_blocks.data() + off, m_value_blocks.data() + off,
-                                                m_cache.block_size()};
             const float* q = &m_q[t * Q + g * group * c.head_dim];
             float* o = &m_att[t * Q + g * group * c.head_dim];
-            kernels::attend(q, group, c.head_dim, g, s.pos, src, o, scratch);
+            if (f16) {
+                const kernels::attention_source_f16 src{m_key_blocks_f16.data() + off, m_value_blocks_f16.data() + off,
+                                                        m_cache.block_size()};
+                kernels::attend(q, group, c.head_dim, g, s.pos, src, o, scratch);
+            } else {
+                const kernels::attention_source src{m_key_blocks.data() + off, m_value_blocks.data() + off,
+                                                    m_cache.block_size()};
+                kernels::attend(q, group, c.head_dim, g, s.pos, src, o, scratch);
+            }
         }
     });
 }

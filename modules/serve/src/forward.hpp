@@ -58,7 +58,9 @@ private:
     std::vector<float> m_x, m_xn, m_q, m_k, m_v, m_att, m_gate, m_up, m_out_x;
     std::vector<std::byte> m_act;          // activations converted for the matmul kernels
     std::vector<std::vector<float>> m_scratch; // per team part: attention scores
-    std::vector<const float*> m_key_blocks, m_value_blocks; // per chunk block pointers, concatenated
+    // Per chunk block pointers, concatenated; the pair matching the cache's type is used.
+    std::vector<const float*> m_key_blocks, m_value_blocks;
+    std::vector<const std::uint16_t*> m_key_blocks_f16, m_value_blocks_f16;
     std::vector<std::size_t> m_chunk_block_offset;
     /// F32 matrices repacked into row panels, by their data in the file.
     std::unordered_map<const std::byte*, kernels::packed_f32> m_packed;

@@ -54,6 +54,7 @@ struct cli_options {
     std::size_t max_context = 0;
     double prefill_per_decode = 1.0;
     std::string device = "cpu";
+    std::string kv_type = "f16";
     int cuda_device = 0;
     std::string api_key;
     double request_timeout_s = 0;
@@ -205,7 +206,8 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         } else {
             cpu_backend_options bo;
             bo.threads = std::max<std::size_t>(1, o.threads);
-            per_block = kv_cache::bytes_per_block(c, bo.kv_block_size);
+            bo.kv_type = o.kv_type == "f32" ? ggml_type::f32 : ggml_type::f16;
+            per_block = kv_cache::bytes_per_block(c, bo.kv_block_size, bo.kv_type);
             bo.kv_blocks = std::max<std::size_t>(1, o.kv_cache_mb * 1024 * 1024 / per_block);
             backend = std::make_unique<cpu_backend>(m, bo);
         }
@@ -280,6 +282,8 @@ int main(int argc, char** argv) {
     app.add_option("--max-context", o.max_context, "prompt + completion limit in tokens (default: the model's)");
     app.add_option("--device", o.device, "where the model runs: cpu, or cuda (a GPU, when weft was built with CUDA)")
         ->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    app.add_option("--kv-type", o.kv_type, "element type of the CPU backend's KV cache: f16 (half the memory) or f32")
+        ->capture_default_str()->check(CLI::IsMember({"f16", "f32"}));
     app.add_option("--cuda-device", o.cuda_device, "CUDA device ordinal with --device cuda")->capture_default_str();
     app.add_option("--prefill-per-decode", o.prefill_per_decode,
                    "prompt tokens per decoding stream in a step (0: no limit; 1 keeps a step at most about doubled)")

@@ -1,8 +1,12 @@
 #include "kernels/kernels.hpp"
 #include "kernels/simd_exp.hpp"
 
+#include <weft/serve/ggml_type.hpp>
+
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -93,20 +97,50 @@ float dot(const float* a, const float* b, std::size_t n) noexcept {
 
 namespace {
 
+inline float to_float(float x) noexcept { return x; }
+inline float to_float(std::uint16_t h) noexcept { return f16_to_f32(h); }
+
+/// q . k over n elements in the order of dot() (eight running sums).
+template <class E>
+float dot_mixed(const float* q, const E* k, std::size_t n) noexcept {
+    if constexpr (std::is_same_v<E, float>) {
+        return dot(q, k, n);
+    } else {
+        float acc[8] = {};
+        std::size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            for (std::size_t l = 0; l < 8; ++l) acc[l] += q[i + l] * to_float(k[i + l]);
+        }
+        float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (; i < n; ++i) sum += q[i] * to_float(k[i]);
+        return sum;
+    }
+}
+
+template <class E>
+void axpy_mixed(float w, const E* x, float* y, std::size_t n) noexcept {
+    if constexpr (std::is_same_v<E, float>) {
+        axpy(w, x, y, n);
+    } else {
+        for (std::size_t i = 0; i < n; ++i) y[i] += w * to_float(x[i]);
+    }
+}
+
+template <class E>
 void attend_scalar(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
-                   const attention_source& src, float* out, float* scratch) noexcept {
+                   const basic_attention_source<E>& src, float* out, float* scratch) noexcept {
     const std::size_t n = pos + 1;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const std::size_t offset = kv_head * src.block_size * head_dim;
     for (std::size_t j = 0; j < n; ++j) {
-        const float* k = src.key_blocks[j / src.block_size] + (j % src.block_size) * head_dim + offset;
-        for (std::size_t h = 0; h < group; ++h) scratch[h * n + j] = dot(q + h * head_dim, k, head_dim) * scale;
+        const E* k = src.key_blocks[j / src.block_size] + (j % src.block_size) * head_dim + offset;
+        for (std::size_t h = 0; h < group; ++h) scratch[h * n + j] = dot_mixed(q + h * head_dim, k, head_dim) * scale;
     }
     softmax_rows(scratch, group, n);
     for (std::size_t i = 0; i < group * head_dim; ++i) out[i] = 0.0f;
     for (std::size_t j = 0; j < n; ++j) {
-        const float* v = src.value_blocks[j / src.block_size] + (j % src.block_size) * head_dim + offset;
-        for (std::size_t h = 0; h < group; ++h) axpy(scratch[h * n + j], v, out + h * head_dim, head_dim);
+        const E* v = src.value_blocks[j / src.block_size] + (j % src.block_size) * head_dim + offset;
+        for (std::size_t h = 0; h < group; ++h) axpy_mixed(scratch[h * n + j], v, out + h * head_dim, head_dim);
     }
 }
 
@@ -118,6 +152,12 @@ __attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 acc) noexcept 
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 0x55));
     return _mm_cvtss_f32(r);
+}
+
+/// Eight consecutive cache elements as floats.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const float* p) noexcept { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const std::uint16_t* p) noexcept {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
 /// softmax_rows on 8 lanes: the maximum, then e^(s - max) summed lane-wise
@@ -166,29 +206,31 @@ __attribute__((target("avx2,fma"))) inline __m256 hsum8_avx2(__m256 a0, __m256 a
 
 /// out[0 .. 8*Vecs) = sum over positions j (ascending) of p[j] * v_j, where
 /// v_j starts `offset` floats into position j's row of its value block.
-template <std::size_t Vecs>
-__attribute__((target("avx2,fma"))) void weighted_sum_avx2(const float* p, std::size_t n,
-                                                           const float* const* blocks, std::size_t bs,
-                                                           std::size_t head_dim, std::size_t offset,
-                                                           float* out) noexcept {
+template <std::size_t Vecs, class E>
+__attribute__((target("avx2,fma,f16c"))) void weighted_sum_avx2(const float* p, std::size_t n,
+                                                                const E* const* blocks, std::size_t bs,
+                                                                std::size_t head_dim, std::size_t offset,
+                                                                float* out) noexcept {
     // Fully unrolled so the accumulators live in registers (GCC keeps a
     // rolled loop's array on the stack).
     __m256 acc[Vecs];
 #pragma GCC unroll 8
     for (std::size_t d = 0; d < Vecs; ++d) acc[d] = _mm256_setzero_ps();
     for (std::size_t b = 0; b * bs < n; ++b) {
-        const float* row = blocks[b] + offset;
+        const E* row = blocks[b] + offset;
         const std::size_t end = n - b * bs < bs ? n - b * bs : bs;
         for (std::size_t i = 0; i < end; ++i, row += head_dim) {
             const __m256 w = _mm256_set1_ps(p[b * bs + i]);
             // Rows of the next block are a separate run of memory: ask for
             // them ahead (the hardware prefetcher stops at the page).
             if (i + 4 >= end && b * bs + bs < n) {
-                const float* next = blocks[b + 1] + offset + (i + 4 - end) * head_dim;
-                for (std::size_t l = 0; l < 8 * Vecs; l += 16) _mm_prefetch(reinterpret_cast<const char*>(next + l), _MM_HINT_T0);
+                const E* next = blocks[b + 1] + offset + (i + 4 - end) * head_dim;
+                for (std::size_t l = 0; l < 8 * Vecs; l += 64 / sizeof(E)) {
+                    _mm_prefetch(reinterpret_cast<const char*>(next + l), _MM_HINT_T0);
+                }
             }
 #pragma GCC unroll 8
-            for (std::size_t d = 0; d < Vecs; ++d) acc[d] = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8 * d), acc[d]);
+            for (std::size_t d = 0; d < Vecs; ++d) acc[d] = _mm256_fmadd_ps(w, load8(row + 8 * d), acc[d]);
         }
     }
 #pragma GCC unroll 8
@@ -201,10 +243,11 @@ __attribute__((target("avx2,fma"))) void weighted_sum_avx2(const float* p, std::
 /// positions at a time hide the FMA latency and keep four loads in flight);
 /// the weighted sum of values runs over positions in ascending order, in
 /// chunks of up to 64 floats per head.
-__attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t group, std::size_t head_dim,
-                                                     std::size_t kv_head, std::size_t pos,
-                                                     const attention_source& src, float* out,
-                                                     float* scratch) noexcept {
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::size_t group, std::size_t head_dim,
+                                                          std::size_t kv_head, std::size_t pos,
+                                                          const basic_attention_source<E>& src, float* out,
+                                                          float* scratch) noexcept {
     const std::size_t n = pos + 1;
     const std::size_t bs = src.block_size;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -229,13 +272,13 @@ __attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t
                 for (std::size_t i = 0; i < 8; ++i) {
                     if (j + 16 + i < n) {
                         const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
-                        for (std::size_t b = 0; b < head_dim * sizeof(float); b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
+                        for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
                     }
                     const char* vp = reinterpret_cast<const char*>(value(j + i));
-                    for (std::size_t b = 0; b < head_dim * sizeof(float); b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
+                    for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
                 }
             }
-            const float* k[8];
+            const E* k[8];
             for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + i);
             __m256 a[8];
 #pragma GCC unroll 8
@@ -243,16 +286,16 @@ __attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t
             for (std::size_t d = 0; d < vecs; ++d) {
                 const __m256 qv = _mm256_loadu_ps(qh + 8 * d);
 #pragma GCC unroll 8
-                for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[i] + 8 * d), a[i]);
+                for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(qv, load8(k[i] + 8 * d), a[i]);
             }
             const __m256 sums = hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
             _mm256_storeu_ps(s + j, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
         }
         for (; j < n; ++j) {
-            const float* k0 = key(j);
+            const E* k0 = key(j);
             __m256 a0 = _mm256_setzero_ps();
             for (std::size_t d = 0; d < vecs; ++d) {
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * d), _mm256_loadu_ps(k0 + 8 * d), a0);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * d), load8(k0 + 8 * d), a0);
             }
             s[j] = hsum_avx2(a0) * scale;
         }
@@ -274,12 +317,31 @@ __attribute__((target("avx2,fma"))) void attend_avx2(const float* q, std::size_t
 
 } // namespace
 
-void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
-            const attention_source& src, float* out, float* scratch) noexcept {
+namespace {
+
 #ifdef WEFT_SERVE_X86
-    if (has_avx2 && head_dim % 8 == 0) return attend_avx2(q, group, head_dim, kv_head, pos, src, out, scratch);
+const bool has_f16c = __builtin_cpu_supports("f16c");
+#endif
+
+template <class E>
+void attend_any(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
+                const basic_attention_source<E>& src, float* out, float* scratch) noexcept {
+#ifdef WEFT_SERVE_X86
+    if (has_avx2 && has_f16c && head_dim % 8 == 0) return attend_avx2(q, group, head_dim, kv_head, pos, src, out, scratch);
 #endif
     attend_scalar(q, group, head_dim, kv_head, pos, src, out, scratch);
+}
+
+} // namespace
+
+void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
+            const attention_source& src, float* out, float* scratch) noexcept {
+    attend_any(q, group, head_dim, kv_head, pos, src, out, scratch);
+}
+
+void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
+            const attention_source_f16& src, float* out, float* scratch) noexcept {
+    attend_any(q, group, head_dim, kv_head, pos, src, out, scratch);
 }
 
 } // namespace weft::serve::kernels

@@ -8,6 +8,7 @@
 #include <weft/serve/token.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -41,19 +42,27 @@ private:
     std::vector<float> m_cos, m_sin; // [position][m_half]
 };
 
-/// Where one query token reads its keys and values: a sequence's block table.
-struct attention_source {
-    const float* const* key_blocks;   ///< per block: [n_head_kv][block_size][head_dim]
-    const float* const* value_blocks; ///< per block: [n_head_kv][block_size][head_dim]
+/// Where one query token reads its keys and values: a sequence's block
+/// table. `E` is the cache's element type: float, or std::uint16_t holding
+/// F16 bits.
+template <class E>
+struct basic_attention_source {
+    const E* const* key_blocks;   ///< per block: [n_head_kv][block_size][head_dim]
+    const E* const* value_blocks; ///< per block: [n_head_kv][block_size][head_dim]
     std::size_t block_size;
 };
+using attention_source = basic_attention_source<float>;
+using attention_source_f16 = basic_attention_source<std::uint16_t>;
 
 /// Causal attention of one token at position `pos` for the query heads of
 /// one KV head: q holds `group` heads of `head_dim` floats (consecutive),
 /// attends over positions 0..pos of KV head `kv_head`; writes `group` heads to
-/// out. `scratch` must hold group * (pos + 1) floats.
+/// out. `scratch` must hold group * (pos + 1) floats. Scores, softmax and the
+/// weighted sum are computed in float whatever the cache's type.
 void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
             const attention_source& src, float* out, float* scratch) noexcept;
+void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
+            const attention_source_f16& src, float* out, float* scratch) noexcept;
 
 /// Dot product of n floats, in a fixed order (SIMD when available).
 float dot(const float* a, const float* b, std::size_t n) noexcept;

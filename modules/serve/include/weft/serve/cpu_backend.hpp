@@ -18,6 +18,7 @@
 /// `step_sync` likewise, and never concurrently with `step`.
 #pragma once
 
+#include <weft/serve/ggml_type.hpp>
 #include <weft/serve/model.hpp>
 #include <weft/serve/model_backend.hpp>
 
@@ -32,6 +33,9 @@ struct cpu_backend_options {
     std::size_t threads = std::thread::hardware_concurrency();
     std::size_t kv_blocks = 256;
     std::size_t kv_block_size = 16;
+    /// Element type of the KV cache: f16 (half the memory and bandwidth) or
+    /// f32 (exact keys and values).
+    ggml_type kv_type = ggml_type::f16;
 };
 
 class cpu_backend final : public model_backend {
