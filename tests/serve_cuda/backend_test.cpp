@@ -119,7 +119,7 @@ TEST_CASE("cuda backend agrees with the cpu backend on prefill and decode", "[cu
     const model_config c = small_config(512, 128, 3, 8, 2, 256);
     const auto m = random_model(c, ggml_type::f32, 21);
     const std::vector<token_id> tokens = random_tokens(70, c.n_vocab, 5);
-    cpu_backend cpu(m, {.threads = 2, .kv_blocks = 16, .kv_block_size = 16});
+    cpu_backend cpu(m, {.threads = 2, .kv_blocks = 16, .kv_block_size = 16, .kv_type = ggml_type::f32});
     // A prompt of 60 in chunks of 20, then 10 single tokens.
     auto drive = [&](auto& backend) {
         std::vector<std::vector<float>> logits;
@@ -182,7 +182,7 @@ TEST_CASE("cuda greedy continuations of demo models equal the cpu backend's for 
         constexpr std::size_t steps = 32;
 
         // CPU, one sequence at a time.
-        cpu_backend cpu(m, {.threads = 2, .kv_blocks = 16, .kv_block_size = 16});
+        cpu_backend cpu(m, {.threads = 2, .kv_blocks = 16, .kv_block_size = 16, .kv_type = ggml_type::f32});
         std::vector<std::vector<token_id>> want;
         for (const auto& prompt : prompts) {
             test_sequence s = make_sequence(1, prompt, block_range(0, 5));
