@@ -288,6 +288,45 @@ TEST_CASE("activations prepared under one isa still multiply under another", "[m
     }
 }
 
+TEST_CASE("prepacked Q8_0 rows give bitwise the products of the plain rows", "[matmul]") {
+    if (k::best_isa() < k::isa::avx512) {
+        WARN("no AVX-512 VNNI on this cpu: prepacking is not used");
+        CHECK_FALSE(k::q8_0_prepack_supported());
+        return;
+    }
+    isa_guard guard(k::isa::avx512);
+    std::mt19937 rng(5);
+    // 480: a partial group of blocks at the end; 512: whole groups only; 32: one block.
+    for (std::size_t kk : {480u, 512u, 32u}) {
+        const std::size_t rows = 37;
+        const auto w = weights(ggml_type::q8_0, rows, kk, rng);
+        std::vector<std::byte> packed(k::q8_0_prepacked_bytes(rows, kk));
+        k::prepack_q8_0(w.data(), rows, kk, packed.data());
+        for (std::size_t tokens : {1u, 3u, 8u, 13u}) {
+            INFO("k " << kk << ", " << tokens << " tokens");
+            const auto xf = gaussian(tokens * kk, rng);
+            std::vector<std::byte> buf;
+            const auto x = k::prepare_activations(ggml_type::q8_0, xf.data(), kk, tokens, kk, buf);
+            std::vector<float> plain(tokens * rows), pre(tokens * rows, -1.0f);
+            k::matmul(ggml_type::q8_0, w.data(), 0, rows, x, plain.data(), rows);
+            // Two calls over a row split, as the threads of a team make them.
+            k::matmul_prepacked_q8_0(packed.data(), kk, 0, 16, x, pre.data(), rows);
+            k::matmul_prepacked_q8_0(packed.data(), kk, 16, rows, x, pre.data(), rows);
+            CHECK(std::memcmp(plain.data(), pre.data(), plain.size() * sizeof(float)) == 0);
+        }
+    }
+    // Activations without the AVX-512 groups are refused with a reason.
+    std::vector<std::byte> buf;
+    std::vector<float> xf(64, 1.0f);
+    const auto w = weights(ggml_type::q8_0, 1, 64, rng);
+    std::vector<std::byte> packed(k::q8_0_prepacked_bytes(1, 64));
+    k::prepack_q8_0(w.data(), 1, 64, packed.data());
+    k::set_isa(k::isa::avx2);
+    const auto x = k::prepare_activations(ggml_type::q8_0, xf.data(), 64, 1, 64, buf);
+    float y = 0;
+    CHECK_THROWS_WITH(k::matmul_prepacked_q8_0(packed.data(), 64, 0, 1, x, &y, 1), Catch::Contains("avx512"));
+}
+
 TEST_CASE("set_isa clamps to what the cpu has", "[matmul]") {
     isa_guard guard(k::isa::avx512);
     CHECK(k::active_isa() == k::best_isa());

@@ -21,10 +21,24 @@ cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& 
             m_packed.emplace(w.data, kernels::packed_f32(reinterpret_cast<const float*>(w.data), w.rows, w.cols, w.cols));
         }
     };
+    // Q8_0 rows go once into the transposed groups the AVX-512 tiles read,
+    // instead of every tile of tokens rebuilding them (bitwise the same
+    // products); the plain rows stay in the file's mapping, unread.
+    auto prepack = [&](const weight_matrix& w) {
+        if (w.type == ggml_type::q8_0 && kernels::q8_0_prepack_supported() && !m_prepacked.contains(w.data)) {
+            kernels::huge_buffer buf = kernels::allocate_huge(kernels::q8_0_prepacked_bytes(w.rows, w.cols));
+            kernels::prepack_q8_0(w.data, w.rows, w.cols, buf.get());
+            m_prepacked.emplace(w.data, std::move(buf));
+        }
+    };
     for (const layer_weights& l : m_model->layers) {
-        for (const weight_matrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) pack(*w);
+        for (const weight_matrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+            pack(*w);
+            prepack(*w);
+        }
     }
     pack(m_model->output);
+    prepack(m_model->output);
 }
 
 void cpu_forward::validate(const batch& b) const {
@@ -67,7 +81,12 @@ void cpu_forward::matmul_part(const weight_matrix& w, const kernels::activations
     }
     // Split rows in multiples of 16 so each part keeps whole kernel tiles.
     const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);
-    if (begin < end) kernels::matmul(w.type, w.data, begin, end, x, y, w.rows);
+    if (begin >= end) return;
+    if (auto it = m_prepacked.find(w.data); it != m_prepacked.end() && x.packed != nullptr) {
+        kernels::matmul_prepacked_q8_0(it->second.get(), w.cols, begin, end, x, y, w.rows);
+        return;
+    }
+    kernels::matmul(w.type, w.data, begin, end, x, y, w.rows);
 }
 
 void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "kernels/kernels.hpp"
+#include "kernels/huge_buffer.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/packed_f32.hpp"
 #include "kernels/parallel.hpp"
@@ -64,6 +65,8 @@ private:
     std::vector<std::size_t> m_chunk_block_offset;
     /// F32 matrices repacked into row panels, by their data in the file.
     std::unordered_map<const std::byte*, kernels::packed_f32> m_packed;
+    /// Q8_0 matrices prepacked for the AVX-512 tiles, by their data in the file.
+    std::unordered_map<const std::byte*, kernels::huge_buffer> m_prepacked;
 };
 
 } // namespace weft::serve

@@ -176,4 +176,52 @@ void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t
     }
 }
 
+bool q8_0_prepack_supported() noexcept {
+#if WEFT_KERNELS_X86
+    return active_isa() == isa::avx512;
+#else
+    return false;
+#endif
+}
+
+std::size_t q8_0_prepacked_bytes(std::size_t rows, std::size_t k) {
+#if WEFT_KERNELS_X86
+    if (q8_0_prepack_supported() && k % qk_32 == 0) return rows * q8_0_prepacked_row_bytes(k);
+#endif
+    fail("q8_0_prepacked_bytes: prepacking needs the avx512 isa and k a multiple of 32");
+}
+
+void prepack_q8_0(const std::byte* w, std::size_t rows, std::size_t k, std::byte* dst) {
+#if WEFT_KERNELS_X86
+    const std::size_t packed = q8_0_prepacked_bytes(rows, k) / std::max<std::size_t>(rows, 1);
+    const std::size_t plain = row_bytes(ggml_type::q8_0, k);
+    for (std::size_t r = 0; r < rows; ++r) {
+        prepack_q8_0_avx512(reinterpret_cast<const block_q8_0*>(w + r * plain), k, dst + r * packed);
+    }
+#else
+    (void)w, (void)rows, (void)k, (void)dst;
+    fail("prepack_q8_0: prepacking needs the avx512 isa");
+#endif
+}
+
+void matmul_prepacked_q8_0(const std::byte* packed, std::size_t k, std::size_t row_begin, std::size_t row_end,
+                           const activations& x, float* y, std::size_t y_stride) {
+#if WEFT_KERNELS_X86
+    if (x.type != ggml_type::q8_0 || x.k != k || x.packed == nullptr || !q8_0_prepack_supported()) {
+        fail("matmul_prepacked_q8_0: activations must be Q8_0 rows of k = " + std::to_string(k) +
+             " prepared under the avx512 isa");
+    }
+    if (row_begin > row_end) {
+        fail("matmul_prepacked_q8_0: row range [" + std::to_string(row_begin) + ", " + std::to_string(row_end) +
+             ") is reversed");
+    }
+    if (row_begin == row_end || x.rows == 0) return;
+    run_tiles(*avx512_prepacked_q8_0_tiles(), packed, q8_0_prepacked_row_bytes(k), row_begin, row_end, x, y,
+              y_stride);
+#else
+    (void)packed, (void)k, (void)row_begin, (void)row_end, (void)x, (void)y, (void)y_stride;
+    fail("matmul_prepacked_q8_0: prepacking needs the avx512 isa");
+#endif
+}
+
 } // namespace weft::serve::kernels

@@ -59,6 +59,19 @@ activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stri
 void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t row_end, const activations& x,
             float* y, std::size_t y_stride);
 
+/// Q8_0 weights rearranged once for the batched AVX-512 tiles: blocks in
+/// transposed groups of 8 with unsigned levels and float scales, which the
+/// tiles otherwise rebuild from the plain rows for every tile of tokens.
+/// matmul_prepacked_q8_0 gives bitwise the results of `matmul` on the plain
+/// rows. Supported while the active isa is avx512; `x` must have been
+/// prepared for Q8_0 weights under it (x.packed set), else
+/// std::invalid_argument.
+bool q8_0_prepack_supported() noexcept;
+std::size_t q8_0_prepacked_bytes(std::size_t rows, std::size_t k);
+void prepack_q8_0(const std::byte* w, std::size_t rows, std::size_t k, std::byte* dst);
+void matmul_prepacked_q8_0(const std::byte* packed, std::size_t k, std::size_t row_begin, std::size_t row_end,
+                           const activations& x, float* y, std::size_t y_stride);
+
 /// Instruction-set paths of the kernels. avx2 needs AVX2+FMA+F16C; avx512
 /// needs AVX-512 F/BW/VL/VNNI as well.
 enum class isa : unsigned char { scalar, avx2, avx512 };

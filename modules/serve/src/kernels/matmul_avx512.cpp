@@ -187,6 +187,19 @@ struct blocks_q4_0 {
     }
 };
 
+/// Q8_0 rows repacked once at load (prepack_q8_0_avx512): per group of 8
+/// blocks, the 8 transposed 32-byte vectors of unsigned levels (w + 128, as
+/// blocks_q8_0::levels makes them) and the 8 scales as floats; missing blocks
+/// are zero. The tiles then skip the per-tile transposition, with the very
+/// same vectors and scales, so results are bitwise those of blocks_q8_0.
+struct blocks_q8_0_prepacked {
+    static constexpr int shift = 7;
+    static constexpr std::size_t group = 288; // 256 bytes of levels, 8 floats
+};
+
+template <class W>
+concept prepacked_blocks = requires { W::group; };
+
 /// The unsigned levels of the 8 blocks from `first` (only `n` of them unless
 /// `Full`; the others count as zero), transposed into `w`, and their scales.
 template <class W, bool Full>
@@ -259,6 +272,54 @@ WEFT_TARGET_AVX512 inline void q8_group(__m256 (&acc)[R][T], const std::byte* co
     }
 }
 
+/// Group `g` of prepacked rows for every (r, t). Each token's integer dot
+/// product runs as two chains (even and odd vectors) added at the end: the
+/// sum is exact, so it equals q8_group's single chain bit for bit, and twice
+/// the independent vpdpbusd chains hide their latency. The weight vectors
+/// are loaded one at a time, shared by the tokens.
+template <int R, int T>
+WEFT_TARGET_AVX512 inline void q8_group_prepacked(__m256 (&acc)[R][T], const std::byte* const* wp,
+                                                  const std::byte* const* xp, std::size_t g, std::size_t pf) {
+    using W = blocks_q8_0_prepacked;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        const std::byte* first = wp[r] + g * W::group;
+        if (pf != 0) {
+            prefetch_span<W::group>(first + pf);
+        }
+        const std::byte* group[T];
+        __m256i even[T], odd[T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            group[t] = xp[t] + g * group_bytes;
+            asm("" : "+r"(group[t])); // keep the activation loads as memory operands
+            const __m256i sums =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + group_sums));
+            even[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, W::shift));
+            odd[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j += 2) {
+            const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + 32 * j));
+            const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + 32 * (j + 1)));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t) {
+                even[t] = _mm256_dpbusd_epi32(
+                    even[t], w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + 32 * j)));
+                odd[t] = _mm256_dpbusd_epi32(
+                    odd[t], w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + 32 * (j + 1))));
+            }
+        }
+        const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float*>(first + 256));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(group[t] + group_scales));
+            const __m256i sums = _mm256_add_epi32(even[t], odd[t]);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc[r][t]);
+        }
+    }
+}
+
 template <class W, int R, int T>
 WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* const* xp, std::size_t k,
                                 std::size_t pf, float* out) {
@@ -271,11 +332,17 @@ WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* con
         }
     }
     const std::size_t nb = k / qk_32;
-    for (std::size_t g = 0; g < nb / 8; ++g) {
-        q8_group<W, R, T, true>(acc, wp, xp, g, 8, pf);
-    }
-    if (nb % 8 != 0) {
-        q8_group<W, R, T, false>(acc, wp, xp, nb / 8, nb % 8, pf);
+    if constexpr (prepacked_blocks<W>) {
+        for (std::size_t g = 0; g * 8 < nb; ++g) {
+            q8_group_prepacked<R, T>(acc, wp, xp, g, pf);
+        }
+    } else {
+        for (std::size_t g = 0; g < nb / 8; ++g) {
+            q8_group<W, R, T, true>(acc, wp, xp, g, 8, pf);
+        }
+        if (nb % 8 != 0) {
+            q8_group<W, R, T, false>(acc, wp, xp, nb / 8, nb % 8, pf);
+        }
     }
     avx2::finish(acc, out);
 }
@@ -320,6 +387,28 @@ const tile_set* avx512_tiles(ggml_type wt) noexcept {
     case ggml_type::q4_k:
     case ggml_type::q6_k: return avx512_k_tiles(wt);
     default: return nullptr;
+    }
+}
+
+const tile_set* avx512_prepacked_q8_0_tiles() noexcept {
+    return &avx512_packed_table<q8_tiles<blocks_q8_0_prepacked>>::set;
+}
+
+std::size_t q8_0_prepacked_row_bytes(std::size_t k) noexcept {
+    return (k / qk_32 + 7) / 8 * blocks_q8_0_prepacked::group;
+}
+
+WEFT_TARGET_AVX512 void prepack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst) {
+    const std::size_t nb = k / qk_32;
+    for (std::size_t g = 0; g * 8 < nb; ++g, dst += blocks_q8_0_prepacked::group) {
+        const std::size_t n = std::min<std::size_t>(8, nb - g * 8);
+        __m256i w[8];
+        const __m256 d = n == 8 ? load_group<blocks_q8_0, true>(reinterpret_cast<const std::byte*>(row + g * 8), n, w)
+                                : load_group<blocks_q8_0, false>(reinterpret_cast<const std::byte*>(row + g * 8), n, w);
+        for (int j = 0; j < 8; ++j) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * j), w[j]);
+        }
+        _mm256_storeu_ps(reinterpret_cast<float*>(dst + 256), d);
     }
 }
 

@@ -128,6 +128,12 @@ void quantize_q8_k_avx2(const float* x, block_q8_k* y, std::size_t n);
 /// the packing (matmul_avx512.cpp).
 std::size_t q8_0_packed_bytes(std::size_t k) noexcept;
 void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst);
+
+/// Q8_0 weight rows prepacked for the AVX-512 tiles (matmul_avx512.cpp): the
+/// bytes of one row, the packing of one row, and the tiles that read them.
+std::size_t q8_0_prepacked_row_bytes(std::size_t k) noexcept;
+void prepack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst);
+const tile_set* avx512_prepacked_q8_0_tiles() noexcept;
 #endif
 
 } // namespace weft::serve::kernels

@@ -1,9 +1,9 @@
 #include "kernels/packed_f32.hpp"
 
+#include "kernels/huge_buffer.hpp"
+
 #include "kernels/matmul.hpp"
 #include "kernels/matmul_impl.hpp"
-
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
@@ -27,22 +27,6 @@ namespace {
 
 constexpr std::size_t P = packed_f32::panel_rows;
 
-float* allocate(std::size_t floats) {
-    // 64-byte aligned so each panel group is one cache line / one zmm load;
-    // large matrices 2 MiB aligned and backed by transparent huge pages where
-    // the kernel allows, so streaming them costs no TLB miss per 4 KiB.
-    const std::size_t bytes = std::max<std::size_t>(64, (floats * sizeof(float) + 63) / 64 * 64);
-    constexpr std::size_t huge = std::size_t{2} << 20;
-    const bool large = bytes >= huge;
-    void* p = std::aligned_alloc(large ? huge : 64, large ? (bytes + huge - 1) / huge * huge : bytes);
-    if (p == nullptr) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-    if (large) (void)::madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE); // advice only
-#endif
-    return static_cast<float*>(p);
-}
-
-void release(float* p) { std::free(p); }
 
 /// One panel, tokens one at a time, in the lane order of the SIMD paths.
 void multiply_scalar(const float* panel, std::size_t k, const float* x, std::size_t x_stride, std::size_t tokens,
@@ -179,8 +163,8 @@ constexpr auto avx2_panel_tiles = avx2_table(std::make_index_sequence<avx2_token
 } // namespace
 
 packed_f32::packed_f32(const float* w, std::size_t rows, std::size_t k, std::size_t row_stride)
-    : m_rows(rows), m_k(k), m_panels((rows + P - 1) / P), m_data(allocate(m_panels * P * k), &release) {
-    float* out = m_data.get();
+    : m_rows(rows), m_k(k), m_panels((rows + P - 1) / P), m_data(allocate_huge(m_panels * P * k * sizeof(float))) {
+    float* out = data();
     for (std::size_t p = 0; p < m_panels; ++p) {
         for (std::size_t kk = 0; kk < k; ++kk) {
             for (std::size_t l = 0; l < P; ++l) {
@@ -202,7 +186,7 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
         std::size_t r = row_begin;
         for (; r < row_end; r += 2 * P) {
             const std::size_t valid = std::min(2 * P, row_end - r);
-            const float* panel = m_data.get() + r / P * panel_floats;
+            const float* panel = data() + r / P * panel_floats;
             const auto& table = valid > P ? avx512_panel_two : avx512_panel_one;
             // The next group of (up to) two panels of this row range.
             const std::size_t next_rows = r + 2 * P < row_end ? std::min(2 * P, row_end - r - 2 * P) : 0;
@@ -220,7 +204,7 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
     if (path == isa::avx2) {
         for (std::size_t r = row_begin; r < row_end; r += P) {
             const std::size_t valid = std::min(P, row_end - r);
-            const float* panel = m_data.get() + r / P * panel_floats;
+            const float* panel = data() + r / P * panel_floats;
             const float* next = r + P < row_end ? panel + panel_floats : nullptr;
             const std::size_t tiles = (tokens + avx2_tokens - 1) / avx2_tokens;
             for (std::size_t t = 0, tile = 0; t < tokens; t += avx2_tokens, ++tile) {
@@ -233,7 +217,7 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
     }
 #endif
     for (std::size_t r = row_begin; r < row_end; r += P) {
-        multiply_scalar(m_data.get() + r / P * panel_floats, m_k, x, x_stride, tokens, y + r, y_stride,
+        multiply_scalar(data() + r / P * panel_floats, m_k, x, x_stride, tokens, y + r, y_stride,
                         std::min(P, row_end - r));
     }
 }

@@ -15,6 +15,8 @@
 // disjoint row ranges.
 #pragma once
 
+#include "kernels/huge_buffer.hpp"
+
 #include <cstddef>
 #include <memory>
 
@@ -38,10 +40,12 @@ public:
                   std::size_t row_end, float* y, std::size_t y_stride) const;
 
 private:
+    [[nodiscard]] float* data() const noexcept { return reinterpret_cast<float*>(m_data.get()); }
+
     std::size_t m_rows;
     std::size_t m_k;
     std::size_t m_panels;
-    std::unique_ptr<float[], void (*)(float*)> m_data;
+    huge_buffer m_data; // 64-byte aligned floats, huge pages when large
 };
 
 } // namespace weft::serve::kernels
