@@ -193,6 +193,47 @@ TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens
     }
 }
 
+/// Records, as each step starts, how many sampled tokens the engine has
+/// delivered (the TTFT and inter-token observations are made on delivery).
+class recording_backend final : public model_backend {
+public:
+    explicit recording_backend(std::unique_ptr<model_backend> inner) : m_inner(std::move(inner)) {}
+    const model_config& config() const noexcept override { return m_inner->config(); }
+    std::size_t num_kv_blocks() const noexcept override { return m_inner->num_kv_blocks(); }
+    std::size_t kv_block_size() const noexcept override { return m_inner->kv_block_size(); }
+    std::string describe() const override { return "recording(" + m_inner->describe() + ")"; }
+    weft::task<void> step(const batch& b, step_output& out) override {
+        delivered_at_start.push_back(metrics->time_to_first_token.count() + metrics->inter_token_latency.count());
+        co_await m_inner->step(b, out);
+    }
+    const serve_metrics* metrics = nullptr;
+    std::vector<std::uint64_t> delivered_at_start; // written by the engine thread only
+
+private:
+    std::unique_ptr<model_backend> m_inner;
+};
+
+TEST_CASE("the next step starts before the previous step's tokens are delivered", "[engine]") {
+    auto wrapped = std::make_unique<recording_backend>(std::make_unique<cpu_backend>(
+        tiny_model(), cpu_backend_options{.threads = 1, .kv_blocks = 64, .kv_block_size = 4}));
+    recording_backend& backend = *wrapped;
+    engine_options opts;
+    opts.scheduler = config(256, 4);
+    engine e(std::move(wrapped), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
+    backend.metrics = &e.metrics();
+    // One request, its prompt in one step: step k samples token k.
+    const auto r = run_all(e, {greedy(random_tokens(6, 512, 9), 12)})[0];
+    REQUIRE(r.tokens.size() == 12);
+    e.shutdown();
+    // Step k (k >= 2) starts with tokens 1 .. k - 2 delivered: token k - 1 is
+    // delivered while step k computes, not between the two steps.
+    REQUIRE(backend.delivered_at_start.size() == 12);
+    for (std::size_t k = 1; k <= 12; ++k) {
+        INFO("step " << k);
+        CHECK(backend.delivered_at_start[k - 1] == (k >= 2 ? k - 2 : 0));
+    }
+}
+
 TEST_CASE("the stream ends with the text of the tokens and usage counts", "[engine]") {
     auto e = make_engine(64, config(256, 16));
     auto tok = demo_tokenizer(512);

@@ -1,4 +1,5 @@
 #include <weft/io/io_context.hpp>
+#include <weft/when_all.hpp>
 #include <weft/serve/engine.hpp>
 #include <weft/serve/stop_matcher.hpp>
 #include <weft/serve/tokenizer_stream_decoder.hpp>
@@ -7,6 +8,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -56,6 +59,15 @@ struct active_request {
     clock::time_point last_token;
 };
 
+/// A token sampled after one step and delivered (detokenized, matched
+/// against stop strings, published) while the next step computes.
+struct pending_token {
+    seq_id id = 0;
+    generated_token token;
+    clock::time_point sampled_at;
+    bool delivered = false;
+};
+
 } // namespace
 
 struct engine::impl {
@@ -93,8 +105,13 @@ struct engine::impl {
     // Engine thread only.
     std::unordered_map<seq_id, active_request> active;
     batch step_batch;
+    // The batch's tokens and block tables, copied out of the scheduler: a
+    // request finished while its step computes frees its scheduler state.
+    std::vector<token_id> batch_tokens;
+    std::vector<block_id> batch_blocks;
     step_output step_out;
     std::vector<token_id> sampled;
+    std::vector<pending_token> undelivered;
 
     // --- mailbox side (engine thread) -------------------------------------
     /// Appends to the request's pending update and wakes its reader.
@@ -123,6 +140,16 @@ struct engine::impl {
         auto it = active.find(id);
         if (it == active.end()) return;
         active_request& r = it->second;
+        // A token sampled but not delivered yet goes out first; if it ended
+        // the request by itself (a stop, the length), that came first.
+        for (pending_token& p : undelivered) {
+            if (p.id != id || p.delivered) continue;
+            p.delivered = true;
+            if (const std::optional<finish_reason> natural = deliver_one(r, p)) {
+                reason = *natural;
+                error.clear();
+            }
+        }
         std::string tail;
         if (reason == finish_reason::length || reason == finish_reason::stop) {
             // Whatever text was held back (an incomplete character, a partial
@@ -209,12 +236,15 @@ struct engine::impl {
         if (idle_waiter) ctx.post(std::exchange(idle_waiter, {}));
     }
 
-    /// Samples, detokenizes and finishes what the step produced.
-    void process_step(const step_plan& plan) {
+    /// Samples the step's tokens and commits them to the scheduler; a
+    /// sequence that ends with its token (EOS, max_tokens) leaves the
+    /// scheduler at once, so the next step does not compute it. The tokens
+    /// are delivered by deliver(), while the next step computes.
+    void sample_step(const step_plan& plan) {
         const clock::time_point now = clock::now();
         sampled.clear();
         std::size_t row = 0;
-        std::vector<std::pair<seq_id, generated_token>> produced;
+        const std::size_t first_new = undelivered.size();
         for (const scheduled_chunk& c : plan.chunks) {
             if (!c.samples) continue;
             const std::span<float> logits = step_out.logits.empty() ? std::span<float>{} : step_out.row(row);
@@ -230,47 +260,78 @@ struct engine::impl {
                 // The backend picked the greedy token itself (argmax_only).
                 const token_id t = step_out.argmax[row - 1];
                 sampled.push_back(t);
-                produced.push_back({c.id, generated_token{t, 0.0f, {}}});
+                undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now});
                 continue;
             }
             const std::size_t prompt_len = r.request.prompt.size();
             const std::span<const token_id> tokens(*all);
             const sample_result s = r.sampler_.sample(logits, tokens.first(prompt_len), tokens.subspan(prompt_len));
             sampled.push_back(s.token);
-            produced.push_back({c.id, generated_token{s.token, s.logprob, s.top}});
+            undelivered.push_back({c.id, generated_token{s.token, s.logprob, s.top}, now});
         }
         sched.commit(plan, sampled);
-        metrics.generation_tokens.fetch_add(produced.size(), std::memory_order_relaxed);
-
-        for (auto& [id, gt] : produced) {
-            auto it = active.find(id);
-            if (it == active.end()) continue;
-            active_request& r = it->second;
-            ++r.generated;
-            if (!r.first_token) {
-                r.first_token = now;
-                metrics.time_to_first_token.observe(seconds_between(r.arrival, now));
-            } else {
-                metrics.inter_token_latency.observe(seconds_between(r.last_token, now));
-            }
-            r.last_token = now;
-            const token_id t = gt.id;
-            if (!r.request.ignore_eos && tok->is_eog(t)) {
-                publish(r, &gt, {}, std::nullopt);
-                finish(id, finish_reason::stop);
-                continue;
-            }
-            const stop_matcher::result text = r.stops.push(r.decoder.push(t));
-            publish(r, &gt, text.emit, std::nullopt);
-            if (text.stopped) {
-                // The stop string ends the text; nothing after it is released.
-                r.decoder = token_stream_decoder(*tok);
-                r.stops = stop_matcher({});
-                finish(id, finish_reason::stop);
-            } else if (r.generated >= r.request.max_tokens) {
-                finish(id, finish_reason::length);
-            }
+        metrics.generation_tokens.fetch_add(undelivered.size() - first_new, std::memory_order_relaxed);
+        for (std::size_t i = first_new; i < undelivered.size(); ++i) {
+            const pending_token& p = undelivered[i];
+            const active_request& r = active.at(p.id);
+            // Each request has at most one token in flight: r.generated
+            // counts every earlier one.
+            const bool eos = !r.request.ignore_eos && tok->is_eog(p.token.id);
+            if (eos || r.generated + 1 >= r.request.max_tokens) sched.finish(p.id);
         }
+    }
+
+    /// Publishes one sampled token of `r`; returns why the request ends with
+    /// it, if it does (the caller finishes it).
+    std::optional<finish_reason> deliver_one(active_request& r, pending_token& p) {
+        ++r.generated;
+        if (!r.first_token) {
+            r.first_token = p.sampled_at;
+            metrics.time_to_first_token.observe(seconds_between(r.arrival, p.sampled_at));
+        } else {
+            metrics.inter_token_latency.observe(seconds_between(r.last_token, p.sampled_at));
+        }
+        r.last_token = p.sampled_at;
+        const token_id t = p.token.id;
+        if (!r.request.ignore_eos && tok->is_eog(t)) {
+            publish(r, &p.token, {}, std::nullopt);
+            return finish_reason::stop;
+        }
+        const stop_matcher::result text = r.stops.push(r.decoder.push(t));
+        publish(r, &p.token, text.emit, std::nullopt);
+        if (text.stopped) {
+            // The stop string ends the text; nothing after it is released.
+            r.decoder = token_stream_decoder(*tok);
+            r.stops = stop_matcher({});
+            return finish_reason::stop;
+        }
+        if (r.generated >= r.request.max_tokens) return finish_reason::length;
+        return std::nullopt;
+    }
+
+    /// Delivers every sampled token not delivered yet, finishing the
+    /// requests that end with theirs.
+    void deliver() {
+        for (std::size_t i = 0; i < undelivered.size(); ++i) {
+            pending_token& p = undelivered[i];
+            if (p.delivered) continue;
+            p.delivered = true;
+            auto it = active.find(p.id);
+            if (it == active.end()) continue;
+            if (const std::optional<finish_reason> reason = deliver_one(it->second, p)) finish(p.id, *reason);
+        }
+        undelivered.clear();
+    }
+
+    /// What the engine thread does while a step computes: deliver the
+    /// previous step's tokens, take new requests and aborts, expire
+    /// deadlines. None of it touches the batch being computed (its tokens
+    /// and block tables are the engine's own copies).
+    task<void> between_steps() {
+        deliver();
+        intake();
+        expire();
+        co_return;
     }
 
     void publish_gauges() {
@@ -281,6 +342,40 @@ struct engine::impl {
         waiting_estimate = sched.num_waiting();
     }
 
+    /// Copies the plan into step_batch, tokens and block tables included.
+    void build_batch(const step_plan& plan, clock::time_point now) {
+        std::size_t tokens = 0, blocks = 0;
+        for (const scheduled_chunk& c : plan.chunks) {
+            tokens += c.tokens.size();
+            blocks += c.blocks.size();
+        }
+        batch_tokens.clear();
+        batch_blocks.clear();
+        batch_tokens.reserve(tokens); // no reallocation below: the spans stay valid
+        batch_blocks.reserve(blocks);
+        step_batch.chunks.clear();
+        step_batch.argmax_only = true;
+        for (const scheduled_chunk& c : plan.chunks) {
+            if (c.samples) {
+                auto it = active.find(c.id);
+                step_batch.argmax_only = step_batch.argmax_only && it != active.end() && plain_greedy(it->second.request);
+            }
+            const std::size_t t0 = batch_tokens.size(), b0 = batch_blocks.size();
+            batch_tokens.insert(batch_tokens.end(), c.tokens.begin(), c.tokens.end());
+            batch_blocks.insert(batch_blocks.end(), c.blocks.begin(), c.blocks.end());
+            step_batch.chunks.push_back({c.id, c.start, std::span<const token_id>(batch_tokens).subspan(t0, c.tokens.size()),
+                                         std::span<const block_id>(batch_blocks).subspan(b0, c.blocks.size()), c.samples});
+            if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
+                it->second.first_scheduled = now;
+                metrics.queue_time.observe(seconds_between(it->second.arrival, now));
+            }
+        }
+    }
+
+    /// The engine loop: schedule, then compute the step while the previous
+    /// step's tokens are delivered and new requests come in, then sample.
+    /// Between two steps only sampling and scheduling run; everything else
+    /// overlaps the model.
     task<void> loop() {
         std::size_t idle_plans = 0;
         for (;;) {
@@ -292,6 +387,7 @@ struct engine::impl {
                 stop_now = stopping && (active.empty() || clock::now() >= stop_deadline);
             }
             if (stop_now) {
+                deliver();
                 std::vector<seq_id> ids;
                 for (auto& [id, r] : active) ids.push_back(id);
                 for (seq_id id : ids) finish(id, finish_reason::aborted, "server shutting down");
@@ -311,6 +407,11 @@ struct engine::impl {
                 if (auto it = active.find(id); it != active.end()) ++it->second.preemptions;
             }
             if (plan.empty()) {
+                if (!undelivered.empty()) {
+                    // Only requests ending with their last tokens are left.
+                    deliver();
+                    continue;
+                }
                 // Nothing fits although requests wait: with a cache that holds
                 // every admitted request alone, this only happens if the
                 // scheduler is stuck; fail the waiting ones rather than spin.
@@ -324,23 +425,13 @@ struct engine::impl {
             }
             idle_plans = 0;
 
-            step_batch.chunks.clear();
-            step_batch.argmax_only = true;
-            for (const scheduled_chunk& c : plan.chunks) {
-                if (c.samples) {
-                    auto it = active.find(c.id);
-                    step_batch.argmax_only = step_batch.argmax_only && it != active.end() && plain_greedy(it->second.request);
-                }
-                step_batch.chunks.push_back({c.id, c.start, c.tokens, c.blocks, c.samples});
-                if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
-                    it->second.first_scheduled = now;
-                    metrics.queue_time.observe(seconds_between(it->second.arrival, now));
-                }
-            }
+            build_batch(plan, now);
             publish_gauges();
             std::exception_ptr failure;
             try {
-                co_await backend->step(step_batch, step_out);
+                // The step first: it hands the batch to the backend's threads
+                // and suspends; between_steps then runs here meanwhile.
+                co_await when_all(backend->step(step_batch, step_out), between_steps());
             } catch (...) {
                 failure = std::current_exception();
             }
@@ -353,10 +444,11 @@ struct engine::impl {
                 } catch (const std::exception& e) {
                     why = fmt::format("model step failed: {}", e.what());
                 }
+                deliver();
                 for (const scheduled_chunk& c : plan.chunks) finish(c.id, finish_reason::error, why);
                 continue;
             }
-            process_step(plan);
+            sample_step(plan);
         }
     }
 };
