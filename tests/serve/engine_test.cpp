@@ -32,13 +32,19 @@ std::shared_ptr<const model> tiny_model() {
     return m;
 }
 
-std::unique_ptr<engine> make_engine(std::size_t kv_blocks, scheduler_config sc, std::size_t block_size = 4) {
-    auto backend = std::make_unique<cpu_backend>(
-        tiny_model(), cpu_backend_options{.threads = 2, .kv_blocks = kv_blocks, .kv_block_size = block_size});
-    auto tok = std::make_shared<const tokenizer>(demo_tokenizer(512));
+std::unique_ptr<cpu_backend> tiny_backend(std::size_t threads, std::size_t kv_blocks, std::size_t block_size = 4) {
+    return std::make_unique<cpu_backend>(
+        tiny_model(), cpu_backend_options{.threads = threads, .kv_blocks = kv_blocks, .kv_block_size = block_size});
+}
+
+std::unique_ptr<engine> engine_over(std::unique_ptr<model_backend> backend, scheduler_config sc) {
     engine_options opts;
     opts.scheduler = sc;
-    return std::make_unique<engine>(std::move(backend), std::move(tok), opts);
+    return std::make_unique<engine>(std::move(backend), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
+}
+
+std::unique_ptr<engine> make_engine(std::size_t kv_blocks, scheduler_config sc, std::size_t block_size = 4) {
+    return engine_over(tiny_backend(2, kv_blocks, block_size), sc);
 }
 
 generation_request greedy(std::vector<token_id> prompt, std::size_t max_tokens) {
@@ -132,17 +138,30 @@ TEST_CASE("greedy output is the same alone, in a batch of 32, chunked and under 
     }
 }
 
-/// A backend that answers `argmax_only` steps the way a GPU does: the
-/// token ids alone, no logits. It counts the steps of each kind.
-class argmax_backend final : public model_backend {
+/// A backend that forwards everything to another one; the test backends
+/// below change only step().
+class wrapping_backend : public model_backend {
 public:
-    explicit argmax_backend(std::unique_ptr<model_backend> inner) : m_inner(std::move(inner)) {}
+    explicit wrapping_backend(std::unique_ptr<model_backend> inner) : m_inner(std::move(inner)) {}
     const model_config& config() const noexcept override { return m_inner->config(); }
     std::size_t num_kv_blocks() const noexcept override { return m_inner->num_kv_blocks(); }
     std::size_t kv_block_size() const noexcept override { return m_inner->kv_block_size(); }
-    std::string describe() const override { return "argmax(" + m_inner->describe() + ")"; }
+    std::string describe() const override { return "wrapped(" + m_inner->describe() + ")"; }
+
+protected:
+    model_backend& inner() noexcept { return *m_inner; }
+
+private:
+    std::unique_ptr<model_backend> m_inner;
+};
+
+/// A backend that answers `argmax_only` steps the way a GPU does: the
+/// token ids alone, no logits. It counts the steps of each kind.
+class argmax_backend final : public wrapping_backend {
+public:
+    using wrapping_backend::wrapping_backend;
     weft::task<void> step(const batch& b, step_output& out) override {
-        co_await m_inner->step(b, out);
+        co_await inner().step(b, out);
         if (!b.argmax_only) {
             ++full_steps;
             co_return;
@@ -157,9 +176,6 @@ public:
     }
     std::atomic<int> argmax_steps{0};
     std::atomic<int> full_steps{0};
-
-private:
-    std::unique_ptr<model_backend> m_inner;
 };
 
 TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens", "[engine]") {
@@ -168,12 +184,10 @@ TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens
     auto copy = reqs;
     const auto expected = run_all(*make_engine(128, config(256, 16)), std::move(copy));
 
-    auto wrapped = std::make_unique<argmax_backend>(std::make_unique<cpu_backend>(
-        tiny_model(), cpu_backend_options{.threads = 2, .kv_blocks = 128, .kv_block_size = 4}));
+    auto wrapped = std::make_unique<argmax_backend>(tiny_backend(2, 128));
     argmax_backend& backend = *wrapped;
-    engine_options opts;
-    opts.scheduler = config(256, 16);
-    engine e(std::move(wrapped), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
+    const auto engine_ptr = engine_over(std::move(wrapped), config(256, 16));
+    engine& e = *engine_ptr;
 
     SECTION("every request plain greedy: every step is argmax only") {
         const auto got = run_all(e, std::move(reqs));
@@ -195,31 +209,22 @@ TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens
 
 /// Records, as each step starts, how many sampled tokens the engine has
 /// delivered (the TTFT and inter-token observations are made on delivery).
-class recording_backend final : public model_backend {
+class recording_backend final : public wrapping_backend {
 public:
-    explicit recording_backend(std::unique_ptr<model_backend> inner) : m_inner(std::move(inner)) {}
-    const model_config& config() const noexcept override { return m_inner->config(); }
-    std::size_t num_kv_blocks() const noexcept override { return m_inner->num_kv_blocks(); }
-    std::size_t kv_block_size() const noexcept override { return m_inner->kv_block_size(); }
-    std::string describe() const override { return "recording(" + m_inner->describe() + ")"; }
+    using wrapping_backend::wrapping_backend;
     weft::task<void> step(const batch& b, step_output& out) override {
         delivered_at_start.push_back(metrics->time_to_first_token.count() + metrics->inter_token_latency.count());
-        co_await m_inner->step(b, out);
+        co_await inner().step(b, out);
     }
     const serve_metrics* metrics = nullptr;
     std::vector<std::uint64_t> delivered_at_start; // written by the engine thread only
-
-private:
-    std::unique_ptr<model_backend> m_inner;
 };
 
 TEST_CASE("the next step starts before the previous step's tokens are delivered", "[engine]") {
-    auto wrapped = std::make_unique<recording_backend>(std::make_unique<cpu_backend>(
-        tiny_model(), cpu_backend_options{.threads = 1, .kv_blocks = 64, .kv_block_size = 4}));
+    auto wrapped = std::make_unique<recording_backend>(tiny_backend(1, 64));
     recording_backend& backend = *wrapped;
-    engine_options opts;
-    opts.scheduler = config(256, 4);
-    engine e(std::move(wrapped), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
+    const auto engine_ptr = engine_over(std::move(wrapped), config(256, 4));
+    engine& e = *engine_ptr;
     backend.metrics = &e.metrics();
     // One request, its prompt in one step: step k samples token k.
     const auto r = run_all(e, {greedy(random_tokens(6, 512, 9), 12)})[0];
@@ -295,33 +300,22 @@ TEST_CASE("a prompt longer than the context is refused with the numbers", "[engi
 
 /// Delays every step: makes "still running after N ms" independent of how
 /// fast the machine and the kernels are.
-class slow_backend final : public model_backend {
+class slow_backend final : public wrapping_backend {
 public:
     slow_backend(std::unique_ptr<model_backend> inner, std::chrono::milliseconds delay)
-        : m_inner(std::move(inner)), m_delay(delay) {}
-    const model_config& config() const noexcept override { return m_inner->config(); }
-    std::size_t num_kv_blocks() const noexcept override { return m_inner->num_kv_blocks(); }
-    std::size_t kv_block_size() const noexcept override { return m_inner->kv_block_size(); }
-    std::string describe() const override { return "slow(" + m_inner->describe() + ")"; }
+        : wrapping_backend(std::move(inner)), m_delay(delay) {}
     weft::task<void> step(const batch& b, step_output& out) override {
         std::this_thread::sleep_for(m_delay);
-        co_await m_inner->step(b, out);
+        co_await inner().step(b, out);
     }
 
 private:
-    std::unique_ptr<model_backend> m_inner;
     std::chrono::milliseconds m_delay;
 };
 
 /// An engine whose steps take at least a millisecond each.
 std::unique_ptr<engine> make_slow_engine(std::size_t kv_blocks, scheduler_config sc) {
-    auto backend = std::make_unique<slow_backend>(
-        std::make_unique<cpu_backend>(tiny_model(),
-                                      cpu_backend_options{.threads = 1, .kv_blocks = kv_blocks, .kv_block_size = 4}),
-        1ms);
-    engine_options opts;
-    opts.scheduler = sc;
-    return std::make_unique<engine>(std::move(backend), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
+    return engine_over(std::make_unique<slow_backend>(tiny_backend(1, kv_blocks), 1ms), sc);
 }
 
 TEST_CASE("cancelling a stream frees its KV blocks within a step", "[engine]") {
