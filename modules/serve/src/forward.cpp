@@ -212,8 +212,15 @@ void cpu_forward::run(const batch& b, step_output& out) {
             per_token(T, [&](std::size_t t) { kernels::swiglu(&m_gate[t * F], &m_up[t * F], &m_gate[t * F], F); });
         }
         xa = prepare(w.w_down.type, m_gate.data(), T, F);
-        matmul(w.w_down, xa, m_xn.data());
-        per_token(T, [&](std::size_t t) { kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E); });
+        // The residual add joins the product: each part adds the rows it
+        // computed, one fork-join for both.
+        m_team.run([&](std::size_t part, std::size_t parts) {
+            matmul_part(w.w_down, xa, m_xn.data(), part, parts);
+            const auto [begin, end] = kernels::compute_team::split(E, part, parts, 16);
+            for (std::size_t t = 0; begin < end && t < T; ++t) {
+                kernels::add_inplace(&m_x[t * E + begin], &m_xn[t * E + begin], end - begin);
+            }
+        });
     }
 
     // logits[S][V] = rmsnorm(x of each chunk's last token) . Wout^T
