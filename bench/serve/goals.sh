@@ -63,7 +63,7 @@ stop_server
 echo "== goal 2: small model, 1 and 32 concurrent streams"
 start_server 18181 "$out/serve-small.log" --demo-size small --max-running 64
 m=$(model_name 18181)
-"$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 6 --max-tokens 64 --prompt-tokens 16 \
+"$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 12 --max-tokens 64 --prompt-tokens 16 \
   --warmup 1 --label "small c=1" --json "$out/goal2-c1.json" | grep -E "throughput|Successful"
 "$loadgen" --port 18181 --model "$m" --concurrency 32 --requests 96 --max-tokens 64 --prompt-tokens 16 \
   --label "small c=32" --json "$out/goal2-c32.json" | grep -E "throughput|Successful"
