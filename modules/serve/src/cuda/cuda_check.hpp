@@ -31,72 +31,50 @@ inline void check(cublasStatus_t s, const char* what) {
 /// Kernel launches report bad configurations through cudaGetLastError.
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
+/// Owns a buffer of bytes from `Alloc` (cudaError_t(void**, std::size_t)),
+/// released with `Release`.
+template <auto Alloc, auto Release>
+class owned_buffer {
+public:
+    owned_buffer() noexcept = default;
+    explicit owned_buffer(std::size_t bytes, const char* what) : m_bytes(bytes) {
+        if (bytes > 0) check(Alloc(&m_ptr, bytes), what);
+    }
+    owned_buffer(owned_buffer&& o) noexcept
+        : m_ptr(std::exchange(o.m_ptr, nullptr)), m_bytes(std::exchange(o.m_bytes, 0)) {}
+    owned_buffer& operator=(owned_buffer&& o) noexcept {
+        if (this != &o) {
+            reset();
+            m_ptr = std::exchange(o.m_ptr, nullptr);
+            m_bytes = std::exchange(o.m_bytes, 0);
+        }
+        return *this;
+    }
+    ~owned_buffer() { reset(); }
+
+    void reset() noexcept {
+        if (m_ptr != nullptr) Release(m_ptr);
+        m_ptr = nullptr;
+        m_bytes = 0;
+    }
+    [[nodiscard]] void* get() const noexcept { return m_ptr; }
+    template <class T>
+    [[nodiscard]] T* as() const noexcept { return static_cast<T*>(m_ptr); }
+    [[nodiscard]] std::size_t bytes() const noexcept { return m_bytes; }
+
+private:
+    void* m_ptr = nullptr;
+    std::size_t m_bytes = 0;
+};
+
+inline cudaError_t device_alloc(void** p, std::size_t bytes) { return cudaMalloc(p, bytes); }
+inline cudaError_t pinned_alloc(void** p, std::size_t bytes) { return cudaMallocHost(p, bytes); }
+inline void device_free(void* p) noexcept { cudaFree(p); }
+inline void pinned_free(void* p) noexcept { cudaFreeHost(p); }
+
 /// Owns a cudaMalloc'd buffer of bytes.
-class device_buffer {
-public:
-    device_buffer() noexcept = default;
-    explicit device_buffer(std::size_t bytes, const char* what) : m_bytes(bytes) {
-        if (bytes > 0) check(cudaMalloc(&m_ptr, bytes), what);
-    }
-    device_buffer(device_buffer&& o) noexcept
-        : m_ptr(std::exchange(o.m_ptr, nullptr)), m_bytes(std::exchange(o.m_bytes, 0)) {}
-    device_buffer& operator=(device_buffer&& o) noexcept {
-        if (this != &o) {
-            reset();
-            m_ptr = std::exchange(o.m_ptr, nullptr);
-            m_bytes = std::exchange(o.m_bytes, 0);
-        }
-        return *this;
-    }
-    ~device_buffer() { reset(); }
-
-    void reset() noexcept {
-        if (m_ptr != nullptr) cudaFree(m_ptr);
-        m_ptr = nullptr;
-        m_bytes = 0;
-    }
-    [[nodiscard]] void* get() const noexcept { return m_ptr; }
-    template <class T>
-    [[nodiscard]] T* as() const noexcept { return static_cast<T*>(m_ptr); }
-    [[nodiscard]] std::size_t bytes() const noexcept { return m_bytes; }
-
-private:
-    void* m_ptr = nullptr;
-    std::size_t m_bytes = 0;
-};
-
+using device_buffer = owned_buffer<&device_alloc, &device_free>;
 /// Owns a cudaMallocHost'd (page-locked) buffer: asynchronous copies need it.
-class pinned_buffer {
-public:
-    pinned_buffer() noexcept = default;
-    explicit pinned_buffer(std::size_t bytes, const char* what) : m_bytes(bytes) {
-        if (bytes > 0) check(cudaMallocHost(&m_ptr, bytes), what);
-    }
-    pinned_buffer(pinned_buffer&& o) noexcept
-        : m_ptr(std::exchange(o.m_ptr, nullptr)), m_bytes(std::exchange(o.m_bytes, 0)) {}
-    pinned_buffer& operator=(pinned_buffer&& o) noexcept {
-        if (this != &o) {
-            reset();
-            m_ptr = std::exchange(o.m_ptr, nullptr);
-            m_bytes = std::exchange(o.m_bytes, 0);
-        }
-        return *this;
-    }
-    ~pinned_buffer() { reset(); }
-
-    void reset() noexcept {
-        if (m_ptr != nullptr) cudaFreeHost(m_ptr);
-        m_ptr = nullptr;
-        m_bytes = 0;
-    }
-    [[nodiscard]] void* get() const noexcept { return m_ptr; }
-    template <class T>
-    [[nodiscard]] T* as() const noexcept { return static_cast<T*>(m_ptr); }
-    [[nodiscard]] std::size_t bytes() const noexcept { return m_bytes; }
-
-private:
-    void* m_ptr = nullptr;
-    std::size_t m_bytes = 0;
-};
+using pinned_buffer = owned_buffer<&pinned_alloc, &pinned_free>;
 
 } // namespace weft::serve::cuda
