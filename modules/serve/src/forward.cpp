@@ -69,24 +69,23 @@ kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::siz
     return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
 }
 
-void cpu_forward::matmul_part(const weight_matrix& w, const kernels::activations& x, float* y, std::size_t part,
-                              std::size_t parts) {
+std::pair<std::size_t, std::size_t> cpu_forward::matmul_part(const weight_matrix& w, const kernels::activations& x,
+                                                             float* y, std::size_t part, std::size_t parts) {
+    // Rows in multiples of 16, so each part keeps whole kernel tiles and
+    // whole F32 panels.
+    static_assert(kernels::packed_f32::panel_rows == 16);
+    const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);
+    if (begin >= end) return {begin, end};
     if (auto it = m_packed.find(w.data); it != m_packed.end()) {
         // F32 activations are the caller's rows as they are.
         const auto* xf = reinterpret_cast<const float*>(x.data);
-        const kernels::packed_f32& p = it->second;
-        const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, kernels::packed_f32::panel_rows);
-        if (begin < end) p.multiply(xf, x.row_bytes / sizeof(float), x.rows, begin, end, y, w.rows);
-        return;
+        it->second.multiply(xf, x.row_bytes / sizeof(float), x.rows, begin, end, y, w.rows);
+    } else if (auto pre = m_prepacked.find(w.data); pre != m_prepacked.end() && x.packed != nullptr) {
+        kernels::matmul_prepacked_q8_0(pre->second.get(), w.cols, begin, end, x, y, w.rows);
+    } else {
+        kernels::matmul(w.type, w.data, begin, end, x, y, w.rows);
     }
-    // Split rows in multiples of 16 so each part keeps whole kernel tiles.
-    const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);
-    if (begin >= end) return;
-    if (auto it = m_prepacked.find(w.data); it != m_prepacked.end() && x.packed != nullptr) {
-        kernels::matmul_prepacked_q8_0(it->second.get(), w.cols, begin, end, x, y, w.rows);
-        return;
-    }
-    kernels::matmul(w.type, w.data, begin, end, x, y, w.rows);
+    return {begin, end};
 }
 
 void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {
@@ -193,14 +192,14 @@ void cpu_forward::run(const batch& b, step_output& out) {
         });
         xa = prepare(w.w_gate.type, m_xn.data(), T, E);
         if (w.w_up.type == w.w_gate.type) {
-            // One fork-join: each part multiplies its rows of gate and up,
-            // then gates exactly those rows (nothing crosses parts). The row
-            // splits are multiples of 16, so every element takes the same
-            // SIMD or scalar path as in a whole-row swiglu.
+            // One fork-join: each part multiplies its rows of gate and up
+            // (the same split: both have F rows), then gates exactly those
+            // rows (nothing crosses parts). The row splits are multiples of
+            // 16, so every element takes the same SIMD or scalar path as in a
+            // whole-row swiglu.
             m_team.run([&](std::size_t part, std::size_t parts) {
                 matmul_part(w.w_gate, xa, m_gate.data(), part, parts);
-                matmul_part(w.w_up, xa, m_up.data(), part, parts);
-                const auto [begin, end] = kernels::compute_team::split(F, part, parts, 16);
+                const auto [begin, end] = matmul_part(w.w_up, xa, m_up.data(), part, parts);
                 for (std::size_t t = 0; begin < end && t < T; ++t) {
                     kernels::swiglu(&m_gate[t * F + begin], &m_up[t * F + begin], &m_gate[t * F + begin], end - begin);
                 }
@@ -215,8 +214,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
         // The residual add joins the product: each part adds the rows it
         // computed, one fork-join for both.
         m_team.run([&](std::size_t part, std::size_t parts) {
-            matmul_part(w.w_down, xa, m_xn.data(), part, parts);
-            const auto [begin, end] = kernels::compute_team::split(E, part, parts, 16);
+            const auto [begin, end] = matmul_part(w.w_down, xa, m_xn.data(), part, parts);
             for (std::size_t t = 0; begin < end && t < T; ++t) {
                 kernels::add_inplace(&m_x[t * E + begin], &m_xn[t * E + begin], end - begin);
             }
@@ -247,28 +245,30 @@ void cpu_forward::run(const batch& b, step_output& out) {
 }
 
 void cpu_forward::attention(const batch& b, std::size_t layer) {
+    if (m_cache.type() == ggml_type::f16) {
+        attention_over<std::uint16_t>(b, layer, m_key_blocks_f16, m_value_blocks_f16);
+    } else {
+        attention_over<float>(b, layer, m_key_blocks, m_value_blocks);
+    }
+}
+
+template <class E>
+void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<const E*>& keys,
+                                 std::vector<const E*>& values) {
     const model_config& c = m_config;
     const std::size_t group = c.n_head / c.n_head_kv;
     const std::size_t Q = c.q_dim();
 
     // Block pointers of every chunk for this layer, concatenated.
-    const bool f16 = m_cache.type() == ggml_type::f16;
-    m_key_blocks.clear();
-    m_value_blocks.clear();
-    m_key_blocks_f16.clear();
-    m_value_blocks_f16.clear();
+    keys.clear();
+    values.clear();
     m_chunk_block_offset.clear();
     for (const batch_chunk& ch : b.chunks) {
-        m_chunk_block_offset.push_back(f16 ? m_key_blocks_f16.size() : m_key_blocks.size());
+        m_chunk_block_offset.push_back(keys.size());
         const std::size_t used = (ch.start + ch.tokens.size() + m_cache.block_size() - 1) / m_cache.block_size();
         for (std::size_t i = 0; i < used; ++i) {
-            if (f16) {
-                m_key_blocks_f16.push_back(m_cache.keys_as<std::uint16_t>(layer, ch.blocks[i]));
-                m_value_blocks_f16.push_back(m_cache.values_as<std::uint16_t>(layer, ch.blocks[i]));
-            } else {
-                m_key_blocks.push_back(m_cache.keys_as<float>(layer, ch.blocks[i]));
-                m_value_blocks.push_back(m_cache.values_as<float>(layer, ch.blocks[i]));
-            }
+            keys.push_back(m_cache.keys_as<E>(layer, ch.blocks[i]));
+            values.push_back(m_cache.values_as<E>(layer, ch.blocks[i]));
         }
     }
 
@@ -282,17 +282,9 @@ void cpu_forward::attention(const batch& b, std::size_t layer) {
             const std::size_t g = item % c.n_head_kv;
             const token_slot& s = m_slots[t];
             const std::size_t off = m_chunk_block_offset[s.chunk];
-            const float* q = &m_q[t * Q + g * group * c.head_dim];
-            float* o = &m_att[t * Q + g * group * c.head_dim];
-            if (f16) {
-                const kernels::attention_source_f16 src{m_key_blocks_f16.data() + off, m_value_blocks_f16.data() + off,
-                                                        m_cache.block_size()};
-                kernels::attend(q, group, c.head_dim, g, s.pos, src, o, scratch);
-            } else {
-                const kernels::attention_source src{m_key_blocks.data() + off, m_value_blocks.data() + off,
-                                                    m_cache.block_size()};
-                kernels::attend(q, group, c.head_dim, g, s.pos, src, o, scratch);
-            }
+            const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off, m_cache.block_size()};
+            const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
+            kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], scratch);
         }
     });
 }

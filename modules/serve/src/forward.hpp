@@ -3,8 +3,8 @@
 // `run` reads top to bottom as the transformer does.
 #pragma once
 
-#include "kernels/kernels.hpp"
 #include "kernels/huge_buffer.hpp"
+#include "kernels/kernels.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/packed_f32.hpp"
 #include "kernels/parallel.hpp"
@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace weft::serve {
@@ -39,11 +40,16 @@ private:
 
     void validate(const batch& b) const;
     void attention(const batch& b, std::size_t layer);
+    /// attention() over a cache of element type E, gathering the block
+    /// pointers into `keys` and `values`.
+    template <class E>
+    void attention_over(const batch& b, std::size_t layer, std::vector<const E*>& keys, std::vector<const E*>& values);
     /// y[T][w.rows] = x[T][w.cols] . w^T, rows split across the team.
     void matmul(const weight_matrix& w, const kernels::activations& x, float* y);
-    /// Rows [begin, end) of `part` of `parts` of that product.
-    void matmul_part(const weight_matrix& w, const kernels::activations& x, float* y, std::size_t part,
-                     std::size_t parts);
+    /// Rows [begin, end) of `part` of `parts` of that product; returns
+    /// [begin, end), so a fused job can finish exactly those rows.
+    std::pair<std::size_t, std::size_t> matmul_part(const weight_matrix& w, const kernels::activations& x, float* y,
+                                                    std::size_t part, std::size_t parts);
     kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
     /// fn(t) for every token, split across the team when there are enough.
     template <class F>
