@@ -54,8 +54,10 @@ struct prefetch_run {
     const char* end = nullptr;
     std::size_t per_step = 0; // lines per k step
 
-    WEFT_TARGET_AVX2 void step() noexcept {
-        for (std::size_t i = 0; i < per_step && next < end; ++i, next += 64) _mm_prefetch(next, _MM_HINT_T1);
+    void step() noexcept {
+        for (std::size_t i = 0; i < per_step && next < end; ++i, next += 64) {
+            prefetch(reinterpret_cast<const std::byte*>(next));
+        }
     }
 
     /// Tile `tile` of `tiles` over panels of `k` steps: its share of the
