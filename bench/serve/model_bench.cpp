@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
     app.add_option("--kv-type", kv_type_name, "KV cache element type: f16 (the backend's default) or f32")
         ->capture_default_str()->check(CLI::IsMember({"f16", "f32"}));
     CLI11_PARSE(app, argc, argv);
-    const ggml_type kv_type = kv_type_name == "f32" ? ggml_type::f32 : ggml_type::f16;
+    const ggml_type kv_type = parse_weight_type(kv_type_name); // f16 or f32 (checked by the option)
 
     nlohmann::json report;
     const double bandwidth = copy_bandwidth(threads);

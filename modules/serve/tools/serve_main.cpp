@@ -206,7 +206,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         } else {
             cpu_backend_options bo;
             bo.threads = std::max<std::size_t>(1, o.threads);
-            bo.kv_type = o.kv_type == "f32" ? ggml_type::f32 : ggml_type::f16;
+            bo.kv_type = parse_weight_type(o.kv_type); // f16 or f32 (checked by the option)
             per_block = kv_cache::bytes_per_block(c, bo.kv_block_size, bo.kv_type);
             bo.kv_blocks = std::max<std::size_t>(1, o.kv_cache_mb * 1024 * 1024 / per_block);
             backend = std::make_unique<cpu_backend>(m, bo);
