@@ -171,6 +171,15 @@ std::vector<std::string> sse_data(const std::string& body) {
     return out;
 }
 
+/// The last JSON event of a stream that ended properly (a `[DONE]` after
+/// at least one event).
+json last_event_before_done(const std::string& body) {
+    const std::vector<std::string> events = sse_data(body);
+    REQUIRE(events.size() >= 2);
+    CHECK(events.back() == "[DONE]");
+    return json::parse(events[events.size() - 2]);
+}
+
 /// The value of the first sample of `metric` in a Prometheus text body.
 double metric_value(const std::string& text, std::string_view metric, std::string_view label = {}) {
     std::size_t pos = 0;
@@ -577,10 +586,7 @@ TEST_CASE("server reports a request timeout as 504, or as an error event once st
         check_error(streamed, 504); // timed out before its first token
     } else {
         REQUIRE(streamed.status == 200);
-        const std::vector<std::string> events = sse_data(streamed.body);
-        REQUIRE(events.size() >= 2);
-        CHECK(events.back() == "[DONE]");
-        const json err = json::parse(events[events.size() - 2]);
+        const json err = last_event_before_done(streamed.body);
         REQUIRE(err.contains("error"));
         CHECK(err["error"]["code"] == "timeout");
         CHECK(err["error"]["type"] == "server_error");
@@ -618,10 +624,7 @@ TEST_CASE("server shutdown lets a stream in flight finish, and stops accepting",
     stopper.join();
     const http_reply r = parse_reply(raw);
     REQUIRE(r.status == 200);
-    const std::vector<std::string> events = sse_data(r.body);
-    REQUIRE(events.size() >= 2);
-    CHECK(events.back() == "[DONE]");
-    CHECK(json::parse(events[events.size() - 2])["choices"][0]["finish_reason"] == "length");
+    CHECK(last_event_before_done(r.body)["choices"][0]["finish_reason"] == "length");
     CHECK_THROWS(client_socket(port));
 }
 
@@ -636,10 +639,7 @@ TEST_CASE("server shutdown past its deadline ends streams with an error event", 
     stopper.join();
     const http_reply r = parse_reply(raw);
     REQUIRE(r.status == 200);
-    const std::vector<std::string> events = sse_data(r.body);
-    REQUIRE(events.size() >= 2);
-    CHECK(events.back() == "[DONE]");
-    const json last = json::parse(events[events.size() - 2]);
+    const json last = last_event_before_done(r.body);
     REQUIRE(last.contains("error"));
     CHECK(last["error"]["type"] == "server_error");
 }
