@@ -53,7 +53,8 @@ TEST_CASE("a text_completion has exactly OpenAI's keys", "[openai]") {
     CHECK(c["text"] == "Hello");
     CHECK(c["logprobs"].is_null());
     CHECK(c["finish_reason"] == "length");
-    CHECK(keys(j["usage"]) == key_set{"prompt_tokens", "completion_tokens", "total_tokens"});
+    CHECK(keys(j["usage"]) == key_set{"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details"});
+    CHECK(j["usage"]["prompt_tokens_details"] == json({{"cached_tokens", 0}}));
     CHECK(j["usage"]["prompt_tokens"] == 3);
     CHECK(j["usage"]["completion_tokens"] == 2);
     CHECK(j["usage"]["total_tokens"] == 5);
@@ -152,10 +153,13 @@ TEST_CASE("with include_usage every chunk has a null usage and the last one the 
     CHECK(json::parse(r.first_chunk())["usage"].is_null());
     CHECK(json::parse(r.text_chunk("x", {}))["usage"].is_null());
     CHECK(json::parse(r.final_chunk("stop"))["usage"].is_null());
-    const json u = json::parse(r.usage_chunk({4, 6}));
+    const json u = json::parse(r.usage_chunk({4, 6, 2}));
     CHECK(keys(u) == key_set{"id", "object", "created", "model", "choices", "usage"});
     CHECK(u["choices"] == json::array());
-    CHECK(u["usage"] == json({{"prompt_tokens", 4}, {"completion_tokens", 6}, {"total_tokens", 10}}));
+    CHECK(u["usage"] == json({{"prompt_tokens", 4},
+                              {"completion_tokens", 6},
+                              {"total_tokens", 10},
+                              {"prompt_tokens_details", {{"cached_tokens", 2}}}}));
 }
 
 TEST_CASE("the model list has OpenAI's list schema", "[openai]") {

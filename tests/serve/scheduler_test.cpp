@@ -1,3 +1,5 @@
+#include "scheduler_test_support.hpp"
+
 #include <weft/serve/scheduler.hpp>
 
 #include <catch2/catch.hpp>
@@ -5,187 +7,16 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <numeric>
 #include <random>
 #include <set>
 #include <stdexcept>
 #include <vector>
 
 using namespace weft::serve;
-
-namespace {
-
-scheduler_config limits(std::size_t max_batch_tokens, std::size_t max_running) {
-    scheduler_config cfg;
-    cfg.max_batch_tokens = max_batch_tokens;
-    cfg.max_running = max_running;
-    return cfg;
-}
-
-sequence_request request(seq_id id, std::size_t prompt, std::size_t max_new, int priority = 0) {
-    std::vector<token_id> p(prompt);
-    std::iota(p.begin(), p.end(), static_cast<token_id>(id * 7 % 13 + 1));
-    return sequence_request{id, std::move(p), max_new, priority};
-}
-
-// The next token the fake model predicts after `tokens`.
-token_id next_token(const std::vector<token_id>& tokens) {
-    return static_cast<token_id>(std::accumulate(tokens.begin(), tokens.end(), std::int64_t{0}) % 1000);
-}
-
-// What a sequence generates when it runs alone without interruption.
-std::vector<token_id> run_alone(std::vector<token_id> tokens, std::size_t max_new) {
-    for (std::size_t i = 0; i < max_new; ++i) {
-        tokens.push_back(next_token(tokens));
-    }
-    return tokens;
-}
-
-// A model over a paged KV cache that "stores" each token at its position's
-// slot through the block table and predicts the next token from what the
-// cache holds, so a wrong block table or a wrong computed count shows up as
-// a wrong output.
-class fake_model {
-public:
-    explicit fake_model(std::size_t block_size) : m_block_size(block_size) {}
-
-    std::vector<token_id> run(const step_plan& plan) {
-        std::vector<token_id> sampled;
-        for (const scheduled_chunk& c : plan.chunks) {
-            const std::size_t end = c.start + c.tokens.size();
-            REQUIRE(c.blocks.size() >= block_manager::blocks_for(end, m_block_size));
-            for (std::size_t i = 0; i < c.tokens.size(); ++i) {
-                slot(c.blocks, c.start + i) = c.tokens[i];
-            }
-            if (c.samples) {
-                std::vector<token_id> context;
-                for (std::size_t pos = 0; pos < end; ++pos) {
-                    context.push_back(slot(c.blocks, pos));
-                }
-                sampled.push_back(next_token(context));
-            }
-        }
-        return sampled;
-    }
-
-private:
-    token_id& slot(std::span<const block_id> blocks, std::size_t pos) {
-        auto& block = m_cache[blocks[pos / m_block_size]];
-        block.resize(m_block_size, -1);
-        return block[pos % m_block_size];
-    }
-
-    std::size_t m_block_size;
-    std::map<block_id, std::vector<token_id>> m_cache;
-};
-
-// Checks a plan and the scheduler's bookkeeping against each other.
-void check_invariants(const scheduler& s, const step_plan& plan, const std::set<seq_id>& live) {
-    std::size_t tokens = 0;
-    std::set<seq_id> in_plan;
-    for (const scheduled_chunk& c : plan.chunks) {
-        REQUIRE(in_plan.insert(c.id).second);
-        REQUIRE(s.is_running(c.id));
-        const auto* all = s.tokens(c.id);
-        REQUIRE(all != nullptr);
-        REQUIRE(!c.tokens.empty());
-        REQUIRE(c.start + c.tokens.size() <= all->size());
-        REQUIRE(std::equal(c.tokens.begin(), c.tokens.end(), all->begin() + static_cast<std::ptrdiff_t>(c.start)));
-        REQUIRE(c.samples == (c.start + c.tokens.size() == all->size()));
-        REQUIRE(c.start == s.num_computed(c.id));
-        tokens += c.tokens.size();
-    }
-    REQUIRE(tokens == plan.num_tokens);
-    REQUIRE(plan.num_tokens <= s.config().max_batch_tokens);
-    REQUIRE(s.num_running() <= s.config().max_running);
-
-    std::set<block_id> seen;
-    std::size_t in_tables = 0;
-    for (const seq_id id : live) {
-        REQUIRE(s.contains(id));
-        for (const block_id b : s.block_table(id)) {
-            REQUIRE(seen.insert(b).second); // no block in two tables
-            REQUIRE(s.blocks().ref_count(b) == 1);
-            ++in_tables;
-        }
-        if (!s.is_running(id)) {
-            REQUIRE(s.block_table(id).empty());
-        }
-    }
-    REQUIRE(in_tables == s.blocks().num_used());
-    REQUIRE(s.num_running() + s.num_waiting() == live.size());
-}
-
-// Runs the engine loop until every sequence finished (or `max_steps`),
-// ending each sequence at max_new_tokens. Returns the final token lists.
-struct driver {
-    scheduler& sched;
-    fake_model model;
-    std::map<seq_id, std::size_t> max_new;
-    std::set<seq_id> live;
-    std::map<seq_id, std::vector<token_id>> outputs;
-    bool preempted_after_generating = false;
-
-    driver(scheduler& s, std::size_t block_size) : sched(s), model(block_size) {}
-
-    void add(sequence_request r) {
-        const seq_id id = r.id;
-        const std::size_t n = r.max_new_tokens;
-        REQUIRE(sched.add(std::move(r)) == admit_result::accepted);
-        max_new[id] = n;
-        live.insert(id);
-    }
-
-    step_plan step() {
-        step_plan plan = sched.schedule();
-        check_invariants(sched, plan, live);
-        for (const seq_id id : plan.preempted) {
-            preempted_after_generating |= sched.num_generated(id) > 0;
-        }
-        sched.commit(plan, model.run(plan));
-        for (const scheduled_chunk& c : plan.chunks) {
-            if (c.samples && sched.num_generated(c.id) == max_new[c.id]) {
-                outputs[c.id] = *sched.tokens(c.id);
-                REQUIRE(sched.finish(c.id));
-                live.erase(c.id);
-            }
-        }
-        return plan;
-    }
-
-    void run(std::size_t max_steps) {
-        for (std::size_t i = 0; i < max_steps && !live.empty(); ++i) {
-            step();
-        }
-    }
-
-    // Runs to the end, listing sequences in the order of their first chunk.
-    std::vector<seq_id> admission_order(std::size_t max_steps) {
-        std::vector<seq_id> order;
-        for (std::size_t i = 0; i < max_steps && !live.empty(); ++i) {
-            for (const auto& c : step().chunks) {
-                if (c.start == 0) {
-                    order.push_back(c.id);
-                }
-            }
-        }
-        return order;
-    }
-};
-
-std::size_t chunk_size(const step_plan& plan, seq_id id) {
-    for (const auto& c : plan.chunks) {
-        if (c.id == id) {
-            return c.tokens.size();
-        }
-    }
-    return 0;
-}
-
-} // namespace
+using namespace weft::serve::test;
 
 TEST_CASE("scheduler prefills a new sequence and then decodes it", "[scheduler]") {
-    scheduler s({}, 64, 16);
+    scheduler s(limits(512, 256), 64, 16);
     REQUIRE(s.add(request(1, 20, 3)) == admit_result::accepted);
     CHECK(s.num_waiting() == 1);
     auto plan = s.schedule();
@@ -606,6 +437,8 @@ TEST_CASE("scheduler keeps its invariants over random add, abort, schedule and c
     cfg.max_context = 80;
     cfg.aging_steps = 8;
     cfg.long_prefill_chunk = 20;
+    cfg.prefix_caching = GENERATE(false, true);
+    INFO("prefix caching " << cfg.prefix_caching);
     scheduler s(cfg, 24, 4);
     driver d(s, 4);
     std::mt19937_64 rng(2024); // raw engine output only: the same on every platform
@@ -645,7 +478,11 @@ TEST_CASE("scheduler keeps its invariants over random add, abort, schedule and c
     CHECK(d.outputs.size() > 20);
     d.run(2000);
     CHECK(d.live.empty());
-    CHECK(s.blocks().num_used() == 0);
+    CHECK(s.num_blocks_in_use() == 0);
+    CHECK(s.blocks().num_used() == (cfg.prefix_caching ? s.prefix()->num_idle() : 0));
+    if (cfg.prefix_caching) {
+        CHECK(s.prefix_hit_tokens() > 0); // prompts of ids equal modulo 13 share their start
+    }
     CHECK(aborted > 20);
     CHECK(s.total_preemptions() > 0);
     for (const auto& [id, out] : d.outputs) {

@@ -440,6 +440,27 @@ TEST_CASE("server lists its model, and serves health and Prometheus metrics", "[
     CHECK(m.body.find("weft_time_to_first_token_seconds_bucket") != std::string::npos);
 }
 
+TEST_CASE("server reports the prompt tokens it found in the prefix cache in usage and metrics", "[server]") {
+    test_server srv;
+    const std::string prompt = "The quick brown fox jumps over the lazy dog, again and again, until the dog "
+                               "finally gets up and walks away from the fox for good.";
+    const std::size_t n = srv.vocab().encode(prompt, true, true).size();
+    REQUIRE(n > 32);
+    const json body = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
+    const json first = srv.post("/v1/completions", body).body_json();
+    CHECK(first["usage"]["prompt_tokens"] == n);
+    CHECK(first["usage"]["prompt_tokens_details"]["cached_tokens"] == 0);
+    const json second = srv.post("/v1/completions", body).body_json();
+    // Every full block of 16 but the one holding the last prompt token.
+    const std::size_t cached = (n - 1) / 16 * 16;
+    CHECK(second["usage"]["prompt_tokens_details"]["cached_tokens"] == cached);
+    CHECK(second["choices"][0]["text"] == first["choices"][0]["text"]);
+    CHECK(settled_metric(srv, "weft_prefix_cache_hits_total", static_cast<double>(cached)) ==
+          static_cast<double>(cached));
+    CHECK(settled_metric(srv, "weft_kv_blocks_used", 0) == 0);
+    CHECK(metric_value(srv.metrics(), "weft_kv_blocks_cached") >= static_cast<double>(cached / 16));
+}
+
 TEST_CASE("server refuses hostile bodies with 400s and keeps serving", "[server]") {
     test_server srv;
     struct row {

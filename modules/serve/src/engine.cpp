@@ -52,6 +52,7 @@ struct active_request {
     stop_matcher stops;
     std::size_t generated = 0;
     std::size_t preemptions = 0;
+    std::size_t cached_prompt_tokens = 0; // found in the prefix cache when first scheduled
     clock::time_point arrival;
     std::optional<clock::time_point> deadline;
     std::optional<clock::time_point> first_scheduled;
@@ -124,6 +125,7 @@ struct engine::impl {
             if (token != nullptr) u.tokens.push_back(std::move(*token));
             u.text.append(text);
             u.prompt_tokens = r.request.prompt.size();
+            u.cached_prompt_tokens = r.cached_prompt_tokens;
             u.completion_tokens = r.generated;
             if (finish) {
                 u.finish = finish;
@@ -168,6 +170,7 @@ struct engine::impl {
             s.id = id;
             s.reason = reason;
             s.prompt_tokens = r.request.prompt.size();
+            s.cached_prompt_tokens = r.cached_prompt_tokens;
             s.completion_tokens = r.generated;
             s.preemptions = r.preemptions;
             s.queue_seconds = r.first_scheduled ? seconds_between(r.arrival, *r.first_scheduled) : 0.0;
@@ -337,7 +340,12 @@ struct engine::impl {
     void publish_gauges() {
         metrics.requests_running = sched.num_running();
         metrics.requests_waiting = sched.num_waiting();
-        metrics.kv_blocks_used = sched.blocks().num_used();
+        metrics.kv_blocks_used = sched.num_blocks_in_use();
+        if (const prefix_cache* cache = sched.prefix()) {
+            metrics.kv_blocks_cached = cache->num_idle();
+            metrics.prefix_cache_queries = sched.prefix_queried_tokens();
+            metrics.prefix_cache_hits = sched.prefix_hit_tokens();
+        }
         std::lock_guard lock(cmd_mutex);
         waiting_estimate = sched.num_waiting();
     }
@@ -367,6 +375,7 @@ struct engine::impl {
                                          std::span<const block_id>(batch_blocks).subspan(b0, c.blocks.size()), c.samples});
             if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
                 it->second.first_scheduled = now;
+                it->second.cached_prompt_tokens = sched.num_cached_prompt_tokens(c.id);
                 metrics.queue_time.observe(seconds_between(it->second.arrival, now));
             }
         }

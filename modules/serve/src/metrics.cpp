@@ -99,8 +99,14 @@ std::string serve_metrics::render(std::string_view raw_model_name) const {
     constexpr auto relaxed = std::memory_order_relaxed;
     gauge("requests_running", "Requests in the running batch.", requests_running.load(relaxed));
     gauge("requests_waiting", "Requests waiting to be scheduled.", requests_waiting.load(relaxed));
-    gauge("kv_blocks_used", "KV-cache blocks in use.", kv_blocks_used.load(relaxed));
+    gauge("kv_blocks_used", "KV-cache blocks held by requests.", kv_blocks_used.load(relaxed));
     gauge("kv_blocks_total", "KV-cache blocks in all.", kv_blocks_total.load(relaxed));
+    gauge("kv_blocks_cached", "KV-cache blocks kept by the prefix cache that no request holds (freed on demand).",
+          kv_blocks_cached.load(relaxed));
+    counter("prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.",
+            prefix_cache_queries.load(relaxed));
+    counter("prefix_cache_hits_total", "Prompt tokens found in the prefix cache (not computed).",
+            prefix_cache_hits.load(relaxed));
     counter("preemptions_total", "Sequences preempted (blocks freed, recomputed later).", preemptions.load(relaxed));
     counter("requests_rejected_total", "Requests refused with 429 because the waiting queue was full.",
             rejected.load(relaxed));

@@ -35,7 +35,9 @@ void append_usage(std::string& out, openai_usage u) {
     json_out::append_uint(out, u.completion_tokens);
     out += ",\"total_tokens\":";
     json_out::append_uint(out, u.prompt_tokens + u.completion_tokens);
-    out += '}';
+    out += ",\"prompt_tokens_details\":{\"cached_tokens\":";
+    json_out::append_uint(out, u.cached_tokens);
+    out += "}}";
 }
 
 void append_bytes(std::string& out, std::string_view bytes) {

@@ -233,7 +233,7 @@ task<void> send_whole(const model_state& m, const openai_request& r, generation_
     for (;;) {
         text += u->text;
         if (r.logprobs) add_logprobs(tok, *u, lps);
-        usage = {u->prompt_tokens, u->completion_tokens};
+        usage = {u->prompt_tokens, u->completion_tokens, u->cached_prompt_tokens};
         if (u->finish) break;
         u = co_await stream.next();
         if (!u) break;
@@ -273,7 +273,7 @@ task<void> send_events(const model_state& m, const openai_request& r, generation
                 append_event(buf, failure_error(*u).to_json());
             } else {
                 append_event(buf, resp.final_chunk(finish_text(*u->finish)));
-                if (r.include_usage) append_event(buf, resp.usage_chunk({u->prompt_tokens, u->completion_tokens}));
+                if (r.include_usage) append_event(buf, resp.usage_chunk({u->prompt_tokens, u->completion_tokens, u->cached_prompt_tokens}));
             }
             append_event(buf, "[DONE]");
         }

@@ -1,6 +1,7 @@
 #include <weft/serve/scheduler.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -18,6 +19,9 @@ struct scheduler::sequence {
     std::uint64_t waiting_since = 0; // schedule() calls before it began waiting
     std::size_t computed = 0;        // positions whose KV entries exist
     std::vector<block_id> blocks;
+    std::size_t cached_blocks = 0;   // leading blocks that are prefix-cache entries
+    std::optional<std::size_t> cached_prompt; // prompt tokens found cached at first admission
+    bool cache_closed = false;       // a block could not be cached: none after it is
     bool running = false;
     std::uint64_t scheduled_step = 0; // last plan that carried a chunk of it
 
@@ -41,7 +45,8 @@ struct scheduler::build {
 };
 
 scheduler::scheduler(const scheduler_config& config, std::size_t num_blocks, std::size_t block_size)
-    : m_config(config), m_blocks(num_blocks, block_size) {
+    : m_config(config), m_blocks(num_blocks, block_size),
+      m_prefix(config.prefix_caching ? std::make_unique<prefix_cache>(m_blocks) : nullptr) {
     if (config.max_batch_tokens == 0 || config.max_running == 0 || config.max_context == 0) {
         throw std::invalid_argument("scheduler: max_batch_tokens, max_running and max_context must be at least 1");
     }
@@ -147,7 +152,7 @@ void scheduler::schedule_running(sequence& s, std::size_t n, build& b) {
 bool scheduler::reserve(sequence& s, std::size_t positions, build& b) {
     const std::size_t need = block_manager::blocks_for(positions, m_blocks.block_size());
     while (s.blocks.size() < need) {
-        if (m_blocks.allocate(need - s.blocks.size(), s.blocks)) {
+        if (allocate_blocks(need - s.blocks.size(), s.blocks)) {
             return true;
         }
         // Lowest priority (largest number), then latest arrival.
@@ -201,13 +206,28 @@ void scheduler::admit_waiting(build& b) {
         if (s->done()) {
             continue;
         }
+        if (m_prefix) {
+            // Cached blocks for the start of its tokens; the last token is
+            // always computed, for its logits.
+            const std::size_t bs = m_blocks.block_size();
+            s->cached_blocks = m_prefix->acquire(s->tokens, (s->tokens.size() - 1) / bs, s->blocks);
+            s->computed = s->cached_blocks * bs;
+        }
         const std::size_t n = std::min({s->uncomputed(), b.budget, chunk_cap});
-        if (!m_blocks.allocate(block_manager::blocks_for(n, m_blocks.block_size()), s->blocks)) {
+        const std::size_t need = block_manager::blocks_for(s->computed + n, m_blocks.block_size());
+        if (!allocate_blocks(need - s->blocks.size(), s->blocks)) {
+            release_blocks(*s);
+            s->computed = 0;
             break;
+        }
+        if (m_prefix) {
+            m_prefix_queried += s->tokens.size();
+            m_prefix_hits += s->computed;
+            if (!s->cached_prompt) s->cached_prompt = s->computed;
         }
         s->running = true;
         m_running.push_back(s);
-        b.entries.push_back({s, 0, n});
+        b.entries.push_back({s, s->computed, n});
         b.budget -= n;
         admitted = true;
     }
@@ -240,7 +260,41 @@ void scheduler::commit(const step_plan& plan, std::span<const token_id> sampled)
         if (c.samples) {
             s->tokens.push_back(token);
         }
+        cache_computed_blocks(*s);
     }
+}
+
+void scheduler::cache_computed_blocks(sequence& s) {
+    if (!m_prefix || s.cache_closed) {
+        return;
+    }
+    const std::size_t bs = m_blocks.block_size();
+    for (std::size_t i = s.cached_blocks; i < s.computed / bs; ++i) {
+        const std::optional<block_id> previous = i > 0 ? std::optional(s.blocks[i - 1]) : std::nullopt;
+        const auto tokens = std::span<const token_id>(s.tokens).subspan(i * bs, bs);
+        const std::optional<block_id> held = m_prefix->insert(previous, tokens, s.blocks[i]);
+        if (!held) {
+            s.cache_closed = true;
+            return;
+        }
+        if (*held != s.blocks[i]) {
+            // The same content is cached already (computed at the same time
+            // by another sequence): hold that one, free this copy.
+            m_blocks.release(s.blocks[i]);
+            s.blocks[i] = *held;
+        }
+        s.cached_blocks = i + 1;
+    }
+}
+
+bool scheduler::allocate_blocks(std::size_t n, std::vector<block_id>& out) {
+    while (m_blocks.num_free() < n && m_prefix && m_prefix->evict_one()) {
+    }
+    return m_blocks.allocate(n, out);
+}
+
+std::size_t scheduler::num_blocks_in_use() const noexcept {
+    return m_blocks.num_used() - (m_prefix ? m_prefix->num_idle() : 0);
 }
 
 bool scheduler::finish(seq_id id) { return remove(id); }
@@ -262,8 +316,13 @@ bool scheduler::remove(seq_id id) {
 void scheduler::release_blocks(sequence& s) {
     for (const block_id blk : s.blocks) {
         m_blocks.release(blk);
+        if (m_prefix) {
+            m_prefix->released(blk);
+        }
     }
     s.blocks.clear();
+    s.cached_blocks = 0;
+    s.cache_closed = false;
 }
 
 scheduler::sequence* scheduler::find(seq_id id) const {
@@ -295,6 +354,14 @@ std::size_t scheduler::num_computed(seq_id id) const {
         throw std::out_of_range("scheduler::num_computed: unknown sequence " + std::to_string(id));
     }
     return s->computed;
+}
+
+std::size_t scheduler::num_cached_prompt_tokens(seq_id id) const {
+    const sequence* s = find(id);
+    if (s == nullptr) {
+        throw std::out_of_range("scheduler::num_cached_prompt_tokens: unknown sequence " + std::to_string(id));
+    }
+    return s->cached_prompt.value_or(0);
 }
 
 std::span<const block_id> scheduler::block_table(seq_id id) const {

@@ -53,6 +53,7 @@ struct cli_options {
     std::size_t max_queue = 1024;
     std::size_t max_context = 0;
     double prefill_per_decode = 1.0;
+    bool prefix_caching = true;
     std::string device = "cpu";
     std::string kv_type = "f16";
     int cuda_device = 0;
@@ -126,8 +127,9 @@ void print_banner(const cli_options& o, const model& m, const std::filesystem::p
     }
     fmt::print("  backend    {}\n", e.backend().describe());
     fmt::print("  KV cache   {:.1f} MiB: {} blocks of {} tokens ({} tokens)\n", kv_mb, blocks, block, blocks * block);
-    fmt::print("  scheduler  context {} tokens, {} tokens per step, {} running, {} waiting at most\n",
-               std::min(s.max_context, blocks * block), s.max_batch_tokens, s.max_running, s.max_waiting);
+    fmt::print("  scheduler  context {} tokens, {} tokens per step, {} running, {} waiting at most; prefix caching {}\n",
+               std::min(s.max_context, blocks * block), s.max_batch_tokens, s.max_running, s.max_waiting,
+               s.prefix_caching ? "on" : "off");
     fmt::print("  chat       {}\n", tmpl.note());
     fmt::print("  listening  {} ({} HTTP thread{}){}\n", url, o.http_threads, o.http_threads == 1 ? "" : "s",
                o.api_key.empty() ? "" : ", API key required");
@@ -144,9 +146,10 @@ void print_banner(const cli_options& o, const model& m, const std::filesystem::p
 }
 
 void log_finished(const request_summary& s) {
-    spdlog::info("request {} {}: {} prompt + {} completion tokens, queue {:.1f} ms, ttft {:.1f} ms, e2e {:.1f} ms{}",
-                 s.id, to_string(s.reason), s.prompt_tokens, s.completion_tokens, s.queue_seconds * 1e3,
-                 s.ttft_seconds * 1e3, s.e2e_seconds * 1e3,
+    spdlog::info("request {} {}: {} prompt ({} cached) + {} completion tokens, queue {:.1f} ms, ttft {:.1f} ms, "
+                 "e2e {:.1f} ms{}",
+                 s.id, to_string(s.reason), s.prompt_tokens, s.cached_prompt_tokens, s.completion_tokens,
+                 s.queue_seconds * 1e3, s.ttft_seconds * 1e3, s.e2e_seconds * 1e3,
                  s.preemptions > 0 ? fmt::format(", {} preemptions", s.preemptions) : std::string());
 }
 
@@ -217,6 +220,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         eo.scheduler.max_running = o.max_running;
         eo.scheduler.max_waiting = o.max_queue;
         eo.scheduler.prefill_per_decode = o.prefill_per_decode;
+        eo.scheduler.prefix_caching = o.prefix_caching;
         eo.scheduler.max_context = o.max_context > 0 ? o.max_context : (c.n_ctx_train > 0 ? c.n_ctx_train : 2048);
         eo.request_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::duration<double>(std::max(0.0, o.request_timeout_s)));
@@ -288,6 +292,8 @@ int main(int argc, char** argv) {
     app.add_option("--prefill-per-decode", o.prefill_per_decode,
                    "prompt tokens per decoding stream in a step (0: no limit; 1 keeps a step at most about doubled)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
+    app.add_flag("--prefix-caching,!--no-prefix-caching", o.prefix_caching,
+                 "reuse the KV blocks of prompt prefixes seen before (on by default)");
     app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer <key>' on /v1/*");
     app.add_option("--request-timeout-s", o.request_timeout_s, "longest a request may run (0: no limit)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);

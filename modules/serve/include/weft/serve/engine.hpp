@@ -58,6 +58,7 @@ struct request_summary {
     seq_id id = 0;
     finish_reason reason = finish_reason::stop;
     std::size_t prompt_tokens = 0;
+    std::size_t cached_prompt_tokens = 0; ///< of prompt_tokens, found in the prefix cache
     std::size_t completion_tokens = 0;
     std::size_t preemptions = 0;
     double queue_seconds = 0;  ///< arrival to first scheduled
@@ -100,6 +101,7 @@ struct generation_update {
     std::optional<finish_reason> finish;  ///< set on the last update
     std::string error;                    ///< why, when finish is error
     std::size_t prompt_tokens = 0;
+    std::size_t cached_prompt_tokens = 0; ///< of prompt_tokens, found in the prefix cache
     std::size_t completion_tokens = 0;    ///< so far
 };
 

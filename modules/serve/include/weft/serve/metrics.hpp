@@ -50,6 +50,7 @@ public:
     std::atomic<std::size_t> requests_waiting{0};
     std::atomic<std::size_t> kv_blocks_used{0};
     std::atomic<std::size_t> kv_blocks_total{0};
+    std::atomic<std::size_t> kv_blocks_cached{0}; ///< prefix-cache blocks no request holds
 
     // Counters.
     std::atomic<std::uint64_t> preemptions{0};
@@ -57,6 +58,8 @@ public:
     std::atomic<std::uint64_t> prompt_tokens{0};
     std::atomic<std::uint64_t> generation_tokens{0};
     std::atomic<std::uint64_t> steps{0};
+    std::atomic<std::uint64_t> prefix_cache_queries{0}; ///< tokens looked up (set by the engine)
+    std::atomic<std::uint64_t> prefix_cache_hits{0};    ///< tokens found cached
     std::array<std::atomic<std::uint64_t>, 5> finished{}; ///< by finish_reason
 
     histogram time_to_first_token;   ///< seconds, arrival to first token

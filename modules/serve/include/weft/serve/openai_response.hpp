@@ -10,7 +10,8 @@
 ///  - chat: {id "chatcmpl-<hex>", object "chat.completion", created, model,
 ///    choices [{index, message {role "assistant", content}, logprobs,
 ///    finish_reason}], usage}
-///  - usage: {prompt_tokens, completion_tokens, total_tokens}
+///  - usage: {prompt_tokens, completion_tokens, total_tokens,
+///    prompt_tokens_details: {cached_tokens}}
 ///  - completion logprobs: {tokens, token_logprobs, top_logprobs [{token:
 ///    logprob}], text_offset} (byte offsets into the generated text)
 ///  - chat logprobs: {content [{token, logprob, bytes, top_logprobs [{token,
@@ -48,6 +49,7 @@ struct openai_logprob {
 struct openai_usage {
     std::size_t prompt_tokens = 0;
     std::size_t completion_tokens = 0;
+    std::size_t cached_tokens = 0; ///< prompt tokens served from the prefix cache
 };
 
 /// "cmpl-" or "chatcmpl-" followed by 24 random hex digits.

@@ -44,10 +44,21 @@
 /// until the next mutating call (`add`, `schedule`, `commit`, `finish`,
 /// `abort`).
 ///
+/// With `prefix_caching` (the default), full computed blocks go to a
+/// `prefix_cache` as a sequence's step is committed, and a sequence admitted
+/// from the waiting queue (new, or preempted) first takes the longest cached
+/// chain matching the start of its tokens, always leaving its last token to
+/// compute (it gives the logits to sample from): its first chunk then starts
+/// past the cached positions. A block computed twice at once (two sequences
+/// with the same prefix admitted together) is kept once: the later one
+/// switches to the cached twin at commit. Cached blocks no sequence uses are
+/// evicted, least recently used first, before any sequence is preempted.
+///
 /// Threading: not synchronized; one owner (the engine loop) uses it.
 #pragma once
 
 #include <weft/serve/block_manager.hpp>
+#include <weft/serve/prefix_cache.hpp>
 #include <weft/serve/token.hpp>
 
 #include <cstddef>
@@ -70,6 +81,8 @@ struct scheduler_config {
     double prefill_per_decode = 1.0;
     /// ...but at least this many prefill tokens per step, so prompts progress.
     std::size_t min_prefill_tokens = 32;
+    /// Reuse the KV blocks of common prompt prefixes (see the file comment).
+    bool prefix_caching = true;
 };
 
 struct sequence_request {
@@ -141,6 +154,18 @@ public:
     /// The sequence's block table (empty while waiting or unknown).
     std::span<const block_id> block_table(seq_id id) const;
     const block_manager& blocks() const noexcept { return m_blocks; }
+    /// Blocks held by sequences (blocks only the prefix cache holds are free
+    /// to take, so they do not count).
+    std::size_t num_blocks_in_use() const noexcept;
+    /// The prefix cache, or nullptr without `prefix_caching`.
+    const prefix_cache* prefix() const noexcept { return m_prefix.get(); }
+    /// Tokens of admitted sequences looked up in the prefix cache, and those
+    /// found (every admission counts, a preempted sequence's again).
+    std::uint64_t prefix_queried_tokens() const noexcept { return m_prefix_queried; }
+    std::uint64_t prefix_hit_tokens() const noexcept { return m_prefix_hits; }
+    /// Prompt tokens the sequence found cached when first admitted (0 while
+    /// it waits); throws `std::out_of_range` for an unknown id.
+    std::size_t num_cached_prompt_tokens(seq_id id) const;
     const scheduler_config& config() const noexcept { return m_config; }
 
 private:
@@ -154,10 +179,13 @@ private:
     void preempt(sequence& s, build& b);
     void admit_waiting(build& b);
     void release_blocks(sequence& s);
+    bool allocate_blocks(std::size_t n, std::vector<block_id>& out);
+    void cache_computed_blocks(sequence& s);
     bool remove(seq_id id);
 
     scheduler_config m_config;
     block_manager m_blocks;
+    std::unique_ptr<prefix_cache> m_prefix; // after m_blocks: it refers to it
     std::unordered_map<seq_id, std::unique_ptr<sequence>> m_sequences;
     std::vector<sequence*> m_running; // admission order
     std::vector<sequence*> m_waiting; // unordered; sorted per schedule()
@@ -167,6 +195,8 @@ private:
     std::int64_t m_queue_back = 0;    // queue keys: new arrivals count up,
     std::int64_t m_queue_front = 0;   // preempted sequences count down
     std::uint64_t m_preemptions = 0;
+    std::uint64_t m_prefix_queried = 0;
+    std::uint64_t m_prefix_hits = 0;
 };
 
 } // namespace weft::serve
