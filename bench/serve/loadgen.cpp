@@ -222,6 +222,11 @@ int main(int argc, char** argv) {
     app.add_option("--prompt-tokens", rc.prompt_tokens, "prompt length in words (about one token each)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 20));
+    app.add_option("--shared-prefix-tokens", rc.shared_prefix,
+                   "words, the same in every request, before each prompt's own (a system prompt; as "
+                   "benchmark_serving's --random-prefix-len)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 20));
     app.add_option("--max-tokens", rc.max_tokens, "max_tokens of each request")
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 24));
@@ -289,6 +294,7 @@ int main(int argc, char** argv) {
     cfg.api = rc.endpoint == "chat" ? api_kind::chat : api_kind::completions;
     cfg.model = rc.model;
     cfg.prompt_words = rc.prompt_tokens;
+    cfg.shared_prefix_words = rc.shared_prefix;
     cfg.max_tokens = rc.max_tokens;
     cfg.stream = rc.stream;
     cfg.stream_usage = rc.stream_usage;

@@ -335,7 +335,13 @@ std::string build_request(const client_config& cfg, long index) {
     body.reserve(static_cast<std::size_t>(cfg.prompt_words) * 8 + 256);
     body += "{\"model\":";
     append_json_string(body, cfg.model);
-    const std::string prompt = make_prompt(cfg.seed, index, cfg.prompt_words);
+    std::string prompt = make_prompt(cfg.seed, index, cfg.prompt_words);
+    if (cfg.shared_prefix_words > 0) {
+        // Index -1: the same words for every request of the run.
+        std::string shared = make_prompt(cfg.seed, -1, cfg.shared_prefix_words);
+        if (!prompt.empty()) shared.push_back(' ');
+        prompt.insert(0, shared);
+    }
     if (cfg.api == api_kind::chat) {
         body += ",\"messages\":[{\"role\":\"user\",\"content\":";
         append_json_string(body, prompt);
@@ -377,7 +383,7 @@ std::string build_request(const client_config& cfg, long index) {
 task<void> execute(io::io_context& ctx, const client_config& cfg, connection& conn, long index,
                    io::clock::time_point epoch, request_record& out, std::vector<double>& itls) {
     out.index = index;
-    out.prompt_words = cfg.prompt_words;
+    out.prompt_words = cfg.prompt_words + cfg.shared_prefix_words;
     const std::string request = build_request(cfg, index);
     const io::deadline limit(io::clock::now() + std::chrono::duration_cast<io::clock::duration>(cfg.timeout));
     io::clock::time_point sent{};

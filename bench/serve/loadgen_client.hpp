@@ -45,6 +45,7 @@ struct client_config {
     api_kind api = api_kind::completions;
     std::string model = "weft";
     int prompt_words = 32;
+    int shared_prefix_words = 0; ///< the same words open every prompt (a system prompt)
     int max_tokens = 16;
     bool stream = true;
     bool stream_usage = false; ///< ask for a usage chunk (stream_options.include_usage)

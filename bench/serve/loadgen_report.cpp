@@ -207,6 +207,7 @@ nlohmann::json to_json(const summary& s, const run_config& cfg, const std::vecto
         {"endpoint", cfg.endpoint},
         {"model", cfg.model},
         {"prompt_tokens", cfg.prompt_tokens},
+        {"shared_prefix_tokens", cfg.shared_prefix},
         {"max_tokens", cfg.max_tokens},
         {"requests", cfg.requests},
         {"duration_s", cfg.duration_s},

@@ -39,6 +39,7 @@ struct run_config {
     std::string endpoint = "completions";
     std::string model = "weft";
     int prompt_tokens = 32;
+    int shared_prefix = 0;
     int max_tokens = 16;
     long requests = 0;       ///< 0: limited by duration only
     double duration_s = 0;   ///< 0: limited by requests only

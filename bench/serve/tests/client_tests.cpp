@@ -272,3 +272,20 @@ TEST_CASE("request bytes carry the JSON body the API expects", "[loadgen][client
     const std::string p = make_prompt(0, 1, 40);
     CHECK(std::count(p.begin(), p.end(), ' ') == 39);
 }
+
+TEST_CASE("with a shared prefix every prompt opens with the same words and goes on with its own", "[loadgen][client]") {
+    client_config cfg;
+    cfg.host_header = "127.0.0.1:9";
+    cfg.prompt_words = 4;
+    cfg.shared_prefix_words = 30;
+    const auto prompt_of = [&](long index) {
+        const std::string req = build_request(cfg, index);
+        const std::size_t at = req.find(R"("prompt":")") + 10;
+        return req.substr(at, req.find('"', at) - at);
+    };
+    const std::string shared = make_prompt(cfg.seed, -1, 30);
+    const std::string a = prompt_of(1), b = prompt_of(2);
+    CHECK(a == shared + " " + make_prompt(cfg.seed, 1, 4));
+    CHECK(b == shared + " " + make_prompt(cfg.seed, 2, 4));
+    CHECK(a != b);
+}
