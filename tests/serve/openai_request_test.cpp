@@ -72,6 +72,12 @@ TEST_CASE("completion request fields map onto the generation request", "[openai]
     CHECK(r.include_usage);
 }
 
+TEST_CASE("n asks for several choices, and best_of may repeat it", "[openai]") {
+    CHECK(parse_completion_request(R"({"prompt": "x"})", options()).n == 1);
+    CHECK(parse_completion_request(R"({"prompt": "x", "n": 3, "best_of": 3})", options()).n == 3);
+    CHECK(parse_chat_request(R"({"messages": [{"role": "user", "content": "a"}], "n": 64})", options()).n == 64);
+}
+
 TEST_CASE("completion request defaults leave max_tokens to the server", "[openai]") {
     const openai_request r = parse_completion_request(R"({"prompt": "x"})", options());
     CHECK_FALSE(r.max_tokens);
@@ -182,12 +188,13 @@ TEST_CASE("hostile completion bodies get 400 naming the field", "[openai]") {
         {"{\"prompt\": \"x\", \"logit_bias\": {\"5\": 101}}", "logit_bias"},
         {"{\"prompt\": \"x\", \"logit_bias\": {\"5\": \"1\"}}", "logit_bias"},
         {"{\"prompt\": \"x\", \"logit_bias\": {\"99999999999999999999\": 1}}", "logit_bias"},
-        {"{\"prompt\": \"x\", \"n\": 2}", "n"},
+        {"{\"prompt\": \"x\", \"n\": 65}", "n"},
         {"{\"prompt\": \"x\", \"n\": 0}", "n"},
         {"{\"prompt\": \"x\", \"n\": \"1\"}", "n"},
         {"{\"prompt\": \"x\", \"echo\": true}", "echo"},
         {"{\"prompt\": \"x\", \"echo\": 1}", "echo"},
         {"{\"prompt\": \"x\", \"best_of\": 3}", "best_of"},
+        {"{\"prompt\": \"x\", \"n\": 2, \"best_of\": 3}", "best_of"},
         {"{\"prompt\": \"x\", \"suffix\": \"tail\"}", "suffix"},
         {"{\"prompt\": \"x\", \"logprobs\": 21}", "logprobs"},
         {"{\"prompt\": \"x\", \"logprobs\": -1}", "logprobs"},
@@ -225,8 +232,8 @@ TEST_CASE("an error message names the field and the reason", "[openai]") {
           "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got -5 instead.");
     const api_error t = refusal(openai_endpoint::completions, R"({"prompt": "x", "temperature": "hot"})");
     CHECK(std::string(t.what()) == "Invalid type for 'temperature': expected a number, but got a string instead.");
-    const api_error n = refusal(openai_endpoint::completions, R"({"prompt": "x", "n": 3})");
-    CHECK(std::string(n.what()).find("n must be 1") != std::string::npos);
+    const api_error n = refusal(openai_endpoint::completions, R"({"prompt": "x", "n": 2, "best_of": 4})");
+    CHECK(std::string(n.what()).find("best_of must equal n (2), got 4") != std::string::npos);
 }
 
 TEST_CASE("another model's name is a 404 model_not_found", "[openai]") {
@@ -303,7 +310,7 @@ TEST_CASE("hostile chat bodies get 400 naming the field", "[openai]") {
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": "
          "\"json_object\"}}",
          "response_format.type"},
-        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"n\": 4}", "n"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"n\": 100}", "n"},
     };
     for (const row& r : rows) {
         INFO("body: " << r.body);

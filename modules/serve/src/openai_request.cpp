@@ -209,8 +209,7 @@ void parse_common(const json& obj, const openai_parse_options& opts, openai_requ
         if (const json* u = field(*v, "include_usage")) r.include_usage = read_bool(*u, "stream_options.include_usage");
     }
     if (const json* v = field(obj, "n")) {
-        const long long n = read_integer(*v, "n", 1, max_tokens_limit);
-        if (n != 1) invalid_value("n", "this server returns one choice per request: n must be 1");
+        r.n = static_cast<std::size_t>(read_integer(*v, "n", 1, static_cast<long long>(max_choices)));
     }
     if (const json* v = field(obj, "temperature")) s.temperature = static_cast<float>(read_number(*v, "temperature", 0, 2));
     if (const json* v = field(obj, "top_p")) s.top_p = static_cast<float>(read_number(*v, "top_p", 0, 1, true));
@@ -377,8 +376,11 @@ openai_request parse_completion_request(std::string_view body, const openai_pars
         invalid_value("echo", "echoing the prompt is not supported: echo must be false");
     }
     if (const json* v = field(obj, "best_of")) {
-        if (read_integer(*v, "best_of", 1, max_tokens_limit) != 1) {
-            invalid_value("best_of", "this server generates one completion per request: best_of must be 1");
+        const auto best_of = static_cast<std::size_t>(read_integer(*v, "best_of", 1, static_cast<long long>(max_choices)));
+        if (best_of != r.n) {
+            invalid_value("best_of", fmt::format("this server returns every completion it generates: best_of must "
+                                                 "equal n ({}), got {}",
+                                                 r.n, best_of));
         }
     }
     if (const json* v = field(obj, "suffix"); v != nullptr && !read_string(*v, "suffix").empty()) {

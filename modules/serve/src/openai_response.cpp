@@ -156,57 +156,84 @@ void openai_response::append_choice_tail(std::string& out, std::string_view fini
 
 std::string openai_response::complete(std::string_view text, std::span<const openai_logprob> lps,
                                       std::string_view finish_reason, openai_usage usage) const {
-    std::string out = m_prefix;
-    out += ",\"choices\":[{\"index\":0,";
+    const openai_choice c{std::string(text), {lps.begin(), lps.end()}, finish_reason};
+    return complete(std::span(&c, 1), usage);
+}
+
+void openai_response::append_choice(std::string& out, const openai_choice& c, std::size_t index) const {
+    out += "{\"index\":";
+    json_out::append_uint(out, index);
     if (m_endpoint == openai_endpoint::chat_completions) {
-        out += "\"message\":{\"role\":\"assistant\",\"content\":";
-        json_out::append_string(out, text);
+        out += ",\"message\":{\"role\":\"assistant\",\"content\":";
+        json_out::append_string(out, c.text);
         out += '}';
     } else {
-        out += "\"text\":";
-        json_out::append_string(out, text);
+        out += ",\"text\":";
+        json_out::append_string(out, c.text);
     }
     out += ",\"logprobs\":";
-    append_logprobs(out, lps, 0);
+    append_logprobs(out, c.logprobs, 0);
     out += ",\"finish_reason\":";
-    json_out::append_string_or_null(out, finish_reason);
-    out += "}],\"usage\":";
+    json_out::append_string_or_null(out, c.finish_reason);
+    out += '}';
+}
+
+std::string openai_response::complete(std::span<const openai_choice> choices, openai_usage usage) const {
+    std::string out = m_prefix;
+    out += ",\"choices\":[";
+    for (std::size_t i = 0; i < choices.size(); ++i) {
+        if (i > 0) out += ',';
+        append_choice(out, choices[i], i);
+    }
+    out += "],\"usage\":";
     append_usage(out, usage);
     out += '}';
     return out;
 }
 
-std::string openai_response::first_chunk() const {
+namespace {
+void open_chunk_choice(std::string& out, std::size_t index) {
+    out += ",\"choices\":[{\"index\":";
+    json_out::append_uint(out, index);
+}
+} // namespace
+
+std::string openai_response::first_chunk(std::size_t index) const {
     if (m_endpoint != openai_endpoint::chat_completions) return {};
     std::string out = m_chunk_prefix;
-    out += ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null";
+    open_chunk_choice(out, index);
+    out += ",\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null";
     append_choice_tail(out, {});
     return out;
 }
 
-std::string openai_response::text_chunk(std::string_view text, std::span<const openai_logprob> lps) {
+std::string openai_response::text_chunk(std::string_view text, std::span<const openai_logprob> lps,
+                                        std::size_t index) {
+    if (m_text_offset.size() <= index) m_text_offset.resize(index + 1, 0);
     std::string out = m_chunk_prefix;
+    open_chunk_choice(out, index);
     if (m_endpoint == openai_endpoint::chat_completions) {
-        out += ",\"choices\":[{\"index\":0,\"delta\":{\"content\":";
+        out += ",\"delta\":{\"content\":";
         json_out::append_string(out, text);
         out += "},\"logprobs\":";
     } else {
-        out += ",\"choices\":[{\"index\":0,\"text\":";
+        out += ",\"text\":";
         json_out::append_string(out, text);
         out += ",\"logprobs\":";
     }
-    append_logprobs(out, lps, m_text_offset);
-    for (const openai_logprob& lp : lps) m_text_offset += lp.token.size();
+    append_logprobs(out, lps, m_text_offset[index]);
+    for (const openai_logprob& lp : lps) m_text_offset[index] += lp.token.size();
     append_choice_tail(out, {});
     return out;
 }
 
-std::string openai_response::final_chunk(std::string_view finish_reason) const {
+std::string openai_response::final_chunk(std::string_view finish_reason, std::size_t index) const {
     std::string out = m_chunk_prefix;
+    open_chunk_choice(out, index);
     if (m_endpoint == openai_endpoint::chat_completions) {
-        out += ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null";
+        out += ",\"delta\":{},\"logprobs\":null";
     } else {
-        out += ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null";
+        out += ",\"text\":\"\",\"logprobs\":null";
     }
     append_choice_tail(out, finish_reason);
     return out;

@@ -6,6 +6,8 @@
 #include <weft/serve/openai_request.hpp>
 #include <weft/serve/openai_response.hpp>
 
+#include "openai_reply.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -30,6 +32,7 @@ struct openai_routes::model_state {
 namespace {
 
 using model_state = openai_routes::model_state;
+using namespace detail;
 
 constexpr std::string_view json_type = "application/json";
 constexpr std::string_view metrics_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -47,14 +50,6 @@ constexpr std::array<known_path, 5> known_paths{{
     {"/metrics", "GET, HEAD"},
 }};
 
-http::header_map error_headers(const api_error& e) {
-    http::header_map h;
-    h.add("Content-Type", std::string(json_type));
-    if (e.status() == 429) h.add("Retry-After", "1");
-    if (e.status() == 401) h.add("WWW-Authenticate", "Bearer");
-    return h;
-}
-
 http::response json_response(int status, std::string body) {
     return http::response(status, std::move(body), std::string(json_type));
 }
@@ -65,30 +60,7 @@ http::response error_response(const api_error& e) {
     return r;
 }
 
-/// Where a response goes: the writer, and whether it must say
-/// `Connection: close` (a stream handler chooses that itself): when the
-/// request asked for it, or when the server began shutting down, so that
-/// the client sends no further request on a connection about to close.
-struct reply_to {
-    http::chunked_writer& out;
-    const http::request& req;
-    const openai_routes& routes;
 
-    task<void> start(int status, http::header_map h) const {
-        if (!req.keep_alive() || routes.current_phase() == openai_routes::phase::shutting_down) {
-            h.set("Connection", "close");
-        }
-        co_await out.start(status, std::move(h));
-    }
-};
-
-task<void> send_error(const reply_to& to, const api_error& e) {
-    const std::string body = e.to_json();
-    co_await to.start(e.status(), error_headers(e));
-    co_await to.out.write_string(body);
-}
-
-api_error unavailable(const std::string& why) { return api_error(503, why, {}, "server_error"); }
 
 /// Constant-time comparison, so the key cannot be guessed a byte at a time.
 bool same_secret(std::string_view a, std::string_view b) noexcept {
@@ -159,10 +131,16 @@ void prepare(const model_state& m, openai_request& r) {
     g.max_tokens = m.context_limit - g.prompt.size();
 }
 
-generation_stream submit(const model_state& m, openai_request& r, io::io_context& loop) {
+/// Submits choice `index` of the request (of r.n); throws api_error when
+/// the engine refuses it.
+generation_stream submit(const model_state& m, const openai_request& r, std::size_t index, io::io_context& loop) {
     const bool max_given = r.max_tokens.has_value();
     const std::string param = max_given ? r.max_tokens_param : std::string(prompt_param(r.endpoint));
-    submit_result s = m.eng->submit(std::move(r.generation), resume_target(loop));
+    generation_request g = r.generation;
+    // With a seed, choice i draws from seed + i: reproducible, and the
+    // choices differ from each other (without one, each request has its own).
+    if (g.sampling.seed) g.sampling.seed = *g.sampling.seed + index;
+    submit_result s = m.eng->submit(std::move(g), resume_target(loop));
     switch (s.status) {
     case submit_status::accepted: return std::move(*s.stream);
     case submit_status::queue_full:
@@ -176,119 +154,6 @@ generation_stream submit(const model_state& m, openai_request& r, io::io_context
     case submit_status::shutting_down: throw unavailable("The server is shutting down.");
     }
     throw api_error(500, "unexpected engine answer", {}, "server_error");
-}
-
-std::string_view finish_text(finish_reason f) noexcept {
-    return f == finish_reason::length ? "length" : "stop";
-}
-
-bool is_failure(finish_reason f) noexcept {
-    return f == finish_reason::error || f == finish_reason::timeout || f == finish_reason::aborted;
-}
-
-api_error failure_error(const generation_update& u) {
-    // The engine re-checks the queue bound when it takes a request in; a
-    // request that lost that race is refused like one refused at submit.
-    if (u.finish == finish_reason::error && u.completion_tokens == 0 && u.error.find("queue is full") != std::string::npos) {
-        return api_error(429, fmt::format("The server is at capacity: {}. Retry shortly.", u.error), {},
-                         "rate_limit_error", "rate_limit_exceeded");
-    }
-    switch (u.finish.value_or(finish_reason::error)) {
-    case finish_reason::timeout:
-        return api_error(504, fmt::format("The request timed out after {} generated tokens.", u.completion_tokens),
-                         {}, "server_error", "timeout");
-    case finish_reason::aborted:
-        return unavailable(u.error.empty() ? "The request was aborted: the server is shutting down."
-                                           : fmt::format("The request was aborted: {}.", u.error));
-    default:
-        return api_error(500, fmt::format("The model failed: {}", u.error.empty() ? "unknown error" : u.error), {},
-                         "server_error");
-    }
-}
-
-void add_logprobs(const tokenizer& tok, const generation_update& u, std::vector<openai_logprob>& out) {
-    for (const generated_token& t : u.tokens) {
-        openai_logprob lp;
-        lp.token = tok.token_to_piece(t.id);
-        lp.logprob = t.logprob;
-        lp.top.reserve(t.top.size());
-        for (const token_logprob& alt : t.top) lp.top.emplace_back(tok.token_to_piece(alt.token), alt.logprob);
-        out.push_back(std::move(lp));
-    }
-}
-
-void append_event(std::string& out, std::string_view data) {
-    out += "data: ";
-    out += data;
-    out += "\n\n";
-}
-
-task<void> send_whole(const model_state& m, const openai_request& r, generation_stream& stream,
-                      generation_update first, const reply_to& to) {
-    const tokenizer& tok = m.eng->vocab();
-    std::string text;
-    std::vector<openai_logprob> lps;
-    openai_usage usage;
-    std::optional<generation_update> u = std::move(first);
-    for (;;) {
-        text += u->text;
-        if (r.logprobs) add_logprobs(tok, *u, lps);
-        usage = {u->prompt_tokens, u->completion_tokens, u->cached_prompt_tokens};
-        if (u->finish) break;
-        u = co_await stream.next();
-        if (!u) break;
-    }
-    if (!u || !u->finish) {
-        co_await send_error(to, api_error(500, "The generation ended without a finish reason.", {}, "server_error"));
-        co_return;
-    }
-    if (is_failure(*u->finish)) {
-        co_await send_error(to, failure_error(*u));
-        co_return;
-    }
-    const openai_response resp(r.endpoint, m.name, r.logprobs, false);
-    const std::string body = resp.complete(text, lps, finish_text(*u->finish), usage);
-    http::header_map h;
-    h.add("Content-Type", std::string(json_type));
-    co_await to.start(200, std::move(h));
-    co_await to.out.write_string(body);
-}
-
-task<void> send_events(const model_state& m, const openai_request& r, generation_stream& stream,
-                       generation_update first, const reply_to& to) {
-    const tokenizer& tok = m.eng->vocab();
-    openai_response resp(r.endpoint, m.name, r.logprobs, r.include_usage);
-    http::chunked_writer& out = to.out;
-    co_await to.start(200, http::sse_writer::headers());
-    std::string buf;
-    if (r.endpoint == openai_endpoint::chat_completions) append_event(buf, resp.first_chunk());
-    std::vector<openai_logprob> lps;
-    std::optional<generation_update> u = std::move(first);
-    for (;;) {
-        lps.clear();
-        if (r.logprobs) add_logprobs(tok, *u, lps);
-        if (!u->text.empty() || !lps.empty()) append_event(buf, resp.text_chunk(u->text, lps));
-        if (u->finish) {
-            if (is_failure(*u->finish)) {
-                append_event(buf, failure_error(*u).to_json());
-            } else {
-                append_event(buf, resp.final_chunk(finish_text(*u->finish)));
-                if (r.include_usage) append_event(buf, resp.usage_chunk({u->prompt_tokens, u->completion_tokens, u->cached_prompt_tokens}));
-            }
-            append_event(buf, "[DONE]");
-        }
-        if (!buf.empty()) {
-            co_await out.write_string(buf);
-            buf.clear();
-        }
-        if (u->finish) co_return;
-        u = co_await stream.next();
-        if (!u) break;
-    }
-    // The engine always sends a final update; this is a safety net.
-    append_event(buf, api_error(500, "The generation ended without a finish reason.", {}, "server_error").to_json());
-    append_event(buf, "[DONE]");
-    co_await out.write_string(buf);
 }
 
 } // namespace
@@ -335,14 +200,15 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
             std::optional<api_error> refused;
             const model_state* m = nullptr;
             openai_request r;
-            std::optional<generation_stream> stream;
+            std::vector<generation_stream> streams;
             try {
                 check_auth(req, m_options.api_key);
                 m = &ready_model();
                 r = ep == openai_endpoint::completions ? parse_completion_request(req.body, m->parse)
                                                        : parse_chat_request(req.body, m->parse);
                 prepare(*m, r);
-                stream.emplace(submit(*m, r, loop));
+                streams.reserve(r.n);
+                for (std::size_t i = 0; i < r.n; ++i) streams.push_back(submit(*m, r, i, loop));
             } catch (const api_error& e) {
                 refused = e;
             } catch (const std::exception& e) {
@@ -353,21 +219,27 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
                 co_await send_error(to, *refused);
                 co_return;
             }
-            // The first update decides the status: a request that fails
+            // The first updates decide the status: a request that fails
             // before producing anything gets an error status, not a stream.
-            std::optional<generation_update> first = co_await stream->next();
-            if (!first) {
-                co_await send_error(to, api_error(500, "The generation ended without output.", {}, "server_error"));
-                co_return;
+            // (Leaving early destroys the streams, which aborts them.)
+            std::vector<generation_update> firsts;
+            for (generation_stream& s : streams) {
+                std::optional<generation_update> first = co_await s.next();
+                if (!first) {
+                    co_await send_error(to, api_error(500, "The generation ended without output.", {}, "server_error"));
+                    co_return;
+                }
+                if (first->finish && is_failure(*first->finish) && first->text.empty()) {
+                    co_await send_error(to, failure_error(*first));
+                    co_return;
+                }
+                firsts.push_back(std::move(*first));
             }
-            if (first->finish && is_failure(*first->finish) && first->text.empty()) {
-                co_await send_error(to, failure_error(*first));
-                co_return;
-            }
+            const reply_model rm{m->eng->vocab(), m->name};
             if (r.stream) {
-                co_await send_events(*m, r, *stream, std::move(*first), to);
+                co_await send_events(rm, r, streams, std::move(firsts), to);
             } else {
-                co_await send_whole(*m, r, *stream, std::move(*first), to);
+                co_await send_whole(rm, r, streams, std::move(firsts), to);
             }
         };
     };

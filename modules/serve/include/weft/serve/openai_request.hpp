@@ -21,7 +21,8 @@
 /// presence_penalty and frequency_penalty [-2, 2], repetition_penalty (> 0),
 /// logit_bias ({"token id": bias in [-100, 100]}), logprobs (completions: an
 /// integer 0..20, the number of alternatives; chat: a boolean, with
-/// top_logprobs 0..20), stream, stream_options.include_usage, n (1),
+/// top_logprobs 0..20), stream, stream_options.include_usage, n (1 .. 64, choices;
+/// best_of, when given, must equal it),
 /// ignore_eos, priority (smaller runs first), user (ignored).
 ///
 /// Threading: pure functions.
@@ -40,6 +41,9 @@
 namespace weft::serve {
 
 enum class openai_endpoint : unsigned char { completions, chat_completions };
+
+/// The largest `n` a request may ask for.
+inline constexpr std::size_t max_choices = 64;
 
 struct openai_parse_options {
     /// The model name the server answers to.
@@ -65,6 +69,8 @@ struct openai_request {
     /// Which field `max_tokens` came from ("max_tokens" or "max_completion_tokens").
     std::string max_tokens_param = "max_tokens";
 
+    /// Choices to generate (1 .. max_choices), each its own engine request.
+    std::size_t n = 1;
     bool stream = false;
     bool include_usage = false;
     /// Report log-probabilities of the chosen tokens, with `top_logprobs` alternatives.

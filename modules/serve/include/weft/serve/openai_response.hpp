@@ -52,6 +52,13 @@ struct openai_usage {
     std::size_t cached_tokens = 0; ///< prompt tokens served from the prefix cache
 };
 
+/// One choice of a whole (non-streaming) response.
+struct openai_choice {
+    std::string text;
+    std::vector<openai_logprob> logprobs;
+    std::string_view finish_reason;
+};
+
 /// "cmpl-" or "chatcmpl-" followed by 24 random hex digits.
 std::string new_completion_id(openai_endpoint endpoint);
 
@@ -68,23 +75,29 @@ public:
 
     [[nodiscard]] const std::string& id() const noexcept { return m_id; }
 
-    /// The whole non-streaming response.
+    /// The whole non-streaming response with one choice.
     [[nodiscard]] std::string complete(std::string_view text, std::span<const openai_logprob> logprobs,
                                        std::string_view finish_reason, openai_usage usage) const;
+    /// The whole non-streaming response, choice i with index i.
+    [[nodiscard]] std::string complete(std::span<const openai_choice> choices, openai_usage usage) const;
 
-    /// Streaming: the chat's opening chunk (delta {role, content ""}); ""
-    /// for completions, which have none.
-    [[nodiscard]] std::string first_chunk() const;
-    /// Streaming: a chunk of text and the log-probabilities of its tokens.
-    [[nodiscard]] std::string text_chunk(std::string_view text, std::span<const openai_logprob> logprobs);
-    /// Streaming: the chunk with the finish_reason (empty text / delta).
-    [[nodiscard]] std::string final_chunk(std::string_view finish_reason) const;
+    /// Streaming chunks each carry one choice, `index` (for n > 1 the
+    /// choices' chunks interleave, as OpenAI's do).
+    /// The chat's opening chunk (delta {role, content ""}); "" for
+    /// completions, which have none.
+    [[nodiscard]] std::string first_chunk(std::size_t index = 0) const;
+    /// A chunk of text and the log-probabilities of its tokens.
+    [[nodiscard]] std::string text_chunk(std::string_view text, std::span<const openai_logprob> logprobs,
+                                         std::size_t index = 0);
+    /// The chunk with the finish_reason (empty text / delta).
+    [[nodiscard]] std::string final_chunk(std::string_view finish_reason, std::size_t index = 0) const;
     /// Streaming: the usage chunk (only with include_usage).
     [[nodiscard]] std::string usage_chunk(openai_usage usage) const;
 
 private:
     void append_logprobs(std::string& out, std::span<const openai_logprob> logprobs, std::size_t text_offset) const;
     void append_choice_tail(std::string& out, std::string_view finish_reason) const;
+    void append_choice(std::string& out, const openai_choice& c, std::size_t index) const;
 
     openai_endpoint m_endpoint;
     bool m_logprobs;
@@ -92,7 +105,7 @@ private:
     std::string m_id;
     std::string m_prefix;           ///< {"id":...,"object":...,"created":...,"model":...
     std::string m_chunk_prefix;     ///< the same with the chunk object name
-    std::size_t m_text_offset = 0;  ///< streaming: bytes of text sent so far
+    std::vector<std::size_t> m_text_offset; ///< streaming: bytes of text sent so far, per choice
 };
 
 } // namespace weft::serve

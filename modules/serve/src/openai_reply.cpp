@@ -1,0 +1,279 @@
+#include "openai_reply.hpp"
+
+#include <weft/channel.hpp>
+#include <weft/serve/openai_response.hpp>
+#include <weft/when_all.hpp>
+
+#include <fmt/format.h>
+
+#include <optional>
+#include <utility>
+
+namespace weft::serve::detail {
+
+http::header_map error_headers(const api_error& e) {
+    http::header_map h;
+    h.add("Content-Type", std::string(json_type));
+    if (e.status() == 429) h.add("Retry-After", "1");
+    if (e.status() == 401) h.add("WWW-Authenticate", "Bearer");
+    return h;
+}
+
+api_error unavailable(const std::string& why) { return api_error(503, why, {}, "server_error"); }
+
+task<void> reply_to::start(int status, http::header_map h) const {
+    if (!req.keep_alive() || routes.current_phase() == openai_routes::phase::shutting_down) {
+        h.set("Connection", "close");
+    }
+    co_await out.start(status, std::move(h));
+}
+
+task<void> send_error(const reply_to& to, const api_error& e) {
+    const std::string body = e.to_json();
+    co_await to.start(e.status(), error_headers(e));
+    co_await to.out.write_string(body);
+}
+
+bool is_failure(finish_reason f) noexcept {
+    return f == finish_reason::error || f == finish_reason::timeout || f == finish_reason::aborted;
+}
+
+api_error failure_error(const generation_update& u) {
+    // The engine re-checks the queue bound when it takes a request in; a
+    // request that lost that race is refused like one refused at submit.
+    if (u.finish == finish_reason::error && u.completion_tokens == 0 && u.error.find("queue is full") != std::string::npos) {
+        return api_error(429, fmt::format("The server is at capacity: {}. Retry shortly.", u.error), {},
+                         "rate_limit_error", "rate_limit_exceeded");
+    }
+    switch (u.finish.value_or(finish_reason::error)) {
+    case finish_reason::timeout:
+        return api_error(504, fmt::format("The request timed out after {} generated tokens.", u.completion_tokens),
+                         {}, "server_error", "timeout");
+    case finish_reason::aborted:
+        return unavailable(u.error.empty() ? "The request was aborted: the server is shutting down."
+                                           : fmt::format("The request was aborted: {}.", u.error));
+    default:
+        return api_error(500, fmt::format("The model failed: {}", u.error.empty() ? "unknown error" : u.error), {},
+                         "server_error");
+    }
+}
+
+namespace {
+
+std::string_view finish_text(finish_reason f) noexcept {
+    return f == finish_reason::length ? "length" : "stop";
+}
+
+api_error no_finish() { return api_error(500, "The generation ended without a finish reason.", {}, "server_error"); }
+
+void add_logprobs(const tokenizer& tok, const generation_update& u, std::vector<openai_logprob>& out) {
+    for (const generated_token& t : u.tokens) {
+        openai_logprob lp;
+        lp.token = tok.token_to_piece(t.id);
+        lp.logprob = t.logprob;
+        lp.top.reserve(t.top.size());
+        for (const token_logprob& alt : t.top) lp.top.emplace_back(tok.token_to_piece(alt.token), alt.logprob);
+        out.push_back(std::move(lp));
+    }
+}
+
+void append_event(std::string& out, std::string_view data) {
+    out += "data: ";
+    out += data;
+    out += "\n\n";
+}
+
+/// The events of one streaming response, for any number of choices.
+struct event_writer {
+    reply_model model;
+    const openai_request& request;
+    openai_response response;
+    std::string buf;
+    std::vector<openai_logprob> lps;
+    openai_usage usage;
+    bool failed = false;
+
+    event_writer(reply_model m, const openai_request& r)
+        : model(m), request(r), response(r.endpoint, m.name, r.logprobs, r.include_usage) {}
+
+    /// Appends the events of choice `index`'s update; true when it was the
+    /// choice's last (a failure sets `failed` and appends the error event).
+    bool add(const generation_update& u, std::size_t index) {
+        lps.clear();
+        if (request.logprobs) add_logprobs(model.vocab, u, lps);
+        if (!u.text.empty() || !lps.empty()) append_event(buf, response.text_chunk(u.text, lps, index));
+        if (!u.finish) return false;
+        if (is_failure(*u.finish)) {
+            append_event(buf, failure_error(u).to_json());
+            failed = true;
+            return true;
+        }
+        append_event(buf, response.final_chunk(finish_text(*u.finish), index));
+        if (index == 0) {
+            usage.prompt_tokens = u.prompt_tokens;
+            usage.cached_tokens = u.cached_prompt_tokens;
+        }
+        usage.completion_tokens += u.completion_tokens;
+        return true;
+    }
+
+    /// After the last choice: the usage chunk (when asked for) and [DONE].
+    void end() {
+        if (!failed && request.include_usage) append_event(buf, response.usage_chunk(usage));
+        append_event(buf, "[DONE]");
+    }
+
+    task<void> flush(http::chunked_writer& out) {
+        if (buf.empty()) co_return;
+        std::string data = std::exchange(buf, {});
+        co_await out.write_string(data);
+    }
+};
+
+/// An update of one choice on its way to the writer; nullopt: the stream
+/// ended without a final update.
+struct indexed_update {
+    std::size_t index = 0;
+    std::optional<generation_update> update;
+};
+
+/// Moves one choice's updates into the channel, up to its last.
+task<void> pump(generation_stream& s, std::size_t index, channel<indexed_update>& ch) {
+    try {
+        for (;;) {
+            std::optional<generation_update> u = co_await s.next();
+            const bool last = !u || u->finish;
+            // Built and moved into a named awaiter outside any co_await
+            // expression: GCC 12 copies a class temporary made inside one
+            // (or a co_await result inside braces) bit by bit, which breaks
+            // the strings in it.
+            indexed_update item;
+            item.index = index;
+            item.update = std::move(u);
+            auto sending = ch.send(std::move(item));
+            co_await sending;
+            if (last) co_return;
+        }
+    } catch (const channel_closed&) {
+        // The writer is done: a choice failed, or the client went away.
+    }
+}
+
+/// Writes the updates of `open` choices as they arrive, then ends the
+/// response. On a failure, or when it fails itself, it cancels every
+/// stream and closes the channel, so that the pumps end too.
+task<void> write_merged(event_writer& w, std::vector<generation_stream>& streams, channel<indexed_update>& ch,
+                        std::size_t open, http::chunked_writer& out) {
+    const auto stop_all = [&] {
+        for (generation_stream& s : streams) s.cancel();
+        ch.close();
+    };
+    try {
+        while (open > 0 && !w.failed) {
+            std::optional<indexed_update> item = co_await ch.receive();
+            if (!item) break;
+            if (!item->update) {
+                append_event(w.buf, no_finish().to_json());
+                w.failed = true;
+                break;
+            }
+            if (w.add(*item->update, item->index)) --open;
+            co_await w.flush(out);
+        }
+    } catch (...) {
+        stop_all();
+        throw;
+    }
+    stop_all();
+    w.end();
+    co_await w.flush(out);
+}
+
+} // namespace
+
+task<void> send_whole(reply_model m, const openai_request& r, std::vector<generation_stream>& streams,
+                      std::vector<generation_update> firsts, const reply_to& to) {
+    std::vector<openai_choice> choices(streams.size());
+    openai_usage usage;
+    // The choices compute together in the engine; reading them one after
+    // the other only decides the order their updates are taken in.
+    for (std::size_t i = 0; i < streams.size(); ++i) {
+        openai_choice& c = choices[i];
+        std::optional<generation_update> u = std::move(firsts[i]);
+        for (;;) {
+            c.text += u->text;
+            if (r.logprobs) add_logprobs(m.vocab, *u, c.logprobs);
+            if (u->finish) break;
+            u = co_await streams[i].next();
+            if (!u) break;
+        }
+        if (!u || !u->finish) {
+            co_await send_error(to, no_finish());
+            co_return;
+        }
+        if (is_failure(*u->finish)) {
+            co_await send_error(to, failure_error(*u));
+            co_return;
+        }
+        c.finish_reason = finish_text(*u->finish);
+        if (i == 0) {
+            usage.prompt_tokens = u->prompt_tokens;
+            usage.cached_tokens = u->cached_prompt_tokens;
+        }
+        usage.completion_tokens += u->completion_tokens;
+    }
+    const openai_response resp(r.endpoint, m.name, r.logprobs, false);
+    const std::string body = resp.complete(choices, usage);
+    http::header_map h;
+    h.add("Content-Type", std::string(json_type));
+    co_await to.start(200, std::move(h));
+    co_await to.out.write_string(body);
+}
+
+task<void> send_events(reply_model m, const openai_request& r, std::vector<generation_stream>& streams,
+                       std::vector<generation_update> firsts, const reply_to& to) {
+    event_writer w(m, r);
+    co_await to.start(200, http::sse_writer::headers());
+    const std::size_t n = streams.size();
+    if (r.endpoint == openai_endpoint::chat_completions) {
+        for (std::size_t i = 0; i < n; ++i) append_event(w.buf, w.response.first_chunk(i));
+    }
+    std::size_t open = n;
+    for (std::size_t i = 0; i < n && !w.failed; ++i) {
+        if (w.add(firsts[i], i)) --open;
+    }
+    if (open == 0 || w.failed) {
+        w.end();
+        co_await w.flush(to.out);
+        co_return;
+    }
+    co_await w.flush(to.out);
+
+    if (n == 1) {
+        // One choice: read its stream directly.
+        for (;;) {
+            std::optional<generation_update> u = co_await streams[0].next();
+            if (!u) break;
+            const bool last = w.add(*u, 0);
+            if (last) w.end();
+            co_await w.flush(to.out);
+            if (last) co_return;
+        }
+        // The engine always sends a final update; this is a safety net.
+        append_event(w.buf, no_finish().to_json());
+        append_event(w.buf, "[DONE]");
+        co_await w.flush(to.out);
+        co_return;
+    }
+
+    // Several: one pump per open choice feeds the writer, in arrival order.
+    channel<indexed_update> ch(n);
+    std::vector<task<void>> parts;
+    parts.push_back(write_merged(w, streams, ch, open, to.out));
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!firsts[i].finish) parts.push_back(pump(streams[i], i, ch));
+    }
+    co_await when_all(std::move(parts));
+}
+
+} // namespace weft::serve::detail
