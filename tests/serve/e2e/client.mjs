@@ -72,6 +72,21 @@ check(role === "assistant", "streamed chat role");
 check(content === chat.choices[0].message.content, "streamed chat content equals the non-streamed one");
 check(chatFinish === chat.choices[0].finish_reason, "streamed chat finish_reason");
 
+// Several choices: n = 3 with a seed, streamed and not, the same texts.
+const many = await client.chat.completions.create({
+  model, messages, max_tokens: 6, temperature: 1, seed: 5, n: 3, ignore_eos: true,
+});
+check(many.choices.length === 3 && many.choices.every((ch, i) => ch.index === i), "n = 3 gives choices 0, 1, 2");
+check(many.usage.completion_tokens === 18, "n = 3 usage counts every choice's tokens");
+const manyStream = await client.chat.completions.create({
+  model, messages, max_tokens: 6, temperature: 1, seed: 5, n: 3, ignore_eos: true, stream: true,
+});
+const texts = ["", "", ""];
+for await (const chunk of manyStream) {
+  for (const ch of chunk.choices) texts[ch.index] += ch.delta.content ?? "";
+}
+check(texts.every((t, i) => t === many.choices[i].message.content), "streamed n = 3 texts equal the non-streamed ones");
+
 // Errors surface as the client's typed errors.
 try {
   await client.completions.create({ model, prompt: "x", max_tokens: -1 });
