@@ -217,6 +217,19 @@ TEST_CASE("greedy output is bitwise the same when a prompt's prefix comes from t
     CHECK(e->metrics().kv_blocks_cached.load() > 0);
 }
 
+TEST_CASE("requests that share a prompt and arrive together prefill it once", "[engine]") {
+    auto e = make_engine(256, config(512, 64));
+    const std::vector<token_id> prompt = random_tokens(30, 512, 21);
+    std::vector<generation_request> reqs;
+    for (int i = 0; i < 4; ++i) reqs.push_back(greedy(prompt, 4));
+    const auto results = run_all(*e, std::move(reqs));
+    for (const auto& r : results) CHECK(r.tokens == results[0].tokens);
+    // One computes the prompt; each other finds its 7 full blocks of 4
+    // cached (the block holding the last prompt token is computed).
+    for (int i = 0; i < 200 && e->metrics().prefix_cache_hits.load() < 3 * 28; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(e->metrics().prefix_cache_hits.load() == 3 * 28);
+}
+
 TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens", "[engine]") {
     std::vector<generation_request> reqs;
     for (std::size_t i = 0; i < 6; ++i) reqs.push_back(greedy(random_tokens(6 + i, 512, 80 + i), 10));

@@ -67,21 +67,54 @@ TEST_CASE("scheduler computes the last prompt token even when the whole prompt i
     CHECK(d.outputs[2] == run_alone(with_prefix(2, 8, 0, 2).prompt, 2));
 }
 
-TEST_CASE("scheduler keeps one copy of a prefix two sequences computed in the same step", "[scheduler][prefix]") {
+TEST_CASE("scheduler prefills a prompt two sequences share once, the second waiting a step for it",
+          "[scheduler][prefix]") {
     scheduler s(with_prefix_cache(512, 16), 64, 4);
     driver d(s, 4);
     d.add(with_prefix(1, 12, 1, 8));
     d.add(with_prefix(2, 12, 1, 8));
-    d.step(); // both prefill their 13 tokens: blocks 0-2 computed twice
+    step_plan plan = d.step();
+    REQUIRE(plan.chunks.size() == 1); // the second waits: the first computes blocks 0-2
+    CHECK(plan.chunks[0].id == 1);
+    CHECK(s.num_waiting() == 1);
+    plan = d.step();
+    REQUIRE(plan.chunks.size() == 2);
+    CHECK(plan.chunks[1].id == 2);
+    CHECK(plan.chunks[1].start == 12); // blocks 0-2 from the cache
+    CHECK(s.num_cached_prompt_tokens(2) == 12);
     const auto t1 = s.block_table(1), t2 = s.block_table(2);
-    REQUIRE(t1.size() == 4);
-    REQUIRE(t2.size() == 4);
-    CHECK(std::equal(t1.begin(), t1.begin() + 3, t2.begin())); // the second switched to the first's blocks
-    CHECK(t1[3] != t2[3]);                                      // the partial block stays each one's own
-    CHECK(s.num_blocks_in_use() == 5);
+    CHECK(std::equal(t1.begin(), t1.begin() + 3, t2.begin()));
     d.run(100);
     CHECK(d.outputs[1] == run_alone(with_prefix(1, 12, 1, 8).prompt, 8));
     CHECK(d.outputs[2] == run_alone(with_prefix(2, 12, 1, 8).prompt, 8));
+}
+
+TEST_CASE("scheduler lets a sequence wait for a shared prompt prefilled in chunks, not the ones behind it",
+          "[scheduler][prefix]") {
+    scheduler_config cfg = with_prefix_cache(512, 16);
+    cfg.long_prefill_chunk = 4; // one block per step
+    scheduler s(cfg, 64, 4);
+    driver d(s, 4);
+    d.add(with_prefix(1, 16, 1, 3));
+    d.add(with_prefix(2, 16, 1, 3));
+    d.add(with_prefix(3, 0, 5, 3)); // another prompt: not held up
+    step_plan plan = d.step();
+    REQUIRE(plan.chunks.size() == 2);
+    CHECK(plan.chunks[0].id == 1);
+    CHECK(plan.chunks[1].id == 3);
+    for (int i = 0; i < 3; ++i) CHECK(chunk_size(d.step(), 2) == 0); // blocks 1-3 still coming
+    plan = d.step();                                                    // block 3 cached now
+    bool admitted = false;
+    for (const scheduled_chunk& c : plan.chunks) {
+        if (c.id == 2) {
+            admitted = true;
+            CHECK(c.start == 16);
+        }
+    }
+    CHECK(admitted);
+    d.run(100);
+    for (seq_id id = 1; id <= 2; ++id) CHECK(d.outputs[id] == run_alone(with_prefix(id, 16, 1, 3).prompt, 3));
+    CHECK(d.outputs[3] == run_alone(with_prefix(3, 0, 5, 3).prompt, 3));
 }
 
 TEST_CASE("scheduler evicts idle cached blocks before it preempts anything", "[scheduler][prefix]") {

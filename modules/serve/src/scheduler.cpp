@@ -212,6 +212,15 @@ void scheduler::admit_waiting(build& b) {
             const std::size_t bs = m_blocks.block_size();
             s->cached_blocks = m_prefix->acquire(s->tokens, (s->tokens.size() - 1) / bs, s->blocks);
             s->computed = s->cached_blocks * bs;
+            if (next_block_in_progress(*s)) {
+                // A running sequence is computing the very block this one
+                // would compute next: wait a step and take it from the cache
+                // (n choices of one prompt, or a burst of requests with one
+                // system prompt, prefill it once).
+                release_blocks(*s);
+                s->computed = 0;
+                continue;
+            }
         }
         const std::size_t n = std::min({s->uncomputed(), b.budget, chunk_cap});
         const std::size_t need = block_manager::blocks_for(s->computed + n, m_blocks.block_size());
@@ -262,6 +271,28 @@ void scheduler::commit(const step_plan& plan, std::span<const token_id> sampled)
         }
         cache_computed_blocks(*s);
     }
+}
+
+bool scheduler::next_block_in_progress(const sequence& s) const {
+    const std::size_t bs = m_blocks.block_size();
+    const std::size_t next = s.cached_blocks;
+    if (next + 1 > (s.tokens.size() - 1) / bs) {
+        return false; // no further block it could take from the cache
+    }
+    const std::size_t end = (next + 1) * bs;
+    const auto shared = std::span<const token_id>(s.tokens).subspan(next * bs, bs);
+    for (const sequence* t : m_running) {
+        // t computes block `next` in a step to come, after the same cached
+        // blocks, with the same tokens.
+        if (t->cache_closed || t->computed >= end || t->tokens.size() < end || t->cached_blocks < next ||
+            !std::equal(s.blocks.begin(), s.blocks.begin() + static_cast<std::ptrdiff_t>(next), t->blocks.begin())) {
+            continue;
+        }
+        if (std::equal(shared.begin(), shared.end(), t->tokens.begin() + static_cast<std::ptrdiff_t>(next * bs))) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void scheduler::cache_computed_blocks(sequence& s) {

@@ -49,8 +49,11 @@
 /// from the waiting queue (new, or preempted) first takes the longest cached
 /// chain matching the start of its tokens, always leaving its last token to
 /// compute (it gives the logits to sample from): its first chunk then starts
-/// past the cached positions. A block computed twice at once (two sequences
-/// with the same prefix admitted together) is kept once: the later one
+/// past the cached positions. A waiting sequence whose next block a running
+/// one is still computing (same tokens after the same cached blocks) waits
+/// for it rather than computing it too, without holding up the sequences
+/// behind it: a prompt that several requests share is prefilled once. A
+/// block computed twice all the same is kept once: the later sequence
 /// switches to the cached twin at commit. Cached blocks no sequence uses are
 /// evicted, least recently used first, before any sequence is preempted.
 ///
@@ -181,6 +184,7 @@ private:
     void release_blocks(sequence& s);
     bool allocate_blocks(std::size_t n, std::vector<block_id>& out);
     void cache_computed_blocks(sequence& s);
+    bool next_block_in_progress(const sequence& s) const;
     bool remove(seq_id id);
 
     scheduler_config m_config;
