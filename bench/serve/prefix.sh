@@ -12,30 +12,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out="${1:-build/bench-serve}"
 shared="${2:-300}"
 mkdir -p "$out"
-cmake --preset release >/dev/null
-cmake --build --preset release -j2 --target weft_serve_bin weft_loadgen >/dev/null
-
-serve=build/release/modules/serve/tools/weft-serve
-loadgen=build/release/bench/serve/weft-loadgen
+source bench/serve/server_common.sh
 port=18183
-server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
-trap stop_server EXIT
 
 for mode in prefix-caching no-prefix-caching; do
-  "$serve" --port "$port" --no-request-log --demo-size small --max-running 64 "--$mode" >"$out/serve-$mode.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 600); do
-    if curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1; then break; fi
-    sleep 0.1
-  done
-  m=$(curl -fs "http://127.0.0.1:$port/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  start_server "$port" "$out/serve-$mode.log" --demo-size small --max-running 64 "--$mode"
+  m=$(model_name "$port")
   echo "== --$mode"
   "$loadgen" --port "$port" --model "$m" --concurrency 16 --requests 64 --max-tokens 32 --prompt-tokens 16 \
     --shared-prefix-tokens "$shared" --warmup 1 --label "$mode" --json "$out/prefix-$mode.json" |

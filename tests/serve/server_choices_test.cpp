@@ -97,12 +97,7 @@ TEST_CASE("server frees every choice's KV blocks when the client of an n-choice 
     {
         client_socket c(srv.port());
         c.send_all(request_text("POST", "/v1/completions", body.dump()));
-        std::string raw;
-        while (raw.find("\"index\":2") == std::string::npos) {
-            const std::string more = c.read_some();
-            REQUIRE_FALSE(more.empty());
-            raw += more;
-        }
+        c.read_until("\"index\":2");
         CHECK(metric_value(srv.metrics(), "weft_requests_running") == 3);
     } // closes the connection mid-stream
     CHECK(settled_metric(srv, "weft_kv_blocks_used", 0) == 0);

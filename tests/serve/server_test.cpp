@@ -307,12 +307,7 @@ TEST_CASE("server frees a stream's KV blocks when its client disconnects", "[ser
     {
         client_socket c(srv.port());
         c.send_all(request_text("POST", "/v1/completions", body.dump()));
-        std::string raw;
-        while (raw.find("data: {") == std::string::npos) {
-            const std::string more = c.read_some();
-            REQUIRE_FALSE(more.empty());
-            raw += more;
-        }
+        const std::string raw = c.read_until("data: {");
         CHECK(raw.rfind("HTTP/1.1 200", 0) == 0);
         CHECK(metric_value(srv.metrics(), "weft_kv_blocks_used") > 0);
     } // closes the connection mid-stream
@@ -354,13 +349,7 @@ namespace {
 std::string start_stream(client_socket& c, int max_tokens) {
     const json body = {{"prompt", "a story"}, {"max_tokens", max_tokens}, {"ignore_eos", true}, {"stream", true}};
     c.send_all(request_text("POST", "/v1/completions", body.dump()));
-    std::string raw;
-    while (raw.find("data: {") == std::string::npos) {
-        const std::string more = c.read_some();
-        if (more.empty()) throw std::runtime_error("the stream ended early: " + raw);
-        raw += more;
-    }
-    return raw;
+    return c.read_until("data: {");
 }
 
 } // namespace

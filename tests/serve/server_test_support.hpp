@@ -71,6 +71,17 @@ public:
         if (n < 0) throw std::runtime_error(std::string("recv failed: ") + std::strerror(errno));
         return std::string(buf, static_cast<std::size_t>(n));
     }
+    /// Reads until what was read contains `needle`; throws when the stream
+    /// ends first.
+    std::string read_until(std::string_view needle) {
+        std::string raw;
+        while (raw.find(needle) == std::string::npos) {
+            const std::string more = read_some();
+            if (more.empty()) throw std::runtime_error("the stream ended before \"" + std::string(needle) + "\": " + raw);
+            raw += more;
+        }
+        return raw;
+    }
     std::string read_all() {
         std::string out;
         for (std::string s = read_some(); !s.empty(); s = read_some()) out += s;

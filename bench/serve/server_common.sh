@@ -1,0 +1,36 @@
+# Shared by bench/serve/goals.sh and prefix.sh (sourced): builds weft-serve
+# and weft-loadgen (release preset) and starts and stops one server at a
+# time. Sets $serve, $loadgen; stops the server on exit.
+cmake --preset release >/dev/null
+cmake --build --preset release -j2 --target weft_serve_bin weft_loadgen >/dev/null
+
+serve=build/release/modules/serve/tools/weft-serve
+loadgen=build/release/bench/serve/weft-loadgen
+server_pid=""
+
+stop_server() {
+  if [[ -n "$server_pid" ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+trap stop_server EXIT
+
+# start_server PORT LOG ARGS...: starts weft-serve and waits for /health 200.
+start_server() {
+  local port="$1" log="$2"
+  shift 2
+  "$serve" --port "$port" --no-request-log "$@" >"$log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 600); do
+    if curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then cat "$log"; echo "weft-serve exited" >&2; exit 1; fi
+    sleep 0.1
+  done
+  echo "weft-serve did not become ready on port $port" >&2
+  exit 1
+}
+
+# model_name PORT: the id the server answers to.
+model_name() { curl -fs "http://127.0.0.1:$1/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])'; }
