@@ -42,8 +42,9 @@ TEST_CASE("completion request fields map onto the generation request", "[openai]
         "stream_options": {"include_usage": true}, "n": 1, "echo": false, "user": "someone"})",
                                                       options());
     CHECK(r.endpoint == openai_endpoint::completions);
-    CHECK(r.prompt_text == "Hello");
-    CHECK_FALSE(r.prompt_is_tokens);
+    REQUIRE(r.prompts.size() == 1);
+    CHECK(r.prompts[0].text == "Hello");
+    CHECK_FALSE(r.prompts[0].is_tokens);
     REQUIRE(r.max_tokens);
     CHECK(*r.max_tokens == 7);
     const generation_request& g = r.generation;
@@ -87,22 +88,41 @@ TEST_CASE("completion request defaults leave max_tokens to the server", "[openai
     CHECK(r.generation.stop.empty());
 }
 
-TEST_CASE("completion prompts may be text, token ids, or a batch of one", "[openai]") {
+TEST_CASE("completion prompts may be text, token ids, or a batch of either", "[openai]") {
     SECTION("token ids") {
         const openai_request r = parse_completion_request(R"({"prompt": [1, 2, 511]})", options());
-        CHECK(r.prompt_is_tokens);
-        CHECK(r.prompt_tokens == std::vector<token_id>{1, 2, 511});
+        REQUIRE(r.prompts.size() == 1);
+        CHECK(r.prompts[0].is_tokens);
+        CHECK(r.prompts[0].tokens == std::vector<token_id>{1, 2, 511});
     }
     SECTION("one string in an array") {
         const openai_request r = parse_completion_request(R"({"prompt": ["hi there"]})", options());
-        CHECK_FALSE(r.prompt_is_tokens);
-        CHECK(r.prompt_text == "hi there");
+        REQUIRE(r.prompts.size() == 1);
+        CHECK_FALSE(r.prompts[0].is_tokens);
+        CHECK(r.prompts[0].text == "hi there");
     }
-    SECTION("one token array in an array") {
-        const openai_request r = parse_completion_request(R"({"prompt": [[5, 6]]})", options());
-        CHECK(r.prompt_is_tokens);
-        CHECK(r.prompt_tokens == std::vector<token_id>{5, 6});
+    SECTION("a batch of strings") {
+        const openai_request r = parse_completion_request(R"({"prompt": ["a", "b c", "d"], "n": 2})", options());
+        REQUIRE(r.prompts.size() == 3);
+        CHECK(r.prompts[1].text == "b c");
+        CHECK(r.n == 2);
     }
+    SECTION("a batch of token arrays") {
+        const openai_request r = parse_completion_request(R"({"prompt": [[5, 6], [7]]})", options());
+        REQUIRE(r.prompts.size() == 2);
+        CHECK(r.prompts[0].tokens == std::vector<token_id>{5, 6});
+        CHECK(r.prompts[1].tokens == std::vector<token_id>{7});
+    }
+}
+
+TEST_CASE("a batch is refused past 256 prompts or 1024 choices", "[openai]") {
+    const auto batch = [](std::size_t prompts, std::size_t n) {
+        nlohmann::json body = {{"prompt", std::vector<std::string>(prompts, "x")}, {"n", n}};
+        return body.dump();
+    };
+    CHECK(parse_completion_request(batch(256, 4), options()).prompts.size() == 256);
+    CHECK(refusal(openai_endpoint::completions, batch(257, 1)).param() == "prompt");
+    CHECK(refusal(openai_endpoint::completions, batch(17, 64)).param() == "n");
 }
 
 TEST_CASE("null fields read as absent and unknown fields are ignored", "[openai]") {
@@ -149,8 +169,10 @@ TEST_CASE("hostile completion bodies get 400 naming the field", "[openai]") {
         {"{\"prompt\": 5}", "prompt"},
         {"{\"prompt\": {}}", "prompt"},
         {"{\"prompt\": []}", "prompt"},
-        {"{\"prompt\": [\"a\", \"b\"]}", "prompt"},
-        {"{\"prompt\": [[1], [2]]}", "prompt"},
+        {"{\"prompt\": [\"a\", [1]]}", "prompt[1]"},
+        {"{\"prompt\": [[1], \"b\"]}", "prompt[1]"},
+        {"{\"prompt\": [[1], []]}", "prompt[1]"},
+        {"{\"prompt\": [[1], [2, 512]]}", "prompt[1][1]"},
         {"{\"prompt\": [1, -2]}", "prompt[1]"},
         {"{\"prompt\": [1, 512]}", "prompt[1]"},
         {"{\"prompt\": [1, 99999999999999999999]}", "prompt"},

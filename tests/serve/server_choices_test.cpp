@@ -106,3 +106,39 @@ TEST_CASE("server frees every choice's KV blocks when the client of an n-choice 
     CHECK(after.status == 200);
     CHECK(after.body_json()["choices"].size() == 2);
 }
+
+TEST_CASE("server answers a batch of prompts with n choices each, choice p * n + i", "[server][choices]") {
+    test_server srv;
+    const std::vector<std::string> prompts = {"Once upon a time", "The quick brown fox", "x"};
+    json body = {{"prompt", prompts}, {"max_tokens", 5}, {"temperature", 0}, {"n", 2}, {"ignore_eos", true}};
+    const json j = srv.post("/v1/completions", body).body_json();
+    REQUIRE(j["choices"].size() == 6);
+    std::size_t prompt_tokens = 0;
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+        INFO("prompt " << p);
+        const json alone = srv.post("/v1/completions", {{"prompt", prompts[p]},
+                                                        {"max_tokens", 5},
+                                                        {"temperature", 0},
+                                                        {"ignore_eos", true}})
+                               .body_json();
+        for (std::size_t i = 0; i < 2; ++i) {
+            CHECK(j["choices"][p * 2 + i]["index"] == p * 2 + i);
+            CHECK(j["choices"][p * 2 + i]["text"] == alone["choices"][0]["text"]);
+        }
+        prompt_tokens += alone["usage"]["prompt_tokens"].get<std::size_t>();
+    }
+    CHECK(j["usage"]["prompt_tokens"] == prompt_tokens);
+    CHECK(j["usage"]["completion_tokens"] == 30);
+
+    body["stream"] = true;
+    const std::vector<std::string> events = sse_data(srv.post("/v1/completions", body).body);
+    REQUIRE_FALSE(events.empty());
+    CHECK(events.back() == "[DONE]");
+    std::map<int, std::string> text;
+    for (std::size_t e = 0; e + 1 < events.size(); ++e) {
+        const json c = json::parse(events[e]);
+        text[c["choices"][0]["index"].get<int>()] += c["choices"][0]["text"].get<std::string>();
+    }
+    REQUIRE(text.size() == 6);
+    for (int i = 0; i < 6; ++i) CHECK(text[i] == j["choices"][i]["text"]);
+}

@@ -77,6 +77,16 @@ void add_logprobs(const tokenizer& tok, const generation_update& u, std::vector<
     }
 }
 
+/// Counts choice `index`'s final update: its completion tokens, and its
+/// prompt's tokens once per prompt (its first choice's, of `n`).
+void add_usage(openai_usage& usage, const generation_update& u, std::size_t index, std::size_t n) {
+    if (index % n == 0) {
+        usage.prompt_tokens += u.prompt_tokens;
+        usage.cached_tokens += u.cached_prompt_tokens;
+    }
+    usage.completion_tokens += u.completion_tokens;
+}
+
 void append_event(std::string& out, std::string_view data) {
     out += "data: ";
     out += data;
@@ -109,11 +119,7 @@ struct event_writer {
             return true;
         }
         append_event(buf, response.final_chunk(finish_text(*u.finish), index));
-        if (index == 0) {
-            usage.prompt_tokens = u.prompt_tokens;
-            usage.cached_tokens = u.cached_prompt_tokens;
-        }
-        usage.completion_tokens += u.completion_tokens;
+        add_usage(usage, u, index, request.n);
         return true;
     }
 
@@ -216,11 +222,7 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
             co_return;
         }
         c.finish_reason = finish_text(*u->finish);
-        if (i == 0) {
-            usage.prompt_tokens = u->prompt_tokens;
-            usage.cached_tokens = u->cached_prompt_tokens;
-        }
-        usage.completion_tokens += u->completion_tokens;
+        add_usage(usage, *u, i, r.n);
     }
     const openai_response resp(r.endpoint, m.name, r.logprobs, false);
     const std::string body = resp.complete(choices, usage);

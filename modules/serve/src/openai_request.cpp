@@ -262,14 +262,16 @@ void parse_prompt(const json& obj, const openai_parse_options& opts, openai_requ
     };
     const auto take_tokens = [&](const json& a, const std::string& param) {
         if (a.empty()) invalid_value(param, "the prompt must not be empty");
-        r.prompt_is_tokens = true;
-        r.prompt_tokens.reserve(a.size());
+        completion_prompt& c = r.prompts.emplace_back();
+        c.is_tokens = true;
+        c.tokens.reserve(a.size());
         for (std::size_t i = 0; i < a.size(); ++i) {
-            r.prompt_tokens.push_back(read_token_id(a[i], fmt::format("{}[{}]", param, i), opts.vocab_size));
+            c.tokens.push_back(read_token_id(a[i], fmt::format("{}[{}]", param, i), opts.vocab_size));
         }
     };
+    r.prompts.clear();
     if (p->is_string()) {
-        r.prompt_text = p->get<std::string>();
+        r.prompts.push_back({p->get<std::string>(), {}, false});
         return;
     }
     if (!p->is_array()) wrong_type("prompt", "a string or an array of token ids", *p);
@@ -278,17 +280,22 @@ void parse_prompt(const json& obj, const openai_parse_options& opts, openai_requ
         take_tokens(*p, "prompt");
         return;
     }
-    const json& first = (*p)[0];
-    if (p->size() > 1 && (first.is_string() || first.is_array())) {
-        invalid_value("prompt", fmt::format("batches of prompts are not supported (got {}): send one prompt per request",
-                                            p->size()));
+    // A batch: every element a string, or every element a token-id array.
+    if (!(*p)[0].is_string() && !(*p)[0].is_array()) wrong_type("prompt", "a string or an array of token ids", *p);
+    if (p->size() > max_batch_prompts) {
+        invalid_value("prompt", fmt::format("a batch holds at most {} prompts, got {}", max_batch_prompts, p->size()));
     }
-    if (first.is_string()) {
-        r.prompt_text = first.get<std::string>();
-    } else if (first.is_array() && all_integers(first)) {
-        take_tokens(first, "prompt[0]");
-    } else {
-        wrong_type("prompt", "a string or an array of token ids", *p);
+    const bool strings = (*p)[0].is_string();
+    for (std::size_t i = 0; i < p->size(); ++i) {
+        const json& e = (*p)[i];
+        const std::string param = fmt::format("prompt[{}]", i);
+        if (strings && e.is_string()) {
+            r.prompts.push_back({e.get<std::string>(), {}, false});
+        } else if (!strings && e.is_array() && all_integers(e)) {
+            take_tokens(e, param);
+        } else {
+            wrong_type(param, strings ? "a string, as the batch's first prompt" : "an array of token ids", e);
+        }
     }
 }
 
@@ -385,6 +392,10 @@ openai_request parse_completion_request(std::string_view body, const openai_pars
     }
     if (const json* v = field(obj, "suffix"); v != nullptr && !read_string(*v, "suffix").empty()) {
         invalid_value("suffix", "suffixes (insertion) are not supported");
+    }
+    if (r.prompts.size() * r.n > max_request_choices) {
+        invalid_value("n", fmt::format("{} prompts x n = {} asks for {} choices; one request may ask for at most {}",
+                                       r.prompts.size(), r.n, r.prompts.size() * r.n, max_request_choices));
     }
     r.generation.sampling.logprobs = r.logprobs;
     r.generation.sampling.top_logprobs = r.top_logprobs;

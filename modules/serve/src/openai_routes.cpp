@@ -105,41 +105,51 @@ std::string_view prompt_param(openai_endpoint ep) {
 void prepare(const model_state& m, openai_request& r) {
     generation_request& g = r.generation;
     const tokenizer& tok = m.eng->vocab();
+    r.prompt_ids.clear();
     if (r.endpoint == openai_endpoint::completions) {
         // The whole prompt is the client's: special tokens in it are meant.
-        g.prompt = r.prompt_is_tokens ? std::move(r.prompt_tokens)
-                                      : tok.encode(r.prompt_text, /*add_special=*/true, /*parse_special=*/true);
+        for (completion_prompt& p : r.prompts) {
+            r.prompt_ids.push_back(p.is_tokens ? std::move(p.tokens)
+                                               : tok.encode(p.text, /*add_special=*/true, /*parse_special=*/true));
+        }
     } else {
-        g.prompt = m.tmpl.encode(tok, r.messages);
+        r.prompt_ids.push_back(m.tmpl.encode(tok, r.messages));
         g.stop.insert(g.stop.end(), m.tmpl.extra_stops().begin(), m.tmpl.extra_stops().end());
     }
-    if (g.prompt.empty()) {
-        throw api_error::invalid(std::string(prompt_param(r.endpoint)), "The prompt is empty: it encodes to no tokens.");
+    for (std::size_t i = 0; i < r.prompt_ids.size(); ++i) {
+        if (r.prompt_ids[i].empty()) {
+            throw api_error::invalid(r.prompt_ids.size() > 1 ? fmt::format("prompt[{}]", i)
+                                                             : std::string(prompt_param(r.endpoint)),
+                                     "The prompt is empty: it encodes to no tokens.");
+        }
     }
     if (r.max_tokens) return;
     if (r.endpoint == openai_endpoint::completions) {
         g.max_tokens = 16; // OpenAI's default for completions
         return;
     }
-    if (g.prompt.size() >= m.context_limit) {
+    const std::size_t prompt = r.prompt_ids.front().size();
+    if (prompt >= m.context_limit) {
         throw api_error(400,
                         fmt::format("The messages are {} tokens, which leaves no room for a completion in the context "
                                     "of {} tokens.",
-                                    g.prompt.size(), m.context_limit),
+                                    prompt, m.context_limit),
                         "messages", "invalid_request_error", "context_length_exceeded");
     }
-    g.max_tokens = m.context_limit - g.prompt.size();
+    g.max_tokens = m.context_limit - prompt;
 }
 
-/// Submits choice `index` of the request (of r.n); throws api_error when
-/// the engine refuses it.
+/// Submits choice `index` of the request: choice index % n of prompt
+/// index / n; throws api_error when the engine refuses it.
 generation_stream submit(const model_state& m, const openai_request& r, std::size_t index, io::io_context& loop) {
     const bool max_given = r.max_tokens.has_value();
     const std::string param = max_given ? r.max_tokens_param : std::string(prompt_param(r.endpoint));
     generation_request g = r.generation;
-    // With a seed, choice i draws from seed + i: reproducible, and the
-    // choices differ from each other (without one, each request has its own).
-    if (g.sampling.seed) g.sampling.seed = *g.sampling.seed + index;
+    g.prompt = r.prompt_ids[index / r.n];
+    // With a seed, choice i of a prompt draws from seed + i: reproducible,
+    // and the choices differ from each other (without one, each request has
+    // its own).
+    if (g.sampling.seed) g.sampling.seed = *g.sampling.seed + index % r.n;
     submit_result s = m.eng->submit(std::move(g), resume_target(loop));
     switch (s.status) {
     case submit_status::accepted: return std::move(*s.stream);
@@ -207,8 +217,9 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
                 r = ep == openai_endpoint::completions ? parse_completion_request(req.body, m->parse)
                                                        : parse_chat_request(req.body, m->parse);
                 prepare(*m, r);
-                streams.reserve(r.n);
-                for (std::size_t i = 0; i < r.n; ++i) streams.push_back(submit(*m, r, i, loop));
+                const std::size_t choices = r.prompt_ids.size() * r.n;
+                streams.reserve(choices);
+                for (std::size_t i = 0; i < choices; ++i) streams.push_back(submit(*m, r, i, loop));
             } catch (const api_error& e) {
                 refused = e;
             } catch (const std::exception& e) {

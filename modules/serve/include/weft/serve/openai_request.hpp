@@ -8,12 +8,13 @@
 /// that is not JSON, or not an object, is a 400 too; unknown fields are
 /// ignored, as OpenAI does; `null` means "absent" for every optional field.
 /// A `model` other than the served one (absent or "" is fine) is a 404
-/// `model_not_found`. Fields weft cannot honour (`n` other than 1, `echo`,
-/// `best_of`, `suffix`, tools, non-text content parts, JSON response
-/// formats) are 400s that say so, never silently dropped.
+/// `model_not_found`. Fields weft cannot honour (`echo`, `best_of` other
+/// than `n`, `suffix`, tools, non-text content parts, JSON response formats)
+/// are 400s that say so, never silently dropped.
 ///
 /// Accepted fields: model, prompt (completions: a string, an array of token
-/// ids, or an array holding one of either), messages (chat: roles system,
+/// ids, or a batch: an array of strings or of token-id arrays, up to
+/// max_batch_prompts, with prompts x n <= max_request_choices), messages (chat: roles system,
 /// developer (= system), user, assistant; content a string or an array of
 /// {"type":"text","text":...} parts), max_tokens, max_completion_tokens
 /// (chat; wins over max_tokens), temperature [0, 2], top_p (0, 1], top_k
@@ -44,6 +45,17 @@ enum class openai_endpoint : unsigned char { completions, chat_completions };
 
 /// The largest `n` a request may ask for.
 inline constexpr std::size_t max_choices = 64;
+/// The most prompts one completions request may batch.
+inline constexpr std::size_t max_batch_prompts = 256;
+/// The most choices (prompts x n) one request may ask for.
+inline constexpr std::size_t max_request_choices = 1024;
+
+/// One completions prompt: text, or token ids.
+struct completion_prompt {
+    std::string text;
+    std::vector<token_id> tokens;
+    bool is_tokens = false;
+};
 
 struct openai_parse_options {
     /// The model name the server answers to.
@@ -55,10 +67,12 @@ struct openai_parse_options {
 struct openai_request {
     openai_endpoint endpoint = openai_endpoint::completions;
 
-    /// Completions: the prompt as text, or as token ids when `prompt_is_tokens`.
-    std::string prompt_text;
-    std::vector<token_id> prompt_tokens;
-    bool prompt_is_tokens = false;
+    /// Completions: the prompts (one, or a batch); choice p * n + i is
+    /// choice i of prompt p.
+    std::vector<completion_prompt> prompts;
+    /// The prompts as token ids, one per prompt (chat: one); the server
+    /// fills it in before submitting.
+    std::vector<std::vector<token_id>> prompt_ids;
     /// Chat: the conversation.
     std::vector<chat_message> messages;
 
