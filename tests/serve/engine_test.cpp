@@ -419,3 +419,26 @@ TEST_CASE("shutdown aborts what is still running after its deadline", "[engine]"
     };
     CHECK(weft::sync_wait(drain()) == finish_reason::aborted);
 }
+
+TEST_CASE("a request submitted just before shutdown still gets its final update", "[engine][stress]") {
+    // The submit can land after the engine's intake and before its stop
+    // check; the engine must take it in rather than stop without it.
+    weft::thread_pool& pool = test_pool();
+    for (int i = 0; i < 200; ++i) {
+        auto e = make_engine(64, config(64, 4));
+        auto s = e->submit(greedy(random_tokens(4, 512, 9), 2), pool);
+        REQUIRE(s.status == submit_status::accepted);
+        e->shutdown(std::chrono::steady_clock::now());
+        auto drain = [&]() -> weft::task<std::optional<finish_reason>> {
+            std::optional<finish_reason> f;
+            while (auto u = co_await s.stream->next()) {
+                if (u->finish) f = u->finish;
+            }
+            co_return f;
+        };
+        const std::optional<finish_reason> f = weft::sync_wait(drain());
+        REQUIRE(f.has_value());
+        CHECK((*f == finish_reason::aborted || *f == finish_reason::length));
+    }
+}
+

@@ -393,9 +393,13 @@ struct engine::impl {
             bool stop_now = false;
             {
                 std::lock_guard lock(cmd_mutex);
-                stop_now = stopping && (active.empty() || clock::now() >= stop_deadline);
+                // A request submitted just before shutdown may still wait in
+                // `incoming` (it arrived after this turn's intake): it is in
+                // flight too, so the engine does not stop before taking it.
+                stop_now = stopping && ((active.empty() && incoming.empty()) || clock::now() >= stop_deadline);
             }
             if (stop_now) {
+                intake(); // stragglers, past the deadline: aborted below with the rest
                 deliver();
                 std::vector<seq_id> ids;
                 for (auto& [id, r] : active) ids.push_back(id);
