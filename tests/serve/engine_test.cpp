@@ -230,6 +230,28 @@ TEST_CASE("requests that share a prompt and arrive together prefill it once", "[
     CHECK(e->metrics().prefix_cache_hits.load() == 3 * 28);
 }
 
+TEST_CASE("a stop token id ends generation, and min_tokens holds it back until then", "[engine]") {
+    auto e = make_engine(256, config(512, 64));
+    const std::vector<token_id> prompt = random_tokens(9, 512, 31);
+    const std::vector<token_id> free_run = run_all(*e, {greedy(prompt, 12)})[0].tokens;
+    REQUIRE(free_run.size() == 12);
+
+    auto stopping = greedy(prompt, 12);
+    stopping.stop_token_ids = {free_run[3]};
+    const outcome stopped = run_all(*e, {stopping})[0];
+    CHECK(stopped.finish == finish_reason::stop);
+    const auto first = std::find(free_run.begin(), free_run.end(), free_run[3]);
+    CHECK(stopped.tokens == std::vector<token_id>(free_run.begin(), first + 1));
+
+    auto held = greedy(prompt, 12);
+    held.stop_token_ids = {free_run[0]};
+    held.sampling.min_tokens = 5;
+    const outcome r = run_all(*e, {held})[0];
+    REQUIRE(r.tokens.size() >= 5);
+    for (std::size_t i = 0; i < 5; ++i) CHECK(r.tokens[i] != free_run[0]);
+    CHECK(r.tokens.front() != free_run.front()); // the greedy pick was held back
+}
+
 TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens", "[engine]") {
     std::vector<generation_request> reqs;
     for (std::size_t i = 0; i < 6; ++i) reqs.push_back(greedy(random_tokens(6 + i, 512, 80 + i), 10));

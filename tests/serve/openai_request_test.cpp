@@ -79,6 +79,18 @@ TEST_CASE("n asks for several choices, and best_of may repeat it", "[openai]") {
     CHECK(parse_chat_request(R"({"messages": [{"role": "user", "content": "a"}], "n": 64})", options()).n == 64);
 }
 
+TEST_CASE("min_tokens and stop_token_ids map onto the generation request", "[openai]") {
+    const openai_request r =
+        parse_completion_request(R"({"prompt": "x", "min_tokens": 3, "stop_token_ids": [5, 511]})", options());
+    CHECK(r.generation.sampling.min_tokens == 3);
+    CHECK(r.generation.stop_token_ids == std::vector<token_id>{5, 511});
+    CHECK(refusal(openai_endpoint::completions, R"({"prompt": "x", "min_tokens": -1})").param() == "min_tokens");
+    CHECK(refusal(openai_endpoint::completions, R"({"prompt": "x", "stop_token_ids": 5})").param() ==
+          "stop_token_ids");
+    CHECK(refusal(openai_endpoint::completions, R"({"prompt": "x", "stop_token_ids": [1, 512]})").param() ==
+          "stop_token_ids[1]");
+}
+
 TEST_CASE("completion request defaults leave max_tokens to the server", "[openai]") {
     const openai_request r = parse_completion_request(R"({"prompt": "x"})", options());
     CHECK_FALSE(r.max_tokens);

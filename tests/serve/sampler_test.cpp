@@ -72,6 +72,25 @@ TEST_CASE("sampler at temperature zero picks the argmax, lowest id on ties", "[s
     CHECK(s.sample(one, {}, {}).token == 0);
 }
 
+TEST_CASE("sampler holds back the listed tokens until min_tokens were generated", "[sampler]") {
+    sampling_params p = greedy();
+    p.min_tokens = 2;
+    p.held_back = {1, 3};
+    sampler s(p, 1);
+    const std::vector<float> base{0.5f, 3.0f, -1.0f, 3.0f, 2.9f};
+    const std::vector<token_id> one{7}, two{7, 8};
+    std::vector<float> logits = base;
+    CHECK(s.sample(logits, {}, {}).token == 4);
+    logits = base;
+    CHECK(s.sample(logits, {}, one).token == 4);
+    logits = base;
+    CHECK(s.sample(logits, {}, two).token == 1); // two generated: free again
+    p.held_back = {9};
+    sampler bad(p, 1);
+    logits = base;
+    CHECK_THROWS_WITH(bad.sample(logits, {}, {}), Catch::Contains("held_back token 9 is outside the vocabulary"));
+}
+
 TEST_CASE("sampler gives the same tokens for the same seed", "[sampler]") {
     const std::vector<float> logits{1.0f, 1.2f, 0.8f, 1.1f, 0.9f, 1.0f, 0.7f, 1.3f};
     sampling_params p;

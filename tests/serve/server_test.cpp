@@ -213,6 +213,7 @@ TEST_CASE("server refuses hostile bodies with 400s and keeps serving", "[server]
         {"/v1/completions", R"({"prompt": "x", "temperature": "warm"})", 400, "temperature"},
         {"/v1/completions", R"({"prompt": [1, 99999]})", 400, "prompt[1]"},
         {"/v1/completions", R"({"prompt": "x", "n": 65})", 400, "n"},
+        {"/v1/completions", R"({"prompt": "x", "max_tokens": 2, "min_tokens": 3})", 400, "min_tokens"},
         {"/v1/completions", R"({"prompt": "x", "logit_bias": {"100000": 5}})", 400, "logit_bias"},
         {"/v1/completions", R"({"prompt": "x", "model": "gpt-4"})", 404, ""},
         {"/v1/chat/completions", R"({"messages": "hello"})", 400, "messages"},

@@ -35,7 +35,15 @@ struct incoming_request {
 bool plain_greedy(const generation_request& r) {
     const sampling_params& p = r.sampling;
     return p.temperature == 0.0f && !p.logprobs && p.top_logprobs == 0 && p.logit_bias.empty() &&
-           p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f;
+           p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
+           p.min_tokens == 0;
+}
+
+/// Whether `t` ends the request's generation: end of generation (unless
+/// ignored) or one of its stop token ids.
+bool ends_generation(const generation_request& r, const tokenizer& tok, token_id t) {
+    return (!r.ignore_eos && tok.is_eog(t)) ||
+           std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), t) != r.stop_token_ids.end();
 }
 
 /// What the engine thread keeps per request.
@@ -198,6 +206,12 @@ struct engine::impl {
             sequence_request sr{id, r.request.prompt, r.request.max_tokens, r.request.priority};
             const admit_result admitted = sched.add(std::move(sr));
             const std::uint64_t seed = r.request.sampling.seed.value_or(opts.seed ^ (id * 0x9e3779b97f4a7c15ull));
+            if (sampling_params& sp = r.request.sampling; sp.min_tokens > 0) {
+                // Until min_tokens, nothing that would end the generation.
+                if (!r.request.ignore_eos) sp.held_back = tok->eog_ids();
+                sp.held_back.insert(sp.held_back.end(), r.request.stop_token_ids.begin(),
+                                    r.request.stop_token_ids.end());
+            }
             auto [it, inserted] = active.try_emplace(id, r.box, std::move(r.request), r.arrival, *tok, seed);
             active_request& a = it->second;
             if (opts.request_timeout.count() > 0) a.deadline = a.arrival + opts.request_timeout;
@@ -279,8 +293,9 @@ struct engine::impl {
             const active_request& r = active.at(p.id);
             // Each request has at most one token in flight: r.generated
             // counts every earlier one.
-            const bool eos = !r.request.ignore_eos && tok->is_eog(p.token.id);
-            if (eos || r.generated + 1 >= r.request.max_tokens) sched.finish(p.id);
+            if (ends_generation(r.request, *tok, p.token.id) || r.generated + 1 >= r.request.max_tokens) {
+                sched.finish(p.id);
+            }
         }
     }
 
@@ -296,7 +311,7 @@ struct engine::impl {
         }
         r.last_token = p.sampled_at;
         const token_id t = p.token.id;
-        if (!r.request.ignore_eos && tok->is_eog(t)) {
+        if (ends_generation(r.request, *tok, t)) {
             publish(r, &p.token, {}, std::nullopt);
             return finish_reason::stop;
         }

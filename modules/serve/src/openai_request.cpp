@@ -20,6 +20,7 @@ constexpr int max_json_depth = 64;
 constexpr std::size_t max_stop_strings = 4;
 constexpr long long max_top_logprobs = 20;
 constexpr long long max_tokens_limit = std::numeric_limits<std::int32_t>::max();
+constexpr std::size_t max_stop_token_ids = 64;
 
 std::string_view a_type(const json& v) {
     switch (v.type()) {
@@ -238,6 +239,18 @@ void parse_common(const json& obj, const openai_parse_options& opts, openai_requ
     }
     parse_logit_bias(obj, opts, s);
     if (const json* v = field(obj, "ignore_eos")) g.ignore_eos = read_bool(*v, "ignore_eos");
+    if (const json* v = field(obj, "min_tokens")) {
+        s.min_tokens = static_cast<std::size_t>(read_integer(*v, "min_tokens", 0, max_tokens_limit));
+    }
+    if (const json* v = field(obj, "stop_token_ids")) {
+        if (!v->is_array()) wrong_type("stop_token_ids", "an array of token ids", *v);
+        if (v->size() > max_stop_token_ids) {
+            invalid_value("stop_token_ids", fmt::format("at most {} stop token ids, got {}", max_stop_token_ids, v->size()));
+        }
+        for (std::size_t i = 0; i < v->size(); ++i) {
+            g.stop_token_ids.push_back(read_token_id((*v)[i], fmt::format("stop_token_ids[{}]", i), opts.vocab_size));
+        }
+    }
     if (const json* v = field(obj, "priority")) {
         g.priority = static_cast<int>(read_integer(*v, "priority", std::numeric_limits<int>::min(),
                                                    std::numeric_limits<int>::max()));

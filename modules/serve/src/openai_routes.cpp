@@ -101,6 +101,8 @@ std::string_view prompt_param(openai_endpoint ep) {
     return ep == openai_endpoint::completions ? "prompt" : "messages";
 }
 
+void settle_max_tokens(const model_state& m, openai_request& r);
+
 /// Tokenizes the prompt and settles max_tokens and the stop strings.
 void prepare(const model_state& m, openai_request& r) {
     generation_request& g = r.generation;
@@ -123,6 +125,15 @@ void prepare(const model_state& m, openai_request& r) {
                                      "The prompt is empty: it encodes to no tokens.");
         }
     }
+    settle_max_tokens(m, r);
+    if (g.sampling.min_tokens > g.max_tokens) {
+        throw api_error::invalid("min_tokens", fmt::format("min_tokens ({}) must not exceed the completion's {} tokens",
+                                                           g.sampling.min_tokens, g.max_tokens));
+    }
+}
+
+void settle_max_tokens(const model_state& m, openai_request& r) {
+    generation_request& g = r.generation;
     if (r.max_tokens) return;
     if (r.endpoint == openai_endpoint::completions) {
         g.max_tokens = 16; // OpenAI's default for completions

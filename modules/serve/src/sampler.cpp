@@ -101,6 +101,12 @@ sample_result sampler::sample(std::span<float> logits, std::span<const token_id>
         float& l = logits[static_cast<std::size_t>(token)];
         l = bias <= -100.0f ? -std::numeric_limits<float>::infinity() : l + bias;
     }
+    if (generated.size() < m_params.min_tokens) {
+        for (const token_id t : m_params.held_back) {
+            check_token(t, vocab, "held_back");
+            logits[static_cast<std::size_t>(t)] = -std::numeric_limits<float>::infinity();
+        }
+    }
     apply_penalties(logits, prompt, generated);
 
     // One pass: NaN check, maximum and argmax (first maximum: lowest id).

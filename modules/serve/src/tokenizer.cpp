@@ -410,6 +410,15 @@ bool tokenizer::is_eog(token_id id) const noexcept {
     return (d.eos && id == *d.eos) || (d.eot && id == *d.eot) || (d.eom && id == *d.eom);
 }
 
+std::vector<token_id> tokenizer::eog_ids() const {
+    const auto& d = m_state->data;
+    std::vector<token_id> out;
+    for (const std::optional<token_id>& id : {d.eos, d.eot, d.eom}) {
+        if (id && std::find(out.begin(), out.end(), *id) == out.end()) out.push_back(*id);
+    }
+    return out;
+}
+
 bool tokenizer::is_special(token_id id) const noexcept {
     const auto& special = m_state->special;
     return id >= 0 && static_cast<std::size_t>(id) < special.size() &&

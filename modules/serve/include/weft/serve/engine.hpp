@@ -81,6 +81,9 @@ struct generation_request {
     std::size_t max_tokens = 16;
     sampling_params sampling;
     std::vector<std::string> stop;
+    /// Tokens that end the generation like end-of-generation does (finish
+    /// reason stop; the token's text is not part of the output).
+    std::vector<token_id> stop_token_ids;
     bool ignore_eos = false;
     int priority = 0;
     /// Finishes with `timeout` at this point (the engine's request_timeout

@@ -24,7 +24,10 @@
 /// integer 0..20, the number of alternatives; chat: a boolean, with
 /// top_logprobs 0..20), stream, stream_options.include_usage, n (1 .. 64, choices;
 /// best_of, when given, must equal it),
-/// ignore_eos, priority (smaller runs first), user (ignored).
+/// ignore_eos, min_tokens and stop_token_ids (as vLLM: no end of generation
+/// and no stop token id before min_tokens tokens; a stop token id ends the
+/// generation like end of generation), priority (smaller runs first), user
+/// (ignored).
 ///
 /// Threading: pure functions.
 #pragma once

@@ -3,7 +3,9 @@
 ///
 /// `sample()` works in this order:
 ///  1. `logit_bias` is added (a bias of -100 or less bans the token: its logit
-///     becomes -inf; OpenAI documents -100 as a ban);
+///     becomes -inf; OpenAI documents -100 as a ban); while fewer than
+///     `min_tokens` tokens are generated, the `held_back` tokens (end of
+///     generation, stop token ids) are banned too;
 ///  2. repetition penalty over the distinct tokens of prompt + generated
 ///     (llama.cpp / Hugging Face style: a positive logit is divided by the
 ///     penalty, a negative one multiplied);
@@ -57,6 +59,9 @@ struct sampling_params {
     std::vector<std::pair<token_id, float>> logit_bias;
     int top_logprobs = 0; ///< most likely alternatives to report, >= 0
     bool logprobs = false;
+    /// Tokens generated before any of `held_back` may be.
+    std::size_t min_tokens = 0;
+    std::vector<token_id> held_back;
 };
 
 struct token_logprob {

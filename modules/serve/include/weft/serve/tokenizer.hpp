@@ -87,6 +87,8 @@ public:
     std::optional<token_id> eos() const noexcept;
     /// End of generation: the eos, eot or eom id.
     bool is_eog(token_id id) const noexcept;
+    /// The end-of-generation ids the model has (eos, eot, eom; each once).
+    std::vector<token_id> eog_ids() const;
     /// Not ordinary text: control or unknown type, or one of the bos, eos,
     /// eot, eom, unk, pad ids. False for ids outside the vocabulary.
     bool is_special(token_id id) const noexcept;
