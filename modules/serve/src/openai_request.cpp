@@ -451,4 +451,25 @@ openai_request parse_chat_request(std::string_view body, const openai_parse_opti
     return r;
 }
 
+openai_request parse_tokenize_request(std::string_view body, const openai_parse_options& opts) {
+    const json obj = parse_body(body);
+    openai_request r = field(obj, "messages") != nullptr ? parse_chat_request(body, opts)
+                                                         : parse_completion_request(body, opts);
+    if (r.prompts.size() > 1) invalid_value("prompt", "tokenize takes one prompt, not a batch");
+    return r;
+}
+
+std::vector<token_id> parse_detokenize_request(std::string_view body, const openai_parse_options& opts) {
+    const json obj = parse_body(body);
+    const json* v = field(obj, "tokens");
+    if (v == nullptr) throw api_error::invalid("tokens", "'tokens' is a required property.");
+    if (!v->is_array()) wrong_type("tokens", "an array of token ids", *v);
+    std::vector<token_id> ids;
+    ids.reserve(v->size());
+    for (std::size_t i = 0; i < v->size(); ++i) {
+        ids.push_back(read_token_id((*v)[i], fmt::format("tokens[{}]", i), opts.vocab_size));
+    }
+    return ids;
+}
+
 } // namespace weft::serve

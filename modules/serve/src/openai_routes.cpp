@@ -6,6 +6,7 @@
 #include <weft/serve/openai_request.hpp>
 #include <weft/serve/openai_response.hpp>
 
+#include "openai_json.hpp"
 #include "openai_reply.hpp"
 
 #include <fmt/format.h>
@@ -42,9 +43,11 @@ struct known_path {
     std::string_view path;
     std::string_view allow;
 };
-constexpr std::array<known_path, 5> known_paths{{
+constexpr std::array<known_path, 7> known_paths{{
     {"/v1/completions", "POST"},
     {"/v1/chat/completions", "POST"},
+    {"/tokenize", "POST"},
+    {"/detokenize", "POST"},
     {"/v1/models", "GET, HEAD"},
     {"/health", "GET, HEAD"},
     {"/metrics", "GET, HEAD"},
@@ -267,6 +270,45 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
     };
     routes.add_stream(http::method::post, "/v1/completions", generation(openai_endpoint::completions));
     routes.add_stream(http::method::post, "/v1/chat/completions", generation(openai_endpoint::chat_completions));
+
+    // vLLM's token utilities: the tokens a prompt (or a chat, through the
+    // chat template) becomes — the count a completion's usage reports — and
+    // the text of token ids.
+    routes.post("/tokenize", [this, ready_model](http::request& req, http::context&) -> task<http::response> {
+        try {
+            check_auth(req, m_options.api_key);
+            const model_state& m = ready_model();
+            openai_request r = parse_tokenize_request(req.body, m.parse);
+            prepare(m, r);
+            const std::vector<token_id>& ids = r.prompt_ids.front();
+            std::string body = "{\"count\":";
+            json_out::append_uint(body, ids.size());
+            body += ",\"max_model_len\":";
+            json_out::append_uint(body, m.context_limit);
+            body += ",\"tokens\":[";
+            for (std::size_t i = 0; i < ids.size(); ++i) {
+                if (i > 0) body += ',';
+                json_out::append_int(body, ids[i]);
+            }
+            body += "]}";
+            co_return json_response(200, std::move(body));
+        } catch (const api_error& e) {
+            co_return error_response(e);
+        }
+    });
+    routes.post("/detokenize", [this, ready_model](http::request& req, http::context&) -> task<http::response> {
+        try {
+            check_auth(req, m_options.api_key);
+            const model_state& m = ready_model();
+            const std::vector<token_id> ids = parse_detokenize_request(req.body, m.parse);
+            std::string body = "{\"prompt\":";
+            json_out::append_string(body, m.eng->vocab().decode(ids));
+            body += '}';
+            co_return json_response(200, std::move(body));
+        } catch (const api_error& e) {
+            co_return error_response(e);
+        }
+    });
 
     routes.get("/v1/models", [this, ready_model](http::request& req, http::context&) -> task<http::response> {
         try {

@@ -99,5 +99,10 @@ struct openai_request {
 openai_request parse_completion_request(std::string_view body, const openai_parse_options& opts);
 /// Parses a `/v1/chat/completions` body; throws api_error.
 openai_request parse_chat_request(std::string_view body, const openai_parse_options& opts);
+/// Parses a `/tokenize` body: a chat one when it has "messages", else a
+/// completions one with a single prompt; throws api_error.
+openai_request parse_tokenize_request(std::string_view body, const openai_parse_options& opts);
+/// Parses a `/detokenize` body, {"tokens": [ids]}; throws api_error.
+std::vector<token_id> parse_detokenize_request(std::string_view body, const openai_parse_options& opts);
 
 } // namespace weft::serve
