@@ -225,7 +225,7 @@ TEST_CASE("hostile completion bodies get 400 naming the field", "[openai]") {
         {"{\"prompt\": \"x\", \"n\": 65}", "n"},
         {"{\"prompt\": \"x\", \"n\": 0}", "n"},
         {"{\"prompt\": \"x\", \"n\": \"1\"}", "n"},
-        {"{\"prompt\": \"x\", \"echo\": true}", "echo"},
+        {"{\"prompt\": \"x\", \"echo\": true, \"logprobs\": 1}", "echo"},
         {"{\"prompt\": \"x\", \"echo\": 1}", "echo"},
         {"{\"prompt\": \"x\", \"best_of\": 3}", "best_of"},
         {"{\"prompt\": \"x\", \"n\": 2, \"best_of\": 3}", "best_of"},

@@ -1,4 +1,5 @@
-// The server's `n`: several choices per request, each its own engine
+// The shapes of a completion beyond one plain choice: `n` choices per
+// request, batches of prompts and `echo`; each choice its own engine
 // request, in one JSON body or interleaved in one event stream.
 #include "server_test_support.hpp"
 
@@ -141,4 +142,31 @@ TEST_CASE("server answers a batch of prompts with n choices each, choice p * n +
     }
     REQUIRE(text.size() == 6);
     for (int i = 0; i < 6; ++i) CHECK(text[i] == j["choices"][i]["text"]);
+}
+
+TEST_CASE("server echoes the prompt before each choice's text, streamed and not", "[server][choices]") {
+    test_server srv;
+    const std::string prompt = "Once upon a time";
+    json body = {{"prompt", prompt}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true}};
+    const std::string plain = srv.post("/v1/completions", body).body_json()["choices"][0]["text"];
+    body["echo"] = true;
+    body["n"] = 2;
+    const json j = srv.post("/v1/completions", body).body_json();
+    REQUIRE(j["choices"].size() == 2);
+    for (const json& c : j["choices"]) CHECK(c["text"] == prompt + plain);
+
+    body["stream"] = true;
+    const std::vector<std::string> events = sse_data(srv.post("/v1/completions", body).body);
+    std::map<int, std::string> text;
+    for (std::size_t e = 0; e + 1 < events.size(); ++e) {
+        const json c = json::parse(events[e]);
+        text[c["choices"][0]["index"].get<int>()] += c["choices"][0]["text"].get<std::string>();
+    }
+    CHECK(text[0] == prompt + plain);
+    CHECK(text[1] == prompt + plain);
+
+    // Token ids echo as their text.
+    const std::vector<token_id> ids = srv.vocab().encode("The fox", false, false);
+    const json t = srv.post("/v1/completions", {{"prompt", ids}, {"max_tokens", 2}, {"echo", true}}).body_json();
+    CHECK(t["choices"][0]["text"].get<std::string>().rfind("The fox", 0) == 0);
 }

@@ -87,6 +87,13 @@ void add_usage(openai_usage& usage, const generation_update& u, std::size_t inde
     usage.completion_tokens += u.completion_tokens;
 }
 
+/// With echo: the text of choice `index`'s prompt, which goes first.
+std::string echo_text(const reply_model& m, const openai_request& r, std::size_t index) {
+    if (!r.echo) return {};
+    const std::size_t p = index / r.n;
+    return r.prompts[p].is_tokens ? m.vocab.decode(r.prompt_ids[p]) : r.prompts[p].text;
+}
+
 void append_event(std::string& out, std::string_view data) {
     out += "data: ";
     out += data;
@@ -205,6 +212,7 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
     // the other only decides the order their updates are taken in.
     for (std::size_t i = 0; i < streams.size(); ++i) {
         openai_choice& c = choices[i];
+        c.text = echo_text(m, r, i);
         std::optional<generation_update> u = std::move(firsts[i]);
         for (;;) {
             c.text += u->text;
@@ -239,6 +247,9 @@ task<void> send_events(reply_model m, const openai_request& r, std::vector<gener
     const std::size_t n = streams.size();
     if (r.endpoint == openai_endpoint::chat_completions) {
         for (std::size_t i = 0; i < n; ++i) append_event(w.buf, w.response.first_chunk(i));
+    }
+    if (r.echo) {
+        for (std::size_t i = 0; i < n; ++i) append_event(w.buf, w.response.text_chunk(echo_text(m, r, i), {}, i));
     }
     std::size_t open = n;
     for (std::size_t i = 0; i < n && !w.failed; ++i) {

@@ -392,8 +392,10 @@ openai_request parse_completion_request(std::string_view body, const openai_pars
         r.top_logprobs = static_cast<int>(read_integer(*v, "logprobs", 0, max_top_logprobs));
         r.logprobs = true;
     }
-    if (const json* v = field(obj, "echo"); v != nullptr && read_bool(*v, "echo")) {
-        invalid_value("echo", "echoing the prompt is not supported: echo must be false");
+    if (const json* v = field(obj, "echo")) r.echo = read_bool(*v, "echo");
+    if (r.echo && r.logprobs) {
+        invalid_value("echo", "echo with logprobs asks for the prompt's log-probabilities, which this server does "
+                              "not compute: leave out one of them");
     }
     if (const json* v = field(obj, "best_of")) {
         const auto best_of = static_cast<std::size_t>(read_integer(*v, "best_of", 1, static_cast<long long>(max_choices)));

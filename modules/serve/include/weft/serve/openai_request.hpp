@@ -8,9 +8,9 @@
 /// that is not JSON, or not an object, is a 400 too; unknown fields are
 /// ignored, as OpenAI does; `null` means "absent" for every optional field.
 /// A `model` other than the served one (absent or "" is fine) is a 404
-/// `model_not_found`. Fields weft cannot honour (`echo`, `best_of` other
-/// than `n`, `suffix`, tools, non-text content parts, JSON response formats)
-/// are 400s that say so, never silently dropped.
+/// `model_not_found`. Fields weft cannot honour (`echo` with `logprobs`,
+/// `best_of` other than `n`, `suffix`, tools, non-text content parts, JSON
+/// response formats) are 400s that say so, never silently dropped.
 ///
 /// Accepted fields: model, prompt (completions: a string, an array of token
 /// ids, or a batch: an array of strings or of token-id arrays, up to
@@ -86,6 +86,8 @@ struct openai_request {
     /// Which field `max_tokens` came from ("max_tokens" or "max_completion_tokens").
     std::string max_tokens_param = "max_tokens";
 
+    /// Completions: the prompt's text goes before each choice's text.
+    bool echo = false;
     /// Choices to generate (1 .. max_choices), each its own engine request.
     std::size_t n = 1;
     bool stream = false;
