@@ -271,54 +271,48 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
     routes.add_stream(http::method::post, "/v1/completions", generation(openai_endpoint::completions));
     routes.add_stream(http::method::post, "/v1/chat/completions", generation(openai_endpoint::chat_completions));
 
+    // A JSON route on the ready model: the API key, 503 while loading, and
+    // an api_error as OpenAI's error JSON; `body` makes the 200 answer.
+    const auto model_route = [this, ready_model](auto body) {
+        return [this, ready_model, body](http::request& req, http::context&) -> task<http::response> {
+            try {
+                check_auth(req, m_options.api_key);
+                co_return json_response(200, body(ready_model(), req));
+            } catch (const api_error& e) {
+                co_return error_response(e);
+            }
+        };
+    };
+
     // vLLM's token utilities: the tokens a prompt (or a chat, through the
     // chat template) becomes — the count a completion's usage reports — and
     // the text of token ids.
-    routes.post("/tokenize", [this, ready_model](http::request& req, http::context&) -> task<http::response> {
-        try {
-            check_auth(req, m_options.api_key);
-            const model_state& m = ready_model();
-            openai_request r = parse_tokenize_request(req.body, m.parse);
-            prepare(m, r);
-            const std::vector<token_id>& ids = r.prompt_ids.front();
-            std::string body = "{\"count\":";
-            json_out::append_uint(body, ids.size());
-            body += ",\"max_model_len\":";
-            json_out::append_uint(body, m.context_limit);
-            body += ",\"tokens\":[";
-            for (std::size_t i = 0; i < ids.size(); ++i) {
-                if (i > 0) body += ',';
-                json_out::append_int(body, ids[i]);
-            }
-            body += "]}";
-            co_return json_response(200, std::move(body));
-        } catch (const api_error& e) {
-            co_return error_response(e);
+    routes.post("/tokenize", model_route([](const model_state& m, const http::request& req) {
+        openai_request r = parse_tokenize_request(req.body, m.parse);
+        prepare(m, r);
+        const std::vector<token_id>& ids = r.prompt_ids.front();
+        std::string body = "{\"count\":";
+        json_out::append_uint(body, ids.size());
+        body += ",\"max_model_len\":";
+        json_out::append_uint(body, m.context_limit);
+        body += ",\"tokens\":[";
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            if (i > 0) body += ',';
+            json_out::append_int(body, ids[i]);
         }
-    });
-    routes.post("/detokenize", [this, ready_model](http::request& req, http::context&) -> task<http::response> {
-        try {
-            check_auth(req, m_options.api_key);
-            const model_state& m = ready_model();
-            const std::vector<token_id> ids = parse_detokenize_request(req.body, m.parse);
-            std::string body = "{\"prompt\":";
-            json_out::append_string(body, m.eng->vocab().decode(ids));
-            body += '}';
-            co_return json_response(200, std::move(body));
-        } catch (const api_error& e) {
-            co_return error_response(e);
-        }
-    });
-
-    routes.get("/v1/models", [this, ready_model](http::request& req, http::context&) -> task<http::response> {
-        try {
-            check_auth(req, m_options.api_key);
-            const model_state& m = ready_model();
-            co_return json_response(200, models_list_json(m.name, m.created, m_options.owned_by));
-        } catch (const api_error& e) {
-            co_return error_response(e);
-        }
-    });
+        body += "]}";
+        return body;
+    }));
+    routes.post("/detokenize", model_route([](const model_state& m, const http::request& req) {
+        const std::vector<token_id> ids = parse_detokenize_request(req.body, m.parse);
+        std::string body = "{\"prompt\":";
+        json_out::append_string(body, m.eng->vocab().decode(ids));
+        body += '}';
+        return body;
+    }));
+    routes.get("/v1/models", model_route([this](const model_state& m, const http::request&) {
+        return models_list_json(m.name, m.created, m_options.owned_by);
+    }));
 
     routes.get("/health", [this](http::request&, http::context&) -> task<http::response> {
         switch (current_phase()) {
