@@ -28,8 +28,9 @@ std::uint64_t prefix_cache::hash_of(block_id previous, std::span<const token_id>
     return h;
 }
 
-std::optional<block_id> prefix_cache::find(block_id previous, std::span<const token_id> tokens) const {
-    const auto it = m_index.find(hash_of(previous, tokens));
+std::optional<block_id> prefix_cache::find(block_id previous, std::span<const token_id> tokens,
+                                           std::uint64_t hash) const {
+    const auto it = m_index.find(hash);
     if (it == m_index.end()) return std::nullopt;
     const entry& e = m_entries[it->second];
     if (e.previous != previous || !std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin(), tokens.end())) {
@@ -44,7 +45,8 @@ std::size_t prefix_cache::acquire(std::span<const token_id> tokens, std::size_t 
     std::size_t n = 0;
     block_id previous = no_block;
     while (n < max_blocks && (n + 1) * bs <= tokens.size()) {
-        const std::optional<block_id> b = find(previous, tokens.subspan(n * bs, bs));
+        const auto block = tokens.subspan(n * bs, bs);
+        const std::optional<block_id> b = find(previous, block, hash_of(previous, block));
         if (!b) break;
         hold(*b);
         out.push_back(*b);
@@ -62,12 +64,12 @@ std::optional<block_id> prefix_cache::insert(std::optional<block_id> previous, s
     }
     const block_id prev = previous.value_or(no_block);
     if (prev != no_block && !contains(prev)) return std::nullopt;
-    if (const std::optional<block_id> twin = find(prev, tokens)) {
+    const std::uint64_t h = hash_of(prev, tokens);
+    if (const std::optional<block_id> twin = find(prev, tokens, h)) {
         hold(*twin);
         return twin;
     }
     if (contains(b)) return std::nullopt; // already cached under another content
-    const std::uint64_t h = hash_of(prev, tokens);
     if (m_index.contains(h)) return std::nullopt; // collision: leave it uncached
     m_blocks.retain(b); // the cache's own reference
     entry& e = m_entries[b];

@@ -93,7 +93,8 @@ private:
     };
 
     static std::uint64_t hash_of(block_id previous, std::span<const token_id> tokens) noexcept;
-    std::optional<block_id> find(block_id previous, std::span<const token_id> tokens) const;
+    /// The cached block with this content, whose hash is `hash`.
+    std::optional<block_id> find(block_id previous, std::span<const token_id> tokens, std::uint64_t hash) const;
     void make_evictable_if_idle(block_id b);
     void take_from_evictable(block_id b);
     void hold(block_id b);
