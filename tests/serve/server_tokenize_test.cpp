@@ -28,6 +28,11 @@ TEST_CASE("server tokenizes a prompt into the tokens a completion's usage counts
     const json t = srv.post("/tokenize", {{"messages", chat["messages"]}}).body_json();
     const json done = srv.post("/v1/chat/completions", chat).body_json();
     CHECK(t["count"] == done["usage"]["prompt_tokens"]);
+
+    // Only the tokens: completion parameters are not checked, so a request
+    // whose min_tokens a completion would refuse is still counted.
+    const json odd = srv.post("/tokenize", {{"prompt", prompt}, {"max_tokens", 1}, {"min_tokens", 5}}).body_json();
+    CHECK(odd["count"] == j["count"]);
 }
 
 TEST_CASE("server detokenizes token ids back into text", "[server][tokenize]") {

@@ -104,11 +104,9 @@ std::string_view prompt_param(openai_endpoint ep) {
     return ep == openai_endpoint::completions ? "prompt" : "messages";
 }
 
-void settle_max_tokens(const model_state& m, openai_request& r);
-
-/// Tokenizes the prompt and settles max_tokens and the stop strings.
-void prepare(const model_state& m, openai_request& r) {
-    generation_request& g = r.generation;
+/// Tokenizes the prompts into r.prompt_ids (chat: through the chat
+/// template, whose extra stop strings join the request's).
+void encode_prompts(const model_state& m, openai_request& r) {
     const tokenizer& tok = m.eng->vocab();
     r.prompt_ids.clear();
     if (r.endpoint == openai_endpoint::completions) {
@@ -119,7 +117,7 @@ void prepare(const model_state& m, openai_request& r) {
         }
     } else {
         r.prompt_ids.push_back(m.tmpl.encode(tok, r.messages));
-        g.stop.insert(g.stop.end(), m.tmpl.extra_stops().begin(), m.tmpl.extra_stops().end());
+        r.generation.stop.insert(r.generation.stop.end(), m.tmpl.extra_stops().begin(), m.tmpl.extra_stops().end());
     }
     for (std::size_t i = 0; i < r.prompt_ids.size(); ++i) {
         if (r.prompt_ids[i].empty()) {
@@ -128,13 +126,10 @@ void prepare(const model_state& m, openai_request& r) {
                                      "The prompt is empty: it encodes to no tokens.");
         }
     }
-    settle_max_tokens(m, r);
-    if (g.sampling.min_tokens > g.max_tokens) {
-        throw api_error::invalid("min_tokens", fmt::format("min_tokens ({}) must not exceed the completion's {} tokens",
-                                                           g.sampling.min_tokens, g.max_tokens));
-    }
 }
 
+/// The server's max_tokens when the request gives none: OpenAI's 16 for
+/// completions, what the context leaves for chat.
 void settle_max_tokens(const model_state& m, openai_request& r) {
     generation_request& g = r.generation;
     if (r.max_tokens) return;
@@ -151,6 +146,17 @@ void settle_max_tokens(const model_state& m, openai_request& r) {
                         "messages", "invalid_request_error", "context_length_exceeded");
     }
     g.max_tokens = m.context_limit - prompt;
+}
+
+/// Tokenizes the prompts and settles max_tokens and the stop strings.
+void prepare(const model_state& m, openai_request& r) {
+    encode_prompts(m, r);
+    settle_max_tokens(m, r);
+    const generation_request& g = r.generation;
+    if (g.sampling.min_tokens > g.max_tokens) {
+        throw api_error::invalid("min_tokens", fmt::format("min_tokens ({}) must not exceed the completion's {} tokens",
+                                                           g.sampling.min_tokens, g.max_tokens));
+    }
 }
 
 /// Submits choice `index` of the request: choice index % n of prompt
@@ -289,7 +295,7 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
     // the text of token ids.
     routes.post("/tokenize", model_route([](const model_state& m, const http::request& req) {
         openai_request r = parse_tokenize_request(req.body, m.parse);
-        prepare(m, r);
+        encode_prompts(m, r); // only the tokens: nothing about a completion is checked
         const std::vector<token_id>& ids = r.prompt_ids.front();
         std::string body = "{\"count\":";
         json_out::append_uint(body, ids.size());
