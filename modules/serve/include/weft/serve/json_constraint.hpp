@@ -1,0 +1,139 @@
+/// \file
+/// JSON mode (`response_format: {"type": "json_object"}`): generation that
+/// can only produce one JSON object.
+///
+/// `json_matcher` recognises one JSON object (RFC 8259, with an object as the
+/// top-level value) a byte at a time: `feed` accepts a byte exactly when the
+/// bytes so far can still be completed into a valid document, so a generator
+/// that only ever takes accepted bytes can always finish. Strings must be
+/// valid UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF),
+/// with control characters escaped and `\u` surrogates paired, so every
+/// finished document parses with a strict parser. Two bounds that a parser
+/// does not need and a generator does: nesting is at most `max_depth` levels,
+/// and at most `max_whitespace` whitespace bytes come in a row (enough for
+/// indented output; a model stuck on newlines cannot fill max_tokens with
+/// them). The state is a few bytes, trivially copyable, so trying a token is
+/// copying it and feeding the token's bytes.
+///
+/// `json_constraint` applies a matcher to a vocabulary (`token_texts`, the
+/// bytes of each token, built once per tokenizer): `mask` sets the logit of
+/// every token the matcher would refuse from its state to -inf — special
+/// tokens, end of generation included, have no text and are always refused —
+/// and `advance` feeds the chosen one. Once the object is complete nothing
+/// more is accepted, not even whitespace: the engine ends the request there
+/// (finish reason "stop").
+///
+/// Lifetime: `token_texts` is immutable and shared by every constraint over
+/// it. Threading: a matcher or constraint belongs to one sequence; a
+/// `token_texts` may be read from any thread.
+#pragma once
+
+#include <weft/serve/token.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weft::serve {
+
+class tokenizer;
+
+class json_matcher {
+public:
+    static constexpr std::size_t max_depth = 64;
+    static constexpr std::size_t max_whitespace = 20;
+
+    /// Feeds one byte; false (and the state unchanged) when no valid
+    /// document starts with the bytes so far plus this one.
+    bool feed(std::uint8_t byte) noexcept;
+    /// Feeds every byte of `bytes`, all or nothing.
+    bool feed(std::string_view bytes) noexcept;
+    /// The top-level object is closed.
+    [[nodiscard]] bool complete() const noexcept { return m_phase == phase::done; }
+    /// Containers open at this point.
+    [[nodiscard]] std::size_t depth() const noexcept { return m_depth; }
+
+private:
+    enum class phase : std::uint8_t {
+        before_object, // whitespace, then '{'
+        object_open,   // after '{': '"' (a key) or '}'
+        object_key,    // after ',' in an object: '"'
+        colon,         // after a key: ':'
+        value,         // any value
+        array_open,    // after '[': a value or ']'
+        after_value,   // ',' or the container's closing bracket
+        string,        // inside a string
+        escape,        // after '\' in a string
+        hex,           // inside \uXXXX (m_count digits read)
+        low_backslash, // after a high surrogate: its pair's '\'
+        low_u,         // its pair's 'u'
+        number,        // m_sub: a number_state
+        literal,       // m_sub: which of true/false/null, m_count: bytes matched
+        done,
+    };
+    enum number_state : std::uint8_t { minus, zero, integer, dot, fraction, exponent, exponent_sign, exponent_digits };
+
+    bool step(std::uint8_t c) noexcept;
+    bool whitespace(std::uint8_t c) noexcept;
+    bool start_value(std::uint8_t c) noexcept;
+    bool open(bool array) noexcept;
+    bool close(bool array) noexcept;
+    void value_done() noexcept;
+    bool string_byte(std::uint8_t c) noexcept;
+    bool hex_digit(std::uint8_t c) noexcept;
+    bool number_byte(std::uint8_t c) noexcept;
+
+    std::uint64_t m_arrays = 0; // bit d: the container at depth d + 1 is an array
+    std::uint16_t m_code = 0;   // the \u code unit read so far
+    std::uint8_t m_depth = 0;
+    phase m_phase = phase::before_object;
+    std::uint8_t m_sub = 0;
+    std::uint8_t m_count = 0;
+    std::uint8_t m_whitespace = 0; // whitespace bytes in a row
+    std::uint8_t m_utf8_left = 0;  // continuation bytes the current character still needs
+    std::uint8_t m_utf8_lo = 0x80; // the range of the next continuation byte
+    std::uint8_t m_utf8_hi = 0xbf;
+    bool m_key = false;      // the string is an object key
+    bool m_want_low = false; // the \u escape must be a low surrogate
+};
+
+/// The bytes each token of a vocabulary stands for; empty for special tokens
+/// (control, unknown, end of generation), which constrained output never takes.
+class token_texts {
+public:
+    explicit token_texts(const tokenizer& tok);
+
+    [[nodiscard]] std::size_t size() const noexcept { return m_offsets.size() - 1; }
+    [[nodiscard]] std::string_view operator[](token_id id) const noexcept {
+        return std::string_view(m_bytes).substr(m_offsets[id], m_offsets[id + 1] - m_offsets[id]);
+    }
+
+private:
+    std::string m_bytes;
+    std::vector<std::size_t> m_offsets;
+};
+
+class json_constraint {
+public:
+    explicit json_constraint(std::shared_ptr<const token_texts> vocabulary);
+
+    /// Sets every refused token's logit (and any logit past the vocabulary)
+    /// to -inf; returns how many tokens are left.
+    std::size_t mask(std::span<float> logits) const;
+    /// Whether `id` would be accepted now.
+    [[nodiscard]] bool allows(token_id id) const noexcept;
+    /// Takes `id`; false (and nothing changed) when it is refused.
+    bool advance(token_id id) noexcept;
+    [[nodiscard]] bool complete() const noexcept { return m_matcher.complete(); }
+    [[nodiscard]] const json_matcher& matcher() const noexcept { return m_matcher; }
+
+private:
+    std::shared_ptr<const token_texts> m_vocabulary;
+    json_matcher m_matcher;
+};
+
+} // namespace weft::serve

@@ -1,0 +1,318 @@
+#include <weft/serve/json_constraint.hpp>
+
+#include <weft/serve/tokenizer.hpp>
+
+#include <array>
+#include <limits>
+
+namespace weft::serve {
+
+namespace {
+
+constexpr bool is_whitespace(std::uint8_t c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+constexpr bool is_digit(std::uint8_t c) noexcept { return c >= '0' && c <= '9'; }
+
+constexpr int hex_value(std::uint8_t c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+constexpr std::array<std::string_view, 3> literals{"true", "false", "null"};
+
+} // namespace
+
+bool json_matcher::feed(std::uint8_t byte) noexcept {
+    json_matcher next = *this;
+    if (!next.step(byte)) return false;
+    *this = next;
+    return true;
+}
+
+bool json_matcher::feed(std::string_view bytes) noexcept {
+    json_matcher next = *this;
+    for (const char c : bytes) {
+        if (!next.step(static_cast<std::uint8_t>(c))) return false;
+    }
+    *this = next;
+    return true;
+}
+
+bool json_matcher::step(std::uint8_t c) noexcept {
+    switch (m_phase) {
+    case phase::string: return string_byte(c);
+    case phase::escape:
+        switch (c) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            m_phase = phase::string;
+            return true;
+        case 'u':
+            m_phase = phase::hex;
+            m_count = 0;
+            m_code = 0;
+            return true;
+        default: return false;
+        }
+    case phase::hex: return hex_digit(c);
+    case phase::low_backslash:
+        if (c != '\\') return false;
+        m_phase = phase::low_u;
+        return true;
+    case phase::low_u:
+        if (c != 'u') return false;
+        m_phase = phase::hex;
+        m_count = 0;
+        m_code = 0;
+        return true;
+    case phase::number: return number_byte(c);
+    case phase::literal: {
+        const std::string_view word = literals[m_sub];
+        if (c != static_cast<std::uint8_t>(word[m_count])) return false;
+        if (++m_count == word.size()) value_done();
+        return true;
+    }
+    case phase::done: return false;
+    default: break;
+    }
+    // Between tokens: whitespace, bounded.
+    if (is_whitespace(c)) return whitespace(c);
+    m_whitespace = 0;
+    switch (m_phase) {
+    case phase::before_object: return c == '{' && open(false);
+    case phase::object_open:
+        if (c == '}') return close(false);
+        [[fallthrough]];
+    case phase::object_key:
+        if (c != '"') return false;
+        m_key = true;
+        m_phase = phase::string;
+        return true;
+    case phase::colon:
+        if (c != ':') return false;
+        m_phase = phase::value;
+        return true;
+    case phase::value: return start_value(c);
+    case phase::array_open: return c == ']' ? close(true) : start_value(c);
+    case phase::after_value:
+        if (c == '}') return close(false);
+        if (c == ']') return close(true);
+        if (c != ',') return false;
+        m_phase = (m_arrays >> (m_depth - 1) & 1) != 0 ? phase::value : phase::object_key;
+        return true;
+    default: return false;
+    }
+}
+
+bool json_matcher::whitespace(std::uint8_t) noexcept {
+    if (m_whitespace >= max_whitespace) return false;
+    ++m_whitespace;
+    return true;
+}
+
+bool json_matcher::start_value(std::uint8_t c) noexcept {
+    switch (c) {
+    case '"':
+        m_key = false;
+        m_phase = phase::string;
+        return true;
+    case '{': return open(false);
+    case '[': return open(true);
+    case '-': m_sub = minus; break;
+    case '0': m_sub = zero; break;
+    case 't': case 'f': case 'n':
+        m_phase = phase::literal;
+        m_sub = c == 't' ? 0 : c == 'f' ? 1 : 2;
+        m_count = 1;
+        return true;
+    default:
+        if (c < '1' || c > '9') return false;
+        m_sub = integer;
+        break;
+    }
+    m_phase = phase::number;
+    return true;
+}
+
+bool json_matcher::open(bool array) noexcept {
+    if (m_depth >= max_depth) return false;
+    const std::uint64_t bit = std::uint64_t{1} << m_depth;
+    m_arrays = array ? m_arrays | bit : m_arrays & ~bit;
+    ++m_depth;
+    m_phase = array ? phase::array_open : phase::object_open;
+    return true;
+}
+
+bool json_matcher::close(bool array) noexcept {
+    if (m_depth == 0 || ((m_arrays >> (m_depth - 1) & 1) != 0) != array) return false;
+    --m_depth;
+    value_done();
+    return true;
+}
+
+void json_matcher::value_done() noexcept {
+    // The top-level value is the object, so depth 0 means it just closed.
+    m_phase = m_depth == 0 ? phase::done : phase::after_value;
+}
+
+bool json_matcher::string_byte(std::uint8_t c) noexcept {
+    if (m_utf8_left > 0) {
+        if (c < m_utf8_lo || c > m_utf8_hi) return false;
+        --m_utf8_left;
+        m_utf8_lo = 0x80;
+        m_utf8_hi = 0xbf;
+        return true;
+    }
+    if (c == '"') {
+        if (m_key) {
+            m_phase = phase::colon;
+        } else {
+            value_done();
+        }
+        return true;
+    }
+    if (c == '\\') {
+        m_phase = phase::escape;
+        return true;
+    }
+    if (c < 0x20) return false; // control characters must be escaped
+    if (c < 0x80) return true;
+    // A lead byte: how many continuation bytes follow, and the range of the
+    // first one that excludes overlong forms, surrogates and > U+10FFFF.
+    if (c >= 0xc2 && c <= 0xdf) {
+        m_utf8_left = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        m_utf8_left = 2;
+        if (c == 0xe0) m_utf8_lo = 0xa0;
+        if (c == 0xed) m_utf8_hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        m_utf8_left = 3;
+        if (c == 0xf0) m_utf8_lo = 0x90;
+        if (c == 0xf4) m_utf8_hi = 0x8f;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+bool json_matcher::hex_digit(std::uint8_t c) noexcept {
+    const int v = hex_value(c);
+    if (v < 0) return false;
+    if (m_want_low) {
+        // The pair of a high surrogate: DC00..DFFF.
+        if ((m_count == 0 && v != 0xd) || (m_count == 1 && v < 0xc)) return false;
+    } else if (m_count == 1 && m_code == 0xd && v >= 0xc) {
+        return false; // a low surrogate with no high one before it
+    }
+    m_code = static_cast<std::uint16_t>(m_code << 4 | v);
+    if (++m_count < 4) return true;
+    if (m_want_low) {
+        m_want_low = false;
+        m_phase = phase::string;
+    } else if (m_code >= 0xd800 && m_code <= 0xdbff) {
+        m_want_low = true;
+        m_phase = phase::low_backslash;
+    } else {
+        m_phase = phase::string;
+    }
+    return true;
+}
+
+bool json_matcher::number_byte(std::uint8_t c) noexcept {
+    const bool digit = is_digit(c);
+    const bool exp = c == 'e' || c == 'E';
+    switch (m_sub) {
+    case minus:
+        if (!digit) return false;
+        m_sub = c == '0' ? zero : integer;
+        return true;
+    case zero:
+        if (c == '.') return m_sub = dot, true;
+        if (exp) return m_sub = exponent, true;
+        break;
+    case integer:
+        if (digit) return true;
+        if (c == '.') return m_sub = dot, true;
+        if (exp) return m_sub = exponent, true;
+        break;
+    case dot:
+        if (!digit) return false;
+        m_sub = fraction;
+        return true;
+    case fraction:
+        if (digit) return true;
+        if (exp) return m_sub = exponent, true;
+        break;
+    case exponent:
+        if (c == '+' || c == '-') return m_sub = exponent_sign, true;
+        if (!digit) return false;
+        m_sub = exponent_digits;
+        return true;
+    case exponent_sign:
+        if (!digit) return false;
+        m_sub = exponent_digits;
+        return true;
+    case exponent_digits:
+        if (digit) return true;
+        break;
+    default: return false;
+    }
+    // The number is complete and `c` is whatever follows it.
+    value_done();
+    return step(c);
+}
+
+token_texts::token_texts(const tokenizer& tok) {
+    const std::size_t n = tok.vocab_size();
+    m_offsets.reserve(n + 1);
+    m_offsets.push_back(0);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto id = static_cast<token_id>(i);
+        if (!tok.is_special(id)) m_bytes += tok.token_to_piece(id);
+        m_offsets.push_back(m_bytes.size());
+    }
+}
+
+json_constraint::json_constraint(std::shared_ptr<const token_texts> vocabulary)
+    : m_vocabulary(std::move(vocabulary)) {}
+
+std::size_t json_constraint::mask(std::span<float> logits) const {
+    const token_texts& vocab = *m_vocabulary;
+    // Most tokens fail on their first byte: try each byte once.
+    std::array<bool, 256> first{};
+    for (std::size_t b = 0; b < first.size(); ++b) {
+        json_matcher m = m_matcher;
+        first[b] = m.feed(static_cast<std::uint8_t>(b));
+    }
+    const std::size_t n = std::min(logits.size(), vocab.size());
+    std::size_t allowed = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::string_view text = vocab[static_cast<token_id>(i)];
+        bool ok = !text.empty() && first[static_cast<std::uint8_t>(text[0])];
+        if (ok && text.size() > 1) {
+            json_matcher m = m_matcher;
+            ok = m.feed(text);
+        }
+        if (ok) {
+            ++allowed;
+        } else {
+            logits[i] = -std::numeric_limits<float>::infinity();
+        }
+    }
+    for (std::size_t i = n; i < logits.size(); ++i) logits[i] = -std::numeric_limits<float>::infinity();
+    return allowed;
+}
+
+bool json_constraint::allows(token_id id) const noexcept {
+    if (id < 0 || static_cast<std::size_t>(id) >= m_vocabulary->size()) return false;
+    const std::string_view text = (*m_vocabulary)[id];
+    json_matcher m = m_matcher;
+    return !text.empty() && m.feed(text);
+}
+
+bool json_constraint::advance(token_id id) noexcept {
+    if (!allows(id)) return false;
+    return m_matcher.feed((*m_vocabulary)[id]);
+}
+
+} // namespace weft::serve
