@@ -1,12 +1,14 @@
 #include "model_test_support.hpp"
 
 #include <weft/serve/engine.hpp>
+#include <weft/serve/json_constraint.hpp>
 #include <weft/serve/tokenizer_stream_decoder.hpp>
 #include <weft/sync_wait.hpp>
 #include <weft/thread_pool.hpp>
 #include <weft/when_all.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -250,6 +252,43 @@ TEST_CASE("a stop token id ends generation, and min_tokens holds it back until t
     REQUIRE(r.tokens.size() >= 5);
     for (std::size_t i = 0; i < 5; ++i) CHECK(r.tokens[i] != free_run[0]);
     CHECK(r.tokens.front() != free_run.front()); // the greedy pick was held back
+}
+
+TEST_CASE("JSON mode gives a JSON object, or a prefix of one when max_tokens cuts it", "[engine][json]") {
+    auto e = make_engine(512, config(512, 64));
+    std::vector<generation_request> reqs;
+    for (int i = 0; i < 24; ++i) {
+        generation_request r = greedy(random_tokens(6, 512, 900 + i), 400);
+        r.format = output_format::json_object;
+        r.sampling.temperature = i % 3 == 0 ? 0.0f : 1.0f;
+        r.sampling.seed = static_cast<std::uint64_t>(i);
+        r.ignore_eos = false;
+        reqs.push_back(std::move(r));
+    }
+    // Free-text greedy requests in the same steps keep their own output.
+    const std::vector<token_id> plain_prompt = random_tokens(6, 512, 77);
+    const std::vector<token_id> plain_alone = run_all(*e, {greedy(plain_prompt, 40)})[0].tokens;
+    reqs.push_back(greedy(plain_prompt, 40));
+    const std::vector<outcome> out = run_all(*e, std::move(reqs));
+    std::size_t complete = 0;
+    for (std::size_t i = 0; i + 1 < out.size(); ++i) {
+        const outcome& o = out[i];
+        INFO("request " << i << ": " << o.text);
+        REQUIRE(o.finish.has_value());
+        json_matcher m;
+        REQUIRE(m.feed(o.text));
+        if (*o.finish == finish_reason::stop) {
+            ++complete;
+            CHECK(m.complete());
+            CHECK(nlohmann::json::parse(o.text).is_object());
+        } else {
+            CHECK(*o.finish == finish_reason::length);
+            CHECK(o.tokens.size() == 400);
+            CHECK_FALSE(m.complete());
+        }
+    }
+    CHECK(complete > 0);
+    CHECK(out.back().tokens == plain_alone);
 }
 
 TEST_CASE("plain greedy steps take the backend's argmax and give the same tokens", "[engine]") {

@@ -342,8 +342,14 @@ TEST_CASE("hostile chat bodies get 400 naming the field", "[openai]") {
          "tools"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tool_choice\": \"auto\"}", "tool_choice"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": "
-         "\"json_object\"}}",
+         "\"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {}}}}",
          "response_format.type"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": \"yaml\"}}",
+         "response_format.type"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {}}",
+         "response_format.type"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": \"json\"}",
+         "response_format"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"n\": 100}", "n"},
     };
     for (const row& r : rows) {
@@ -352,6 +358,20 @@ TEST_CASE("hostile chat bodies get 400 naming the field", "[openai]") {
         CHECK(e.status() == 400);
         CHECK(e.param() == r.param);
     }
+}
+
+TEST_CASE("response_format json_object asks for JSON mode on both endpoints", "[openai]") {
+    const openai_request chat = parse_chat_request(
+        R"({"messages": [{"role": "user", "content": "a"}], "response_format": {"type": "json_object"}})", options());
+    CHECK(chat.generation.format == weft::serve::output_format::json_object);
+    const openai_request completion =
+        parse_completion_request(R"({"prompt": "a", "response_format": {"type": "json_object"}})", options());
+    CHECK(completion.generation.format == weft::serve::output_format::json_object);
+    const openai_request text =
+        parse_completion_request(R"({"prompt": "a", "response_format": {"type": "text"}})", options());
+    CHECK(text.generation.format == weft::serve::output_format::text);
+    CHECK(parse_completion_request(R"({"prompt": "a"})", options()).generation.format ==
+          weft::serve::output_format::text);
 }
 
 TEST_CASE("the error body is OpenAI's error object", "[openai]") {

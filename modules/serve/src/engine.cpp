@@ -1,6 +1,7 @@
 #include <weft/io/io_context.hpp>
 #include <weft/when_all.hpp>
 #include <weft/serve/engine.hpp>
+#include <weft/serve/json_constraint.hpp>
 #include <weft/serve/stop_matcher.hpp>
 #include <weft/serve/tokenizer_stream_decoder.hpp>
 
@@ -36,7 +37,7 @@ bool plain_greedy(const generation_request& r) {
     const sampling_params& p = r.sampling;
     return p.temperature == 0.0f && !p.logprobs && p.top_logprobs == 0 && p.logit_bias.empty() &&
            p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
-           p.min_tokens == 0;
+           p.min_tokens == 0 && r.format == output_format::text;
 }
 
 /// Whether `t` ends the request's generation: end of generation (unless
@@ -58,6 +59,7 @@ struct active_request {
     sampler sampler_;
     token_stream_decoder decoder;
     stop_matcher stops;
+    std::optional<json_constraint> json; // JSON mode
     std::size_t generated = 0;
     std::size_t preemptions = 0;
     std::size_t cached_prompt_tokens = 0; // found in the prefix cache when first scheduled
@@ -75,6 +77,7 @@ struct pending_token {
     generated_token token;
     clock::time_point sampled_at;
     bool delivered = false;
+    bool closes_json = false; // JSON mode: the token completes the object
 };
 
 } // namespace
@@ -121,6 +124,7 @@ struct engine::impl {
     step_output step_out;
     std::vector<token_id> sampled;
     std::vector<pending_token> undelivered;
+    std::shared_ptr<const token_texts> json_vocabulary; // built for the first JSON-mode request
 
     // --- mailbox side (engine thread) -------------------------------------
     /// Appends to the request's pending update and wakes its reader.
@@ -214,6 +218,10 @@ struct engine::impl {
             }
             auto [it, inserted] = active.try_emplace(id, r.box, std::move(r.request), r.arrival, *tok, seed);
             active_request& a = it->second;
+            if (a.request.format == output_format::json_object) {
+                if (!json_vocabulary) json_vocabulary = std::make_shared<const token_texts>(*tok);
+                a.json.emplace(json_vocabulary);
+            }
             if (opts.request_timeout.count() > 0) a.deadline = a.arrival + opts.request_timeout;
             if (a.request.deadline && (!a.deadline || *a.request.deadline < *a.deadline)) a.deadline = a.request.deadline;
             if (admitted != admit_result::accepted) {
@@ -280,11 +288,19 @@ struct engine::impl {
                 undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now});
                 continue;
             }
+            if (r.json && r.json->mask(logits) == 0) {
+                // Cannot happen with a vocabulary that spells every byte.
+                sampled.push_back(0);
+                finish(c.id, finish_reason::error, "no token of the vocabulary continues the JSON object");
+                continue;
+            }
             const std::size_t prompt_len = r.request.prompt.size();
             const std::span<const token_id> tokens(*all);
             const sample_result s = r.sampler_.sample(logits, tokens.first(prompt_len), tokens.subspan(prompt_len));
             sampled.push_back(s.token);
-            undelivered.push_back({c.id, generated_token{s.token, s.logprob, s.top}, now});
+            // The mask left only tokens the constraint takes.
+            const bool closes_json = r.json && r.json->advance(s.token) && r.json->complete();
+            undelivered.push_back({c.id, generated_token{s.token, s.logprob, s.top}, now, false, closes_json});
         }
         sched.commit(plan, sampled);
         metrics.generation_tokens.fetch_add(undelivered.size() - first_new, std::memory_order_relaxed);
@@ -293,7 +309,8 @@ struct engine::impl {
             const active_request& r = active.at(p.id);
             // Each request has at most one token in flight: r.generated
             // counts every earlier one.
-            if (ends_generation(r.request, *tok, p.token.id) || r.generated + 1 >= r.request.max_tokens) {
+            if (ends_generation(r.request, *tok, p.token.id) || r.generated + 1 >= r.request.max_tokens ||
+                p.closes_json) {
                 sched.finish(p.id);
             }
         }
@@ -323,6 +340,7 @@ struct engine::impl {
             r.stops = stop_matcher({});
             return finish_reason::stop;
         }
+        if (p.closes_json) return finish_reason::stop;
         if (r.generated >= r.request.max_tokens) return finish_reason::length;
         return std::nullopt;
     }

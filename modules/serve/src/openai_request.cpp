@@ -195,6 +195,26 @@ void parse_logit_bias(const json& obj, const openai_parse_options& opts, samplin
 }
 
 /// The fields both endpoints share.
+/// response_format: {"type": "text"} or {"type": "json_object"} (JSON mode).
+void parse_response_format(const json& obj, generation_request& g) {
+    const json* v = field(obj, "response_format");
+    if (v == nullptr) return;
+    if (!v->is_object()) wrong_type("response_format", "an object", *v);
+    const json* type = field(*v, "type");
+    if (type == nullptr) throw api_error::invalid("response_format.type", "'response_format.type' is a required property.");
+    const std::string& name = read_string(*type, "response_format.type");
+    if (name == "text") {
+        g.format = output_format::text;
+    } else if (name == "json_object") {
+        g.format = output_format::json_object;
+    } else if (name == "json_schema") {
+        invalid_value("response_format.type",
+                      "JSON schemas are not supported by this server: use {\"type\": \"json_object\"} for any JSON object");
+    } else {
+        invalid_value("response_format.type", fmt::format("'{}' is not one of 'text', 'json_object'", name));
+    }
+}
+
 void parse_common(const json& obj, const openai_parse_options& opts, openai_request& r) {
     check_model(obj, opts);
     generation_request& g = r.generation;
@@ -238,6 +258,7 @@ void parse_common(const json& obj, const openai_parse_options& opts, openai_requ
         s.repetition_penalty = static_cast<float>(read_number(*v, "repetition_penalty", 0, 1e6, true));
     }
     parse_logit_bias(obj, opts, s);
+    parse_response_format(obj, g);
     if (const json* v = field(obj, "ignore_eos")) g.ignore_eos = read_bool(*v, "ignore_eos");
     if (const json* v = field(obj, "min_tokens")) {
         s.min_tokens = static_cast<std::size_t>(read_integer(*v, "min_tokens", 0, max_tokens_limit));
@@ -440,13 +461,6 @@ openai_request parse_chat_request(std::string_view body, const openai_parse_opti
     }
     if (const json* v = field(obj, "tool_choice"); v != nullptr && !(v->is_string() && v->get<std::string>() == "none")) {
         invalid_value("tool_choice", "tool calling is not supported by this server: use \"none\" or leave it out");
-    }
-    if (const json* v = field(obj, "response_format")) {
-        if (!v->is_object()) wrong_type("response_format", "an object", *v);
-        const json* type = field(*v, "type");
-        if (type != nullptr && read_string(*type, "response_format.type") != "text") {
-            invalid_value("response_format.type", "only the 'text' response format is supported");
-        }
     }
     r.generation.sampling.logprobs = r.logprobs;
     r.generation.sampling.top_logprobs = r.top_logprobs;

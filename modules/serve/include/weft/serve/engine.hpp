@@ -9,7 +9,8 @@
 /// every step, takes new requests and cancellations, asks the `scheduler`
 /// for a batch (decodes first, then chunked prefill, preempting when the KV
 /// cache is full), awaits `backend.step`, samples each sequence's next token
-/// with its own `sampler`, and turns tokens into text (a streaming UTF-8
+/// with its own `sampler` (in JSON mode after a `json_constraint` masked
+/// the logits), and turns tokens into text (a streaming UTF-8
 /// decoder, then stop strings matched across token boundaries). While a step
 /// computes, the engine thread hands the previous step's text to the
 /// requests and takes in new ones: it is never what the backend waits for.
@@ -76,6 +77,11 @@ struct engine_options {
     std::uint64_t seed = 0x5eed;
 };
 
+/// What the generated text must be: free text, or one JSON object (JSON
+/// mode: every token is masked to keep the text a valid prefix of an object,
+/// and the request ends, finish reason stop, when the object closes).
+enum class output_format : unsigned char { text, json_object };
+
 struct generation_request {
     std::vector<token_id> prompt;
     std::size_t max_tokens = 16;
@@ -85,6 +91,7 @@ struct generation_request {
     /// reason stop; the token's text is not part of the output).
     std::vector<token_id> stop_token_ids;
     bool ignore_eos = false;
+    output_format format = output_format::text;
     int priority = 0;
     /// Finishes with `timeout` at this point (the engine's request_timeout
     /// applies too, whichever comes first).

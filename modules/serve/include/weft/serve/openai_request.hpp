@@ -10,7 +10,7 @@
 /// A `model` other than the served one (absent or "" is fine) is a 404
 /// `model_not_found`. Fields weft cannot honour (`echo` with `logprobs`,
 /// `best_of` other than `n`, `suffix`, tools, non-text content parts, JSON
-/// response formats) are 400s that say so, never silently dropped.
+/// schemas) are 400s that say so, never silently dropped.
 ///
 /// Accepted fields: model, prompt (completions: a string, an array of token
 /// ids, or a batch: an array of strings or of token-id arrays, up to
@@ -26,8 +26,9 @@
 /// best_of, when given, must equal it),
 /// ignore_eos, min_tokens and stop_token_ids (as vLLM: no end of generation
 /// and no stop token id before min_tokens tokens; a stop token id ends the
-/// generation like end of generation), priority (smaller runs first), user
-/// (ignored).
+/// generation like end of generation), response_format ({"type": "text"} or
+/// {"type": "json_object"}: JSON mode, on both endpoints as vLLM accepts it),
+/// priority (smaller runs first), user (ignored).
 ///
 /// Threading: pure functions.
 #pragma once

@@ -1,0 +1,96 @@
+// JSON mode on the server: response_format {"type": "json_object"}.
+#include "server_test_support.hpp"
+
+#include <weft/serve/json_constraint.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+
+using namespace weft::serve;
+using namespace weft::serve::test;
+using json = nlohmann::json;
+
+namespace {
+
+json json_mode_chat(bool stream) {
+    json body = chat_body("Describe a cat as JSON.", 300);
+    body["response_format"] = {{"type", "json_object"}};
+    body["temperature"] = 1.0;
+    body["seed"] = 11;
+    body["n"] = 6;
+    body["stream"] = stream;
+    return body;
+}
+
+} // namespace
+
+TEST_CASE("server in JSON mode replies with JSON objects, streamed or not", "[server][json]") {
+    test_server srv;
+    const http_reply whole = srv.post("/v1/chat/completions", json_mode_chat(false));
+    REQUIRE(whole.status == 200);
+    const json j = whole.body_json();
+    REQUIRE(j["choices"].size() == 6);
+    std::map<int, std::string> texts;
+    std::size_t complete = 0;
+    for (const json& c : j["choices"]) {
+        const std::string content = c["message"]["content"];
+        INFO(content);
+        texts[c["index"].get<int>()] = content;
+        json_matcher m;
+        REQUIRE(m.feed(content));
+        if (c["finish_reason"] == "stop") {
+            ++complete;
+            CHECK(json::parse(content).is_object());
+        } else {
+            CHECK(c["finish_reason"] == "length");
+        }
+    }
+    CHECK(complete > 0);
+
+    const http_reply streamed = srv.post("/v1/chat/completions", json_mode_chat(true));
+    REQUIRE(streamed.status == 200);
+    std::map<int, std::string> deltas;
+    for (const std::string& data : sse_data(streamed.body)) {
+        if (data == "[DONE]") continue;
+        const json event = json::parse(data);
+        for (const json& c : event["choices"]) {
+            if (c["delta"].contains("content")) deltas[c["index"].get<int>()] += c["delta"]["content"].get<std::string>();
+        }
+    }
+    CHECK(deltas == texts);
+}
+
+TEST_CASE("a logit bias cannot make JSON mode take a token that breaks the object", "[server][json]") {
+    test_server srv;
+    const std::vector<token_id> brace = srv.vocab().encode("}", false, false);
+    REQUIRE(brace.size() == 1);
+    // Enough tokens that the bound on whitespace in a row must end any run of it.
+    json body = {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"temperature", 0},
+                 {"logit_bias", {{std::to_string(brace[0]), 100}}}};
+    // Free text takes the biased token at once.
+    const json free = srv.post("/v1/completions", body).body_json();
+    CHECK(free["choices"][0]["text"].get<std::string>().rfind('}', 0) == 0);
+
+    body["response_format"] = {{"type", "json_object"}};
+    const json constrained = srv.post("/v1/completions", body).body_json();
+    const std::string text = constrained["choices"][0]["text"];
+    INFO(text);
+    json_matcher m;
+    CHECK(m.feed(text));
+    CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos);
+    CHECK(text[text.find_first_not_of(" \t\r\n")] == '{');
+}
+
+TEST_CASE("server refuses JSON schemas and unknown response formats with 400", "[server][json]") {
+    test_server srv;
+    json body = chat_body("hi", 4);
+    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", json::object()}}}};
+    check_error(srv.post("/v1/chat/completions", body), 400, "response_format.type");
+    body["response_format"] = {{"type", "xml"}};
+    check_error(srv.post("/v1/chat/completions", body), 400, "response_format.type");
+    // The server keeps serving.
+    CHECK(srv.post("/v1/chat/completions", chat_body("hi", 4)).status == 200);
+}
