@@ -87,6 +87,22 @@ for await (const chunk of manyStream) {
 }
 check(texts.every((t, i) => t === many.choices[i].message.content), "streamed n = 3 texts equal the non-streamed ones");
 
+// JSON mode: each reply is one JSON object, or the start of one when max_tokens cuts it.
+const structured = await client.chat.completions.create({
+  model, messages, max_tokens: 300, temperature: 1, seed: 3, n: 4, response_format: { type: "json_object" },
+});
+for (const ch of structured.choices) {
+  const t = ch.message.content;
+  if (ch.finish_reason === "stop") {
+    let value = null;
+    try { value = JSON.parse(t); } catch { value = null; }
+    check(value !== null && typeof value === "object" && !Array.isArray(value), `JSON mode choice ${ch.index} parses as an object`);
+  } else {
+    check(ch.finish_reason === "length" && (t.trim() === "" || t.trimStart().startsWith("{")), `JSON mode choice ${ch.index} starts an object`);
+  }
+}
+check(structured.choices.some((ch) => ch.finish_reason === "stop"), "JSON mode closes an object");
+
 // Errors surface as the client's typed errors.
 try {
   await client.completions.create({ model, prompt: "x", max_tokens: -1 });
