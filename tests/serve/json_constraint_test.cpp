@@ -269,6 +269,17 @@ TEST_CASE("json matcher can always finish what it accepted", "[json]") {
     }
 }
 
+TEST_CASE("token texts mark plain string content", "[json]") {
+    const token_texts t(std::vector<std::string>{"abc", "a\"", "\\n", "\xc3\xa9", "\xc3", "\x01", "", " ", "\xed\xa0\x80"});
+    REQUIRE(t.size() == 9);
+    CHECK(t[0] == "abc");
+    const std::vector<bool> plain{true, false, false, true, false, false, false, true, false};
+    for (std::size_t i = 0; i < plain.size(); ++i) {
+        INFO(i);
+        CHECK(t.plain(static_cast<token_id>(i)) == plain[i]);
+    }
+}
+
 TEST_CASE("json constraint masks exactly the tokens the matcher refuses, special ones always", "[json]") {
     const tokenizer tok(weft::serve::demo_tokenizer(512));
     auto texts = std::make_shared<const token_texts>(tok);

@@ -60,6 +60,9 @@ struct active_request {
     token_stream_decoder decoder;
     stop_matcher stops;
     std::optional<json_constraint> json; // JSON mode
+    std::vector<std::uint64_t> json_allowed; // the tokens it takes next, once computed
+    std::size_t json_allowed_count = 0;
+    bool json_allowed_ready = false;
     std::size_t generated = 0;
     std::size_t preemptions = 0;
     std::size_t cached_prompt_tokens = 0; // found in the prefix cache when first scheduled
@@ -288,11 +291,16 @@ struct engine::impl {
                 undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now});
                 continue;
             }
-            if (r.json && r.json->mask(logits) == 0) {
-                // Cannot happen with a vocabulary that spells every byte.
-                sampled.push_back(0);
-                finish(c.id, finish_reason::error, "no token of the vocabulary continues the JSON object");
-                continue;
+            if (r.json) {
+                prepare_json_mask(r); // usually done while this step computed
+                if (r.json_allowed_count == 0) {
+                    // Cannot happen with a vocabulary that spells every byte.
+                    sampled.push_back(0);
+                    finish(c.id, finish_reason::error, "no token of the vocabulary continues the JSON object");
+                    continue;
+                }
+                json_constraint::apply(r.json_allowed, logits);
+                r.json_allowed_ready = false;
             }
             const std::size_t prompt_len = r.request.prompt.size();
             const std::span<const token_id> tokens(*all);
@@ -367,7 +375,18 @@ struct engine::impl {
         deliver();
         intake();
         expire();
+        for (auto& [id, r] : active) prepare_json_mask(r);
         co_return;
+    }
+
+    /// JSON mode: the set of tokens the request's next sample may take. It
+    /// depends only on the tokens so far, so it is computed while the step
+    /// that gives the next logits runs (a pass over the vocabulary: about a
+    /// millisecond for 128k tokens), not after.
+    static void prepare_json_mask(active_request& r) {
+        if (!r.json || r.json_allowed_ready || r.json->complete()) return;
+        r.json_allowed_count = r.json->allowed(r.json_allowed);
+        r.json_allowed_ready = true;
     }
 
     void publish_gauges() {

@@ -3,6 +3,7 @@
 #include <weft/serve/tokenizer.hpp>
 
 #include <array>
+#include <bit>
 #include <limits>
 
 namespace weft::serve {
@@ -265,42 +266,91 @@ bool json_matcher::number_byte(std::uint8_t c) noexcept {
 token_texts::token_texts(const tokenizer& tok) {
     const std::size_t n = tok.vocab_size();
     m_offsets.reserve(n + 1);
-    m_offsets.push_back(0);
+    m_plain.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
         const auto id = static_cast<token_id>(i);
-        if (!tok.is_special(id)) m_bytes += tok.token_to_piece(id);
-        m_offsets.push_back(m_bytes.size());
+        add(tok.is_special(id) ? std::string() : tok.token_to_piece(id));
     }
+}
+
+token_texts::token_texts(const std::vector<std::string>& pieces) {
+    m_offsets.reserve(pieces.size() + 1);
+    m_plain.reserve(pieces.size());
+    for (const std::string& p : pieces) add(p);
+}
+
+void token_texts::add(std::string_view piece) {
+    m_bytes += piece;
+    m_offsets.push_back(m_bytes.size());
+    m_first.push_back(piece.empty() ? 0 : static_cast<std::uint8_t>(piece[0]));
+    // A matcher inside a string at a character boundary takes exactly the
+    // plain content and stays there; ask one.
+    json_matcher m;
+    bool plain = !piece.empty() && m.feed(R"({")");
+    for (std::size_t i = 0; plain && i < piece.size(); ++i) {
+        const auto c = static_cast<std::uint8_t>(piece[i]);
+        plain = c != '"' && c != '\\' && m.feed(c);
+    }
+    m_plain.push_back(plain && m.in_plain_string() ? 1 : 0);
 }
 
 json_constraint::json_constraint(std::shared_ptr<const token_texts> vocabulary)
     : m_vocabulary(std::move(vocabulary)) {}
 
-std::size_t json_constraint::mask(std::span<float> logits) const {
+std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
     const token_texts& vocab = *m_vocabulary;
+    const std::size_t n = vocab.size();
+    bits.assign((n + 63) / 64, 0);
     // Most tokens fail on their first byte: try each byte once.
     std::array<bool, 256> first{};
-    for (std::size_t b = 0; b < first.size(); ++b) {
+    for (std::size_t b = 1; b < first.size(); ++b) { // byte 0 stands for "empty" too: never accepted
         json_matcher m = m_matcher;
         first[b] = m.feed(static_cast<std::uint8_t>(b));
     }
-    const std::size_t n = std::min(logits.size(), vocab.size());
-    std::size_t allowed = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::string_view text = vocab[static_cast<token_id>(i)];
-        bool ok = !text.empty() && first[static_cast<std::uint8_t>(text[0])];
-        if (ok && text.size() > 1) {
-            json_matcher m = m_matcher;
-            ok = m.feed(text);
+    const std::span<const std::uint8_t> first_bytes = vocab.first_bytes();
+    const bool in_string = m_matcher.in_plain_string();
+    std::size_t count = 0;
+    for (std::size_t w = 0; w < bits.size(); ++w) {
+        std::uint64_t word = 0;
+        const std::size_t end = std::min(n, (w + 1) * 64);
+        for (std::size_t i = w * 64; i < end; ++i) {
+            const auto id = static_cast<token_id>(i);
+            bool ok = in_string && vocab.plain(id);
+            if (!ok && first[first_bytes[i]]) {
+                const std::string_view text = vocab[id];
+                ok = true;
+                if (text.size() > 1) {
+                    json_matcher m = m_matcher;
+                    ok = m.feed(text);
+                }
+            }
+            word |= std::uint64_t{ok} << (i % 64);
         }
-        if (ok) {
-            ++allowed;
-        } else {
-            logits[i] = -std::numeric_limits<float>::infinity();
+        bits[w] = word;
+        count += static_cast<std::size_t>(std::popcount(word));
+    }
+    return count;
+}
+
+void json_constraint::apply(std::span<const std::uint64_t> bits, std::span<float> logits) noexcept {
+    const std::size_t n = std::min(logits.size(), bits.size() * 64);
+    constexpr float ban = -std::numeric_limits<float>::infinity();
+    for (std::size_t w = 0; w * 64 < n; ++w) {
+        const std::uint64_t word = bits[w];
+        if (word == ~std::uint64_t{0}) continue;
+        const std::size_t end = std::min(n, (w + 1) * 64);
+        for (std::size_t i = w * 64; i < end; ++i) {
+            if ((word >> (i % 64) & 1) == 0) logits[i] = ban;
         }
     }
     for (std::size_t i = n; i < logits.size(); ++i) logits[i] = -std::numeric_limits<float>::infinity();
-    return allowed;
+}
+
+std::size_t json_constraint::mask(std::span<float> logits) const {
+    std::vector<std::uint64_t> bits;
+    const std::size_t count = allowed(bits);
+    apply(bits, logits);
+    return count;
 }
 
 bool json_constraint::allows(token_id id) const noexcept {

@@ -16,8 +16,9 @@
 /// copying it and feeding the token's bytes.
 ///
 /// `json_constraint` applies a matcher to a vocabulary (`token_texts`, the
-/// bytes of each token, built once per tokenizer): `mask` sets the logit of
-/// every token the matcher would refuse from its state to -inf — special
+/// bytes of each token, built once per tokenizer): `allowed` is the set of
+/// tokens the matcher would accept from its state, `mask` sets the logit of
+/// every other token to -inf — special
 /// tokens, end of generation included, have no text and are always refused —
 /// and `advance` feeds the chosen one. Once the object is complete nothing
 /// more is accepted, not even whitespace: the engine ends the request there
@@ -52,6 +53,9 @@ public:
     bool feed(std::uint8_t byte) noexcept;
     /// Feeds every byte of `bytes`, all or nothing.
     bool feed(std::string_view bytes) noexcept;
+    /// Inside a string, at a character boundary, with no escape begun: any
+    /// `token_texts::plain` token is accepted and leaves this so.
+    [[nodiscard]] bool in_plain_string() const noexcept { return m_phase == phase::string && m_utf8_left == 0; }
     /// The top-level object is closed.
     [[nodiscard]] bool complete() const noexcept { return m_phase == phase::done; }
     /// Containers open at this point.
@@ -106,23 +110,41 @@ private:
 class token_texts {
 public:
     explicit token_texts(const tokenizer& tok);
+    /// Token i stands for pieces[i].
+    explicit token_texts(const std::vector<std::string>& pieces);
 
     [[nodiscard]] std::size_t size() const noexcept { return m_offsets.size() - 1; }
     [[nodiscard]] std::string_view operator[](token_id id) const noexcept {
         return std::string_view(m_bytes).substr(m_offsets[id], m_offsets[id + 1] - m_offsets[id]);
     }
+    /// Plain string content: not empty, whole UTF-8 characters, no quote,
+    /// backslash or control character. Inside a string such a token is
+    /// always accepted, which spares the mask a walk over most of the
+    /// vocabulary in the state generation spends most of its time in.
+    [[nodiscard]] bool plain(token_id id) const noexcept { return m_plain[static_cast<std::size_t>(id)] != 0; }
+    /// The first byte of each token's text, in one array a mask can scan
+    /// (0 for an empty text, which no matcher state accepts either).
+    [[nodiscard]] std::span<const std::uint8_t> first_bytes() const noexcept { return m_first; }
 
 private:
+    void add(std::string_view piece);
+
     std::string m_bytes;
-    std::vector<std::size_t> m_offsets;
+    std::vector<std::size_t> m_offsets{0};
+    std::vector<std::uint8_t> m_plain;
+    std::vector<std::uint8_t> m_first;
 };
 
 class json_constraint {
 public:
     explicit json_constraint(std::shared_ptr<const token_texts> vocabulary);
 
-    /// Sets every refused token's logit (and any logit past the vocabulary)
-    /// to -inf; returns how many tokens are left.
+    /// The tokens accepted now, as a bitset (bit i of word i / 64: token i);
+    /// returns how many. The engine computes it while the next step runs.
+    std::size_t allowed(std::vector<std::uint64_t>& bits) const;
+    /// Sets the logit of every token not in `bits` (and any past it) to -inf.
+    static void apply(std::span<const std::uint64_t> bits, std::span<float> logits) noexcept;
+    /// `allowed` then `apply`: returns how many tokens are left.
     std::size_t mask(std::span<float> logits) const;
     /// Whether `id` would be accepted now.
     [[nodiscard]] bool allows(token_id id) const noexcept;
