@@ -37,7 +37,7 @@ bool plain_greedy(const generation_request& r) {
     const sampling_params& p = r.sampling;
     return p.temperature == 0.0f && !p.logprobs && p.top_logprobs == 0 && p.logit_bias.empty() &&
            p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
-           p.min_tokens == 0 && r.format == output_format::text;
+           p.min_tokens == 0 && r.format == output_format::text && !r.prompt_logprobs;
 }
 
 /// Whether `t` ends the request's generation: end of generation (unless
@@ -63,6 +63,11 @@ struct active_request {
     std::vector<std::uint64_t> json_allowed; // the tokens it takes next, once computed
     std::size_t json_allowed_count = 0;
     bool json_allowed_ready = false;
+    // Prompt log-probabilities: collected as the prompt's chunks compute,
+    // published together once complete.
+    std::vector<generated_token> prompt_logprobs;
+    bool prompt_logprobs_complete = true;
+    bool prompt_logprobs_sent = false;
     std::size_t generated = 0;
     std::size_t preemptions = 0;
     std::size_t cached_prompt_tokens = 0; // found in the prefix cache when first scheduled
@@ -137,6 +142,10 @@ struct engine::impl {
         {
             std::lock_guard lock(r.box->mutex);
             generation_update& u = r.box->pending;
+            if (r.prompt_logprobs_complete && !r.prompt_logprobs_sent && r.request.prompt_logprobs) {
+                u.prompt_logprobs = std::move(r.prompt_logprobs);
+                r.prompt_logprobs_sent = true;
+            }
             if (token != nullptr) u.tokens.push_back(std::move(*token));
             u.text.append(text);
             u.prompt_tokens = r.request.prompt.size();
@@ -210,7 +219,13 @@ struct engine::impl {
         }
         for (incoming_request& r : in) {
             const seq_id id = r.box->id;
-            sequence_request sr{id, r.request.prompt, r.request.max_tokens, r.request.priority};
+            // max_tokens 0 computes the prompt, then finishes instead of sampling.
+            sequence_request sr{id, r.request.prompt, std::max<std::size_t>(r.request.max_tokens, 1),
+                                r.request.priority};
+            if (r.request.prompt_logprobs) {
+                sr.reuse_prefix = false;
+                sr.max_chunk = logits_rows_per_request();
+            }
             const admit_result admitted = sched.add(std::move(sr));
             const std::uint64_t seed = r.request.sampling.seed.value_or(opts.seed ^ (id * 0x9e3779b97f4a7c15ull));
             if (sampling_params& sp = r.request.sampling; sp.min_tokens > 0) {
@@ -221,6 +236,7 @@ struct engine::impl {
             }
             auto [it, inserted] = active.try_emplace(id, r.box, std::move(r.request), r.arrival, *tok, seed);
             active_request& a = it->second;
+            a.prompt_logprobs_complete = !a.request.prompt_logprobs || a.request.prompt.size() <= 1;
             if (a.request.format == output_format::json_object) {
                 if (!json_vocabulary) json_vocabulary = std::make_shared<const token_texts>(*tok);
                 a.json.emplace(json_vocabulary);
@@ -273,20 +289,32 @@ struct engine::impl {
         sampled.clear();
         std::size_t row = 0;
         const std::size_t first_new = undelivered.size();
-        for (const scheduled_chunk& c : plan.chunks) {
-            if (!c.samples) continue;
-            const std::span<float> logits = step_out.logits.empty() ? std::span<float>{} : step_out.row(row);
-            ++row;
+        for (std::size_t ci = 0; ci < plan.chunks.size(); ++ci) {
+            const scheduled_chunk& c = plan.chunks[ci];
+            const std::size_t rows = step_batch.chunks[ci].logits; // build_batch's copy of this chunk
+            const std::size_t first_row = row;
+            row += rows;
+            if (rows == 0) continue;
             auto it = active.find(c.id);
             const std::vector<token_id>* all = sched.tokens(c.id);
             if (it == active.end() || all == nullptr) {
-                sampled.push_back(0); // finished meanwhile; commit skips it
+                if (c.samples) sampled.push_back(0); // finished meanwhile; commit skips it
                 continue;
             }
             active_request& r = it->second;
+            if (!r.prompt_logprobs_complete) score_prompt(r, c, first_row, rows);
+            if (!c.samples) continue;
+            if (r.request.max_tokens == 0) {
+                // The prompt was all it asked for.
+                sampled.push_back(0);
+                finish(c.id, finish_reason::length);
+                continue;
+            }
+            const std::size_t sample_row = first_row + rows - 1; // the chunk's last token
+            const std::span<float> logits = step_out.logits.empty() ? std::span<float>{} : step_out.row(sample_row);
             if (!step_out.argmax.empty()) {
                 // The backend picked the greedy token itself (argmax_only).
-                const token_id t = step_out.argmax[row - 1];
+                const token_id t = step_out.argmax[sample_row];
                 sampled.push_back(t);
                 undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now});
                 continue;
@@ -322,6 +350,22 @@ struct engine::impl {
                 sched.finish(p.id);
             }
         }
+    }
+
+    /// Prompt log-probabilities from a chunk's `rows` logits rows (its last
+    /// tokens'; the logits at position p score prompt token p + 1). A chunk
+    /// computed again after a preemption scores what was scored already:
+    /// those rows are skipped.
+    void score_prompt(active_request& r, const scheduled_chunk& c, std::size_t first_row, std::size_t rows) {
+        const std::vector<token_id>& prompt = r.request.prompt;
+        const std::size_t first_pos = c.start + c.tokens.size() - rows;
+        for (std::size_t j = 0; j < rows; ++j) {
+            const std::size_t target = first_pos + j + 1;
+            if (target >= prompt.size() || target != r.prompt_logprobs.size() + 1) continue;
+            const sample_result s = sampler::score(step_out.row(first_row + j), prompt[target], *r.request.prompt_logprobs);
+            r.prompt_logprobs.push_back(generated_token{s.token, s.logprob, s.top});
+        }
+        r.prompt_logprobs_complete = r.prompt_logprobs.size() + 1 >= prompt.size();
     }
 
     /// Publishes one sampled token of `r`; returns why the request ends with
@@ -379,6 +423,13 @@ struct engine::impl {
         co_return;
     }
 
+    /// The most positions a request for prompt log-probabilities computes in
+    /// one step: their logits rows stay within 16 M floats (64 MB; 128
+    /// positions of a 128k-token vocabulary).
+    std::size_t logits_rows_per_request() const {
+        return std::max<std::size_t>(16, (std::size_t{16} << 20) / std::max<std::size_t>(1, tok->vocab_size()));
+    }
+
     /// JSON mode: the set of tokens the request's next sample may take. It
     /// depends only on the tokens so far, so it is computed while the step
     /// that gives the next logits runs (a pass over the vocabulary: about a
@@ -416,15 +467,20 @@ struct engine::impl {
         step_batch.chunks.clear();
         step_batch.argmax_only = true;
         for (const scheduled_chunk& c : plan.chunks) {
-            if (c.samples) {
-                auto it = active.find(c.id);
-                step_batch.argmax_only = step_batch.argmax_only && it != active.end() && plain_greedy(it->second.request);
+            auto it = active.find(c.id);
+            // Logits for the token to sample; for every prompt position while
+            // a request's prompt log-probabilities are incomplete.
+            std::size_t rows = c.samples ? 1 : 0;
+            if (it != active.end() && !it->second.prompt_logprobs_complete) rows = c.tokens.size();
+            if (rows > 0) {
+                step_batch.argmax_only =
+                    step_batch.argmax_only && rows == 1 && it != active.end() && plain_greedy(it->second.request);
             }
             const std::size_t t0 = batch_tokens.size(), b0 = batch_blocks.size();
             batch_tokens.insert(batch_tokens.end(), c.tokens.begin(), c.tokens.end());
             batch_blocks.insert(batch_blocks.end(), c.blocks.begin(), c.blocks.end());
             step_batch.chunks.push_back({c.id, c.start, std::span<const token_id>(batch_tokens).subspan(t0, c.tokens.size()),
-                                         std::span<const block_id>(batch_blocks).subspan(b0, c.blocks.size()), c.samples});
+                                         std::span<const block_id>(batch_blocks).subspan(b0, c.blocks.size()), rows});
             if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
                 it->second.first_scheduled = now;
                 it->second.cached_prompt_tokens = sched.num_cached_prompt_tokens(c.id);
@@ -559,12 +615,8 @@ submit_result engine::submit(generation_request req, resume_target resume_on) {
             return out;
         }
     }
-    if (req.max_tokens == 0) {
-        out.status = submit_status::invalid;
-        out.message = "max_tokens must be at least 1";
-        return out;
-    }
-    const std::size_t total = req.prompt.size() + req.max_tokens;
+    // max_tokens 0 still holds the place of one token in the scheduler.
+    const std::size_t total = req.prompt.size() + std::max<std::size_t>(req.max_tokens, 1);
     const std::size_t cache_tokens = m_impl->sched.blocks().num_blocks() * m_impl->sched.blocks().block_size();
     if (total > sc.max_context || total > cache_tokens) {
         out.status = submit_status::too_long;

@@ -221,16 +221,15 @@ void cpu_forward::run(const batch& b, step_output& out) {
         });
     }
 
-    // logits[S][V] = rmsnorm(x of each chunk's last token) . Wout^T
+    // logits[S][V] = rmsnorm(x of each chunk's last `logits` tokens) . Wout^T
     const std::size_t S = b.num_logits();
     m_out_x.resize(S * E);
     {
         std::size_t t = 0, s = 0;
         for (const batch_chunk& ch : b.chunks) {
             t += ch.tokens.size();
-            if (ch.logits) {
-                kernels::rmsnorm(&m_x[(t - 1) * E], m.output_norm.data(), &m_out_x[s * E], E, c.rms_eps);
-                ++s;
+            for (std::size_t k = t - ch.logits; k < t; ++k, ++s) {
+                kernels::rmsnorm(&m_x[k * E], m.output_norm.data(), &m_out_x[s * E], E, c.rms_eps);
             }
         }
     }

@@ -148,6 +148,34 @@ sample_result sampler::sample(std::span<float> logits, std::span<const token_id>
     return result;
 }
 
+sample_result sampler::score(std::span<const float> logits, token_id token, std::size_t top) {
+    const std::size_t vocab = logits.size();
+    if (vocab == 0) throw std::invalid_argument("sampler: empty logits");
+    if (token < 0 || static_cast<std::size_t>(token) >= vocab) {
+        throw std::invalid_argument("sampler: token " + std::to_string(token) + " is outside the vocabulary of " +
+                                    std::to_string(vocab));
+    }
+    float max = -std::numeric_limits<float>::infinity();
+    for (const float l : logits) {
+        if (std::isnan(l)) throw std::invalid_argument("sampler: logits contain NaN");
+        max = std::max(max, l);
+    }
+    if (!std::isfinite(max)) throw std::invalid_argument("sampler: logits have no finite maximum");
+    double sum = 0.0;
+    for (const float l : logits) sum += std::exp(static_cast<double>(l) - max);
+    const double log_norm = static_cast<double>(max) + std::log(sum);
+    sample_result r;
+    r.token = token;
+    r.logprob = static_cast<float>(logits[static_cast<std::size_t>(token)] - log_norm);
+    if (top > 0) {
+        std::vector<candidate> best;
+        select_top(logits, std::min(top, vocab), best);
+        r.top.reserve(best.size());
+        for (const candidate& c : best) r.top.push_back({c.id, static_cast<float>(c.logit - log_norm)});
+    }
+    return r;
+}
+
 void sampler::apply_penalties(std::span<float> logits, std::span<const token_id> prompt,
                               std::span<const token_id> generated) {
     const std::size_t vocab = logits.size();

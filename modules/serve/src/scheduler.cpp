@@ -14,6 +14,8 @@ struct scheduler::sequence {
     std::size_t prompt_size = 0;
     std::size_t max_new_tokens = 0;
     int priority = 0;
+    bool reuse_prefix = true;
+    std::size_t max_chunk = 0;       // 0: the config's
     std::uint64_t arrival = 0;       // add() order: preemption victims are the latest
     std::int64_t queue_key = 0;      // order within a priority class while waiting
     std::uint64_t waiting_since = 0; // schedule() calls before it began waiting
@@ -28,6 +30,7 @@ struct scheduler::sequence {
     std::size_t generated() const noexcept { return tokens.size() - prompt_size; }
     bool done() const noexcept { return generated() >= max_new_tokens; }
     std::size_t uncomputed() const noexcept { return tokens.size() - computed; }
+    std::size_t chunk_limit(std::size_t cap) const noexcept { return max_chunk != 0 ? std::min(cap, max_chunk) : cap; }
 };
 
 // The step being built: chunks chosen so far (withdrawable until the end) and
@@ -85,6 +88,8 @@ admit_result scheduler::add(sequence_request request) {
     s->prompt_size = prompt;
     s->max_new_tokens = request.max_new_tokens;
     s->priority = request.priority;
+    s->reuse_prefix = request.reuse_prefix;
+    s->max_chunk = request.max_chunk;
     s->arrival = m_arrivals++;
     s->queue_key = ++m_queue_back;
     s->waiting_since = m_steps;
@@ -118,7 +123,7 @@ step_plan scheduler::schedule() {
             break;
         }
         if (s->running && !s->done() && s->uncomputed() > 1) {
-            schedule_running(*s, std::min({s->uncomputed(), b.budget, chunk_cap}), b);
+            schedule_running(*s, std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)}), b);
         }
     }
     // Blocks just ran out: admitting now would only preempt again.
@@ -206,7 +211,7 @@ void scheduler::admit_waiting(build& b) {
         if (s->done()) {
             continue;
         }
-        if (m_prefix) {
+        if (m_prefix && s->reuse_prefix) {
             // Cached blocks for the start of its tokens; the last token is
             // always computed, for its logits.
             const std::size_t bs = m_blocks.block_size();
@@ -222,14 +227,14 @@ void scheduler::admit_waiting(build& b) {
                 continue;
             }
         }
-        const std::size_t n = std::min({s->uncomputed(), b.budget, chunk_cap});
+        const std::size_t n = std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)});
         const std::size_t need = block_manager::blocks_for(s->computed + n, m_blocks.block_size());
         if (!allocate_blocks(need - s->blocks.size(), s->blocks)) {
             release_blocks(*s);
             s->computed = 0;
             break;
         }
-        if (m_prefix) {
+        if (m_prefix && s->reuse_prefix) {
             m_prefix_queried += s->tokens.size();
             m_prefix_hits += s->computed;
             if (!s->cached_prompt) s->cached_prompt = s->computed;

@@ -232,7 +232,7 @@ std::size_t cuda_forward::enqueue(const batch& b, bool argmax_only) {
     // A pure decode batch (one token per sequence, each wanting logits)
     // replays the graph of the next captured size, padded.
     bool decode = !m_graph_sizes.empty() && T <= m_graph_sizes.back();
-    for (const batch_chunk& c : b.chunks) decode = decode && c.tokens.size() == 1 && c.logits;
+    for (const batch_chunk& c : b.chunks) decode = decode && c.tokens.size() == 1 && c.logits == 1;
     const std::size_t run = decode ? *std::lower_bound(m_graph_sizes.begin(), m_graph_sizes.end(), T) : T;
 
     std::size_t longest = 0, tables = 0;
@@ -268,7 +268,7 @@ std::size_t cuda_forward::enqueue(const batch& b, bool argmax_only) {
             pos[t] = static_cast<int>(c.start + i);
             off[t] = table_offset;
         }
-        if (c.logits) logit_rows[s++] = static_cast<int>(t - 1);
+        for (std::size_t k = t - c.logits; k < t; ++k) logit_rows[s++] = static_cast<int>(k);
     }
     if (run > T) {
         // Padding tokens: token 0 at position 0 of the spare block.

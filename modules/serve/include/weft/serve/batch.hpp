@@ -7,8 +7,10 @@
 /// positions start .. start + tokens.size() - 1 of its sequence, attending over
 /// positions 0 .. its own; `blocks` is the sequence's block table and covers
 /// every position up to the chunk's last (the earlier positions' keys and
-/// values are already in the cache, written by earlier steps). When `logits`
-/// is set the step produces the logits of the chunk's last token. A batch
+/// values are already in the cache, written by earlier steps). The step
+/// produces the logits of the chunk's last `logits` tokens (usually 0 or 1:
+/// the last token, whose logits give the next one; a request for prompt
+/// log-probabilities asks for every token of its prompt chunks). A batch
 /// marked `argmax_only` needs only each such row's most likely token: a
 /// backend may then fill `step_output::argmax` instead of the logits (a GPU
 /// sends a few bytes back instead of the vocabulary); one that ignores the
@@ -31,7 +33,7 @@ struct batch_chunk {
     std::size_t start = 0;
     std::span<const token_id> tokens;
     std::span<const block_id> blocks;
-    bool logits = false;
+    std::size_t logits = 0; ///< logit rows wanted: the chunk's last `logits` tokens (<= tokens.size())
 };
 
 struct batch {
@@ -45,13 +47,13 @@ struct batch {
     }
     [[nodiscard]] std::size_t num_logits() const noexcept {
         std::size_t n = 0;
-        for (const batch_chunk& c : chunks) n += c.logits ? 1 : 0;
+        for (const batch_chunk& c : chunks) n += c.logits;
         return n;
     }
 };
 
-/// Logits of a step: one row of `vocab` floats per chunk that asked for
-/// logits, in chunk order; or, for an `argmax_only` batch whose backend
+/// Logits of a step: one row of `vocab` floats per row asked for, in chunk
+/// order and position order within a chunk; or, for an `argmax_only` batch whose backend
 /// honours it, the most likely token of each of those rows (ties: lowest id)
 /// in `argmax`, with `logits` empty.
 struct step_output {

@@ -84,7 +84,7 @@ enum class output_format : unsigned char { text, json_object };
 
 struct generation_request {
     std::vector<token_id> prompt;
-    std::size_t max_tokens = 16;
+    std::size_t max_tokens = 16; ///< 0: compute the prompt only (for prompt_logprobs)
     sampling_params sampling;
     std::vector<std::string> stop;
     /// Tokens that end the generation like end-of-generation does (finish
@@ -92,6 +92,11 @@ struct generation_request {
     std::vector<token_id> stop_token_ids;
     bool ignore_eos = false;
     output_format format = output_format::text;
+    /// Report the log-probability of each prompt token after the first
+    /// (given the tokens before it, from the raw logits), with this many most
+    /// likely alternatives each. Such a request computes its whole prompt (no
+    /// prefix-cache reuse), a bounded number of positions per step.
+    std::optional<std::size_t> prompt_logprobs;
     int priority = 0;
     /// Finishes with `timeout` at this point (the engine's request_timeout
     /// applies too, whichever comes first).
@@ -106,6 +111,9 @@ struct generated_token {
 
 /// What a request got since its previous update.
 struct generation_update {
+    /// With `prompt_logprobs`: entry i is prompt token i + 1's; all of them,
+    /// in the first update after the prompt is computed (before any token).
+    std::vector<generated_token> prompt_logprobs;
     std::vector<generated_token> tokens;
     std::string text;                     ///< text released by these tokens
     std::optional<finish_reason> finish;  ///< set on the last update

@@ -87,6 +87,12 @@ public:
 
     const sampling_params& params() const noexcept { return m_params; }
 
+    /// The log-probability of `token` under the softmax of `logits` as they
+    /// are — no bias, penalty or temperature: how a prompt token's
+    /// log-probability is reported — with the `top` most likely tokens, most
+    /// likely first. Throws as `sample` does for empty or non-finite logits.
+    static sample_result score(std::span<const float> logits, token_id token, std::size_t top);
+
 private:
     struct candidate {
         float logit;

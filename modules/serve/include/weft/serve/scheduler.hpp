@@ -93,6 +93,12 @@ struct sequence_request {
     std::vector<token_id> prompt;
     std::size_t max_new_tokens = 0; ///< at least 1
     int priority = 0;               ///< smaller = more urgent
+    /// Take cached blocks for the start of the prompt (prefix caching). A
+    /// request that needs the logits of every prompt position computes them all.
+    bool reuse_prefix = true;
+    /// At most this many tokens of it per step (0: the config's chunk limit);
+    /// bounds the logits rows of a request that wants one per position.
+    std::size_t max_chunk = 0;
 };
 
 enum class admit_result { accepted, queue_full, too_long, duplicate_id };
