@@ -225,7 +225,7 @@ TEST_CASE("hostile completion bodies get 400 naming the field", "[openai]") {
         {"{\"prompt\": \"x\", \"n\": 65}", "n"},
         {"{\"prompt\": \"x\", \"n\": 0}", "n"},
         {"{\"prompt\": \"x\", \"n\": \"1\"}", "n"},
-        {"{\"prompt\": \"x\", \"echo\": true, \"logprobs\": 1}", "echo"},
+        {"{\"prompt\": \"x\", \"max_tokens\": 0}", "max_tokens"},
         {"{\"prompt\": \"x\", \"echo\": 1}", "echo"},
         {"{\"prompt\": \"x\", \"best_of\": 3}", "best_of"},
         {"{\"prompt\": \"x\", \"n\": 2, \"best_of\": 3}", "best_of"},
@@ -263,7 +263,7 @@ TEST_CASE("deeply nested bodies are refused without recursion", "[openai]") {
 TEST_CASE("an error message names the field and the reason", "[openai]") {
     const api_error e = refusal(openai_endpoint::completions, R"({"prompt": "x", "max_tokens": -5})");
     CHECK(std::string(e.what()) ==
-          "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got -5 instead.");
+          "Invalid 'max_tokens': integer below minimum value. Expected a value >= 0, but got -5 instead.");
     const api_error t = refusal(openai_endpoint::completions, R"({"prompt": "x", "temperature": "hot"})");
     CHECK(std::string(t.what()) == "Invalid type for 'temperature': expected a number, but got a string instead.");
     const api_error n = refusal(openai_endpoint::completions, R"({"prompt": "x", "n": 2, "best_of": 4})");
@@ -372,6 +372,17 @@ TEST_CASE("response_format json_object asks for JSON mode on both endpoints", "[
     CHECK(text.generation.format == weft::serve::output_format::text);
     CHECK(parse_completion_request(R"({"prompt": "a"})", options()).generation.format ==
           weft::serve::output_format::text);
+}
+
+TEST_CASE("echo with logprobs scores the prompt, and max_tokens 0 with echo scores it alone", "[openai]") {
+    const openai_request r =
+        parse_completion_request(R"({"prompt": "a b", "echo": true, "logprobs": 2, "max_tokens": 0})", options());
+    CHECK(r.echo);
+    REQUIRE(r.generation.prompt_logprobs.has_value());
+    CHECK(*r.generation.prompt_logprobs == 2);
+    CHECK(r.generation.max_tokens == 0);
+    CHECK_FALSE(parse_completion_request(R"({"prompt": "a", "echo": true})", options()).generation.prompt_logprobs);
+    CHECK_FALSE(parse_completion_request(R"({"prompt": "a", "logprobs": 1})", options()).generation.prompt_logprobs);
 }
 
 TEST_CASE("the error body is OpenAI's error object", "[openai]") {

@@ -178,3 +178,18 @@ TEST_CASE("control characters and invalid bytes in text stay valid JSON", "[open
     const json j = json::parse(r.complete(text, {}, "stop", {1, 1}));
     CHECK(j["choices"][0]["text"] == "a\x01\x7f\tb\xEF\xBF\xBD\xEF\xBF\xBD(\xF0\x9F\x98\x80");
 }
+
+TEST_CASE("an unscored prompt token has null logprob and alternatives", "[openai]") {
+    const openai_response r(openai_endpoint::completions, "tiny", true, false, "cmpl-1", 1700000000);
+    std::vector<openai_logprob> lps = two_logprobs();
+    openai_logprob first;
+    first.token = "<s>";
+    first.scored = false;
+    lps.insert(lps.begin(), first);
+    const json lp = json::parse(r.complete("<s>Hello", lps, "length", {3, 0}))["choices"][0]["logprobs"];
+    CHECK(lp["tokens"] == json({"<s>", "Hel", "lo"}));
+    CHECK(lp["token_logprobs"] == json({nullptr, -0.25, -0.5}));
+    CHECK(lp["top_logprobs"][0].is_null());
+    CHECK(lp["top_logprobs"][1] == json({{"Hel", -0.25}, {"He", -1.5}}));
+    CHECK(lp["text_offset"] == json({0, 3, 6}));
+}

@@ -66,8 +66,8 @@ std::string_view finish_text(finish_reason f) noexcept {
 
 api_error no_finish() { return api_error(500, "The generation ended without a finish reason.", {}, "server_error"); }
 
-void add_logprobs(const tokenizer& tok, const generation_update& u, std::vector<openai_logprob>& out) {
-    for (const generated_token& t : u.tokens) {
+void add_logprobs(const tokenizer& tok, std::span<const generated_token> tokens, std::vector<openai_logprob>& out) {
+    for (const generated_token& t : tokens) {
         openai_logprob lp;
         lp.token = tok.token_to_piece(t.id);
         lp.logprob = t.logprob;
@@ -75,6 +75,24 @@ void add_logprobs(const tokenizer& tok, const generation_update& u, std::vector<
         for (const token_logprob& alt : t.top) lp.top.emplace_back(tok.token_to_piece(alt.token), alt.logprob);
         out.push_back(std::move(lp));
     }
+}
+
+void add_logprobs(const tokenizer& tok, const generation_update& u, std::vector<openai_logprob>& out) {
+    add_logprobs(tok, u.tokens, out);
+}
+
+/// With echo and logprobs: the entries of choice `index`'s prompt, from the
+/// update that carries its scores — the first token's unscored (null), as
+/// OpenAI reports it.
+void add_prompt_logprobs(const tokenizer& tok, const openai_request& r, std::size_t index, const generation_update& u,
+                         std::vector<openai_logprob>& out) {
+    const std::vector<token_id>& prompt = r.prompt_ids[index / r.n];
+    if (prompt.empty()) return;
+    openai_logprob first;
+    first.token = tok.token_to_piece(prompt.front());
+    first.scored = false;
+    out.push_back(std::move(first));
+    add_logprobs(tok, u.prompt_logprobs, out);
 }
 
 /// Counts choice `index`'s final update: its completion tokens, and its
@@ -109,13 +127,25 @@ struct event_writer {
     std::vector<openai_logprob> lps;
     openai_usage usage;
     bool failed = false;
+    std::vector<bool> echoed; ///< echo with logprobs: the prompt's chunk went out, per choice
 
     event_writer(reply_model m, const openai_request& r)
         : model(m), request(r), response(r.endpoint, m.name, r.logprobs, r.include_usage) {}
 
+    /// Whether the echo waits for the prompt's scores: they come with the
+    /// choice's first update, and its echo chunk carries them.
+    bool echo_with_scores() const noexcept { return request.echo && request.logprobs; }
+
     /// Appends the events of choice `index`'s update; true when it was the
     /// choice's last (a failure sets `failed` and appends the error event).
     bool add(const generation_update& u, std::size_t index) {
+        if (echo_with_scores() && (echoed.size() <= index || !echoed[index])) {
+            if (echoed.size() <= index) echoed.resize(index + 1, false);
+            echoed[index] = true;
+            lps.clear();
+            add_prompt_logprobs(model.vocab, request, index, u, lps);
+            append_event(buf, response.text_chunk(echo_text(model, request, index), lps, index));
+        }
         lps.clear();
         if (request.logprobs) add_logprobs(model.vocab, u, lps);
         if (!u.text.empty() || !lps.empty()) append_event(buf, response.text_chunk(u.text, lps, index));
@@ -214,6 +244,8 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
         openai_choice& c = choices[i];
         c.text = echo_text(m, r, i);
         std::optional<generation_update> u = std::move(firsts[i]);
+        // With echo and logprobs the first update carries the prompt's scores.
+        if (r.echo && r.logprobs) add_prompt_logprobs(m.vocab, r, i, *u, c.logprobs);
         for (;;) {
             c.text += u->text;
             if (r.logprobs) add_logprobs(m.vocab, *u, c.logprobs);
@@ -248,7 +280,7 @@ task<void> send_events(reply_model m, const openai_request& r, std::vector<gener
     if (r.endpoint == openai_endpoint::chat_completions) {
         for (std::size_t i = 0; i < n; ++i) append_event(w.buf, w.response.first_chunk(i));
     }
-    if (r.echo) {
+    if (r.echo && !w.echo_with_scores()) {
         for (std::size_t i = 0; i < n; ++i) append_event(w.buf, w.response.text_chunk(echo_text(m, r, i), {}, i));
     }
     std::size_t open = n;

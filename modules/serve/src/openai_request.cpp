@@ -278,8 +278,8 @@ void parse_common(const json& obj, const openai_parse_options& opts, openai_requ
     }
 }
 
-void set_max_tokens(const json& v, const std::string& param, openai_request& r) {
-    const long long n = read_integer(v, param, 1, max_tokens_limit);
+void set_max_tokens(const json& v, const std::string& param, openai_request& r, long long min = 1) {
+    const long long n = read_integer(v, param, min, max_tokens_limit);
     r.max_tokens = static_cast<std::size_t>(n);
     r.max_tokens_param = param;
     r.generation.max_tokens = static_cast<std::size_t>(n);
@@ -408,15 +408,17 @@ openai_request parse_completion_request(std::string_view body, const openai_pars
     r.endpoint = openai_endpoint::completions;
     parse_common(obj, opts, r);
     parse_prompt(obj, opts, r);
-    if (const json* v = field(obj, "max_tokens")) set_max_tokens(*v, "max_tokens", r);
+    if (const json* v = field(obj, "max_tokens")) set_max_tokens(*v, "max_tokens", r, 0);
     if (const json* v = field(obj, "logprobs")) {
         r.top_logprobs = static_cast<int>(read_integer(*v, "logprobs", 0, max_top_logprobs));
         r.logprobs = true;
     }
     if (const json* v = field(obj, "echo")) r.echo = read_bool(*v, "echo");
-    if (r.echo && r.logprobs) {
-        invalid_value("echo", "echo with logprobs asks for the prompt's log-probabilities, which this server does "
-                              "not compute: leave out one of them");
+    // echo with logprobs scores the prompt too (what log-likelihood
+    // evaluations ask for, usually with max_tokens 0 or 1).
+    if (r.echo && r.logprobs) r.generation.prompt_logprobs = static_cast<std::size_t>(r.top_logprobs);
+    if (r.max_tokens == std::size_t{0} && !r.echo) {
+        invalid_value("max_tokens", "max_tokens 0 generates nothing: it is only useful with echo");
     }
     if (const json* v = field(obj, "best_of")) {
         const auto best_of = static_cast<std::size_t>(read_integer(*v, "best_of", 1, static_cast<long long>(max_choices)));

@@ -122,11 +122,19 @@ void openai_response::append_logprobs(std::string& out, std::span<const openai_l
     out += "],\"token_logprobs\":[";
     for (std::size_t i = 0; i < lps.size(); ++i) {
         if (i > 0) out += ',';
-        json_out::append_number(out, lps[i].logprob);
+        if (lps[i].scored) {
+            json_out::append_number(out, lps[i].logprob);
+        } else {
+            out += "null";
+        }
     }
     out += "],\"top_logprobs\":[";
     for (std::size_t i = 0; i < lps.size(); ++i) {
         if (i > 0) out += ',';
+        if (!lps[i].scored) {
+            out += "null";
+            continue;
+        }
         out += '{';
         for (std::size_t k = 0; k < lps[i].top.size(); ++k) {
             if (k > 0) out += ',';

@@ -87,6 +87,13 @@ for await (const chunk of manyStream) {
 }
 check(texts.every((t, i) => t === many.choices[i].message.content), "streamed n = 3 texts equal the non-streamed ones");
 
+// Log-likelihood scoring, as lm-evaluation-harness asks for it: echo + logprobs, max_tokens 0.
+const scored = await client.completions.create({ model, prompt: "The quick brown fox", echo: true, logprobs: 1, max_tokens: 0 });
+const slp = scored.choices[0].logprobs;
+check(scored.choices[0].text === "The quick brown fox", "echo with max_tokens 0 returns the prompt");
+check(slp.token_logprobs.length === scored.usage.prompt_tokens && slp.token_logprobs[0] === null &&
+      slp.token_logprobs.slice(1).every((x) => typeof x === "number" && x <= 0), "the prompt's tokens are scored, the first null");
+
 // JSON mode: each reply is one JSON object, or the start of one when max_tokens cuts it.
 const structured = await client.chat.completions.create({
   model, messages, max_tokens: 300, temperature: 1, seed: 3, n: 4, response_format: { type: "json_object" },

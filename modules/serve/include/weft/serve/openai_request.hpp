@@ -8,9 +8,9 @@
 /// that is not JSON, or not an object, is a 400 too; unknown fields are
 /// ignored, as OpenAI does; `null` means "absent" for every optional field.
 /// A `model` other than the served one (absent or "" is fine) is a 404
-/// `model_not_found`. Fields weft cannot honour (`echo` with `logprobs`,
-/// `best_of` other than `n`, `suffix`, tools, non-text content parts, JSON
-/// schemas) are 400s that say so, never silently dropped.
+/// `model_not_found`. Fields weft cannot honour (`best_of` other than `n`,
+/// `suffix`, tools, non-text content parts, JSON schemas) are 400s that say
+/// so, never silently dropped.
 ///
 /// Accepted fields: model, prompt (completions: a string, an array of token
 /// ids, or a batch: an array of strings or of token-id arrays, up to
@@ -28,6 +28,9 @@
 /// and no stop token id before min_tokens tokens; a stop token id ends the
 /// generation like end of generation), response_format ({"type": "text"} or
 /// {"type": "json_object"}: JSON mode, on both endpoints as vLLM accepts it),
+/// echo (completions: the prompt's text before each choice's; with
+/// logprobs the prompt's tokens are scored too, the first with null, and
+/// max_tokens may be 0 to score the prompt alone),
 /// priority (smaller runs first), user (ignored).
 ///
 /// Threading: pure functions.

@@ -44,6 +44,7 @@ struct openai_logprob {
     std::string token;  ///< the token's bytes
     float logprob = 0.0f;
     std::vector<std::pair<std::string, float>> top; ///< alternatives, most likely first
+    bool scored = true; ///< false: the prompt's first token, which nothing scores (logprob and top are null)
 };
 
 struct openai_usage {
