@@ -38,14 +38,21 @@ inline std::unique_ptr<cpu_backend> tiny_backend(std::size_t threads, std::size_
         tiny_model(), cpu_backend_options{.threads = threads, .kv_blocks = kv_blocks, .kv_block_size = block_size});
 }
 
-inline std::unique_ptr<engine> engine_over(std::unique_ptr<model_backend> backend, scheduler_config sc) {
+inline std::unique_ptr<engine> engine_over(std::unique_ptr<model_backend> backend, scheduler_config sc,
+                                           std::size_t speculative_tokens = 0) {
     engine_options opts;
     opts.scheduler = sc;
+    opts.speculative_tokens = speculative_tokens;
     return std::make_unique<engine>(std::move(backend), std::make_shared<const tokenizer>(demo_tokenizer(512)), opts);
 }
 
 inline std::unique_ptr<engine> make_engine(std::size_t kv_blocks, scheduler_config sc, std::size_t block_size = 4) {
     return engine_over(tiny_backend(2, kv_blocks, block_size), sc);
+}
+
+/// make_engine with speculative decoding: `k` draft tokens per step.
+inline std::unique_ptr<engine> make_speculative_engine(std::size_t kv_blocks, scheduler_config sc, std::size_t k) {
+    return engine_over(tiny_backend(2, kv_blocks, 4), sc, k);
 }
 
 inline generation_request greedy(std::vector<token_id> prompt, std::size_t max_tokens) {

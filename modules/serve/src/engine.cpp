@@ -2,6 +2,7 @@
 #include <weft/when_all.hpp>
 #include <weft/serve/engine.hpp>
 #include <weft/serve/json_constraint.hpp>
+#include <weft/serve/ngram_proposer.hpp>
 #include <weft/serve/stop_matcher.hpp>
 #include <weft/serve/tokenizer_stream_decoder.hpp>
 
@@ -131,6 +132,7 @@ struct engine::impl {
     std::vector<block_id> batch_blocks;
     step_output step_out;
     std::vector<token_id> sampled;
+    std::vector<std::size_t> accepted; // draft tokens accepted, per sampling chunk
     std::vector<pending_token> undelivered;
     std::shared_ptr<const token_texts> json_vocabulary; // built for the first JSON-mode request
 
@@ -287,6 +289,7 @@ struct engine::impl {
     void sample_step(const step_plan& plan) {
         const clock::time_point now = clock::now();
         sampled.clear();
+        accepted.clear();
         std::size_t row = 0;
         const std::size_t first_new = undelivered.size();
         for (std::size_t ci = 0; ci < plan.chunks.size(); ++ci) {
@@ -308,6 +311,24 @@ struct engine::impl {
                 // The prompt was all it asked for.
                 sampled.push_back(0);
                 finish(c.id, finish_reason::length);
+                continue;
+            }
+            if (!c.draft.empty()) {
+                // Speculative: row i holds the model's choice after the
+                // decode token and i draft tokens. Drafts go to plain-greedy
+                // requests only, whose choice is the argmax: keep the draft
+                // tokens it agrees with, then its own next choice.
+                std::size_t good = 0;
+                while (good < c.draft.size() && greedy_choice(first_row + good) == c.draft[good]) ++good;
+                const token_id next = greedy_choice(first_row + good);
+                sampled.push_back(next);
+                accepted.resize(sampled.size());
+                accepted.back() = good;
+                for (std::size_t i = 0; i <= good; ++i) {
+                    const token_id t = i < good ? c.draft[i] : next;
+                    undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now});
+                    if (ends_generation(r.request, *tok, t)) break; // nothing after the end
+                }
                 continue;
             }
             const std::size_t sample_row = first_row + rows - 1; // the chunk's last token
@@ -338,17 +359,44 @@ struct engine::impl {
             const bool closes_json = r.json && r.json->advance(s.token) && r.json->complete();
             undelivered.push_back({c.id, generated_token{s.token, s.logprob, s.top}, now, false, closes_json});
         }
-        sched.commit(plan, sampled);
+        accepted.resize(sampled.size(), 0);
+        sched.commit(plan, sampled, accepted);
         metrics.generation_tokens.fetch_add(undelivered.size() - first_new, std::memory_order_relaxed);
+        std::size_t nth = 0; // the token's place among its request's tokens of this step
         for (std::size_t i = first_new; i < undelivered.size(); ++i) {
             const pending_token& p = undelivered[i];
+            nth = i > first_new && undelivered[i - 1].id == p.id ? nth + 1 : 0;
             const active_request& r = active.at(p.id);
-            // Each request has at most one token in flight: r.generated
-            // counts every earlier one.
-            if (ends_generation(r.request, *tok, p.token.id) || r.generated + 1 >= r.request.max_tokens ||
+            // The previous step's tokens are delivered: r.generated counts
+            // every token before this step's.
+            if (ends_generation(r.request, *tok, p.token.id) || r.generated + nth + 1 >= r.request.max_tokens ||
                 p.closes_json) {
                 sched.finish(p.id);
             }
+        }
+        if (opts.speculative_tokens > 0) propose_drafts(first_new);
+    }
+
+    /// The argmax of a logits row (first maximum: the lowest id, as the
+    /// sampler's greedy pick), or the backend's when it gave only argmaxes.
+    token_id greedy_choice(std::size_t row) {
+        if (!step_out.argmax.empty()) return step_out.argmax[row];
+        const std::span<const float> logits = step_out.row(row);
+        return static_cast<token_id>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+
+    /// Speculative decoding: the next step's guesses for the plain-greedy
+    /// requests that got tokens in this one and go on.
+    void propose_drafts(std::size_t first_new) {
+        seq_id last = 0;
+        for (std::size_t i = first_new; i < undelivered.size(); ++i) {
+            const seq_id id = undelivered[i].id;
+            if (id == last) continue;
+            last = id;
+            const std::vector<token_id>* all = sched.tokens(id);
+            if (all == nullptr || !plain_greedy(active.at(id).request)) continue;
+            const std::vector<token_id> draft = propose_ngram(*all, opts.speculative_ngram, opts.speculative_tokens);
+            if (!draft.empty()) sched.propose(id, draft);
         }
     }
 
@@ -444,6 +492,8 @@ struct engine::impl {
         metrics.requests_running = sched.num_running();
         metrics.requests_waiting = sched.num_waiting();
         metrics.kv_blocks_used = sched.num_blocks_in_use();
+        metrics.spec_draft_tokens = sched.draft_tokens();
+        metrics.spec_accepted_tokens = sched.accepted_draft_tokens();
         if (const prefix_cache* cache = sched.prefix()) {
             metrics.kv_blocks_cached = cache->num_idle();
             metrics.prefix_cache_queries = sched.prefix_queried_tokens();
@@ -457,7 +507,7 @@ struct engine::impl {
     void build_batch(const step_plan& plan, clock::time_point now) {
         std::size_t tokens = 0, blocks = 0;
         for (const scheduled_chunk& c : plan.chunks) {
-            tokens += c.tokens.size();
+            tokens += c.tokens.size() + c.draft.size();
             blocks += c.blocks.size();
         }
         batch_tokens.clear();
@@ -470,16 +520,18 @@ struct engine::impl {
             auto it = active.find(c.id);
             // Logits for the token to sample; for every prompt position while
             // a request's prompt log-probabilities are incomplete.
-            std::size_t rows = c.samples ? 1 : 0;
+            // A draft's positions each get a row too: each is checked.
+            std::size_t rows = c.samples ? 1 + c.draft.size() : 0;
             if (it != active.end() && !it->second.prompt_logprobs_complete) rows = c.tokens.size();
             if (rows > 0) {
-                step_batch.argmax_only =
-                    step_batch.argmax_only && rows == 1 && it != active.end() && plain_greedy(it->second.request);
+                step_batch.argmax_only = step_batch.argmax_only && it != active.end() && plain_greedy(it->second.request);
             }
             const std::size_t t0 = batch_tokens.size(), b0 = batch_blocks.size();
             batch_tokens.insert(batch_tokens.end(), c.tokens.begin(), c.tokens.end());
+            batch_tokens.insert(batch_tokens.end(), c.draft.begin(), c.draft.end());
             batch_blocks.insert(batch_blocks.end(), c.blocks.begin(), c.blocks.end());
-            step_batch.chunks.push_back({c.id, c.start, std::span<const token_id>(batch_tokens).subspan(t0, c.tokens.size()),
+            const std::size_t n = c.tokens.size() + c.draft.size();
+            step_batch.chunks.push_back({c.id, c.start, std::span<const token_id>(batch_tokens).subspan(t0, n),
                                          std::span<const block_id>(batch_blocks).subspan(b0, c.blocks.size()), rows});
             if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
                 it->second.first_scheduled = now;

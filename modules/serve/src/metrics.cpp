@@ -107,6 +107,10 @@ std::string serve_metrics::render(std::string_view raw_model_name) const {
             prefix_cache_queries.load(relaxed));
     counter("prefix_cache_hits_total", "Prompt tokens found in the prefix cache (not computed).",
             prefix_cache_hits.load(relaxed));
+    counter("spec_decode_draft_tokens_total", "Speculative (n-gram) tokens proposed and computed.",
+            spec_draft_tokens.load(relaxed));
+    counter("spec_decode_accepted_tokens_total", "Speculative tokens the model agreed with (kept).",
+            spec_accepted_tokens.load(relaxed));
     counter("preemptions_total", "Sequences preempted (blocks freed, recomputed later).", preemptions.load(relaxed));
     counter("requests_rejected_total", "Requests refused with 429 because the waiting queue was full.",
             rejected.load(relaxed));

@@ -21,6 +21,7 @@ struct scheduler::sequence {
     std::uint64_t waiting_since = 0; // schedule() calls before it began waiting
     std::size_t computed = 0;        // positions whose KV entries exist
     std::vector<block_id> blocks;
+    std::vector<token_id> draft;     // proposed tokens after the last one (see propose)
     std::size_t cached_blocks = 0;   // leading blocks that are prefix-cache entries
     std::optional<std::size_t> cached_prompt; // prompt tokens found cached at first admission
     bool cache_closed = false;       // a block could not be cached: none after it is
@@ -40,6 +41,7 @@ struct scheduler::build {
         sequence* seq;
         std::size_t start;
         std::size_t size;
+        std::size_t draft = 0; // of seq->draft, after the size tokens
     };
     std::vector<entry> entries;
     std::size_t budget;
@@ -130,16 +132,53 @@ step_plan scheduler::schedule() {
     if (plan.preempted.empty()) {
         admit_waiting(b);
     }
+    // Drafts last: they only take what the step leaves.
+    schedule_drafts(b);
 
     plan.chunks.reserve(b.entries.size());
     for (const auto& e : b.entries) {
         sequence& s = *e.seq;
         s.scheduled_step = plan.step;
         const auto tokens = std::span<const token_id>(s.tokens).subspan(e.start, e.size);
-        plan.chunks.push_back(scheduled_chunk{s.id, e.start, tokens, s.blocks, e.start + e.size == s.tokens.size()});
-        plan.num_tokens += e.size;
+        const auto draft = std::span<const token_id>(s.draft).first(e.draft);
+        plan.chunks.push_back(
+            scheduled_chunk{s.id, e.start, tokens, s.blocks, e.start + e.size == s.tokens.size(), draft});
+        plan.num_tokens += e.size + e.draft;
     }
     return plan;
+}
+
+void scheduler::schedule_drafts(build& b) {
+    std::size_t step_tokens = 0;
+    for (const auto& e : b.entries) step_tokens += e.size;
+    for (auto& e : b.entries) {
+        sequence& s = *e.seq;
+        if (b.budget == 0 || step_tokens >= m_config.draft_step_tokens) {
+            break;
+        }
+        if (s.draft.empty() || e.size != 1 || e.start + 1 != s.tokens.size()) {
+            continue; // only a decode step carries a draft
+        }
+        // Accepted drafts plus the token sampled after them stay within max_new_tokens.
+        const std::size_t room = s.max_new_tokens - s.generated() - 1;
+        std::size_t k = std::min({s.draft.size(), room, b.budget, m_config.draft_step_tokens - step_tokens});
+        const std::size_t need = block_manager::blocks_for(s.tokens.size() + k, m_blocks.block_size());
+        if (need > s.blocks.size() && !m_blocks.allocate(need - s.blocks.size(), s.blocks)) {
+            // Only free blocks: a guess never evicts or preempts.
+            k = std::min(k, s.blocks.size() * m_blocks.block_size() - s.tokens.size());
+        }
+        e.draft = k;
+        b.budget -= k;
+        step_tokens += k;
+    }
+}
+
+void scheduler::propose(seq_id id, std::span<const token_id> draft) {
+    sequence* s = find(id);
+    if (s == nullptr || !s->running || s->uncomputed() != 1) {
+        return;
+    }
+    s->draft.assign(draft.begin(), draft.end());
 }
 
 std::size_t scheduler::prefill_cap() const noexcept {
@@ -181,6 +220,7 @@ void scheduler::preempt(sequence& s, build& b) {
     }
     release_blocks(s);
     s.computed = 0;
+    s.draft.clear();
     s.running = false;
     std::erase(m_running, &s);
     s.queue_key = --m_queue_front; // head of its class
@@ -251,6 +291,10 @@ void scheduler::admit_waiting(build& b) {
 }
 
 void scheduler::commit(const step_plan& plan, std::span<const token_id> sampled) {
+    commit(plan, sampled, {});
+}
+
+void scheduler::commit(const step_plan& plan, std::span<const token_id> sampled, std::span<const std::size_t> accepted) {
     if (plan.step == 0 || plan.step != m_steps || plan.step == m_committed) {
         throw std::logic_error("scheduler::commit: plan of step " + std::to_string(plan.step) +
                                " is not the latest uncommitted one (latest: " + std::to_string(m_steps) + ")");
@@ -261,19 +305,39 @@ void scheduler::commit(const step_plan& plan, std::span<const token_id> sampled)
         throw std::invalid_argument("scheduler::commit: " + std::to_string(sampled.size()) +
                                     " sampled tokens for " + std::to_string(samples) + " sampling chunks");
     }
-    m_committed = plan.step;
+    if (!accepted.empty() && accepted.size() != samples) {
+        throw std::invalid_argument("scheduler::commit: " + std::to_string(accepted.size()) +
+                                    " accepted counts for " + std::to_string(samples) + " sampling chunks");
+    }
     std::size_t next = 0;
     for (const scheduled_chunk& c : plan.chunks) {
-        const token_id token = c.samples ? sampled[next++] : token_id{0};
+        if (c.samples && !accepted.empty() && accepted[next] > c.draft.size()) {
+            throw std::invalid_argument("scheduler::commit: " + std::to_string(accepted[next]) +
+                                        " draft tokens accepted of " + std::to_string(c.draft.size()));
+        }
+        next += c.samples ? 1 : 0;
+    }
+    m_committed = plan.step;
+    next = 0;
+    for (const scheduled_chunk& c : plan.chunks) {
+        const token_id token = c.samples ? sampled[next] : token_id{0};
+        const std::size_t good = c.samples && !accepted.empty() ? accepted[next] : 0;
+        next += c.samples ? 1 : 0;
         sequence* s = find(c.id);
         // Gone, or a new sequence that reuses the id.
         if (s == nullptr || s->scheduled_step != plan.step) {
             continue;
         }
-        s->computed = c.start + c.tokens.size();
+        // The draft's positions past the accepted ones hold entries of
+        // tokens the sequence does not have: not computed, rewritten later.
+        s->computed = c.start + c.tokens.size() + good;
+        m_draft_tokens += c.draft.size();
+        m_accepted_draft_tokens += good;
         if (c.samples) {
+            s->tokens.insert(s->tokens.end(), c.draft.begin(), c.draft.begin() + static_cast<std::ptrdiff_t>(good));
             s->tokens.push_back(token);
         }
+        s->draft.clear();
         cache_computed_blocks(*s);
     }
 }

@@ -54,6 +54,7 @@ struct cli_options {
     std::size_t max_context = 0;
     double prefill_per_decode = 1.0;
     bool prefix_caching = true;
+    std::size_t speculative_tokens = 0;
     std::string device = "cpu";
     std::string kv_type = "f16";
     int cuda_device = 0;
@@ -130,6 +131,10 @@ void print_banner(const cli_options& o, const model& m, const std::filesystem::p
     fmt::print("  scheduler  context {} tokens, {} tokens per step, {} running, {} waiting at most; prefix caching {}\n",
                std::min(s.max_context, blocks * block), s.max_batch_tokens, s.max_running, s.max_waiting,
                s.prefix_caching ? "on" : "off");
+    if (e.options().speculative_tokens > 0) {
+        fmt::print("  speculate  up to {} prompt-lookup draft tokens per step for greedy requests\n",
+                   e.options().speculative_tokens);
+    }
     fmt::print("  chat       {}\n", tmpl.note());
     fmt::print("  listening  {} ({} HTTP thread{}){}\n", url, o.http_threads, o.http_threads == 1 ? "" : "s",
                o.api_key.empty() ? "" : ", API key required");
@@ -221,6 +226,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         eo.scheduler.max_waiting = o.max_queue;
         eo.scheduler.prefill_per_decode = o.prefill_per_decode;
         eo.scheduler.prefix_caching = o.prefix_caching;
+        eo.speculative_tokens = o.speculative_tokens;
         eo.scheduler.max_context = o.max_context > 0 ? o.max_context : (c.n_ctx_train > 0 ? c.n_ctx_train : 2048);
         eo.request_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::duration<double>(std::max(0.0, o.request_timeout_s)));
@@ -294,6 +300,10 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::NonNegativeNumber);
     app.add_flag("--prefix-caching,!--no-prefix-caching", o.prefix_caching,
                  "reuse the KV blocks of prompt prefixes seen before (on by default)");
+    app.add_option("--speculative-tokens", o.speculative_tokens,
+                   "speculative decoding by prompt lookup: draft tokens per step for greedy requests (0: off); "
+                   "the output is unchanged")
+        ->capture_default_str()->check(CLI::Range(0, 16));
     app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer <key>' on /v1/*");
     app.add_option("--request-timeout-s", o.request_timeout_s, "longest a request may run (0: no limit)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -75,6 +75,14 @@ struct engine_options {
     std::chrono::milliseconds request_timeout{0};
     /// Mixed into each request's sampling seed when the request gives none.
     std::uint64_t seed = 0x5eed;
+    /// Speculative decoding by prompt lookup: up to this many draft tokens
+    /// per step for each plain-greedy request (`propose_ngram` over its
+    /// prompt and output, n-grams of up to `speculative_ngram` tokens),
+    /// checked in the same step against the model's own greedy choices. The
+    /// output is bitwise what it is without (the forward pass is batch
+    /// invariant); only its speed changes. 0: off.
+    std::size_t speculative_tokens = 0;
+    std::size_t speculative_ngram = 3;
 };
 
 /// What the generated text must be: free text, or one JSON object (JSON

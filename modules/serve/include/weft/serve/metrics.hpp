@@ -60,6 +60,8 @@ public:
     std::atomic<std::uint64_t> steps{0};
     std::atomic<std::uint64_t> prefix_cache_queries{0}; ///< tokens looked up (set by the engine)
     std::atomic<std::uint64_t> prefix_cache_hits{0};    ///< tokens found cached
+    std::atomic<std::uint64_t> spec_draft_tokens{0};    ///< speculative tokens computed (set by the engine)
+    std::atomic<std::uint64_t> spec_accepted_tokens{0}; ///< of those, the ones the model agreed with
     std::array<std::atomic<std::uint64_t>, 5> finished{}; ///< by finish_reason
 
     histogram time_to_first_token;   ///< seconds, arrival to first token

@@ -57,6 +57,12 @@
 /// switches to the cached twin at commit. Cached blocks no sequence uses are
 /// evicted, least recently used first, before any sequence is preempted.
 ///
+/// Speculative decoding: a decoding sequence given a draft (`propose`) gets
+/// the draft's tokens after its decode token in the next step, when the step
+/// has room (`draft_step_tokens`, the budget) and free blocks; `commit` then
+/// takes how many of them the model agreed with. Their positions count as
+/// computed, the rest are left to be written again.
+///
 /// Threading: not synchronized; one owner (the engine loop) uses it.
 #pragma once
 
@@ -86,6 +92,11 @@ struct scheduler_config {
     std::size_t min_prefill_tokens = 32;
     /// Reuse the KV blocks of common prompt prefixes (see the file comment).
     bool prefix_caching = true;
+    /// Drafts (`propose`) only fill a step up to this many tokens in all: a
+    /// step of a few tokens costs what one token does (the weights' reads
+    /// bound it), beyond that its cost grows with its tokens and the guesses
+    /// that miss cost more than the right ones save.
+    std::size_t draft_step_tokens = 8;
 };
 
 struct sequence_request {
@@ -107,8 +118,12 @@ struct scheduled_chunk {
     seq_id id = 0;
     std::size_t start = 0;              ///< position of the first token
     std::span<const token_id> tokens;   ///< the tokens at [start, start + size)
-    std::span<const block_id> blocks;   ///< block table covering [0, start + tokens.size())
+    std::span<const block_id> blocks;   ///< block table covering [0, start + tokens.size() + draft.size())
     bool samples = false;               ///< ends at the sequence's last token: sample its next one
+    /// Speculative decoding: proposed tokens that follow `tokens` (at
+    /// positions start + tokens.size() ...), computed in the same step to be
+    /// checked against the model's own choices (see `propose`).
+    std::span<const token_id> draft;
 };
 
 struct step_plan {
@@ -143,6 +158,24 @@ public:
     /// skipped. Throws `std::invalid_argument` when the count of sampled
     /// tokens is wrong, `std::logic_error` for a stale or repeated plan.
     void commit(const step_plan& plan, std::span<const token_id> sampled);
+    /// The same for a plan with drafts: `accepted[i]` of sampling chunk i's
+    /// draft tokens were right (the model chose each of them), so the
+    /// sequence gains those and then `sampled[i]`, and the positions of the
+    /// accepted ones count as computed. Throws `std::invalid_argument` when
+    /// an accepted count exceeds its draft.
+    void commit(const step_plan& plan, std::span<const token_id> sampled, std::span<const std::size_t> accepted);
+
+    /// Speculative decoding: tokens that may follow a decoding sequence's
+    /// last one (a guess, e.g. from an earlier occurrence of its last
+    /// tokens). The next `schedule()` computes them after the sequence's
+    /// decode token when the token budget and free blocks allow — never
+    /// preempting or evicting for them — trimmed so that the tokens a step
+    /// can add stay within max_new_tokens. Ignored for a sequence that is not
+    /// decoding; replaced by the next call; dropped at commit or preemption.
+    void propose(seq_id id, std::span<const token_id> draft);
+    /// Draft tokens scheduled and accepted over all commits.
+    std::uint64_t draft_tokens() const noexcept { return m_draft_tokens; }
+    std::uint64_t accepted_draft_tokens() const noexcept { return m_accepted_draft_tokens; }
 
     /// Removes a sequence (running or waiting) and frees its blocks at once.
     /// False when the id is unknown.
@@ -185,6 +218,7 @@ private:
     std::size_t prefill_cap() const noexcept;
     bool reserve(sequence& s, std::size_t positions, build& b);
     void schedule_running(sequence& s, std::size_t n, build& b);
+    void schedule_drafts(build& b);
     void preempt(sequence& s, build& b);
     void admit_waiting(build& b);
     void release_blocks(sequence& s);
@@ -201,6 +235,8 @@ private:
     std::vector<sequence*> m_waiting; // unordered; sorted per schedule()
     std::uint64_t m_steps = 0;        // schedule() calls so far
     std::uint64_t m_committed = 0;    // step of the last committed plan
+    std::uint64_t m_draft_tokens = 0;
+    std::uint64_t m_accepted_draft_tokens = 0;
     std::uint64_t m_arrivals = 0;
     std::int64_t m_queue_back = 0;    // queue keys: new arrivals count up,
     std::int64_t m_queue_front = 0;   // preempted sequences count down
