@@ -227,4 +227,7 @@ TEST_CASE("n-gram proposer continues the latest earlier occurrence of the longes
     CHECK(propose_ngram(v{}, 3, 2).empty());
     CHECK(propose_ngram(v{1}, 3, 2).empty());
     CHECK(propose_ngram(v{1, 1}, 3, 0).empty());
+    // With a minimum n-gram, a lone repeated token is not enough.
+    CHECK(propose_ngram(v{5, 6, 7, 6}, 3, 2, 2).empty());
+    CHECK(propose_ngram(v{5, 6, 7, 5, 6}, 3, 2, 2) == v{7, 5});
 }

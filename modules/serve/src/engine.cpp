@@ -395,7 +395,8 @@ struct engine::impl {
             last = id;
             const std::vector<token_id>* all = sched.tokens(id);
             if (all == nullptr || !plain_greedy(active.at(id).request)) continue;
-            const std::vector<token_id> draft = propose_ngram(*all, opts.speculative_ngram, opts.speculative_tokens);
+            const std::vector<token_id> draft =
+                propose_ngram(*all, opts.speculative_ngram, opts.speculative_tokens, opts.speculative_min_ngram);
             if (!draft.empty()) sched.propose(id, draft);
         }
     }

@@ -83,6 +83,7 @@ struct engine_options {
     /// invariant); only its speed changes. 0: off.
     std::size_t speculative_tokens = 0;
     std::size_t speculative_ngram = 3;
+    std::size_t speculative_min_ngram = 2;
 };
 
 /// What the generated text must be: free text, or one JSON object (JSON

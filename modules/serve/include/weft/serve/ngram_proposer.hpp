@@ -22,8 +22,9 @@
 namespace weft::serve {
 
 /// Up to `k` tokens that followed the latest earlier occurrence of the
-/// longest suffix of `tokens` (of at most `max_ngram` tokens) seen before;
-/// empty when no suffix occurred earlier.
-std::vector<token_id> propose_ngram(std::span<const token_id> tokens, std::size_t max_ngram, std::size_t k);
+/// longest suffix of `tokens` (of `min_ngram` to `max_ngram` tokens) seen
+/// before; empty when no such suffix occurred earlier.
+std::vector<token_id> propose_ngram(std::span<const token_id> tokens, std::size_t max_ngram, std::size_t k,
+                                    std::size_t min_ngram = 1);
 
 } // namespace weft::serve
