@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <thread>
 #include <vector>
 
 using namespace weft::serve;
@@ -118,5 +120,9 @@ TEST_CASE("max_tokens 0 computes the prompt and finishes without a token", "[eng
     const outcome single = run_all(*e, {scoring({prompt[0]}, 0)})[0];
     CHECK(single.finish == finish_reason::length);
     CHECK(single.prompt_logprobs.empty());
+    // The gauge is published by the engine loop after the finish.
+    for (int i = 0; i < 200 && e->metrics().kv_blocks_used.load() != 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     CHECK(e->metrics().kv_blocks_used.load() == 0);
 }
