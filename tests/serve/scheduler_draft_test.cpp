@@ -16,50 +16,6 @@ using namespace weft::serve::test;
 
 namespace {
 
-/// fake_model's cache, also computing drafts: it writes the chunk's tokens
-/// and draft to their slots, then checks the draft token by token against
-/// its own prediction from what the cache holds, as the engine does.
-class drafting_model {
-public:
-    explicit drafting_model(std::size_t block_size) : m_block_size(block_size) {}
-
-    void run(const step_plan& plan, std::vector<token_id>& sampled, std::vector<std::size_t>& accepted) {
-        sampled.clear();
-        accepted.clear();
-        for (const scheduled_chunk& c : plan.chunks) {
-            const std::size_t end = c.start + c.tokens.size();
-            REQUIRE(c.blocks.size() >= block_manager::blocks_for(end + c.draft.size(), m_block_size));
-            for (std::size_t i = 0; i < c.tokens.size(); ++i) slot(c.blocks, c.start + i) = c.tokens[i];
-            for (std::size_t i = 0; i < c.draft.size(); ++i) slot(c.blocks, end + i) = c.draft[i];
-            if (!c.samples) {
-                REQUIRE(c.draft.empty());
-                continue;
-            }
-            std::vector<token_id> context;
-            for (std::size_t pos = 0; pos < end; ++pos) context.push_back(slot(c.blocks, pos));
-            std::size_t good = 0;
-            token_id next = next_token(context);
-            while (good < c.draft.size() && next == c.draft[good]) {
-                context.push_back(slot(c.blocks, end + good));
-                ++good;
-                next = next_token(context);
-            }
-            sampled.push_back(next);
-            accepted.push_back(good);
-        }
-    }
-
-private:
-    token_id& slot(std::span<const block_id> blocks, std::size_t pos) {
-        auto& block = m_cache[blocks[pos / m_block_size]];
-        block.resize(m_block_size, -1);
-        return block[pos % m_block_size];
-    }
-
-    std::size_t m_block_size;
-    std::map<block_id, std::vector<token_id>> m_cache;
-};
-
 /// The next `k` tokens of `tokens` as the fake model continues it.
 std::vector<token_id> true_continuation(std::vector<token_id> tokens, std::size_t k) {
     std::vector<token_id> out;
@@ -176,7 +132,7 @@ TEST_CASE("scheduler with drafts right, wrong and cut short gives what each sequ
         scheduler_config cfg = limits(24, 6);
         cfg.draft_step_tokens = 24;
         scheduler s(cfg, blocks, 4);
-        drafting_model model(4);
+        fake_model model(4);
         std::map<seq_id, std::pair<std::vector<token_id>, std::size_t>> expected;
         for (seq_id id = 1; id <= 8; ++id) {
             const std::size_t prompt = 1 + rng() % 9, max_new = 1 + rng() % 14;

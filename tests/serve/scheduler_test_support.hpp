@@ -72,6 +72,35 @@ public:
         return sampled;
     }
 
+    /// run() for a plan with drafts: each draft token is checked against the
+    /// model's prediction from what the cache holds, as the engine does;
+    /// `accepted` gets how many of each sampling chunk's draft were right.
+    void run(const step_plan& plan, std::vector<token_id>& sampled, std::vector<std::size_t>& accepted) {
+        sampled.clear();
+        accepted.clear();
+        for (const scheduled_chunk& c : plan.chunks) {
+            const std::size_t end = c.start + c.tokens.size();
+            REQUIRE(c.blocks.size() >= block_manager::blocks_for(end + c.draft.size(), m_block_size));
+            for (std::size_t i = 0; i < c.tokens.size(); ++i) slot(c.blocks, c.start + i) = c.tokens[i];
+            for (std::size_t i = 0; i < c.draft.size(); ++i) slot(c.blocks, end + i) = c.draft[i];
+            if (!c.samples) {
+                REQUIRE(c.draft.empty());
+                continue;
+            }
+            std::vector<token_id> context;
+            for (std::size_t pos = 0; pos < end; ++pos) context.push_back(slot(c.blocks, pos));
+            std::size_t good = 0;
+            token_id next = next_token(context);
+            while (good < c.draft.size() && next == c.draft[good]) {
+                context.push_back(slot(c.blocks, end + good));
+                ++good;
+                next = next_token(context);
+            }
+            sampled.push_back(next);
+            accepted.push_back(good);
+        }
+    }
+
 private:
     token_id& slot(std::span<const block_id> blocks, std::size_t pos) {
         auto& block = m_cache[blocks[pos / m_block_size]];
