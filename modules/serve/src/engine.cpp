@@ -61,6 +61,7 @@ struct active_request {
     token_stream_decoder decoder;
     stop_matcher stops;
     std::optional<json_constraint> json; // JSON mode
+    std::size_t draft_length = 0;        // speculative: the next draft's length (adapts to the hits)
     std::vector<std::uint64_t> json_allowed; // the tokens it takes next, once computed
     std::size_t json_allowed_count = 0;
     bool json_allowed_ready = false;
@@ -320,6 +321,10 @@ struct engine::impl {
                 // tokens it agrees with, then its own next choice.
                 std::size_t good = 0;
                 while (good < c.draft.size() && greedy_choice(first_row + good) == c.draft[good]) ++good;
+                // A missed guess shortens the next draft to what was right
+                // plus one (a miss costs a position, not a step); a full hit
+                // lengthens it again.
+                r.draft_length = good == c.draft.size() ? std::min(opts.speculative_tokens, good + 1) : good + 1;
                 const token_id next = greedy_choice(first_row + good);
                 sampled.push_back(next);
                 accepted.resize(sampled.size());
@@ -394,9 +399,11 @@ struct engine::impl {
             if (id == last) continue;
             last = id;
             const std::vector<token_id>* all = sched.tokens(id);
-            if (all == nullptr || !plain_greedy(active.at(id).request)) continue;
+            active_request& r = active.at(id);
+            if (all == nullptr || !plain_greedy(r.request)) continue;
+            if (r.draft_length == 0) r.draft_length = opts.speculative_tokens;
             const std::vector<token_id> draft =
-                propose_ngram(*all, opts.speculative_ngram, opts.speculative_tokens, opts.speculative_min_ngram);
+                propose_ngram(*all, opts.speculative_ngram, r.draft_length, opts.speculative_min_ngram);
             if (!draft.empty()) sched.propose(id, draft);
         }
     }

@@ -78,9 +78,11 @@ struct engine_options {
     /// Speculative decoding by prompt lookup: up to this many draft tokens
     /// per step for each plain-greedy request (`propose_ngram` over its
     /// prompt and output, n-grams of up to `speculative_ngram` tokens),
-    /// checked in the same step against the model's own greedy choices. The
-    /// output is bitwise what it is without (the forward pass is batch
-    /// invariant); only its speed changes. 0: off.
+    /// checked in the same step against the model's own greedy choices. A
+    /// request's drafts shrink after a miss (to what was right, plus one)
+    /// and grow back after a full hit. The output is bitwise what it is
+    /// without (the forward pass is batch invariant); only its speed
+    /// changes. 0: off.
     std::size_t speculative_tokens = 0;
     std::size_t speculative_ngram = 3;
     std::size_t speculative_min_ngram = 2;
