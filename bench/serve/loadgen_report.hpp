@@ -88,7 +88,7 @@ struct summary {
     std::map<int, long> http_status;
     std::map<std::string, long> finish_reasons;
     long incomplete_outputs = 0; ///< completed with fewer tokens than max_tokens
-    long usage_mismatches = 0;   ///< usage.completion_tokens differs from the counted events
+    long usage_mismatches = 0;   ///< usage.completion_tokens differs from the counted events (events of several tokens)
     std::vector<std::string> error_samples; ///< a few "kind: detail" lines
 };
 

@@ -33,7 +33,7 @@ for r in $(seq "$rounds"); do
       port=18184
       if [[ "$mode" == on ]]; then port=18185; fi
       "$loadgen" --port "$port" --model "$m" --concurrency "$c" --requests $((c * 3)) --max-tokens 256 \
-        --prompt-tokens 16 --seed "$r" --label "spec $mode c=$c round $r" --json "$out/spec-$mode-c$c-r$r.json" >/dev/null
+        --prompt-tokens 16 --stream-usage --seed "$r" --label "spec $mode c=$c round $r" --json "$out/spec-$mode-c$c-r$r.json" >/dev/null
     done
   done
 done

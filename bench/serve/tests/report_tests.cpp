@@ -85,6 +85,19 @@ TEST_CASE("run summary computes TPOT, throughput and goodput as vLLM does", "[lo
     CHECK(s.error_samples.size() == 2);
 }
 
+TEST_CASE("run summary counts the server's completion tokens when a stream's events carry several", "[loadgen][report]") {
+    run_config cfg;
+    cfg.max_tokens = 16;
+    cfg.stream = true;
+    request_record r = ok(0.010, 0.160, 6); // 6 events
+    r.usage_completion_tokens = 16;          // for 16 tokens
+    const summary s = summarize_run({r}, {}, 1.0, cfg);
+    CHECK(s.total_output_tokens == 16);
+    CHECK(s.tpot.median == Approx(10.0)); // 150 ms over 15 tokens after the first
+    CHECK(s.incomplete_outputs == 0);
+    CHECK(s.usage_mismatches == 1);       // still reported: events and tokens differ
+}
+
 TEST_CASE("run summary without SLOs has no goodput and JSON carries the configuration", "[loadgen][report]") {
     run_config cfg;
     cfg.label = "mock";
