@@ -399,8 +399,9 @@ struct engine::impl {
             if (id == last) continue;
             last = id;
             const std::vector<token_id>* all = sched.tokens(id);
+            if (all == nullptr) continue; // ended with this step's tokens
             active_request& r = active.at(id);
-            if (all == nullptr || !plain_greedy(r.request)) continue;
+            if (!plain_greedy(r.request)) continue;
             if (r.draft_length == 0) r.draft_length = opts.speculative_tokens;
             const std::vector<token_id> draft =
                 propose_ngram(*all, opts.speculative_ngram, r.draft_length, opts.speculative_min_ngram);

@@ -343,7 +343,7 @@ void json_constraint::apply(std::span<const std::uint64_t> bits, std::span<float
             if ((word >> (i % 64) & 1) == 0) logits[i] = ban;
         }
     }
-    for (std::size_t i = n; i < logits.size(); ++i) logits[i] = -std::numeric_limits<float>::infinity();
+    for (std::size_t i = n; i < logits.size(); ++i) logits[i] = ban;
 }
 
 std::size_t json_constraint::mask(std::span<float> logits) const {
@@ -361,8 +361,10 @@ bool json_constraint::allows(token_id id) const noexcept {
 }
 
 bool json_constraint::advance(token_id id) noexcept {
-    if (!allows(id)) return false;
-    return m_matcher.feed((*m_vocabulary)[id]);
+    if (id < 0 || static_cast<std::size_t>(id) >= m_vocabulary->size()) return false;
+    const std::string_view text = (*m_vocabulary)[id];
+    // feed() is all or nothing: a refused token leaves the state as it was.
+    return !text.empty() && m_matcher.feed(text);
 }
 
 } // namespace weft::serve

@@ -131,21 +131,26 @@ sample_result sampler::sample(std::span<float> logits, std::span<const token_id>
     sample_result result;
     result.token = m_params.temperature == 0.0f ? static_cast<token_id>(argmax) : draw(logits, max);
     if (m_params.logprobs || m_params.top_logprobs > 0) {
-        double sum = 0.0;
-        for (const float l : logits) {
-            sum += std::exp(static_cast<double>(l) - max);
-        }
-        const double log_norm = static_cast<double>(max) + std::log(sum);
-        result.logprob = static_cast<float>(logits[static_cast<std::size_t>(result.token)] - log_norm);
-        if (m_params.top_logprobs > 0) {
-            select_top(logits, std::min(static_cast<std::size_t>(m_params.top_logprobs), vocab), m_candidates);
-            result.top.reserve(m_candidates.size());
-            for (const candidate& c : m_candidates) {
-                result.top.push_back({c.id, static_cast<float>(c.logit - log_norm)});
-            }
-        }
+        add_logprobs(logits, max, static_cast<std::size_t>(m_params.top_logprobs), m_candidates, result);
     }
     return result;
+}
+
+void sampler::add_logprobs(std::span<const float> logits, float max, std::size_t top, std::vector<candidate>& scratch,
+                           sample_result& result) {
+    double sum = 0.0;
+    for (const float l : logits) {
+        sum += std::exp(static_cast<double>(l) - max);
+    }
+    const double log_norm = static_cast<double>(max) + std::log(sum);
+    result.logprob = static_cast<float>(logits[static_cast<std::size_t>(result.token)] - log_norm);
+    if (top > 0) {
+        select_top(logits, std::min(top, logits.size()), scratch);
+        result.top.reserve(scratch.size());
+        for (const candidate& c : scratch) {
+            result.top.push_back({c.id, static_cast<float>(c.logit - log_norm)});
+        }
+    }
 }
 
 sample_result sampler::score(std::span<const float> logits, token_id token, std::size_t top) {
@@ -161,18 +166,10 @@ sample_result sampler::score(std::span<const float> logits, token_id token, std:
         max = std::max(max, l);
     }
     if (!std::isfinite(max)) throw std::invalid_argument("sampler: logits have no finite maximum");
-    double sum = 0.0;
-    for (const float l : logits) sum += std::exp(static_cast<double>(l) - max);
-    const double log_norm = static_cast<double>(max) + std::log(sum);
     sample_result r;
     r.token = token;
-    r.logprob = static_cast<float>(logits[static_cast<std::size_t>(token)] - log_norm);
-    if (top > 0) {
-        std::vector<candidate> best;
-        select_top(logits, std::min(top, vocab), best);
-        r.top.reserve(best.size());
-        for (const candidate& c : best) r.top.push_back({c.id, static_cast<float>(c.logit - log_norm)});
-    }
+    std::vector<candidate> scratch;
+    add_logprobs(logits, max, top, scratch, r);
     return r;
 }
 

@@ -102,6 +102,10 @@ private:
 
     /// The best `n` of `logits` (larger logit, then lower id), best first.
     static void select_top(std::span<const float> logits, std::size_t n, std::vector<candidate>& out);
+    /// result.logprob (of result.token) and result.top (`top` entries) from
+    /// the log-softmax of `logits`, whose maximum is `max`.
+    static void add_logprobs(std::span<const float> logits, float max, std::size_t top,
+                             std::vector<candidate>& scratch, sample_result& result);
 
     void apply_penalties(std::span<float> logits, std::span<const token_id> prompt,
                          std::span<const token_id> generated);
