@@ -1,3 +1,5 @@
+#include "json_test_support.hpp"
+
 #include <weft/serve/json_constraint.hpp>
 
 #include <weft/serve/demo_model.hpp>
@@ -33,38 +35,9 @@ bool completes_exactly(std::string_view doc) {
     return m.complete();
 }
 
-/// `doc` with each exponent outside strings cut to one digit: an exponent's
-/// size is a parser's limit (nlohmann refuses 1e999 as out of range), not a
-/// matter of syntax. Exact for every valid prefix, so it never turns an
-/// invalid document into a valid one.
-std::string short_exponents(const std::string& doc) {
-    std::string out;
-    bool in_string = false;
-    for (std::size_t i = 0; i < doc.size(); ++i) {
-        const char c = doc[i];
-        out += c;
-        if (in_string) {
-            if (c == '\\' && i + 1 < doc.size()) {
-                out += doc[++i];
-            } else if (c == '"') {
-                in_string = false;
-            }
-        } else if (c == '"') {
-            in_string = true;
-        } else if ((c == 'e' || c == 'E') && i > 0 && std::isdigit(static_cast<unsigned char>(doc[i - 1])) != 0) {
-            if (i + 1 < doc.size() && (doc[i + 1] == '+' || doc[i + 1] == '-')) out += doc[++i];
-            if (i + 1 < doc.size() && std::isdigit(static_cast<unsigned char>(doc[i + 1])) != 0) {
-                out += '1';
-                while (i + 1 < doc.size() && std::isdigit(static_cast<unsigned char>(doc[i + 1])) != 0) ++i;
-            }
-        }
-    }
-    return out;
-}
-
 bool strict_parse_object(const std::string& doc) {
     try {
-        return nlohmann::json::parse(short_exponents(doc)).is_object();
+        return nlohmann::json::parse(weft::serve::test::short_exponents(doc)).is_object();
     } catch (const nlohmann::json::parse_error&) {
         return false;
     }

@@ -342,8 +342,14 @@ TEST_CASE("hostile chat bodies get 400 naming the field", "[openai]") {
          "tools"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tool_choice\": \"auto\"}", "tool_choice"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": "
-         "\"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {}}}}",
-         "response_format.type"},
+         "\"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"string\"}}}}",
+         "response_format.json_schema.schema"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": "
+         "\"json_schema\", \"json_schema\": {\"name\": 3, \"schema\": {}}}}",
+         "response_format.json_schema.name"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": "
+         "\"json_schema\", \"json_schema\": {\"schema\": []}}}",
+         "response_format.json_schema.schema"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": \"yaml\"}}",
          "response_format.type"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {}}",
@@ -372,6 +378,20 @@ TEST_CASE("response_format json_object asks for JSON mode on both endpoints", "[
     CHECK(text.generation.format == weft::serve::output_format::text);
     CHECK(parse_completion_request(R"({"prompt": "a"})", options()).generation.format ==
           weft::serve::output_format::text);
+}
+
+TEST_CASE("response_format json_schema compiles the schema into the request", "[openai]") {
+    const openai_request r = parse_completion_request(
+        R"({"prompt": "a", "response_format": {"type": "json_schema", "json_schema": {"name": "p", "strict": true,
+            "schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}})",
+        options());
+    CHECK(r.generation.format == weft::serve::output_format::json_schema);
+    REQUIRE(r.generation.schema != nullptr);
+    const auto& root = r.generation.schema->at(r.generation.schema->root());
+    REQUIRE(root.properties.size() == 1);
+    CHECK(root.properties[0].name == "n");
+    CHECK(root.required == 1);
+    CHECK(r.generation.schema->at(root.properties[0].node).integer_only);
 }
 
 TEST_CASE("echo with logprobs scores the prompt, and max_tokens 0 with echo scores it alone", "[openai]") {

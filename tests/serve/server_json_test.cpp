@@ -1,4 +1,5 @@
-// JSON mode on the server: response_format {"type": "json_object"}.
+// JSON mode and structured outputs on the server: response_format
+// {"type": "json_object"} and {"type": "json_schema"}.
 #include "server_test_support.hpp"
 
 #include <weft/serve/json_constraint.hpp>
@@ -84,13 +85,73 @@ TEST_CASE("a logit bias cannot make JSON mode take a token that breaks the objec
     CHECK(text[text.find_first_not_of(" \t\r\n")] == '{');
 }
 
-TEST_CASE("server refuses JSON schemas and unknown response formats with 400", "[server][json]") {
+TEST_CASE("server refuses unsupported schemas and unknown response formats with 400, naming what", "[server][json]") {
     test_server srv;
     json body = chat_body("hi", 4);
-    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", json::object()}}}};
-    check_error(srv.post("/v1/chat/completions", body), 400, "response_format.type");
+    body["response_format"] = json::parse(R"({"type": "json_schema", "json_schema": {"name": "x",
+        "schema": {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}}})");
+    const http_reply r = srv.post("/v1/chat/completions", body);
+    check_error(r, 400, "response_format.json_schema.schema");
+    CHECK_THAT(r.body, Catch::Contains("properties.age.minimum"));
+    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "x"}}}};
+    check_error(srv.post("/v1/chat/completions", body), 400, "response_format.json_schema.schema");
+    body["response_format"] = {{"type", "json_schema"}};
+    check_error(srv.post("/v1/chat/completions", body), 400, "response_format.json_schema");
     body["response_format"] = {{"type", "xml"}};
     check_error(srv.post("/v1/chat/completions", body), 400, "response_format.type");
     // The server keeps serving.
     CHECK(srv.post("/v1/chat/completions", chat_body("hi", 4)).status == 200);
+}
+
+TEST_CASE("server with a JSON schema replies with objects the schema accepts, streamed or not", "[server][json]") {
+    test_server srv;
+    const json schema = json::parse(R"({
+      "type": "object",
+      "properties": {
+        "name": {"type": "string", "maxLength": 8},
+        "age": {"type": "integer"},
+        "pet": {"enum": ["cat", "dog", null]},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 2}
+      },
+      "required": ["name", "age", "pet"],
+      "additionalProperties": false
+    })");
+    json body = chat_body("Describe a person as JSON.", 200);
+    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "person"}, {"schema", schema}, {"strict", true}}}};
+    body["temperature"] = 1.0;
+    body["seed"] = 5;
+    body["n"] = 4;
+    const json j = srv.post("/v1/chat/completions", body).body_json();
+    REQUIRE(j["choices"].size() == 4);
+    std::map<int, std::string> texts;
+    std::size_t complete = 0;
+    for (const json& c : j["choices"]) {
+        const std::string content = c["message"]["content"];
+        INFO(content);
+        texts[c["index"].get<int>()] = content;
+        if (c["finish_reason"] != "stop") continue;
+        ++complete;
+        const json v = json::parse(content);
+        REQUIRE(v.is_object());
+        CHECK(v.size() <= 4);
+        CHECK(v["name"].is_string());
+        CHECK(v["name"].get<std::string>().size() <= 8 * 4);
+        CHECK((v["age"].is_number_integer() || v["age"].is_number_unsigned()));
+        CHECK((v["pet"] == "cat" || v["pet"] == "dog" || v["pet"].is_null()));
+        if (v.contains("tags")) CHECK(v["tags"].size() <= 2);
+    }
+    CHECK(complete > 0);
+
+    body["stream"] = true;
+    const http_reply streamed = srv.post("/v1/chat/completions", body);
+    REQUIRE(streamed.status == 200);
+    std::map<int, std::string> deltas;
+    for (const std::string& data : sse_data(streamed.body)) {
+        if (data == "[DONE]") continue;
+        const json event = json::parse(data);
+        for (const json& c : event["choices"]) {
+            if (c["delta"].contains("content")) deltas[c["index"].get<int>()] += c["delta"]["content"].get<std::string>();
+        }
+    }
+    CHECK(deltas == texts);
 }

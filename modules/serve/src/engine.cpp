@@ -240,9 +240,10 @@ struct engine::impl {
             auto [it, inserted] = active.try_emplace(id, r.box, std::move(r.request), r.arrival, *tok, seed);
             active_request& a = it->second;
             a.prompt_logprobs_complete = !a.request.prompt_logprobs || a.request.prompt.size() <= 1;
-            if (a.request.format == output_format::json_object) {
+            if (a.request.format != output_format::text) {
                 if (!json_vocabulary) json_vocabulary = std::make_shared<const token_texts>(*tok);
-                a.json.emplace(json_vocabulary);
+                a.json.emplace(json_vocabulary,
+                               a.request.format == output_format::json_schema ? a.request.schema : nullptr);
             }
             if (opts.request_timeout.count() > 0) a.deadline = a.arrival + opts.request_timeout;
             if (a.request.deadline && (!a.deadline || *a.request.deadline < *a.deadline)) a.deadline = a.request.deadline;

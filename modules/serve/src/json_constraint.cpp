@@ -22,6 +22,22 @@ constexpr int hex_value(std::uint8_t c) noexcept {
 
 constexpr std::array<std::string_view, 3> literals{"true", "false", "null"};
 
+/// The kind of value a first byte starts, or -1.
+constexpr int kind_of(std::uint8_t c) noexcept {
+    switch (c) {
+    case '{': return json_schema::object_kind;
+    case '[': return json_schema::array_kind;
+    case '"': return json_schema::string_kind;
+    case 't': case 'f': return json_schema::boolean_kind;
+    case 'n': return json_schema::null_kind;
+    default: return c == '-' || is_digit(c) ? json_schema::number_kind : -1;
+    }
+}
+
+constexpr std::uint64_t low_bits(std::size_t n) noexcept {
+    return n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1;
+}
+
 } // namespace
 
 bool json_matcher::feed(std::uint8_t byte) noexcept {
@@ -73,6 +89,7 @@ bool json_matcher::step(std::uint8_t c) noexcept {
         if (++m_count == word.size()) value_done();
         return true;
     }
+    case phase::enum_value: return enum_byte(c);
     case phase::done: return false;
     default: break;
     }
@@ -80,27 +97,48 @@ bool json_matcher::step(std::uint8_t c) noexcept {
     if (is_whitespace(c)) return whitespace(c);
     m_whitespace = 0;
     switch (m_phase) {
-    case phase::before_object: return c == '{' && open(false);
+    case phase::before_object:
+        if (m_schema != nullptr) m_node = m_schema->root();
+        return c == '{' && open(false);
     case phase::object_open:
         if (c == '}') return close(false);
         [[fallthrough]];
-    case phase::object_key:
-        if (c != '"') return false;
-        m_key = true;
-        m_phase = phase::string;
-        return true;
+    case phase::object_key: return c == '"' && start_key();
     case phase::colon:
         if (c != ':') return false;
         m_phase = phase::value;
         return true;
     case phase::value: return start_value(c);
-    case phase::array_open: return c == ']' ? close(true) : start_value(c);
-    case phase::after_value:
+    case phase::array_open:
+        if (c == ']') return close(true);
+        if (m_schema != nullptr) {
+            frame& f = m_frames[m_depth - 1];
+            const json_schema::node& n = node_at(f.node);
+            if (f.count >= n.max_items || !can_start(n.items)) return false;
+            ++f.count;
+            m_node = n.items;
+        }
+        return start_value(c);
+    case phase::after_value: {
         if (c == '}') return close(false);
         if (c == ']') return close(true);
         if (c != ',') return false;
-        m_phase = (m_arrays >> (m_depth - 1) & 1) != 0 ? phase::value : phase::object_key;
+        const bool array = (m_arrays >> (m_depth - 1) & 1) != 0;
+        if (m_schema != nullptr) {
+            frame& f = m_frames[m_depth - 1];
+            const json_schema::node& n = node_at(f.node);
+            if (array) {
+                // Another element only while the array may grow.
+                if (f.count >= n.max_items || !can_start(n.items)) return false;
+                ++f.count;
+                m_node = n.items;
+            } else if (!may_continue_object()) {
+                return false; // no key is left to give
+            }
+        }
+        m_phase = array ? phase::value : phase::object_key;
         return true;
+    }
     default: return false;
     }
 }
@@ -112,6 +150,29 @@ bool json_matcher::whitespace(std::uint8_t) noexcept {
 }
 
 bool json_matcher::start_value(std::uint8_t c) noexcept {
+    if (m_schema != nullptr) {
+        // The schema node for a value of this kind (an anyOf picks its branch here).
+        const int kind = kind_of(c);
+        if (kind < 0) return false;
+        const std::int32_t resolved = node_at(m_node).by_kind[static_cast<std::size_t>(kind)];
+        if (resolved < 0) return false;
+        m_node = static_cast<std::uint16_t>(resolved);
+        const json_schema::node& n = node_at(m_node);
+        if (!n.literals.empty()) {
+            std::uint64_t candidates = 0;
+            for (std::size_t i = 0; i < n.literals.size(); ++i) {
+                if (static_cast<std::uint8_t>(n.literals[i][0]) == c) candidates |= std::uint64_t{1} << i;
+            }
+            if (candidates == 0) return false;
+            m_candidates = candidates;
+            m_pos = 1;
+            m_phase = phase::enum_value;
+            return true;
+        }
+        m_int_only = n.integer_only;
+        m_chars = 0;
+        m_plain_ok = n.max_length == json_schema::unbounded;
+    }
     switch (c) {
     case '"':
         m_key = false;
@@ -137,6 +198,10 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
 
 bool json_matcher::open(bool array) noexcept {
     if (m_depth >= max_depth) return false;
+    if (m_schema != nullptr) {
+        if (m_depth >= schema_depth) return false;
+        m_frames[m_depth] = frame{0, 0, m_node};
+    }
     const std::uint64_t bit = std::uint64_t{1} << m_depth;
     m_arrays = array ? m_arrays | bit : m_arrays & ~bit;
     ++m_depth;
@@ -146,6 +211,11 @@ bool json_matcher::open(bool array) noexcept {
 
 bool json_matcher::close(bool array) noexcept {
     if (m_depth == 0 || ((m_arrays >> (m_depth - 1) & 1) != 0) != array) return false;
+    if (m_schema != nullptr) {
+        const frame& f = m_frames[m_depth - 1];
+        const json_schema::node& n = node_at(f.node);
+        if (array ? f.count < n.min_items : (n.required & ~f.seen) != 0) return false;
+    }
     --m_depth;
     value_done();
     return true;
@@ -156,7 +226,107 @@ void json_matcher::value_done() noexcept {
     m_phase = m_depth == 0 ? phase::done : phase::after_value;
 }
 
+bool json_matcher::can_start(std::int32_t node) const noexcept {
+    // A value here opens at the current depth: a container only below the
+    // bound, so a node that is nothing but containers cannot start past it.
+    if (node < 0) return false;
+    if (m_depth < schema_depth) return true;
+    const auto& kinds = node_at(static_cast<std::uint16_t>(node)).by_kind;
+    return kinds[json_schema::string_kind] >= 0 || kinds[json_schema::number_kind] >= 0 ||
+           kinds[json_schema::boolean_kind] >= 0 || kinds[json_schema::null_kind] >= 0;
+}
+
+std::uint64_t json_matcher::open_properties() const noexcept {
+    const frame& f = m_frames[m_depth - 1];
+    const json_schema::node& n = node_at(f.node);
+    std::uint64_t out = low_bits(n.properties.size()) & ~f.seen;
+    for (std::uint64_t left = out; left != 0; left &= left - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(left));
+        if (!can_start(n.properties[i].node)) out &= ~(std::uint64_t{1} << i);
+    }
+    return out;
+}
+
+bool json_matcher::start_key() noexcept {
+    m_key = true;
+    m_phase = phase::string;
+    m_plain_ok = true;
+    m_match_key = false;
+    if (m_schema == nullptr) return true;
+    const frame& f = m_frames[m_depth - 1];
+    const json_schema::node& n = node_at(f.node);
+    if (n.properties.empty()) return can_start(n.additional);
+    m_candidates = open_properties();
+    m_pos = 0;
+    m_match_key = true;
+    m_plain_ok = false;
+    return m_candidates != 0;
+}
+
+bool json_matcher::may_continue_object() const noexcept {
+    const frame& f = m_frames[m_depth - 1];
+    const json_schema::node& n = node_at(f.node);
+    return n.properties.empty() ? can_start(n.additional) : open_properties() != 0;
+}
+
+bool json_matcher::key_byte(std::uint8_t c) noexcept {
+    const std::vector<json_schema::property>& props = node_at(m_frames[m_depth - 1].node).properties;
+    if (c == '"') {
+        // The key ends: the candidate whose name is exactly what was read.
+        for (std::uint64_t left = m_candidates; left != 0; left &= left - 1) {
+            const auto i = static_cast<std::size_t>(std::countr_zero(left));
+            if (props[i].name.size() != m_pos) continue;
+            m_frames[m_depth - 1].seen |= std::uint64_t{1} << i;
+            m_node = props[i].node;
+            m_match_key = false;
+            m_phase = phase::colon;
+            return true;
+        }
+        return false;
+    }
+    std::uint64_t next = 0;
+    for (std::uint64_t left = m_candidates; left != 0; left &= left - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(left));
+        const std::string& name = props[i].name;
+        if (m_pos < name.size() && static_cast<std::uint8_t>(name[m_pos]) == c) next |= std::uint64_t{1} << i;
+    }
+    if (next == 0) return false;
+    m_candidates = next;
+    ++m_pos;
+    return true;
+}
+
+bool json_matcher::enum_byte(std::uint8_t c) noexcept {
+    const std::vector<std::string>& values = node_at(m_node).literals;
+    std::uint64_t next = 0;
+    bool finished = false;
+    for (std::uint64_t left = m_candidates; left != 0; left &= left - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(left));
+        if (m_pos == values[i].size()) {
+            finished = true;
+        } else if (static_cast<std::uint8_t>(values[i][m_pos]) == c) {
+            next |= std::uint64_t{1} << i;
+        }
+    }
+    if (next != 0) {
+        m_candidates = next;
+        ++m_pos;
+        return true;
+    }
+    // Only a number can be a prefix of another value ("1", "10"): it ends
+    // at the first byte that continues none, which is whatever follows.
+    if (!finished) return false;
+    value_done();
+    return step(c);
+}
+
 bool json_matcher::string_byte(std::uint8_t c) noexcept {
+    if (m_match_key) {
+        // Every byte of the key, continuation bytes included, must follow a
+        // property name (names have no quote or backslash); the quote ends it.
+        if (c == '\\' || !key_byte(c)) return false;
+        if (c == '"') return true;
+    }
     if (m_utf8_left > 0) {
         if (c < m_utf8_lo || c > m_utf8_hi) return false;
         --m_utf8_left;
@@ -166,17 +336,24 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
     }
     if (c == '"') {
         if (m_key) {
+            if (m_schema != nullptr) m_node = static_cast<std::uint16_t>(node_at(m_frames[m_depth - 1].node).additional);
             m_phase = phase::colon;
         } else {
+            if (m_schema != nullptr && m_chars < node_at(m_node).min_length) return false;
             value_done();
         }
         return true;
+    }
+    if (c < 0x20) return false; // control characters must be escaped
+    if (m_schema != nullptr && !m_key) {
+        // A character begins (a byte, a lead byte or an escape).
+        if (m_chars >= node_at(m_node).max_length) return false;
+        ++m_chars;
     }
     if (c == '\\') {
         m_phase = phase::escape;
         return true;
     }
-    if (c < 0x20) return false; // control characters must be escaped
     if (c < 0x80) return true;
     // A lead byte: how many continuation bytes follow, and the range of the
     // first one that excludes overlong forms, surrogates and > U+10FFFF.
@@ -222,6 +399,7 @@ bool json_matcher::hex_digit(std::uint8_t c) noexcept {
 bool json_matcher::number_byte(std::uint8_t c) noexcept {
     const bool digit = is_digit(c);
     const bool exp = c == 'e' || c == 'E';
+    if (m_int_only && (exp || c == '.')) return false;
     switch (m_sub) {
     case minus:
         if (!digit) return false;
@@ -294,8 +472,9 @@ void token_texts::add(std::string_view piece) {
     m_plain.push_back(plain && m.in_plain_string() ? 1 : 0);
 }
 
-json_constraint::json_constraint(std::shared_ptr<const token_texts> vocabulary)
-    : m_vocabulary(std::move(vocabulary)) {}
+json_constraint::json_constraint(std::shared_ptr<const token_texts> vocabulary,
+                                 std::shared_ptr<const json_schema> schema)
+    : m_vocabulary(std::move(vocabulary)), m_schema(std::move(schema)), m_matcher(m_schema.get()) {}
 
 std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
     const token_texts& vocab = *m_vocabulary;

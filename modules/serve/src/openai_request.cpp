@@ -195,7 +195,8 @@ void parse_logit_bias(const json& obj, const openai_parse_options& opts, samplin
 }
 
 /// The fields both endpoints share.
-/// response_format: {"type": "text"} or {"type": "json_object"} (JSON mode).
+/// response_format: {"type": "text"}, {"type": "json_object"} (JSON mode) or
+/// {"type": "json_schema", ...} (structured outputs).
 void parse_response_format(const json& obj, generation_request& g) {
     const json* v = field(obj, "response_format");
     if (v == nullptr) return;
@@ -208,10 +209,29 @@ void parse_response_format(const json& obj, generation_request& g) {
     } else if (name == "json_object") {
         g.format = output_format::json_object;
     } else if (name == "json_schema") {
-        invalid_value("response_format.type",
-                      "JSON schemas are not supported by this server: use {\"type\": \"json_object\"} for any JSON object");
+        // {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}, "strict": ...}}
+        const json* spec = field(*v, "json_schema");
+        if (spec == nullptr) {
+            throw api_error::invalid("response_format.json_schema",
+                                     "'response_format.json_schema' is a required property.");
+        }
+        if (!spec->is_object()) wrong_type("response_format.json_schema", "an object", *spec);
+        if (const json* n = field(*spec, "name"); n != nullptr) read_string(*n, "response_format.json_schema.name");
+        const json* schema = field(*spec, "schema");
+        if (schema == nullptr) {
+            throw api_error::invalid("response_format.json_schema.schema",
+                                     "'response_format.json_schema.schema' is a required property.");
+        }
+        if (!schema->is_object()) wrong_type("response_format.json_schema.schema", "an object", *schema);
+        try {
+            g.schema = std::make_shared<const json_schema>(json_schema::parse(schema->dump()));
+        } catch (const std::invalid_argument& e) {
+            invalid_value("response_format.json_schema.schema", e.what());
+        }
+        g.format = output_format::json_schema;
     } else {
-        invalid_value("response_format.type", fmt::format("'{}' is not one of 'text', 'json_object'", name));
+        invalid_value("response_format.type",
+                      fmt::format("'{}' is not one of 'text', 'json_object', 'json_schema'", name));
     }
 }
 

@@ -110,6 +110,32 @@ for (const ch of structured.choices) {
 }
 check(structured.choices.some((ch) => ch.finish_reason === "stop"), "JSON mode closes an object");
 
+// Structured outputs: each finished reply is an object the schema accepts.
+const schema = {
+  type: "object",
+  properties: {
+    answer: { type: "string", maxLength: 10 },
+    score: { type: "integer" },
+    mood: { enum: ["good", "bad"] },
+  },
+  required: ["answer", "score", "mood"],
+  additionalProperties: false,
+};
+const typed = await client.chat.completions.create({
+  model, messages, max_tokens: 200, temperature: 1, seed: 4, n: 4,
+  response_format: { type: "json_schema", json_schema: { name: "reply", schema, strict: true } },
+});
+let typedDone = 0;
+for (const ch of typed.choices) {
+  if (ch.finish_reason !== "stop") continue;
+  typedDone += 1;
+  const v = JSON.parse(ch.message.content);
+  check(Object.keys(v).sort().join() === "answer,mood,score" && typeof v.answer === "string" &&
+        Number.isInteger(v.score) && (v.mood === "good" || v.mood === "bad"),
+        `structured output choice ${ch.index} matches its schema`);
+}
+check(typedDone > 0, "structured outputs close an object");
+
 // Errors surface as the client's typed errors.
 try {
   await client.completions.create({ model, prompt: "x", max_tokens: -1 });

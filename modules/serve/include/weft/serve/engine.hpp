@@ -33,6 +33,7 @@
 /// belongs to one coroutine.
 #pragma once
 
+#include <weft/serve/json_schema.hpp>
 #include <weft/serve/metrics.hpp>
 #include <weft/serve/model_backend.hpp>
 #include <weft/serve/sampler.hpp>
@@ -90,8 +91,9 @@ struct engine_options {
 
 /// What the generated text must be: free text, or one JSON object (JSON
 /// mode: every token is masked to keep the text a valid prefix of an object,
-/// and the request ends, finish reason stop, when the object closes).
-enum class output_format : unsigned char { text, json_object };
+/// and the request ends, finish reason stop, when the object closes), or one
+/// object that `generation_request::schema` accepts (structured outputs).
+enum class output_format : unsigned char { text, json_object, json_schema };
 
 struct generation_request {
     std::vector<token_id> prompt;
@@ -103,6 +105,8 @@ struct generation_request {
     std::vector<token_id> stop_token_ids;
     bool ignore_eos = false;
     output_format format = output_format::text;
+    /// The schema of output_format::json_schema.
+    std::shared_ptr<const json_schema> schema;
     /// Report the log-probability of each prompt token after the first
     /// (given the tokens before it, from the raw logits), with this many most
     /// likely alternatives each. Such a request computes its whole prompt (no

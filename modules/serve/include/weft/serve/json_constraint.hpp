@@ -15,6 +15,16 @@
 /// them). The state is a few bytes, trivially copyable, so trying a token is
 /// copying it and feeding the token's bytes.
 ///
+/// Given a `json_schema` (structured outputs), the matcher also holds the
+/// object to the schema: a value may only start as the kinds its schema node
+/// accepts, keys are matched byte by byte against the properties not yet
+/// given, the object closes only after its required ones, arrays and strings
+/// keep to their bounds, `enum` values are matched literally. Nesting is then
+/// at most `schema_depth`: at the bound, a key or element whose value could
+/// only be a container is not offered. Every accepted byte leaves a
+/// completion the schema accepts, except where the schema requires nesting
+/// deeper than the bound.
+///
 /// `json_constraint` applies a matcher to a vocabulary (`token_texts`, the
 /// bytes of each token, built once per tokenizer): `allowed` is the set of
 /// tokens the matcher would accept from its state, `mask` sets the logit of
@@ -29,8 +39,10 @@
 /// `token_texts` may be read from any thread.
 #pragma once
 
+#include <weft/serve/json_schema.hpp>
 #include <weft/serve/token.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -47,6 +59,12 @@ class json_matcher {
 public:
     static constexpr std::size_t max_depth = 64;
     static constexpr std::size_t max_whitespace = 20;
+    static constexpr std::size_t schema_depth = 20;
+
+    json_matcher() = default;
+    /// Holds the object to `schema` (which must outlive the matcher); null:
+    /// any object.
+    explicit json_matcher(const json_schema* schema) noexcept : m_schema(schema) {}
 
     /// Feeds one byte; false (and the state unchanged) when no valid
     /// document starts with the bytes so far plus this one.
@@ -55,7 +73,10 @@ public:
     bool feed(std::string_view bytes) noexcept;
     /// Inside a string, at a character boundary, with no escape begun: any
     /// `token_texts::plain` token is accepted and leaves this so.
-    [[nodiscard]] bool in_plain_string() const noexcept { return m_phase == phase::string && m_utf8_left == 0; }
+    /// Not so where the schema bounds the string (a key to match, a length).
+    [[nodiscard]] bool in_plain_string() const noexcept {
+        return m_phase == phase::string && m_utf8_left == 0 && m_plain_ok;
+    }
     /// The top-level object is closed.
     [[nodiscard]] bool complete() const noexcept { return m_phase == phase::done; }
     /// Containers open at this point.
@@ -77,6 +98,7 @@ private:
         low_u,         // its pair's 'u'
         number,        // m_sub: a number_state
         literal,       // m_sub: which of true/false/null, m_count: bytes matched
+        enum_value,    // schema: one of m_node's literals (m_candidates), m_pos bytes matched
         done,
     };
     enum number_state : std::uint8_t { minus, zero, integer, dot, fraction, exponent, exponent_sign, exponent_digits };
@@ -90,6 +112,20 @@ private:
     bool string_byte(std::uint8_t c) noexcept;
     bool hex_digit(std::uint8_t c) noexcept;
     bool number_byte(std::uint8_t c) noexcept;
+    bool start_key() noexcept;
+    bool key_byte(std::uint8_t c) noexcept;
+    bool enum_byte(std::uint8_t c) noexcept;
+    bool may_continue_object() const noexcept;
+    bool can_start(std::int32_t node) const noexcept;
+    std::uint64_t open_properties() const noexcept;
+    [[nodiscard]] const json_schema::node& node_at(std::uint16_t i) const noexcept { return m_schema->at(i); }
+
+    /// An open container under a schema.
+    struct frame {
+        std::uint64_t seen = 0;  // objects: bit i, property i was given
+        std::uint32_t count = 0; // arrays: elements begun
+        std::uint16_t node = 0;
+    };
 
     std::uint64_t m_arrays = 0; // bit d: the container at depth d + 1 is an array
     std::uint16_t m_code = 0;   // the \u code unit read so far
@@ -103,6 +139,16 @@ private:
     std::uint8_t m_utf8_hi = 0xbf;
     bool m_key = false;      // the string is an object key
     bool m_want_low = false; // the \u escape must be a low surrogate
+    bool m_plain_ok = true;  // see in_plain_string()
+    // Under a schema only.
+    bool m_match_key = false; // the key being read must be a property's name
+    bool m_int_only = false;  // the number being read must be an integer
+    std::uint16_t m_node = 0; // the node of the value being read or about to start
+    std::uint16_t m_pos = 0;  // bytes of the key or enum value matched
+    std::uint32_t m_chars = 0;       // characters of the string value so far
+    std::uint64_t m_candidates = 0;  // properties or enum values still matching
+    const json_schema* m_schema = nullptr;
+    std::array<frame, schema_depth> m_frames{};
 };
 
 /// The bytes each token of a vocabulary stands for; empty for special tokens
@@ -137,7 +183,9 @@ private:
 
 class json_constraint {
 public:
-    explicit json_constraint(std::shared_ptr<const token_texts> vocabulary);
+    /// `schema`: structured outputs; null: any object (JSON mode).
+    explicit json_constraint(std::shared_ptr<const token_texts> vocabulary,
+                             std::shared_ptr<const json_schema> schema = nullptr);
 
     /// The tokens accepted now, as a bitset (bit i of word i / 64: token i);
     /// returns how many. The engine computes it while the next step runs.
@@ -155,6 +203,7 @@ public:
 
 private:
     std::shared_ptr<const token_texts> m_vocabulary;
+    std::shared_ptr<const json_schema> m_schema;
     json_matcher m_matcher;
 };
 

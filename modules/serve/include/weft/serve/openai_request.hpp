@@ -26,8 +26,11 @@
 /// best_of, when given, must equal it),
 /// ignore_eos, min_tokens and stop_token_ids (as vLLM: no end of generation
 /// and no stop token id before min_tokens tokens; a stop token id ends the
-/// generation like end of generation), response_format ({"type": "text"} or
-/// {"type": "json_object"}: JSON mode, on both endpoints as vLLM accepts it),
+/// generation like end of generation), response_format ({"type": "text"},
+/// {"type": "json_object"}: JSON mode, or {"type": "json_schema",
+/// "json_schema": {"name", "schema", "strict"}}: structured outputs, the
+/// subset json_schema.hpp lists, anything else a 400 naming the keyword; on
+/// both endpoints as vLLM accepts them),
 /// echo (completions: the prompt's text before each choice's; with
 /// logprobs the prompt's tokens are scored too, the first with null, and
 /// max_tokens may be 0 to score the prompt alone),

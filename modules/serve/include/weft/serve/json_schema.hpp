@@ -1,0 +1,94 @@
+/// \file
+/// Structured outputs (`response_format: {"type": "json_schema"}`): a JSON
+/// Schema compiled for `json_matcher`, so generation can only produce an
+/// object the schema accepts.
+///
+/// `json_schema::parse` takes the schema's JSON text and compiles the subset
+/// below into a small graph of nodes; anything outside it is an error that
+/// names the keyword, never silently ignored (an ignored constraint would be
+/// output the caller's validator rejects):
+/// - `type` (a name or a list of names), `enum`, `const` (scalar values);
+/// - objects: `properties`, `required`, `additionalProperties` (without
+///   `properties`: false for `{}` only, a schema for the values of any keys,
+///   true or absent for any values); with `properties`, only the declared
+///   keys are generated (each at most once, in any order, the required ones
+///   before the object may close), as OpenAI's strict mode asks;
+/// - arrays: `items`, `minItems`, `maxItems`;
+/// - strings: `minLength`, `maxLength` (in code points);
+/// - `anyOf` / `oneOf` whose branches start with different kinds of value
+///   (an object or null, a string or an integer, …): the first byte picks the
+///   branch, as `Optional[...]` fields produce;
+/// - `$ref` to `#/$defs/...` or `#/definitions/...`, recursion included;
+/// - annotations (`title`, `description`, `default`, `examples`, `$schema`,
+///   `$id`, `$comment`, `strict`, `deprecated`, `readOnly`, `writeOnly`).
+/// The top-level value must be an object. At most 64 properties per object
+/// and 64 values per `enum`.
+///
+/// Lifetime and threading: immutable once parsed; shared (by pointer) by
+/// every matcher of every request that uses it, from any thread.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weft::serve {
+
+class json_schema {
+public:
+    /// What a value's first byte says it is.
+    enum value_kind : std::uint8_t { object_kind, array_kind, string_kind, number_kind, boolean_kind, null_kind };
+    static constexpr std::size_t kind_count = 6;
+    static constexpr std::uint32_t unbounded = std::numeric_limits<std::uint32_t>::max();
+    static constexpr std::size_t max_properties = 64;
+    static constexpr std::size_t max_literals = 64;
+    /// Node 0 accepts any JSON value.
+    static constexpr std::uint16_t any = 0;
+
+    struct property {
+        std::string name;
+        std::uint16_t node = any;
+    };
+
+    struct node {
+        /// The node a value starting as each kind is matched against, or -1
+        /// when this node refuses that kind (a plain node names itself, an
+        /// `anyOf` names its branches).
+        std::array<std::int32_t, kind_count> by_kind{-1, -1, -1, -1, -1, -1};
+        bool integer_only = false;
+        /// Serialised values (enum / const): the value must be one of them.
+        std::vector<std::string> literals;
+        // Objects.
+        std::vector<property> properties;
+        std::uint64_t required = 0; ///< bit i: properties[i] is required
+        /// Without properties: the node of every key's value, or -1 for none.
+        std::int32_t additional = any;
+        // Arrays.
+        std::uint16_t items = any;
+        std::uint32_t min_items = 0;
+        std::uint32_t max_items = unbounded;
+        // Strings.
+        std::uint32_t min_length = 0;
+        std::uint32_t max_length = unbounded;
+    };
+
+    /// Compiles a schema; throws std::invalid_argument naming what is wrong
+    /// or unsupported (and where: "properties.age.minimum is not supported").
+    static json_schema parse(std::string_view text);
+
+    [[nodiscard]] const node& at(std::size_t i) const noexcept { return m_nodes[i]; }
+    [[nodiscard]] std::size_t size() const noexcept { return m_nodes.size(); }
+    /// The node of the top-level value (it accepts an object).
+    [[nodiscard]] std::uint16_t root() const noexcept { return m_root; }
+
+private:
+    friend class json_schema_compiler;
+    std::vector<node> m_nodes;
+    std::uint16_t m_root = any;
+};
+
+} // namespace weft::serve

@@ -1,0 +1,301 @@
+#include <weft/serve/json_schema.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+namespace weft::serve {
+
+namespace {
+
+using json = nlohmann::json;
+
+const std::set<std::string, std::less<>> annotations{"title",    "description", "default",  "examples",
+                                                      "$schema",  "$id",         "$comment", "strict",
+                                                      "deprecated", "readOnly",  "writeOnly", "$defs",
+                                                      "definitions"};
+const std::set<std::string, std::less<>> keywords{"type",       "enum",     "const",    "properties",
+                                                   "required",   "additionalProperties", "items", "minItems",
+                                                   "maxItems",   "minLength", "maxLength", "anyOf",
+                                                   "oneOf",      "$ref"};
+
+json_schema::value_kind kind_of_text(std::string_view text) {
+    switch (text.front()) {
+    case '{': return json_schema::object_kind;
+    case '[': return json_schema::array_kind;
+    case '"': return json_schema::string_kind;
+    case 't': case 'f': return json_schema::boolean_kind;
+    case 'n': return json_schema::null_kind;
+    default: return json_schema::number_kind;
+    }
+}
+
+std::string at_path(const std::string& path, std::string_view key) {
+    return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
+}
+
+} // namespace
+
+class json_schema_compiler {
+public:
+    explicit json_schema_compiler(const json& doc) : m_doc(doc) {
+        json_schema::node any_node;
+        any_node.by_kind.fill(json_schema::any);
+        m_out.m_nodes.push_back(std::move(any_node));
+        m_done.push_back(true);
+    }
+
+    json_schema run() {
+        const std::uint16_t root = compile(m_doc, "", "#");
+        const std::int32_t object = m_out.m_nodes[root].by_kind[json_schema::object_kind];
+        if (object < 0) fail("", "the top-level value must be an object (\"type\": \"object\")");
+        m_out.m_root = static_cast<std::uint16_t>(object);
+        return std::move(m_out);
+    }
+
+private:
+    [[noreturn]] static void fail(const std::string& path, std::string_view why) {
+        throw std::invalid_argument(path.empty() ? std::string(why) : fmt::format("{}: {}", path, why));
+    }
+
+    std::uint16_t allocate(const std::string& memo_key) {
+        if (m_out.m_nodes.size() >= 65535) fail("", "the schema has too many parts");
+        const auto idx = static_cast<std::uint16_t>(m_out.m_nodes.size());
+        m_out.m_nodes.emplace_back();
+        m_done.push_back(false);
+        if (!memo_key.empty()) m_refs[memo_key] = idx;
+        return idx;
+    }
+
+    std::uint16_t compile(const json& s, const std::string& path, const std::string& memo_key = {}) {
+        if (s.is_boolean()) {
+            if (!s.get<bool>()) fail(path, "the schema 'false' accepts no value");
+            return json_schema::any;
+        }
+        if (!s.is_object()) fail(path, "a schema must be an object");
+        for (const auto& [key, value] : s.items()) {
+            if (!annotations.contains(key) && !keywords.contains(key)) {
+                fail(at_path(path, key), "this keyword is not supported");
+            }
+        }
+        auto constraint_keys = [&] {
+            std::vector<std::string> out;
+            for (const auto& [key, value] : s.items()) {
+                if (!annotations.contains(key)) out.push_back(key);
+            }
+            return out;
+        };
+        if (const auto ref = s.find("$ref"); ref != s.end()) {
+            if (constraint_keys().size() != 1) fail(path, "'$ref' beside other constraints is not supported");
+            if (!ref->is_string()) fail(at_path(path, "$ref"), "must be a string");
+            return resolve(ref->get<std::string>(), at_path(path, "$ref"));
+        }
+        const bool any_of = s.contains("anyOf"), one_of = s.contains("oneOf");
+        if (any_of || one_of) {
+            if (constraint_keys().size() != 1) fail(path, "'anyOf' / 'oneOf' beside other constraints is not supported");
+            return compile_union(s.at(any_of ? "anyOf" : "oneOf"), at_path(path, any_of ? "anyOf" : "oneOf"),
+                                 memo_key);
+        }
+        const std::uint16_t idx = allocate(memo_key);
+        json_schema::node n;
+        // type
+        std::array<bool, json_schema::kind_count> kinds{};
+        bool integer = false, number = false;
+        if (const auto t = s.find("type"); t != s.end()) {
+            std::vector<std::string> names;
+            if (t->is_string()) {
+                names.push_back(t->get<std::string>());
+            } else if (t->is_array() && !t->empty()) {
+                for (const json& e : *t) {
+                    if (!e.is_string()) fail(at_path(path, "type"), "must be a type name or a list of them");
+                    names.push_back(e.get<std::string>());
+                }
+            } else {
+                fail(at_path(path, "type"), "must be a type name or a list of them");
+            }
+            for (const std::string& name : names) {
+                if (name == "object") kinds[json_schema::object_kind] = true;
+                else if (name == "array") kinds[json_schema::array_kind] = true;
+                else if (name == "string") kinds[json_schema::string_kind] = true;
+                else if (name == "number") number = kinds[json_schema::number_kind] = true;
+                else if (name == "integer") integer = kinds[json_schema::number_kind] = true;
+                else if (name == "boolean") kinds[json_schema::boolean_kind] = true;
+                else if (name == "null") kinds[json_schema::null_kind] = true;
+                else fail(at_path(path, "type"), fmt::format("'{}' is not a JSON Schema type", name));
+            }
+            n.integer_only = integer && !number;
+        } else {
+            kinds.fill(true);
+        }
+        // enum / const: the values, serialised, of the kinds the type allows.
+        if (s.contains("enum") || s.contains("const")) {
+            std::vector<json> values;
+            if (const auto c = s.find("const"); c != s.end()) values.push_back(*c);
+            if (const auto e = s.find("enum"); e != s.end()) {
+                if (!e->is_array() || e->empty()) fail(at_path(path, "enum"), "must be a non-empty array");
+                for (const json& v : *e) values.push_back(v);
+            }
+            std::array<bool, json_schema::kind_count> literal_kinds{};
+            for (const json& v : values) {
+                if (v.is_object() || v.is_array()) {
+                    fail(path, "enum / const values that are objects or arrays are not supported");
+                }
+                std::string text = v.dump(-1, ' ', false, json::error_handler_t::strict);
+                const json_schema::value_kind k = kind_of_text(text);
+                if (!kinds[k]) continue;
+                if (n.integer_only && !v.is_number_integer() && !v.is_number_unsigned()) continue;
+                if (std::find(n.literals.begin(), n.literals.end(), text) != n.literals.end()) continue;
+                n.literals.push_back(std::move(text));
+                literal_kinds[k] = true;
+            }
+            if (n.literals.empty()) fail(path, "no value of 'enum' / 'const' has the schema's type");
+            if (n.literals.size() > json_schema::max_literals) fail(at_path(path, "enum"), "more than 64 values");
+            kinds = literal_kinds;
+        }
+        for (std::size_t k = 0; k < kinds.size(); ++k) n.by_kind[k] = kinds[k] ? idx : -1;
+
+        // Objects.
+        if (const auto p = s.find("properties"); p != s.end()) {
+            if (!p->is_object()) fail(at_path(path, "properties"), "must be an object");
+            if (p->size() > json_schema::max_properties) fail(at_path(path, "properties"), "more than 64 properties");
+            for (const auto& [name, sub] : p->items()) {
+                if (std::any_of(name.begin(), name.end(), [](char c) {
+                        return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+                    })) {
+                    fail(at_path(path, "properties"),
+                         fmt::format("the name '{}' has a quote, backslash or control character: not supported", name));
+                }
+                n.properties.push_back({name, compile(sub, at_path(at_path(path, "properties"), name))});
+            }
+        }
+        if (const auto r = s.find("required"); r != s.end()) {
+            if (!r->is_array()) fail(at_path(path, "required"), "must be an array of property names");
+            for (const json& name : *r) {
+                const auto it = name.is_string() ? std::find_if(n.properties.begin(), n.properties.end(),
+                                                                 [&](const auto& q) { return q.name == name.get<std::string>(); })
+                                                 : n.properties.end();
+                if (it == n.properties.end()) {
+                    fail(at_path(path, "required"), fmt::format("{} is not one of the schema's properties", name.dump()));
+                }
+                n.required |= std::uint64_t{1} << (it - n.properties.begin());
+            }
+        }
+        if (const auto a = s.find("additionalProperties"); a != s.end()) {
+            if (a->is_boolean()) {
+                n.additional = a->get<bool>() ? json_schema::any : -1;
+            } else {
+                n.additional = compile(*a, at_path(path, "additionalProperties"));
+            }
+        }
+        // Arrays.
+        if (const auto it = s.find("items"); it != s.end()) {
+            if (it->is_array()) fail(at_path(path, "items"), "tuple items (a list of schemas) are not supported");
+            n.items = compile(*it, at_path(path, "items"));
+        }
+        n.min_items = count(s, "minItems", path, 0);
+        n.max_items = count(s, "maxItems", path, json_schema::unbounded);
+        if (n.min_items > n.max_items) fail(path, "minItems is above maxItems");
+        // Strings.
+        n.min_length = count(s, "minLength", path, 0);
+        n.max_length = count(s, "maxLength", path, json_schema::unbounded);
+        if (n.min_length > n.max_length) fail(path, "minLength is above maxLength");
+
+        if (std::all_of(n.by_kind.begin(), n.by_kind.end(), [](std::int32_t b) { return b < 0; })) {
+            fail(path, "the schema accepts no value");
+        }
+        m_out.m_nodes[idx] = std::move(n);
+        m_done[idx] = true;
+        return idx;
+    }
+
+    std::uint16_t compile_union(const json& branches, const std::string& path, const std::string& memo_key) {
+        if (!branches.is_array() || branches.empty()) fail(path, "must be a non-empty array of schemas");
+        const std::uint16_t idx = allocate(memo_key);
+        json_schema::node n;
+        std::array<std::size_t, json_schema::kind_count> owner{};
+        for (std::size_t i = 0; i < branches.size(); ++i) {
+            const std::string bpath = fmt::format("{}[{}]", path, i);
+            const std::uint16_t b = compile(branches[i], bpath);
+            if (!m_done[b]) fail(bpath, "a branch that refers back to its own anyOf is not supported");
+            const json_schema::node& bn = m_out.m_nodes[b];
+            for (std::size_t k = 0; k < json_schema::kind_count; ++k) {
+                if (bn.by_kind[k] < 0) continue;
+                if (n.by_kind[k] >= 0 && n.by_kind[k] != bn.by_kind[k]) {
+                    fail(path, fmt::format("branches {} and {} both accept a value of the same kind: only branches "
+                                           "that start differently (object, array, string, number, boolean, null) "
+                                           "are supported",
+                                           owner[k], i));
+                }
+                n.by_kind[k] = bn.by_kind[k];
+                owner[k] = i;
+            }
+        }
+        m_out.m_nodes[idx] = std::move(n);
+        m_done[idx] = true;
+        return idx;
+    }
+
+    std::uint16_t resolve(const std::string& ref, const std::string& path) {
+        if (const auto it = m_refs.find(ref); it != m_refs.end()) return it->second;
+        if (ref == "#") fail(path, "'#' refers to a schema that is still being read");
+        const json* target = nullptr;
+        for (std::string_view prefix : {"#/$defs/", "#/definitions/"}) {
+            if (!ref.starts_with(prefix)) continue;
+            std::string name;
+            for (std::size_t i = prefix.size(); i < ref.size(); ++i) {
+                if (ref[i] == '~' && i + 1 < ref.size() && (ref[i + 1] == '0' || ref[i + 1] == '1')) {
+                    name += ref[++i] == '0' ? '~' : '/';
+                } else if (ref[i] == '/') {
+                    fail(path, fmt::format("'{}': only references to #/$defs/NAME are supported", ref));
+                } else {
+                    name += ref[i];
+                }
+            }
+            if (m_doc.is_object()) {
+                const auto defs = m_doc.find(prefix == "#/$defs/" ? "$defs" : "definitions");
+                if (defs != m_doc.end() && defs->is_object()) {
+                    if (const auto it = defs->find(name); it != defs->end()) target = &*it;
+                }
+            }
+            if (target == nullptr) fail(path, fmt::format("'{}' is not defined", ref));
+            break;
+        }
+        if (target == nullptr) fail(path, fmt::format("'{}': only references to #/$defs/NAME are supported", ref));
+        if (!m_resolving.insert(ref).second) fail(path, fmt::format("'{}' refers to itself", ref));
+        const std::uint16_t idx = compile(*target, ref, ref);
+        m_resolving.erase(ref);
+        m_refs[ref] = idx;
+        return idx;
+    }
+
+    static std::uint32_t count(const json& s, const char* key, const std::string& path, std::uint32_t fallback) {
+        const auto it = s.find(key);
+        if (it == s.end()) return fallback;
+        if (!it->is_number_integer() && !it->is_number_unsigned()) fail(at_path(path, key), "must be an integer");
+        if (it->is_number_integer() && it->get<std::int64_t>() < 0) fail(at_path(path, key), "must not be negative");
+        return static_cast<std::uint32_t>(std::min<std::uint64_t>(it->get<std::uint64_t>(), json_schema::unbounded - 1));
+    }
+
+    const json& m_doc;
+    json_schema m_out;
+    std::vector<bool> m_done;
+    std::map<std::string, std::uint16_t> m_refs;
+    std::set<std::string> m_resolving;
+};
+
+json_schema json_schema::parse(std::string_view text) {
+    json doc;
+    try {
+        doc = json::parse(text);
+    } catch (const json::parse_error& e) {
+        throw std::invalid_argument(fmt::format("the schema is not valid JSON: {}", e.what()));
+    }
+    return json_schema_compiler(doc).run();
+}
+
+} // namespace weft::serve

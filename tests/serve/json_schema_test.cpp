@@ -1,0 +1,324 @@
+#include "json_test_support.hpp"
+
+#include <weft/serve/json_constraint.hpp>
+#include <weft/serve/json_schema.hpp>
+
+#include <weft/serve/demo_model.hpp>
+#include <weft/serve/tokenizer.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using weft::serve::json_constraint;
+using weft::serve::json_matcher;
+using weft::serve::json_schema;
+using weft::serve::token_id;
+using weft::serve::token_texts;
+using json = nlohmann::json;
+
+namespace {
+
+std::size_t code_points(const std::string& s) {
+    return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) {
+        return (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+    }));
+}
+
+/// An independent validator for the subset json_schema supports, written from
+/// JSON Schema's definitions (not from the compiler).
+bool valid(const json& schema, const json& v, const json& root) {
+    if (schema.is_boolean()) return schema.get<bool>();
+    if (schema.contains("$ref")) {
+        const std::string ref = schema["$ref"];
+        if (ref == "#") return valid(root, v, root);
+        const std::string name = ref.substr(ref.find('/', 2) + 1);
+        return valid(root[ref.starts_with("#/$defs/") ? "$defs" : "definitions"][name], v, root);
+    }
+    for (const char* key : {"anyOf", "oneOf"}) {
+        if (!schema.contains(key)) continue;
+        int matches = 0;
+        for (const json& b : schema[key]) matches += valid(b, v, root) ? 1 : 0;
+        if (key == std::string_view("anyOf") ? matches == 0 : matches != 1) return false;
+    }
+    if (schema.contains("type")) {
+        const json types = schema["type"].is_array() ? schema["type"] : json::array({schema["type"]});
+        bool ok = false;
+        for (const json& t : types) {
+            const std::string name = t;
+            ok = ok || (name == "object" && v.is_object()) || (name == "array" && v.is_array()) ||
+                 (name == "string" && v.is_string()) || (name == "number" && v.is_number()) ||
+                 (name == "integer" && (v.is_number_integer() || v.is_number_unsigned())) ||
+                 (name == "boolean" && v.is_boolean()) || (name == "null" && v.is_null());
+        }
+        if (!ok) return false;
+    }
+    if (schema.contains("const") && v != schema["const"]) return false;
+    if (schema.contains("enum")) {
+        const json& e = schema["enum"];
+        if (std::find(e.begin(), e.end(), v) == e.end()) return false;
+    }
+    if (v.is_object()) {
+        const json props = schema.value("properties", json::object());
+        for (const json& r : schema.value("required", json::array())) {
+            if (!v.contains(r.get<std::string>())) return false;
+        }
+        for (const auto& [k, value] : v.items()) {
+            if (props.contains(k)) {
+                if (!valid(props[k], value, root)) return false;
+            } else if (schema.contains("additionalProperties") && !valid(schema["additionalProperties"], value, root)) {
+                return false;
+            }
+        }
+    }
+    if (v.is_array()) {
+        if (v.size() < schema.value("minItems", 0u) || v.size() > schema.value("maxItems", ~0u)) return false;
+        if (schema.contains("items")) {
+            for (const json& e : v) {
+                if (!valid(schema["items"], e, root)) return false;
+            }
+        }
+    }
+    if (v.is_string()) {
+        const std::size_t n = code_points(v.get<std::string>());
+        if (n < schema.value("minLength", 0u) || n > schema.value("maxLength", ~0u)) return false;
+    }
+    return true;
+}
+
+/// Feeds `doc` byte by byte; true when every byte is taken and the object
+/// completes at the last one.
+bool takes(const json_schema& schema, std::string_view doc) {
+    json_matcher m(&schema);
+    for (const char c : doc) {
+        if (m.complete() || !m.feed(static_cast<std::uint8_t>(c))) return false;
+    }
+    return m.complete();
+}
+
+/// Random walks over accepted bytes, then heading for the end; every walk
+/// must finish with an object the schema accepts.
+void walk_and_validate(const json& schema_json, int walks, std::uint64_t seed) {
+    const json_schema schema = json_schema::parse(schema_json.dump());
+    std::mt19937_64 rng(seed);
+    // After a digit, ',' before '0' (or a fraction never ends).
+    const std::string closers = "\"}]0,", after_digit = "\"}],0";
+    for (int walk = 0; walk < walks; ++walk) {
+        json_matcher m(&schema);
+        std::string doc;
+        const std::size_t wander = rng() % 200;
+        while (!m.complete()) {
+            std::vector<std::uint8_t> ok;
+            for (int b = 0; b < 256; ++b) {
+                json_matcher t = m;
+                if (t.feed(static_cast<std::uint8_t>(b))) ok.push_back(static_cast<std::uint8_t>(b));
+            }
+            INFO(doc);
+            REQUIRE_FALSE(ok.empty());
+            std::uint8_t next = ok[rng() % ok.size()];
+            if (doc.size() >= wander) {
+                next = ok.front();
+                const bool digit = !doc.empty() && doc.back() >= '0' && doc.back() <= '9';
+                for (const char c : digit ? after_digit : closers) {
+                    if (std::find(ok.begin(), ok.end(), static_cast<std::uint8_t>(c)) != ok.end()) {
+                        next = static_cast<std::uint8_t>(c);
+                        break;
+                    }
+                }
+            }
+            REQUIRE(m.feed(next));
+            doc += static_cast<char>(next);
+            REQUIRE(doc.size() < 100000);
+        }
+        INFO(doc);
+        const json value = json::parse(weft::serve::test::short_exponents(doc));
+        REQUIRE(valid(schema_json, value, schema_json));
+    }
+}
+
+const json person = json::parse(R"({
+  "type": "object",
+  "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 12},
+    "age": {"type": "integer"},
+    "height": {"type": "number"},
+    "role": {"enum": ["admin", "user", "guest", 7, null]},
+    "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}, "minItems": 1, "maxItems": 3},
+    "active": {"type": "boolean"},
+    "nick": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}]},
+    "address": {"$ref": "#/$defs/address"},
+    "extra": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "nothing": {"type": "object", "additionalProperties": false},
+    "any": {}
+  },
+  "required": ["name", "age", "role", "tags"],
+  "additionalProperties": false,
+  "$defs": {
+    "address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"const": "75001"}},
+                "required": ["city"]}
+  }
+})");
+
+const json tree = json::parse(R"({
+  "type": "object",
+  "properties": {"root": {"$ref": "#/$defs/node"}},
+  "required": ["root"],
+  "$defs": {
+    "node": {"type": "object",
+             "properties": {"label": {"type": "string", "maxLength": 4},
+                            "children": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 3}},
+             "required": ["label"]}
+  }
+})");
+
+} // namespace
+
+TEST_CASE("json schema names each keyword it does not support", "[json][schema]") {
+    const std::vector<std::pair<const char*, const char*>> cases{
+        {R"({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}})", "properties.age.minimum"},
+        {R"({"type": "object", "properties": {"id": {"type": "string", "pattern": "^a"}}})", "properties.id.pattern"},
+        {R"({"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}})", "properties.at.format"},
+        {R"({"type": "string"})", "top-level value must be an object"},
+        {R"({"type": "object", "properties": {"a": {}}, "required": ["b"]})", "\"b\" is not one of"},
+        {R"({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})", "is not defined"},
+        {R"({"type": "object", "properties": {"a": {"$ref": "http://x/y"}}})", "only references to #/$defs/NAME"},
+        {R"({"type": "object", "properties": {"a": {"anyOf": [{"type": "object"}, {"type": "object"}]}}})",
+         "both accept a value of the same kind"},
+        {R"({"type": "object", "properties": {"a": {"enum": [{"x": 1}]}}})", "objects or arrays are not supported"},
+        {R"({"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 2}}})",
+         "minItems is above maxItems"},
+        {R"({"type": "object", "properties": {"a": {"type": "array", "items": [{}, {}]}}})", "tuple items"},
+        {R"({"type": "object", "properties": {"a": false}})", "accepts no value"},
+        {R"({"type": "object", "properties": {"a": {"type": "string", "enum": [1, 2]}}})", "no value of 'enum'"},
+        {R"({"type": "object", "properties": {"a": {"type": "strin"}}})", "'strin' is not a JSON Schema type"},
+        {R"({"type": "object", "properties": {"a\"b": {}}})", "quote, backslash or control character"},
+        {R"({"type": "object")", "not valid JSON"},
+    };
+    for (const auto& [text, expected] : cases) {
+        INFO(text);
+        try {
+            (void)json_schema::parse(text);
+            FAIL("accepted");
+        } catch (const std::invalid_argument& e) {
+            CHECK_THAT(e.what(), Catch::Contains(expected));
+        }
+    }
+    // Annotations are not constraints and pass.
+    CHECK_NOTHROW(json_schema::parse(
+        R"({"$schema": "x", "title": "T", "description": "d", "type": "object", "properties": {"a": {"type": "string", "title": "A", "default": "z"}}, "strict": true})"));
+}
+
+TEST_CASE("schema matcher takes objects the schema accepts and completes at the closing brace", "[json][schema]") {
+    const json_schema s = json_schema::parse(person.dump());
+    for (const char* doc : {
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"]})",
+             R"({ "tags" : [ "x" , "yz" , "" ] , "role" : 7, "age": -4, "name": "Bé" })",
+             R"({"name":"A","age":0,"role":null,"tags":["a"],"height":1.5e3,"active":false,"nick":null})",
+             R"({"name":"A","age":1,"role":"user","tags":["b"],"nick":"bob","address":{"city":"Paris","zip":"75001"}})",
+             R"({"name":"A","age":1,"role":"guest","tags":["b"],"extra":{"x":1,"y":-2},"nothing":{},"any":[1,{"q":null}]})",
+             R"({"name":"\u00e9\n","age":1,"role":"user","tags":["\ud83d\ude00"]})",
+         }) {
+        INFO(doc);
+        CHECK(takes(s, doc));
+        CHECK(valid(person, json::parse(doc), person));
+    }
+}
+
+TEST_CASE("schema matcher refuses objects the schema does not accept", "[json][schema]") {
+    const json_schema s = json_schema::parse(person.dump());
+    for (const char* doc : {
+             R"({"age":31,"role":"admin","tags":["a"]})",                          // name missing
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"],"x":1})",      // not a property
+             R"({"name":"Ann","name":"Bob","age":31,"role":"admin","tags":["a"]})", // twice
+             R"({"name":"Ann","age":"31","role":"admin","tags":["a"]})",          // a string for an integer
+             R"({"name":"Ann","age":31.5,"role":"admin","tags":["a"]})",          // a fraction
+             R"({"name":"Ann","age":1e3,"role":"admin","tags":["a"]})",           // an exponent
+             R"({"name":"Ann","age":31,"role":"root","tags":["a"]})",             // not in the enum
+             R"({"name":"Ann","age":31,"role":70,"tags":["a"]})",                 // 70 is not 7
+             R"({"name":"Ann","age":31,"role":"admin","tags":[]})",               // minItems
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a","b","c","d"]})", // maxItems
+             R"({"name":"Ann","age":31,"role":"admin","tags":["abcd"]})",         // maxLength
+             R"({"name":"","age":31,"role":"admin","tags":["a"]})",               // minLength
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"],"nick":"toolong"})",
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"],"nick":3})",
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"],"address":{"zip":"75001"}})",
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"],"address":{"city":"P","zip":"75002"}})",
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"],"extra":{"x":"1"}})",
+             R"({"name":"Ann","age":31,"role":"admin","tags":["a"],"nothing":{"x":1}})",
+             R"({"n\u0061me":"Ann","age":31,"role":"admin","tags":["a"]})", // keys are matched as written
+         }) {
+        INFO(doc);
+        CHECK_FALSE(takes(s, doc));
+    }
+    // The refused ones really are invalid (the escaped key aside, which is
+    // valid JSON Schema but not the spelling the matcher generates).
+    CHECK_FALSE(valid(person, json::parse(R"({"name":"Ann","age":31,"role":"admin","tags":[]})"), person));
+}
+
+TEST_CASE("schema matcher can always finish, and what it finishes the schema accepts", "[json][schema]") {
+    walk_and_validate(person, 300, 3);
+    walk_and_validate(tree, 200, 4);
+    walk_and_validate(json::parse(R"({"type": "object", "properties": {"v": {"enum": [1, 10, 100, -1, 1.5]}},
+                                      "required": ["v"]})"),
+                      100, 5);
+}
+
+TEST_CASE("schema matcher does not offer containers past its depth bound", "[json][schema]") {
+    // {"root": {"children": [{"children": [ ... — each level two deep.
+    const json_schema s = json_schema::parse(tree.dump());
+    json_matcher m(&s);
+    REQUIRE(m.feed(R"({"root":)"));
+    std::string path;
+    while (true) {
+        json_matcher t = m;
+        if (!t.feed(R"({"label":"a","children":[)")) break;
+        m = t;
+        REQUIRE(m.depth() <= json_matcher::schema_depth);
+    }
+    // Here a node may still open, but not its children: the key is not offered.
+    REQUIRE(m.feed(R"({"label":"a")"));
+    json_matcher t = m;
+    CHECK_FALSE(t.feed(R"(,"children")"));
+    CHECK(m.feed('}'));
+}
+
+TEST_CASE("schema constraint masks exactly the tokens the matcher refuses", "[json][schema]") {
+    const weft::serve::tokenizer tok(weft::serve::demo_tokenizer(512));
+    const auto vocab = std::make_shared<const token_texts>(tok);
+    auto schema = std::make_shared<const json_schema>(json_schema::parse(person.dump()));
+    json_constraint c(vocab, schema);
+    // Walk a valid document token by token through texts that exist in the vocabulary.
+    const std::string doc = R"({"name":"Ann","age":31,"role":"admin","tags":["a"]})";
+    std::size_t i = 0;
+    std::vector<std::uint64_t> bits;
+    while (i < doc.size()) {
+        const std::size_t allowed = c.allowed(bits);
+        std::size_t counted = 0;
+        for (std::size_t t = 0; t < vocab->size(); ++t) {
+            const bool in = (bits[t / 64] >> (t % 64) & 1) != 0;
+            REQUIRE(in == c.allows(static_cast<token_id>(t)));
+            counted += in ? 1 : 0;
+        }
+        REQUIRE(counted == allowed);
+        // Take the longest token that continues the document.
+        token_id best = -1;
+        std::size_t best_len = 0;
+        for (std::size_t t = 0; t < vocab->size(); ++t) {
+            const std::string_view text = (*vocab)[static_cast<token_id>(t)];
+            if (!text.empty() && text.size() > best_len && std::string_view(doc).substr(i).starts_with(text)) {
+                best = static_cast<token_id>(t);
+                best_len = text.size();
+            }
+        }
+        REQUIRE(best >= 0);
+        REQUIRE(c.advance(best));
+        i += best_len;
+    }
+    CHECK(c.complete());
+}
