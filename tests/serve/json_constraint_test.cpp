@@ -213,30 +213,8 @@ TEST_CASE("json matcher can always finish what it accepted", "[json]") {
     std::mt19937_64 rng(7);
     const std::string closers = "\"}]0eDc";
     for (int walk = 0; walk < 500; ++walk) {
-        json_matcher m;
-        std::string doc;
         const std::size_t wander = rng() % 300;
-        while (!m.complete()) {
-            std::vector<std::uint8_t> ok;
-            for (int b = 0; b < 256; ++b) {
-                json_matcher t = m;
-                if (t.feed(static_cast<std::uint8_t>(b))) ok.push_back(static_cast<std::uint8_t>(b));
-            }
-            REQUIRE_FALSE(ok.empty());
-            std::uint8_t next = ok[rng() % ok.size()];
-            if (doc.size() >= wander) {
-                next = ok.front();
-                for (const char c : closers) {
-                    if (std::find(ok.begin(), ok.end(), static_cast<std::uint8_t>(c)) != ok.end()) {
-                        next = static_cast<std::uint8_t>(c);
-                        break;
-                    }
-                }
-            }
-            REQUIRE(m.feed(next));
-            doc += static_cast<char>(next);
-            REQUIRE(doc.size() < 100000);
-        }
+        const std::string doc = weft::serve::test::random_walk(json_matcher(), rng, wander, closers, closers);
         INFO(doc);
         REQUIRE(strict_parse_object(doc));
     }

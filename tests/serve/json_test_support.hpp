@@ -1,8 +1,17 @@
 // Test helper shared by the JSON-mode and JSON-schema tests.
 #pragma once
 
+#include <weft/serve/json_constraint.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <random>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace weft::serve::test {
 
@@ -33,6 +42,39 @@ inline std::string short_exponents(const std::string& doc) {
         }
     }
     return out;
+}
+
+/// A random walk over the bytes `m` accepts until it completes: random bytes
+/// for `wander` of them, then the first of `closers` accepted (of
+/// `after_digit` after a digit), heading for the end. Requires that some
+/// byte is always accepted; returns the document.
+inline std::string random_walk(json_matcher m, std::mt19937_64& rng, std::size_t wander, std::string_view closers,
+                               std::string_view after_digit) {
+    std::string doc;
+    while (!m.complete()) {
+        std::vector<std::uint8_t> ok;
+        for (int b = 0; b < 256; ++b) {
+            json_matcher t = m;
+            if (t.feed(static_cast<std::uint8_t>(b))) ok.push_back(static_cast<std::uint8_t>(b));
+        }
+        INFO(doc);
+        REQUIRE_FALSE(ok.empty());
+        std::uint8_t next = ok[rng() % ok.size()];
+        if (doc.size() >= wander) {
+            next = ok.front();
+            const bool digit = !doc.empty() && doc.back() >= '0' && doc.back() <= '9';
+            for (const char c : digit ? after_digit : closers) {
+                if (std::find(ok.begin(), ok.end(), static_cast<std::uint8_t>(c)) != ok.end()) {
+                    next = static_cast<std::uint8_t>(c);
+                    break;
+                }
+            }
+        }
+        REQUIRE(m.feed(next));
+        doc += static_cast<char>(next);
+        REQUIRE(doc.size() < 100000);
+    }
+    return doc;
 }
 
 } // namespace weft::serve::test

@@ -26,6 +26,19 @@ json json_mode_chat(bool stream) {
     return body;
 }
 
+/// Each choice's content, the deltas of a streamed chat put together.
+std::map<int, std::string> streamed_contents(const std::string& body) {
+    std::map<int, std::string> out;
+    for (const std::string& data : sse_data(body)) {
+        if (data == "[DONE]") continue;
+        const json event = json::parse(data);
+        for (const json& c : event["choices"]) {
+            if (c["delta"].contains("content")) out[c["index"].get<int>()] += c["delta"]["content"].get<std::string>();
+        }
+    }
+    return out;
+}
+
 } // namespace
 
 TEST_CASE("server in JSON mode replies with JSON objects, streamed or not", "[server][json]") {
@@ -53,15 +66,7 @@ TEST_CASE("server in JSON mode replies with JSON objects, streamed or not", "[se
 
     const http_reply streamed = srv.post("/v1/chat/completions", json_mode_chat(true));
     REQUIRE(streamed.status == 200);
-    std::map<int, std::string> deltas;
-    for (const std::string& data : sse_data(streamed.body)) {
-        if (data == "[DONE]") continue;
-        const json event = json::parse(data);
-        for (const json& c : event["choices"]) {
-            if (c["delta"].contains("content")) deltas[c["index"].get<int>()] += c["delta"]["content"].get<std::string>();
-        }
-    }
-    CHECK(deltas == texts);
+    CHECK(streamed_contents(streamed.body) == texts);
 }
 
 TEST_CASE("a logit bias cannot make JSON mode take a token that breaks the object", "[server][json]") {
@@ -145,13 +150,5 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
     body["stream"] = true;
     const http_reply streamed = srv.post("/v1/chat/completions", body);
     REQUIRE(streamed.status == 200);
-    std::map<int, std::string> deltas;
-    for (const std::string& data : sse_data(streamed.body)) {
-        if (data == "[DONE]") continue;
-        const json event = json::parse(data);
-        for (const json& c : event["choices"]) {
-            if (c["delta"].contains("content")) deltas[c["index"].get<int>()] += c["delta"]["content"].get<std::string>();
-        }
-    }
-    CHECK(deltas == texts);
+    CHECK(streamed_contents(streamed.body) == texts);
 }
