@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 
 namespace weft::serve {
@@ -71,10 +72,10 @@ kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::siz
 
 std::pair<std::size_t, std::size_t> cpu_forward::matmul_part(const weight_matrix& w, const kernels::activations& x,
                                                              float* y, std::size_t part, std::size_t parts) {
-    // Rows in multiples of 16, so each part keeps whole kernel tiles and
-    // whole F32 panels.
-    static_assert(kernels::packed_f32::panel_rows == 16);
-    const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, 16);
+    // Rows in multiples of 32, so each chunk keeps whole kernel tiles and
+    // whole pairs of F32 panels (the batched tile's 32 rows).
+    static_assert(kernels::packed_f32::panel_rows * 2 == matmul_grain);
+    const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, matmul_grain);
     if (begin >= end) return {begin, end};
     if (auto it = m_packed.find(w.data); it != m_packed.end()) {
         // F32 activations are the caller's rows as they are.
@@ -88,8 +89,18 @@ std::pair<std::size_t, std::size_t> cpu_forward::matmul_part(const weight_matrix
     return {begin, end};
 }
 
+std::size_t cpu_forward::matmul_chunks(std::size_t rows) const noexcept {
+    // A few chunks per thread: a thread descheduled mid-product delays one
+    // chunk while the other threads take the rest, yet each chunk stays
+    // long enough (tens of rows at least) to stream its weights. Results do
+    // not depend on the split: every output element is computed alone.
+    const std::size_t units = (rows + matmul_grain - 1) / matmul_grain;
+    return std::max<std::size_t>(1, std::min(units, m_team.size() * 4));
+}
+
 void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {
-    m_team.run([&](std::size_t part, std::size_t parts) { matmul_part(w, x, y, part, parts); });
+    m_team.run_chunks(matmul_chunks(w.rows),
+                      [&](std::size_t part, std::size_t parts) { matmul_part(w, x, y, part, parts); });
 }
 
 template <class F>
@@ -147,7 +158,8 @@ void cpu_forward::run(const batch& b, step_output& out) {
         kernels::activations xa = prepare(w.wq.type, m_xn.data(), T, E);
         if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
             // One fork-join for the three products (they share the activations).
-            m_team.run([&](std::size_t part, std::size_t parts) {
+            const std::size_t chunks = matmul_chunks(std::min({w.wq.rows, w.wk.rows, w.wv.rows}));
+            m_team.run_chunks(chunks, [&](std::size_t part, std::size_t parts) {
                 matmul_part(w.wq, xa, m_q.data(), part, parts);
                 matmul_part(w.wk, xa, m_k.data(), part, parts);
                 matmul_part(w.wv, xa, m_v.data(), part, parts);
@@ -195,9 +207,9 @@ void cpu_forward::run(const batch& b, step_output& out) {
             // One fork-join: each part multiplies its rows of gate and up
             // (the same split: both have F rows), then gates exactly those
             // rows (nothing crosses parts). The row splits are multiples of
-            // 16, so every element takes the same SIMD or scalar path as in a
+            // 32, so every element takes the same SIMD or scalar path as in a
             // whole-row swiglu.
-            m_team.run([&](std::size_t part, std::size_t parts) {
+            m_team.run_chunks(matmul_chunks(F), [&](std::size_t part, std::size_t parts) {
                 matmul_part(w.w_gate, xa, m_gate.data(), part, parts);
                 const auto [begin, end] = matmul_part(w.w_up, xa, m_up.data(), part, parts);
                 for (std::size_t t = 0; begin < end && t < T; ++t) {
@@ -213,7 +225,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
         xa = prepare(w.w_down.type, m_gate.data(), T, F);
         // The residual add joins the product: each part adds the rows it
         // computed, one fork-join for both.
-        m_team.run([&](std::size_t part, std::size_t parts) {
+        m_team.run_chunks(matmul_chunks(E), [&](std::size_t part, std::size_t parts) {
             const auto [begin, end] = matmul_part(w.w_down, xa, m_xn.data(), part, parts);
             for (std::size_t t = 0; begin < end && t < T; ++t) {
                 kernels::add_inplace(&m_x[t * E + begin], &m_xn[t * E + begin], end - begin);
@@ -271,12 +283,16 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<
         }
     }
 
-    // One work item per (token, KV head); later positions cost more, so
-    // items are dealt round-robin rather than in contiguous runs.
+    // One work item per (token, KV head), taken in turn by whichever thread
+    // is free: later positions cost more, and a descheduled thread then
+    // holds up one item, not a fixed share.
     const std::size_t items = m_slots.size() * c.n_head_kv;
-    m_team.run([&](std::size_t part, std::size_t parts) {
+    std::atomic<std::size_t> next{0};
+    m_team.run([&](std::size_t part, std::size_t) {
         float* scratch = m_scratch[part].data();
-        for (std::size_t item = part; item < items; item += parts) {
+        // relaxed: only hands out indices; results reach the caller through
+        // the team's completion count.
+        for (std::size_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
             const std::size_t t = item / c.n_head_kv;
             const std::size_t g = item % c.n_head_kv;
             const token_slot& s = m_slots[t];

@@ -46,10 +46,15 @@ private:
     void attention_over(const batch& b, std::size_t layer, std::vector<const E*>& keys, std::vector<const E*>& values);
     /// y[T][w.rows] = x[T][w.cols] . w^T, rows split across the team.
     void matmul(const weight_matrix& w, const kernels::activations& x, float* y);
-    /// Rows [begin, end) of `part` of `parts` of that product; returns
+    /// Rows [begin, end) of chunk `part` of `parts` of that product; returns
     /// [begin, end), so a fused job can finish exactly those rows.
     std::pair<std::size_t, std::size_t> matmul_part(const weight_matrix& w, const kernels::activations& x, float* y,
                                                     std::size_t part, std::size_t parts);
+    /// Row granularity of a product's chunks.
+    static constexpr std::size_t matmul_grain = 32;
+    /// How many chunks the team takes a product of `rows` rows in (for a
+    /// fused job: its smallest matrix's rows).
+    [[nodiscard]] std::size_t matmul_chunks(std::size_t rows) const noexcept;
     kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
     /// fn(t) for every token, split across the team when there are enough.
     template <class F>

@@ -40,6 +40,27 @@ public:
         run_job(call, &fn);
     }
 
+    /// Calls fn(chunk, chunks) once for every chunk in [0, chunks), the
+    /// team's threads taking chunks in turn until none is left. Unlike
+    /// run()'s fixed parts, a thread the OS deschedules mid-job (a load
+    /// generator or the server's I/O thread on the same cores) holds up at
+    /// most the one chunk it is in: the others take the rest. fn must not
+    /// throw; it must not depend on which thread runs a chunk.
+    template <class F>
+    void run_chunks(std::size_t chunks, F&& fn) {
+        if (chunks == 0) return;
+        if (chunks == 1 || size() == 1) {
+            for (std::size_t c = 0; c < chunks; ++c) fn(c, chunks);
+            return;
+        }
+        std::atomic<std::size_t> next{0};
+        run([&](std::size_t, std::size_t) {
+            // relaxed: the counter only hands out indices; a chunk's writes
+            // reach the caller through run()'s completion count.
+            for (std::size_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) fn(c, chunks);
+        });
+    }
+
     /// [begin, end) of part `part` of `parts` when `n` items are split in
     /// runs of multiples of `grain` (the last part takes the remainder).
     static std::pair<std::size_t, std::size_t> split(std::size_t n, std::size_t part, std::size_t parts,
