@@ -204,23 +204,29 @@ __attribute__((target("avx2,fma"))) inline __m256 hsum8_avx2(__m256 a0, __m256 a
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-/// out[0 .. 8*Vecs) = sum over positions j (ascending) of p[j] * v_j, where
-/// v_j starts `offset` floats into position j's row of its value block.
-template <std::size_t Vecs, class E>
-__attribute__((target("avx2,fma,f16c"))) void weighted_sum_avx2(const float* p, std::size_t n,
+/// For each of `Heads` query heads h: out[h][0 .. 8*Vecs) = sum over
+/// positions j (ascending) of p[h][j] * v_j, where v_j starts `offset` floats
+/// into position j's row of its value block. The heads share one pass over
+/// the values (a grouped-query head's values are read once for the group);
+/// each output element is the same ascending chain of FMAs whatever Heads
+/// and Vecs are.
+template <std::size_t Vecs, std::size_t Heads, class E>
+__attribute__((target("avx2,fma,f16c"))) void weighted_sum_avx2(const float* const* p, std::size_t n,
                                                                 const E* const* blocks, std::size_t bs,
                                                                 std::size_t head_dim, std::size_t offset,
-                                                                float* out) noexcept {
+                                                                float* const* out) noexcept {
     // Fully unrolled so the accumulators live in registers (GCC keeps a
     // rolled loop's array on the stack).
-    __m256 acc[Vecs];
+    __m256 acc[Heads][Vecs];
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
 #pragma GCC unroll 8
-    for (std::size_t d = 0; d < Vecs; ++d) acc[d] = _mm256_setzero_ps();
+        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm256_setzero_ps();
+    }
     for (std::size_t b = 0; b * bs < n; ++b) {
         const E* row = blocks[b] + offset;
         const std::size_t end = n - b * bs < bs ? n - b * bs : bs;
         for (std::size_t i = 0; i < end; ++i, row += head_dim) {
-            const __m256 w = _mm256_set1_ps(p[b * bs + i]);
             // Rows of the next block are a separate run of memory: ask for
             // them ahead (the hardware prefetcher stops at the page).
             if (i + 4 >= end && b * bs + bs < n) {
@@ -229,20 +235,51 @@ __attribute__((target("avx2,fma,f16c"))) void weighted_sum_avx2(const float* p, 
                     _mm_prefetch(reinterpret_cast<const char*>(next + l), _MM_HINT_T0);
                 }
             }
+            __m256 v[Vecs];
 #pragma GCC unroll 8
-            for (std::size_t d = 0; d < Vecs; ++d) acc[d] = _mm256_fmadd_ps(w, load8(row + 8 * d), acc[d]);
+            for (std::size_t d = 0; d < Vecs; ++d) v[d] = load8(row + 8 * d);
+#pragma GCC unroll 4
+            for (std::size_t h = 0; h < Heads; ++h) {
+                const __m256 w = _mm256_set1_ps(p[h][b * bs + i]);
+#pragma GCC unroll 8
+                for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm256_fmadd_ps(w, v[d], acc[h][d]);
+            }
         }
     }
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
 #pragma GCC unroll 8
-    for (std::size_t d = 0; d < Vecs; ++d) _mm256_storeu_ps(out + 8 * d, acc[d]);
+        for (std::size_t d = 0; d < Vecs; ++d) _mm256_storeu_ps(out[h] + 8 * d, acc[h][d]);
+    }
+}
+
+/// weighted_sum_avx2 over a head's whole row: chunks of 8 * Vecs floats.
+template <std::size_t Vecs, std::size_t Heads, class E>
+__attribute__((target("avx2,fma,f16c"))) void weighted_rows_avx2(const float* const* p, std::size_t n,
+                                                                 const E* const* blocks, std::size_t bs,
+                                                                 std::size_t head_dim, std::size_t offset,
+                                                                 float* const* out) noexcept {
+    const std::size_t vecs = head_dim / 8;
+    std::size_t d0 = 0;
+    float* at[Heads];
+    for (; d0 + Vecs <= vecs; d0 += Vecs) {
+        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
+        weighted_sum_avx2<Vecs, Heads>(p, n, blocks, bs, head_dim, offset + 8 * d0, at);
+    }
+    for (; d0 < vecs; ++d0) {
+        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
+        weighted_sum_avx2<1, Heads>(p, n, blocks, bs, head_dim, offset + 8 * d0, at);
+    }
 }
 
 /// The same computation for head_dim a multiple of 8, kept in registers.
 /// Each score is one 8-lane FMA chain over the head followed by one fixed
-/// horizontal sum, whether it is computed alone or beside three others (four
-/// positions at a time hide the FMA latency and keep four loads in flight);
-/// the weighted sum of values runs over positions in ascending order, in
-/// chunks of up to 64 floats per head.
+/// horizontal sum, whether it is computed alone or beside seven others
+/// (eight positions at a time hide the FMA latency and keep eight loads in
+/// flight); the weighted sum of values runs over positions in ascending
+/// order. The query heads of the group share each read of the keys and
+/// values, which is what grouped-query attention is for: a Llama-3 8B reads
+/// its cache once per step instead of four times.
 template <class E>
 __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::size_t group, std::size_t head_dim,
                                                           std::size_t kv_head, std::size_t pos,
@@ -255,31 +292,29 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     const std::size_t vecs = head_dim / 8;
     auto key = [&](std::size_t j) { return src.key_blocks[j / bs] + (j % bs) * head_dim + offset; };
     auto value = [&](std::size_t j) { return src.value_blocks[j / bs] + (j % bs) * head_dim + offset; };
-    for (std::size_t h = 0; h < group; ++h) {
-        const float* qh = q + h * head_dim;
-        float* s = scratch + h * n;
-        // Eight positions at a time, reduced together; the positions past
-        // the last multiple of eight one by one. Which path a position takes
-        // depends only on the query's own position, so results stay batch
-        // invariant.
-        std::size_t j = 0;
-        for (; j + 8 <= n; j += 8) {
-            if (h == 0) {
-                // The cache is read in short runs (one block of one head) that
-                // the hardware prefetcher barely starts on: ask for the keys
-                // two groups ahead, and for this group's values, which the
-                // weighted sum reads after the softmax.
-                for (std::size_t i = 0; i < 8; ++i) {
-                    if (j + 16 + i < n) {
-                        const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
-                        for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
-                    }
-                    const char* vp = reinterpret_cast<const char*>(value(j + i));
-                    for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
-                }
+    // Eight positions at a time, reduced together; the positions past the
+    // last multiple of eight one by one. Which path a position takes depends
+    // only on the query's own position, so results stay batch invariant. The
+    // group's query heads take each run of eight keys in turn while it is in
+    // L1: the keys are read from the cache once for the group.
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        // The cache is read in short runs (one block of one head) that the
+        // hardware prefetcher barely starts on: ask for the keys two groups
+        // ahead, and for this group's values, which the weighted sum reads
+        // after the softmax.
+        for (std::size_t i = 0; i < 8; ++i) {
+            if (j + 16 + i < n) {
+                const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
+                for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
             }
-            const E* k[8];
-            for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + i);
+            const char* vp = reinterpret_cast<const char*>(value(j + i));
+            for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
+        }
+        const E* k[8];
+        for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + i);
+        for (std::size_t h = 0; h < group; ++h) {
+            const float* qh = q + h * head_dim;
             __m256 a[8];
 #pragma GCC unroll 8
             for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
@@ -289,28 +324,45 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
                 for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(qv, load8(k[i] + 8 * d), a[i]);
             }
             const __m256 sums = hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
-            _mm256_storeu_ps(s + j, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+            _mm256_storeu_ps(scratch + h * n + j, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
         }
-        for (; j < n; ++j) {
-            const E* k0 = key(j);
+    }
+    for (; j < n; ++j) {
+        const E* k0 = key(j);
+        for (std::size_t h = 0; h < group; ++h) {
+            const float* qh = q + h * head_dim;
             __m256 a0 = _mm256_setzero_ps();
             for (std::size_t d = 0; d < vecs; ++d) {
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * d), load8(k0 + 8 * d), a0);
             }
-            s[j] = hsum_avx2(a0) * scale;
+            scratch[h * n + j] = hsum_avx2(a0) * scale;
         }
     }
     softmax_rows_avx2(scratch, group, n);
-    for (std::size_t h = 0; h < group; ++h) {
-        const float* p = scratch + h * n;
-        std::size_t d0 = 0;
-        // Eight vectors (64 floats) at a time with the accumulators in
-        // registers, then what is left one vector at a time: each output
-        // element sums its positions in ascending order either way.
-        for (; d0 + 8 <= vecs; d0 += 8) weighted_sum_avx2<8>(p, n, src.value_blocks, bs, head_dim, offset + 8 * d0,
-                                                              out + h * head_dim + 8 * d0);
-        for (; d0 < vecs; ++d0) weighted_sum_avx2<1>(p, n, src.value_blocks, bs, head_dim, offset + 8 * d0,
-                                                     out + h * head_dim + 8 * d0);
+    // The weighted sums of values, query heads four, then two, then one at a
+    // time sharing each pass over the values; every output element sums its
+    // positions in ascending order whichever pass computes it.
+    std::size_t h = 0;
+    const float* p[4];
+    float* o[4];
+    auto heads = [&](std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) {
+            p[i] = scratch + (h + i) * n;
+            o[i] = out + (h + i) * head_dim;
+        }
+        h += count;
+    };
+    for (; h + 4 <= group;) {
+        heads(4);
+        weighted_rows_avx2<2, 4>(p, n, src.value_blocks, bs, head_dim, offset, o);
+    }
+    if (h + 2 <= group) {
+        heads(2);
+        weighted_rows_avx2<4, 2>(p, n, src.value_blocks, bs, head_dim, offset, o);
+    }
+    if (h < group) {
+        heads(1);
+        weighted_rows_avx2<8, 1>(p, n, src.value_blocks, bs, head_dim, offset, o);
     }
 }
 #endif

@@ -1,0 +1,127 @@
+// The decode attention kernel over a paged cache: agreement with a
+// double-precision reference, and grouped-query heads that share one read of
+// the cache getting bitwise what each gets alone.
+#include "kernels/kernels.hpp"
+
+#include <weft/serve/ggml_type.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+namespace k = weft::serve::kernels;
+
+namespace {
+
+/// A paged cache of `positions` rows for `kv_heads` heads in blocks of
+/// `block_size`, blocks scattered (reverse order) as a block table makes them.
+template <class E>
+struct paged_cache {
+    std::size_t kv_heads, block_size, head_dim;
+    std::vector<std::vector<E>> key_store, value_store;
+    std::vector<const E*> keys, values;
+
+    paged_cache(std::size_t kvh, std::size_t bs, std::size_t hd, std::size_t positions, std::mt19937& gen)
+        : kv_heads(kvh), block_size(bs), head_dim(hd) {
+        std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+        const std::size_t blocks = (positions + bs - 1) / bs;
+        key_store.resize(blocks);
+        value_store.resize(blocks);
+        for (std::size_t b = 0; b < blocks; ++b) {
+            for (std::size_t i = 0; i < kvh * bs * hd; ++i) {
+                key_store[b].push_back(to_e(2.0f * d(gen)));
+                value_store[b].push_back(to_e(d(gen)));
+            }
+        }
+        keys.resize(blocks);
+        values.resize(blocks);
+        for (std::size_t b = 0; b < blocks; ++b) {
+            keys[b] = key_store[blocks - 1 - b].data();
+            values[b] = value_store[blocks - 1 - b].data();
+        }
+    }
+    static E to_e(float x) {
+        if constexpr (std::is_same_v<E, float>) {
+            return x;
+        } else {
+            return weft::serve::f32_to_f16(x);
+        }
+    }
+    static double from_e(E x) {
+        if constexpr (std::is_same_v<E, float>) {
+            return x;
+        } else {
+            return weft::serve::f16_to_f32(x);
+        }
+    }
+    double key(std::size_t head, std::size_t pos, std::size_t i) const {
+        return from_e(keys[pos / block_size][(head * block_size + pos % block_size) * head_dim + i]);
+    }
+    double value(std::size_t head, std::size_t pos, std::size_t i) const {
+        return from_e(values[pos / block_size][(head * block_size + pos % block_size) * head_dim + i]);
+    }
+    k::basic_attention_source<E> source() const { return {keys.data(), values.data(), block_size}; }
+};
+
+template <class E>
+void check_attention(std::size_t group, std::size_t head_dim, std::size_t pos, unsigned seed) {
+    std::mt19937 gen(seed);
+    const std::size_t kv_heads = 2, kv_head = 1, bs = 16;
+    paged_cache<E> cache(kv_heads, bs, head_dim, pos + 1, gen);
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    std::vector<float> q(group * head_dim);
+    for (float& x : q) x = d(gen);
+
+    std::vector<float> out(group * head_dim), scratch(group * (pos + 1));
+    k::attend(q.data(), group, head_dim, kv_head, pos, cache.source(), out.data(), scratch.data());
+
+    std::size_t off = 0, bitwise_alone = 0;
+    double worst = 0;
+    for (std::size_t h = 0; h < group; ++h) {
+        // The head alone: a group of one.
+        std::vector<float> alone(head_dim), scratch1(pos + 1);
+        k::attend(q.data() + h * head_dim, 1, head_dim, kv_head, pos, cache.source(), alone.data(), scratch1.data());
+        bitwise_alone += std::memcmp(alone.data(), out.data() + h * head_dim, head_dim * sizeof(float)) == 0 ? 1 : 0;
+
+        // Double-precision reference.
+        std::vector<double> s(pos + 1);
+        double max = -1e300;
+        for (std::size_t j = 0; j <= pos; ++j) {
+            double dot = 0;
+            for (std::size_t i = 0; i < head_dim; ++i) dot += q[h * head_dim + i] * cache.key(kv_head, j, i);
+            s[j] = dot / std::sqrt(static_cast<double>(head_dim));
+            max = std::max(max, s[j]);
+        }
+        double sum = 0;
+        for (double& x : s) sum += (x = std::exp(x - max));
+        for (std::size_t i = 0; i < head_dim; ++i) {
+            double ref = 0;
+            for (std::size_t j = 0; j <= pos; ++j) ref += s[j] / sum * cache.value(kv_head, j, i);
+            worst = std::max(worst, std::abs(ref - out[h * head_dim + i]));
+            off += std::abs(ref - out[h * head_dim + i]) > 1e-5 ? 1 : 0;
+        }
+    }
+    INFO("group " << group << ", head_dim " << head_dim << ", pos " << pos << ", worst error " << worst);
+    CHECK(off == 0);
+    CHECK(bitwise_alone == group);
+}
+
+} // namespace
+
+TEST_CASE("attention matches double precision and each grouped head gets bitwise what it gets alone",
+          "[kernels][attention]") {
+    unsigned seed = 1;
+    for (std::size_t group : {1u, 2u, 3u, 4u, 7u, 8u}) {
+        for (std::size_t head_dim : {8u, 24u, 64u, 128u}) {
+            for (std::size_t pos : {0u, 6u, 7u, 15u, 16u, 37u, 130u}) {
+                check_attention<float>(group, head_dim, pos, seed++);
+                check_attention<std::uint16_t>(group, head_dim, pos, seed++);
+            }
+        }
+    }
+}
