@@ -1,0 +1,153 @@
+// Decode attention over a paged F16 cache for grouped-query shapes: the
+// kernel as the CPU backend calls it (a KV head's query heads together,
+// sharing each read of the cache) against the same kernel one query head at
+// a time (what a kernel unaware of the grouping does: the group's heads each
+// read the cache). Reports microseconds per layer per token and the ratio,
+// and writes JSON.
+//
+// Usage: weft_bench_serve_attention [--json PATH] [--seconds S]
+#include "kernels/kernels.hpp"
+
+#include <weft/serve/ggml_type.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace k = weft::serve::kernels;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct shape {
+    const char* name;
+    std::size_t group, head_dim, kv_heads, context;
+};
+
+struct cache {
+    std::vector<std::vector<std::uint16_t>> keys, values;
+    std::vector<const std::uint16_t*> key_ptrs, value_ptrs;
+};
+
+constexpr std::size_t block_size = 16;
+
+cache make_cache(const shape& s, std::mt19937& gen) {
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    cache c;
+    const std::size_t blocks = (s.context + block_size - 1) / block_size;
+    for (std::size_t b = 0; b < blocks; ++b) {
+        std::vector<std::uint16_t> kb(s.kv_heads * block_size * s.head_dim), vb(kb.size());
+        for (auto& x : kb) x = weft::serve::f32_to_f16(d(gen));
+        for (auto& x : vb) x = weft::serve::f32_to_f16(d(gen));
+        c.keys.push_back(std::move(kb));
+        c.values.push_back(std::move(vb));
+    }
+    // Blocks in shuffled order, as a block table hands them out.
+    std::vector<std::size_t> order(blocks);
+    for (std::size_t i = 0; i < blocks; ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), gen);
+    for (std::size_t i : order) {
+        c.key_ptrs.push_back(c.keys[i].data());
+        c.value_ptrs.push_back(c.values[i].data());
+    }
+    return c;
+}
+
+/// Seconds per layer (every KV head once) of `run`, the median of rounds of
+/// about `seconds` each.
+template <class F>
+double per_layer(F&& run, double seconds) {
+    std::vector<double> rounds;
+    for (int r = 0; r < 5; ++r) {
+        std::size_t iters = 0;
+        const auto t0 = clock_type::now();
+        double elapsed = 0;
+        do {
+            run();
+            ++iters;
+            elapsed = std::chrono::duration<double>(clock_type::now() - t0).count();
+        } while (elapsed < seconds / 5);
+        rounds.push_back(elapsed / static_cast<double>(iters));
+    }
+    std::sort(rounds.begin(), rounds.end());
+    return rounds[rounds.size() / 2];
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::string json_path = "build/bench-attention.json";
+    double seconds = 1.0;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json_path = argv[++i];
+        } else if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            seconds = std::atof(argv[++i]);
+        } else {
+            std::fprintf(stderr, "usage: %s [--json PATH] [--seconds S]\n", argv[0]);
+            return 2;
+        }
+    }
+    const shape shapes[] = {
+        {"small demo (2 per KV head, dim 64)", 2, 64, 4, 512},
+        {"Llama-3 8B (4 per KV head, dim 128)", 4, 128, 8, 512},
+        {"Llama-3 8B (4 per KV head, dim 128)", 4, 128, 8, 4096},
+        {"Qwen2 7B (7 per KV head, dim 128)", 7, 128, 4, 4096},
+    };
+    std::mt19937 gen(7);
+    std::printf("%-38s %8s %14s %14s %7s\n", "shape", "context", "grouped us", "per-head us", "ratio");
+    std::string json = "{\"block_size\": 16, \"cache\": \"f16\", \"results\": [";
+    bool first = true;
+    for (const shape& s : shapes) {
+        cache c = make_cache(s, gen);
+        const k::attention_source_f16 src{c.key_ptrs.data(), c.value_ptrs.data(), block_size};
+        std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+        std::vector<float> q(s.kv_heads * s.group * s.head_dim), out(q.size()), scratch(s.group * s.context);
+        for (float& x : q) x = d(gen);
+        const std::size_t pos = s.context - 1;
+        const double grouped = per_layer(
+            [&] {
+                for (std::size_t h = 0; h < s.kv_heads; ++h) {
+                    const std::size_t at = h * s.group * s.head_dim;
+                    k::attend(&q[at], s.group, s.head_dim, h, pos, src, &out[at], scratch.data());
+                }
+            },
+            seconds);
+        const double per_head = per_layer(
+            [&] {
+                for (std::size_t h = 0; h < s.kv_heads; ++h) {
+                    for (std::size_t g = 0; g < s.group; ++g) {
+                        const std::size_t at = (h * s.group + g) * s.head_dim;
+                        k::attend(&q[at], 1, s.head_dim, h, pos, src, &out[at], scratch.data());
+                    }
+                }
+            },
+            seconds);
+        std::printf("%-38s %8zu %14.1f %14.1f %6.2fx\n", s.name, s.context, grouped * 1e6, per_head * 1e6,
+                    per_head / grouped);
+        char buf[512];
+        std::snprintf(buf, sizeof buf,
+                      "%s{\"shape\": \"%s\", \"group\": %zu, \"head_dim\": %zu, \"kv_heads\": %zu, \"context\": %zu, "
+                      "\"grouped_us_per_layer\": %.2f, \"per_head_us_per_layer\": %.2f, \"speedup\": %.3f}",
+                      first ? "" : ", ", s.name, s.group, s.head_dim, s.kv_heads, s.context, grouped * 1e6,
+                      per_head * 1e6, per_head / grouped);
+        json += buf;
+        first = false;
+    }
+    json += "]}\n";
+    if (FILE* f = std::fopen(json_path.c_str(), "w")) {
+        std::fputs(json.c_str(), f);
+        std::fclose(f);
+        std::printf("wrote %s\n", json_path.c_str());
+    } else {
+        std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+        return 1;
+    }
+    return 0;
+}
