@@ -143,3 +143,88 @@ TEST_CASE("a ChatML template without its special tokens in the vocabulary falls 
     CHECK(t.style() == chat_template_style::fallback);
     CHECK(t.note().find("no special token <|im_start|>") != std::string::npos);
 }
+
+namespace {
+
+std::vector<chat_tool> weather_tools() {
+    return {{"get_weather", "The weather now", R"({"type":"object","properties":{"city":{"type":"string"}}})"}};
+}
+
+/// A user asks, the assistant calls two functions, both answer, the user asks again.
+std::vector<chat_message> tool_conversation() {
+    std::vector<chat_message> m(5);
+    m[0] = {chat_role::user, "Weather in Paris and Rome?", {}, {}};
+    m[1] = {chat_role::assistant, "", {{"c1", "get_weather", R"({"city": "Paris"})"}, {"c2", "get_weather", R"({"city": "Rome"})"}}, {}};
+    m[2] = {chat_role::tool, "sunny", {}, "c1"};
+    m[3] = {chat_role::tool, "rain", {}, "c2"};
+    m[4] = {chat_role::user, "Thanks.", {}, {}};
+    return m;
+}
+
+} // namespace
+
+TEST_CASE("ChatML lists the tools in the system message and writes calls and results as Hermes does",
+          "[chat_template][tools]") {
+    const chat_template t(chat_template_style::chatml);
+    const std::string text = t.render_text(tool_conversation(), weather_tools());
+    CHECK(text ==
+          "<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+          "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+          R"({"type":"function","function":{"name":"get_weather","description":"The weather now","parameters":)"
+          R"({"type":"object","properties":{"city":{"type":"string"}}}}})"
+          "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+          "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+          "<args-json-object>}\n</tool_call><|im_end|>\n"
+          "<|im_start|>user\nWeather in Paris and Rome?<|im_end|>\n"
+          "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+          "</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"
+          "<|im_end|>\n"
+          "<|im_start|>user\n<tool_response>\nsunny\n</tool_response>\n<tool_response>\nrain\n</tool_response>"
+          "<|im_end|>\n<|im_start|>user\nThanks.<|im_end|>\n<|im_start|>assistant\n");
+    // An existing system message keeps its text first.
+    std::vector<chat_message> with_system = tool_conversation();
+    with_system.insert(with_system.begin(), chat_message{chat_role::system, "Be brief.", {}, {}});
+    CHECK(t.render_text(with_system, weather_tools()).rfind("<|im_start|>system\nBe brief.\n\n# Tools\n\n", 0) == 0);
+}
+
+TEST_CASE("Llama 3 puts the tools in the first user message, calls as JSON and results as ipython turns",
+          "[chat_template][tools]") {
+    const chat_template t(chat_template_style::llama3, "<|begin_of_text|>", "<|eot_id|>");
+    const std::string text = t.render_text(tool_conversation(), weather_tools());
+    const std::string user_head =
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nGiven the following functions, please respond "
+        "with a JSON for a function call with its proper arguments that best answers the given prompt.\n\n"
+        "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its "
+        "value}.Do not use variables.\n\n{\n    \"type\": \"function\",\n    \"function\": {\n        \"name\": "
+        "\"get_weather\",";
+    CHECK(text.rfind(user_head, 0) == 0);
+    CHECK(text.find("}\n\nWeather in Paris and Rome?<|eot_id|>") != std::string::npos);
+    CHECK(text.find("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": "
+                    "{\"city\": \"Paris\"}}\n{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}"
+                    "<|eot_id|>") != std::string::npos);
+    CHECK(text.find("<|start_header_id|>ipython<|end_header_id|>\n\nsunny<|eot_id|>"
+                    "<|start_header_id|>ipython<|end_header_id|>\n\nrain<|eot_id|>") != std::string::npos);
+}
+
+TEST_CASE("Llama 2 and Mistral, without tool syntax, get the tools in the system text and results as user turns",
+          "[chat_template][tools]") {
+    for (const chat_template_style style : {chat_template_style::llama2, chat_template_style::mistral}) {
+        const chat_template t(style, "<s>", "</s>");
+        const std::string text = t.render_text(tool_conversation(), weather_tools());
+        INFO(text);
+        CHECK(text.find("Respond in the format {\"name\": function name, \"arguments\": dictionary of argument name "
+                        "and its value}.\n\n{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"") !=
+              std::string::npos);
+        CHECK(text.find("{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n{\"name\": "
+                        "\"get_weather\", \"arguments\": {\"city\": \"Rome\"}}") != std::string::npos);
+        CHECK(text.find("[INST] sunny [/INST]") != std::string::npos);
+    }
+}
+
+TEST_CASE("a conversation without tools renders as before", "[chat_template][tools]") {
+    for (const chat_template_style style : {chat_template_style::chatml, chat_template_style::llama3,
+                                            chat_template_style::llama2, chat_template_style::mistral}) {
+        const chat_template t(style, "<s>", "</s>");
+        CHECK(t.render_text(conversation(), {}) == t.render_text(conversation()));
+    }
+}

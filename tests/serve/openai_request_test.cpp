@@ -318,7 +318,8 @@ TEST_CASE("hostile chat bodies get 400 naming the field", "[openai]") {
         {"{\"messages\": [1]}", "messages[0]"},
         {"{\"messages\": [{\"content\": \"hi\"}]}", "messages[0].role"},
         {"{\"messages\": [{\"role\": \"wizard\", \"content\": \"hi\"}]}", "messages[0].role"},
-        {"{\"messages\": [{\"role\": \"tool\", \"content\": \"hi\"}]}", "messages[0].role"},
+        {"{\"messages\": [{\"role\": \"tool\", \"content\": \"hi\"}]}", "messages[0].tool_call_id"},
+        {"{\"messages\": [{\"role\": \"function\", \"content\": \"hi\"}]}", "messages[0].role"},
         {"{\"messages\": [{\"role\": 1, \"content\": \"hi\"}]}", "messages[0].role"},
         {"{\"messages\": [{\"role\": \"user\"}]}", "messages[0].content"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": null}]}", "messages[0].content"},
@@ -330,7 +331,7 @@ TEST_CASE("hostile chat bodies get 400 naming the field", "[openai]") {
         {"{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}", "messages[0].content[0].text"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\", "
          "\"tool_calls\": [{}]}]}",
-         "messages[1].tool_calls"},
+         "messages[1].tool_calls[0].id"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": 1}", "logprobs"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"top_logprobs\": 2}", "top_logprobs"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": true, \"top_logprobs\": 21}",
@@ -339,7 +340,7 @@ TEST_CASE("hostile chat bodies get 400 naming the field", "[openai]") {
          "max_completion_tokens"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"max_tokens\": -1}", "max_tokens"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": \"function\"}]}",
-         "tools"},
+         "tools[0].function"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tool_choice\": \"auto\"}", "tool_choice"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": "
          "\"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"string\"}}}}",

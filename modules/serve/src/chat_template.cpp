@@ -1,7 +1,9 @@
 #include <weft/serve/chat_template.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -81,6 +83,134 @@ split_messages split_system(std::span<const chat_message> messages) {
     return out;
 }
 
+// --- tools --------------------------------------------------------------------
+
+using ordered_json = nlohmann::ordered_json;
+
+/// {"type": "function", "function": {"name", "description", "parameters"}}
+/// (the description only when given), keys in that order.
+ordered_json tool_json(const chat_tool& t) {
+    ordered_json f;
+    f["name"] = t.name;
+    if (!t.description.empty()) f["description"] = t.description;
+    f["parameters"] = ordered_json::parse(t.parameters.empty() ? std::string_view("{}") : t.parameters);
+    ordered_json out;
+    out["type"] = "function";
+    out["function"] = std::move(f);
+    return out;
+}
+
+/// `{"name": "N", "<key>": ARGS}`, the arguments' text as the call has it.
+std::string call_text(const chat_tool_call& c, std::string_view key) {
+    return fmt::format("{{\"name\": {}, \"{}\": {}}}", ordered_json(c.name).dump(), key,
+                       c.arguments.empty() ? std::string_view("{}") : std::string_view(c.arguments));
+}
+
+/// `content`, then `calls` each on its own line.
+std::string with_calls(const std::string& content, const std::vector<chat_tool_call>& calls,
+                       const std::function<std::string(const chat_tool_call&)>& one) {
+    std::string out = content;
+    for (const chat_tool_call& c : calls) {
+        if (!out.empty()) out += '\n';
+        out += one(c);
+    }
+    return out;
+}
+
+/// `messages` with `text` at the end of the system message (a new first
+/// message when there is none).
+std::vector<chat_message> append_to_system(std::vector<chat_message> messages, const std::string& text) {
+    for (chat_message& m : messages) {
+        if (m.role == chat_role::system) {
+            m.content = m.content.empty() ? text : m.content + "\n\n" + text;
+            return messages;
+        }
+    }
+    messages.insert(messages.begin(), chat_message{chat_role::system, text, {}, {}});
+    return messages;
+}
+
+constexpr std::string_view call_instruction =
+    "Given the following functions, please respond with a JSON for a function call with its proper arguments "
+    "that best answers the given prompt.\n\n";
+
+/// The conversation with tools, calls and results written the way `style`'s
+/// templates write them, as messages of the plain roles (and, for Llama 3,
+/// `tool` results, which its renderer heads `ipython`).
+std::vector<chat_message> lower_tools(chat_template_style style, std::span<const chat_message> messages,
+                                      std::span<const chat_tool> tools) {
+    std::vector<chat_message> out;
+    const bool chatml = style == chat_template_style::chatml || style == chat_template_style::fallback;
+    const bool llama3 = style == chat_template_style::llama3;
+    bool after_result = false; // the previous message was a tool result
+    for (const chat_message& m : messages) {
+        const bool result = m.role == chat_role::tool;
+        const bool merge = chatml && result && after_result;
+        after_result = result;
+        chat_message c{m.role, m.content, {}, {}};
+        if (m.role == chat_role::assistant && !m.tool_calls.empty()) {
+            if (chatml) {
+                c.content = with_calls(m.content, m.tool_calls, [](const chat_tool_call& call) {
+                    return "<tool_call>\n" + call_text(call, "arguments") + "\n</tool_call>";
+                });
+            } else {
+                const std::string_view key = llama3 ? "parameters" : "arguments";
+                c.content = with_calls(m.content, m.tool_calls,
+                                       [key](const chat_tool_call& call) { return call_text(call, key); });
+            }
+        } else if (m.role == chat_role::tool && !llama3) {
+            c.role = chat_role::user;
+            if (chatml) {
+                c.content = "<tool_response>\n" + m.content + "\n</tool_response>";
+                if (merge) { // consecutive results share one user turn
+                    out.back().content += "\n" + c.content;
+                    continue;
+                }
+            }
+        }
+        out.push_back(std::move(c));
+    }
+    if (tools.empty()) return out;
+
+    if (llama3) {
+        // Meta's Llama 3.1 template: the functions open the first user message.
+        std::string head(call_instruction);
+        head += "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and "
+                "its value}.Do not use variables.\n\n";
+        for (const chat_tool& t : tools) head += tool_json(t).dump(4) + "\n\n";
+        for (chat_message& m : out) {
+            if (m.role == chat_role::user) {
+                m.content = head + trim(m.content);
+                return out;
+            }
+        }
+        out.push_back(chat_message{chat_role::user, head, {}, {}});
+        return out;
+    }
+    std::string section;
+    if (chatml) {
+        section = "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                  "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+        for (const chat_tool& t : tools) section += "\n" + tool_json(t).dump();
+        section += "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+                   "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
+                   "\"arguments\": <args-json-object>}\n</tool_call>";
+    } else {
+        section = std::string(call_instruction) +
+                  "Respond in the format {\"name\": function name, \"arguments\": dictionary of argument name and "
+                  "its value}.\n";
+        for (const chat_tool& t : tools) section += "\n" + tool_json(t).dump();
+    }
+    return append_to_system(std::move(out), section);
+}
+
+bool has_tool_parts(std::span<const chat_message> messages) noexcept {
+    for (const chat_message& m : messages) {
+        if (m.role == chat_role::tool || !m.tool_calls.empty()) return true;
+    }
+    return false;
+}
+
 void render_chatml(std::span<const chat_message> messages, piece_list& out) {
     for (const chat_message& m : messages) {
         out.marker(im_start);
@@ -96,7 +226,7 @@ void render_chatml(std::span<const chat_message> messages, piece_list& out) {
 void render_llama3(std::span<const chat_message> messages, piece_list& out) {
     for (const chat_message& m : messages) {
         out.marker(start_header);
-        out.text(to_string(m.role));
+        out.text(m.role == chat_role::tool ? std::string_view("ipython") : to_string(m.role));
         out.marker(end_header);
         out.text("\n\n");
         out.text(trim(m.content));
@@ -188,6 +318,7 @@ std::string_view to_string(chat_role r) noexcept {
     case chat_role::system: return "system";
     case chat_role::user: return "user";
     case chat_role::assistant: return "assistant";
+    case chat_role::tool: return "tool";
     }
     return "user";
 }
@@ -263,7 +394,13 @@ bool chat_template::template_adds_bos() const noexcept {
            m_style == chat_template_style::mistral;
 }
 
-std::vector<chat_piece> chat_template::render(std::span<const chat_message> messages) const {
+std::vector<chat_piece> chat_template::render(std::span<const chat_message> messages,
+                                              std::span<const chat_tool> tools) const {
+    std::vector<chat_message> lowered;
+    if (!tools.empty() || has_tool_parts(messages)) {
+        lowered = lower_tools(m_style, messages, tools);
+        messages = lowered;
+    }
     piece_list out;
     switch (m_style) {
     case chat_template_style::chatml:
@@ -275,14 +412,16 @@ std::vector<chat_piece> chat_template::render(std::span<const chat_message> mess
     return out.take();
 }
 
-std::string chat_template::render_text(std::span<const chat_message> messages) const {
+std::string chat_template::render_text(std::span<const chat_message> messages,
+                                       std::span<const chat_tool> tools) const {
     std::string text;
     if (template_adds_bos()) text = m_bos_text;
-    for (const chat_piece& p : render(messages)) text += p.text;
+    for (const chat_piece& p : render(messages, tools)) text += p.text;
     return text;
 }
 
-std::vector<token_id> chat_template::encode(const tokenizer& tok, std::span<const chat_message> messages) const {
+std::vector<token_id> chat_template::encode(const tokenizer& tok, std::span<const chat_message> messages,
+                                            std::span<const chat_tool> tools) const {
     std::vector<token_id> ids;
     if ((tok.data().add_bos || template_adds_bos()) && tok.bos()) ids.push_back(*tok.bos());
     std::string run;
@@ -292,7 +431,7 @@ std::vector<token_id> chat_template::encode(const tokenizer& tok, std::span<cons
         ids.insert(ids.end(), part.begin(), part.end());
         run.clear();
     };
-    for (const chat_piece& p : render(messages)) {
+    for (const chat_piece& p : render(messages, tools)) {
         if (p.marker) {
             if (const std::optional<token_id> id = marker_id(tok, p.text)) {
                 flush();

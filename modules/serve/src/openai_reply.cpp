@@ -60,8 +60,19 @@ api_error failure_error(const generation_update& u) {
 
 namespace {
 
-std::string_view finish_text(finish_reason f) noexcept {
-    return f == finish_reason::length ? "length" : "stop";
+/// OpenAI's finish_reason: "length", or "stop" — "tool_calls" for a call
+/// that tool_choice "required" forced (a named one finishes with "stop").
+std::string_view finish_text(const openai_request& r, finish_reason f) noexcept {
+    if (f == finish_reason::length) return "length";
+    return r.tool_choice_required ? "tool_calls" : "stop";
+}
+
+/// The response object for `r`, a forced tool call giving each choice its id.
+void set_tool_calls(openai_response& resp, const openai_request& r, std::size_t choices) {
+    if (r.tool_call.empty()) return;
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < choices; ++i) ids.push_back(new_tool_call_id());
+    resp.set_tool_call(r.tool_call, std::move(ids));
 }
 
 api_error no_finish() { return api_error(500, "The generation ended without a finish reason.", {}, "server_error"); }
@@ -155,7 +166,7 @@ struct event_writer {
             failed = true;
             return true;
         }
-        append_event(buf, response.final_chunk(finish_text(*u.finish), index));
+        append_event(buf, response.final_chunk(finish_text(request, *u.finish), index));
         add_usage(usage, u, index, request.n);
         return true;
     }
@@ -261,10 +272,11 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
             co_await send_error(to, failure_error(*u));
             co_return;
         }
-        c.finish_reason = finish_text(*u->finish);
+        c.finish_reason = finish_text(r, *u->finish);
         add_usage(usage, *u, i, r.n);
     }
-    const openai_response resp(r.endpoint, m.name, r.logprobs, false);
+    openai_response resp(r.endpoint, m.name, r.logprobs, false);
+    set_tool_calls(resp, r, choices.size());
     const std::string body = resp.complete(choices, usage);
     http::header_map h;
     h.add("Content-Type", std::string(json_type));
@@ -275,6 +287,7 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
 task<void> send_events(reply_model m, const openai_request& r, std::vector<generation_stream>& streams,
                        std::vector<generation_update> firsts, const reply_to& to) {
     event_writer w(m, r);
+    set_tool_calls(w.response, r, streams.size());
     co_await to.start(200, http::sse_writer::headers());
     const std::size_t n = streams.size();
     if (r.endpoint == openai_endpoint::chat_completions) {

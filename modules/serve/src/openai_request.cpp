@@ -381,6 +381,40 @@ std::string content_text(const json& content, const std::string& param, bool nul
     return text;
 }
 
+/// An assistant message's `tool_calls`: [{id, type "function", function
+/// {name, arguments (a string of JSON)}}].
+std::vector<chat_tool_call> parse_tool_calls(const json& calls, const std::string& param) {
+    if (!calls.is_array()) wrong_type(param, "an array", calls);
+    std::vector<chat_tool_call> out;
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+        const std::string p = fmt::format("{}[{}]", param, i);
+        const json& c = calls[i];
+        if (!c.is_object()) wrong_type(p, "an object", c);
+        chat_tool_call call;
+        const json* id = field(c, "id");
+        if (id == nullptr) throw api_error::invalid(p + ".id", "'id' is a required property.");
+        call.id = read_string(*id, p + ".id");
+        if (const json* type = field(c, "type"); type != nullptr && read_string(*type, p + ".type") != "function") {
+            invalid_value(p + ".type", "only 'function' tool calls exist");
+        }
+        const json* f = field(c, "function");
+        if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
+        if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
+        const json* n = field(*f, "name");
+        if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
+        call.name = read_string(*n, p + ".function.name");
+        const json* a = field(*f, "arguments");
+        if (a == nullptr) throw api_error::invalid(p + ".function.arguments", "'arguments' is a required property.");
+        call.arguments = read_string(*a, p + ".function.arguments");
+        const json parsed = json::parse(call.arguments, nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_object()) {
+            invalid_value(p + ".function.arguments", "the arguments must be the text of a JSON object");
+        }
+        out.push_back(std::move(call));
+    }
+    return out;
+}
+
 void parse_messages(const json& obj, openai_request& r) {
     const json* m = field(obj, "messages");
     if (m == nullptr) throw api_error::invalid("messages", "'messages' is a required property.");
@@ -401,11 +435,16 @@ void parse_messages(const json& obj, openai_request& r) {
             out.role = chat_role::user;
         } else if (name == "assistant") {
             out.role = chat_role::assistant;
-        } else if (name == "tool" || name == "function") {
-            invalid_value(param + ".role", fmt::format("role '{}' is not supported: this server has no tool calls", name));
+        } else if (name == "tool") {
+            out.role = chat_role::tool;
+            const json* id = field(msg, "tool_call_id");
+            if (id == nullptr) throw api_error::invalid(param + ".tool_call_id", "'tool_call_id' is a required property.");
+            out.tool_call_id = read_string(*id, param + ".tool_call_id");
+        } else if (name == "function") {
+            invalid_value(param + ".role", "role 'function' (the deprecated function calling) is not supported: use 'tool'");
         } else {
             invalid_value(param + ".role",
-                          fmt::format("'{}' is not one of 'system', 'developer', 'user', 'assistant'", name));
+                          fmt::format("'{}' is not one of 'system', 'developer', 'user', 'assistant', 'tool'", name));
         }
         const auto it = msg.find("content");
         const bool assistant = out.role == chat_role::assistant;
@@ -413,11 +452,127 @@ void parse_messages(const json& obj, openai_request& r) {
             throw api_error::invalid(param + ".content", "'content' is a required property.");
         }
         if (it != msg.end()) out.content = content_text(*it, param + ".content", assistant);
-        if (const json* calls = field(msg, "tool_calls"); calls != nullptr && !calls->empty()) {
-            invalid_value(param + ".tool_calls", "tool calls are not supported by this server");
+        if (const json* calls = field(msg, "tool_calls"); calls != nullptr) {
+            if (!assistant) invalid_value(param + ".tool_calls", "only assistant messages have tool calls");
+            out.tool_calls = parse_tool_calls(*calls, param + ".tool_calls");
         }
         r.messages.push_back(std::move(out));
     }
+}
+
+/// Function names as OpenAI allows them: 1 to 64 of a-z, A-Z, 0-9, _ and -.
+bool valid_function_name(std::string_view n) noexcept {
+    if (n.empty() || n.size() > 64) return false;
+    for (char c : n) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/// tools, tool_choice and parallel_tool_calls (chat). A forced call (a named
+/// function, or "required" with one tool) generates the function's
+/// arguments under its parameters schema; "auto" would need the call parsed
+/// out of free text, which this server does not do, so it is a 400 as
+/// vLLM's is without a tool parser.
+void parse_tools(const json& obj, openai_request& r) {
+    std::vector<json> parameters; // per tool, as given (null when absent)
+    if (const json* v = field(obj, "tools")) {
+        if (!v->is_array()) wrong_type("tools", "an array", *v);
+        if (v->size() > max_tools) invalid_value("tools", fmt::format("at most {} tools, got {}", max_tools, v->size()));
+        for (std::size_t i = 0; i < v->size(); ++i) {
+            const std::string p = fmt::format("tools[{}]", i);
+            const json& t = (*v)[i];
+            if (!t.is_object()) wrong_type(p, "an object", t);
+            const json* type = field(t, "type");
+            if (type == nullptr) throw api_error::invalid(p + ".type", "'type' is a required property.");
+            if (read_string(*type, p + ".type") != "function") invalid_value(p + ".type", "only 'function' tools exist");
+            const json* f = field(t, "function");
+            if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
+            if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
+            chat_tool tool;
+            const json* n = field(*f, "name");
+            if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
+            tool.name = read_string(*n, p + ".function.name");
+            if (!valid_function_name(tool.name)) {
+                invalid_value(p + ".function.name", "a function name is 1 to 64 of a-z, A-Z, 0-9, underscores and dashes");
+            }
+            for (const chat_tool& other : r.tools) {
+                if (other.name == tool.name) invalid_value(p + ".function.name", fmt::format("two tools are named '{}'", tool.name));
+            }
+            if (const json* d = field(*f, "description")) tool.description = read_string(*d, p + ".function.description");
+            const json* params = field(*f, "parameters");
+            if (params != nullptr && !params->is_object()) wrong_type(p + ".function.parameters", "an object", *params);
+            tool.parameters = params != nullptr ? params->dump() : "{}";
+            if (const json* st = field(*f, "strict")) read_bool(*st, p + ".function.strict");
+            parameters.push_back(params != nullptr ? *params : json(nullptr));
+            r.tools.push_back(std::move(tool));
+        }
+    }
+    if (const json* v = field(obj, "parallel_tool_calls")) read_bool(*v, "parallel_tool_calls");
+
+    std::optional<std::size_t> forced;
+    if (const json* v = field(obj, "tool_choice")) {
+        if (v->is_string()) {
+            const std::string& c = v->get_ref<const std::string&>();
+            if (c == "none") {
+                // The tools are shown to the model; it answers in text.
+            } else if (c == "auto" || c == "required") {
+                if (r.tools.empty()) invalid_value("tool_choice", fmt::format("tool_choice '{}' needs tools", c));
+                if (c == "auto") {
+                    invalid_value("tool_choice",
+                                  "'auto' needs the model's calls parsed out of free text, which this server does not "
+                                  "do: use 'required' (one tool), a named function {\"type\": \"function\", "
+                                  "\"function\": {\"name\": ...}}, or 'none'");
+                }
+                if (r.tools.size() != 1) {
+                    invalid_value("tool_choice", "'required' with several tools is not supported: name the function "
+                                                 "({\"type\": \"function\", \"function\": {\"name\": ...}})");
+                }
+                forced = 0;
+                r.tool_choice_required = true;
+            } else {
+                invalid_value("tool_choice", fmt::format("'{}' is not one of 'none', 'auto', 'required'", c));
+            }
+        } else if (v->is_object()) {
+            const json* type = field(*v, "type");
+            if (type == nullptr) throw api_error::invalid("tool_choice.type", "'type' is a required property.");
+            if (read_string(*type, "tool_choice.type") != "function") invalid_value("tool_choice.type", "only 'function' exists");
+            const json* f = field(*v, "function");
+            if (f == nullptr) throw api_error::invalid("tool_choice.function", "'function' is a required property.");
+            if (!f->is_object()) wrong_type("tool_choice.function", "an object", *f);
+            const json* n = field(*f, "name");
+            if (n == nullptr) throw api_error::invalid("tool_choice.function.name", "'name' is a required property.");
+            const std::string& name = read_string(*n, "tool_choice.function.name");
+            for (std::size_t i = 0; i < r.tools.size() && !forced; ++i) {
+                if (r.tools[i].name == name) forced = i;
+            }
+            if (!forced) invalid_value("tool_choice.function.name", fmt::format("no tool is named '{}'", name));
+        } else {
+            wrong_type("tool_choice", "a string or an object", *v);
+        }
+    } else if (!r.tools.empty()) {
+        invalid_value("tools", "tools without tool_choice mean 'auto', which needs the model's calls parsed out of "
+                               "free text, which this server does not do: set tool_choice to 'required' (one tool), "
+                               "a named function, or 'none'");
+    }
+    if (!forced) return;
+
+    generation_request& g = r.generation;
+    if (g.format != output_format::text) {
+        invalid_value("response_format", "a forced tool call generates the function's arguments: it cannot also "
+                                         "follow a response_format");
+    }
+    // Arguments are always an object: a schema that does not say so gets it.
+    json schema = parameters[*forced].is_null() ? json::object() : parameters[*forced];
+    if (!schema.contains("type")) schema["type"] = "object";
+    try {
+        g.schema = std::make_shared<const json_schema>(json_schema::parse(schema.dump()));
+    } catch (const std::invalid_argument& e) {
+        invalid_value(fmt::format("tools[{}].function.parameters", *forced), e.what());
+    }
+    g.format = output_format::json_schema;
+    r.tool_call = r.tools[*forced].name;
 }
 
 } // namespace
@@ -476,14 +631,10 @@ openai_request parse_chat_request(std::string_view body, const openai_parse_opti
         r.top_logprobs = static_cast<int>(read_integer(*v, "top_logprobs", 0, max_top_logprobs));
         if (!r.logprobs) invalid_value("top_logprobs", "'logprobs' must be true when 'top_logprobs' is given");
     }
-    for (const char* name : {"tools", "functions"}) {
-        if (const json* v = field(obj, name); v != nullptr && !(v->is_array() && v->empty())) {
-            invalid_value(name, "tool and function calling are not supported by this server");
-        }
+    if (const json* v = field(obj, "functions"); v != nullptr && !(v->is_array() && v->empty())) {
+        invalid_value("functions", "the deprecated 'functions' are not supported: use 'tools'");
     }
-    if (const json* v = field(obj, "tool_choice"); v != nullptr && !(v->is_string() && v->get<std::string>() == "none")) {
-        invalid_value("tool_choice", "tool calling is not supported by this server: use \"none\" or leave it out");
-    }
+    parse_tools(obj, r);
     r.generation.sampling.logprobs = r.logprobs;
     r.generation.sampling.top_logprobs = r.top_logprobs;
     return r;

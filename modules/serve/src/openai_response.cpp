@@ -59,6 +59,13 @@ std::string new_completion_id(openai_endpoint endpoint) {
                        static_cast<std::uint32_t>(b));
 }
 
+std::string new_tool_call_id() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    const std::uint64_t a = rng();
+    const std::uint64_t b = rng();
+    return fmt::format("call_{:016x}{:08x}", a, static_cast<std::uint32_t>(b));
+}
+
 std::string models_list_json(std::string_view model, std::int64_t created, std::string_view owned_by) {
     std::string out = "{\"object\":\"list\",\"data\":[{\"id\":";
     json_out::append_string(out, model);
@@ -168,10 +175,45 @@ std::string openai_response::complete(std::string_view text, std::span<const ope
     return complete(std::span(&c, 1), usage);
 }
 
+void openai_response::set_tool_call(std::string function, std::vector<std::string> ids) {
+    m_tool_function = std::move(function);
+    m_tool_ids = std::move(ids);
+}
+
+namespace {
+/// {"index":i,"id":..,"type":"function","function":{"name":..,"arguments":
+/// (the index only in chunks, the name and id only when opening the call).
+void append_tool_call(std::string& out, const std::string* index_of, std::string_view id, std::string_view name,
+                      std::string_view arguments) {
+    out += '{';
+    if (index_of != nullptr) out += *index_of;
+    if (!id.empty()) {
+        out += "\"id\":";
+        json_out::append_string(out, id);
+        out += ",\"type\":\"function\",";
+    }
+    out += "\"function\":{";
+    if (!name.empty()) {
+        out += "\"name\":";
+        json_out::append_string(out, name);
+        out += ',';
+    }
+    out += "\"arguments\":";
+    json_out::append_string(out, arguments);
+    out += "}}";
+}
+const std::string chunk_call_index = "\"index\":0,";
+} // namespace
+
 void openai_response::append_choice(std::string& out, const openai_choice& c, std::size_t index) const {
     out += "{\"index\":";
     json_out::append_uint(out, index);
-    if (m_endpoint == openai_endpoint::chat_completions) {
+    if (m_endpoint == openai_endpoint::chat_completions && !m_tool_function.empty()) {
+        out += ",\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[";
+        append_tool_call(out, nullptr, index < m_tool_ids.size() ? m_tool_ids[index] : "call_0", m_tool_function,
+                         c.text);
+        out += "]}";
+    } else if (m_endpoint == openai_endpoint::chat_completions) {
         out += ",\"message\":{\"role\":\"assistant\",\"content\":";
         json_out::append_string(out, c.text);
         out += '}';
@@ -210,6 +252,14 @@ std::string openai_response::first_chunk(std::size_t index) const {
     if (m_endpoint != openai_endpoint::chat_completions) return {};
     std::string out = m_chunk_prefix;
     open_chunk_choice(out, index);
+    if (!m_tool_function.empty()) {
+        out += ",\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[";
+        append_tool_call(out, &chunk_call_index, index < m_tool_ids.size() ? m_tool_ids[index] : "call_0",
+                         m_tool_function, "");
+        out += "]},\"logprobs\":null";
+        append_choice_tail(out, {});
+        return out;
+    }
     out += ",\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null";
     append_choice_tail(out, {});
     return out;
@@ -220,7 +270,11 @@ std::string openai_response::text_chunk(std::string_view text, std::span<const o
     if (m_text_offset.size() <= index) m_text_offset.resize(index + 1, 0);
     std::string out = m_chunk_prefix;
     open_chunk_choice(out, index);
-    if (m_endpoint == openai_endpoint::chat_completions) {
+    if (m_endpoint == openai_endpoint::chat_completions && !m_tool_function.empty()) {
+        out += ",\"delta\":{\"tool_calls\":[";
+        append_tool_call(out, &chunk_call_index, {}, {}, text);
+        out += "]},\"logprobs\":";
+    } else if (m_endpoint == openai_endpoint::chat_completions) {
         out += ",\"delta\":{\"content\":";
         json_out::append_string(out, text);
         out += "},\"logprobs\":";

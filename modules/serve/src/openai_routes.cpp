@@ -116,7 +116,7 @@ void encode_prompts(const model_state& m, openai_request& r) {
                                                : tok.encode(p.text, /*add_special=*/true, /*parse_special=*/true));
         }
     } else {
-        r.prompt_ids.push_back(m.tmpl.encode(tok, r.messages));
+        r.prompt_ids.push_back(m.tmpl.encode(tok, r.messages, r.tools));
         r.generation.stop.insert(r.generation.stop.end(), m.tmpl.extra_stops().begin(), m.tmpl.extra_stops().end());
     }
     for (std::size_t i = 0; i < r.prompt_ids.size(); ++i) {

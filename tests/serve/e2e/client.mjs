@@ -136,6 +136,46 @@ for (const ch of typed.choices) {
 }
 check(typedDone > 0, "structured outputs close an object");
 
+// A forced tool call: each choice calls the function, arguments under its schema.
+const tools = [{ type: "function", function: { name: "rate", description: "Rate the answer", parameters: schema } }];
+const called = await client.chat.completions.create({
+  model, messages, max_tokens: 200, temperature: 1, seed: 6, n: 4, tools,
+  tool_choice: { type: "function", function: { name: "rate" } },
+});
+let callsDone = 0;
+for (const ch of called.choices) {
+  const calls = ch.message.tool_calls ?? [];
+  check(ch.message.content === null && calls.length === 1 && calls[0].type === "function" &&
+        calls[0].function.name === "rate" && calls[0].id.startsWith("call_"), `tool call choice ${ch.index} is a call of rate`);
+  if (ch.finish_reason !== "stop") continue;
+  callsDone += 1;
+  const v = JSON.parse(calls[0].function.arguments);
+  check(Object.keys(v).sort().join() === "answer,mood,score" && Number.isInteger(v.score),
+        `tool call choice ${ch.index} has arguments its schema accepts`);
+}
+check(callsDone > 0, "a forced tool call completes its arguments");
+// Streamed, the call's pieces add up; the history may carry calls and results.
+const callStream = await client.chat.completions.create({
+  model, messages, max_tokens: 200, temperature: 1, seed: 6, tools, stream: true,
+  tool_choice: { type: "function", function: { name: "rate" } },
+});
+let streamedArgs = "";
+let streamedName = "";
+for await (const chunk of callStream) {
+  for (const tc of chunk.choices[0]?.delta?.tool_calls ?? []) {
+    if (tc.function?.name) streamedName = tc.function.name;
+    streamedArgs += tc.function?.arguments ?? "";
+  }
+}
+check(streamedName === "rate" && streamedArgs === called.choices[0].message.tool_calls[0].function.arguments,
+      "a streamed tool call's arguments equal the whole reply's");
+const followUp = await client.chat.completions.create({
+  model, max_tokens: 4, tools, tool_choice: "none",
+  messages: [...messages, called.choices[0].message,
+             { role: "tool", tool_call_id: called.choices[0].message.tool_calls[0].id, content: "ok" }],
+});
+check(typeof followUp.choices[0].message.content === "string", "a conversation with a tool call and its result is answered");
+
 // Errors surface as the client's typed errors.
 try {
   await client.completions.create({ model, prompt: "x", max_tokens: -1 });

@@ -16,6 +16,20 @@
 ///  - Mistral ("[INST]" without "<<SYS>>"): one BOS, then
 ///    `[INST] {user} [/INST]{assistant}</s>`, a system message prepended to
 ///    the first user turn followed by a blank line.
+/// Tools (function definitions), assistant tool calls and tool results are
+/// rendered as each family's templates do:
+///  - ChatML (Qwen2.5, Hermes): a "# Tools" section with one JSON line per
+///    function inside <tools></tools> ends the system message (one is made
+///    when there is none); a call is `<tool_call>\n{"name": .., "arguments":
+///    ..}\n</tool_call>` after the content; consecutive results form one user
+///    turn of `<tool_response>\n{content}\n</tool_response>` blocks.
+///  - Llama 3.1: the functions (indented JSON) with Meta's instruction open
+///    the first user message; a call is the content `{"name": .., "parameters":
+///    ..}`; a result is an `ipython` turn.
+///  - Llama 2 and Mistral, whose templates have no tool syntax: the
+///    functions (one JSON line each) with the same instruction end the
+///    system text, a call is `{"name": .., "arguments": ..}` text, and a
+///    result is a user turn.
 /// Anything else, or no template at all, uses the documented fallback:
 /// ChatML markers (as special tokens when the vocabulary has them, as plain
 /// text otherwise, in which case "<|im_end|>" is also a stop string).
@@ -41,12 +55,29 @@
 
 namespace weft::serve {
 
-enum class chat_role : unsigned char { system, user, assistant };
+enum class chat_role : unsigned char { system, user, assistant, tool };
 std::string_view to_string(chat_role r) noexcept;
+
+/// A function call an assistant message made.
+struct chat_tool_call {
+    std::string id;
+    std::string name;
+    std::string arguments; ///< a JSON object's text, as the model wrote it
+};
 
 struct chat_message {
     chat_role role = chat_role::user;
     std::string content;
+    std::vector<chat_tool_call> tool_calls; ///< assistant: the calls it made
+    std::string tool_call_id;               ///< tool: the call this is the result of
+};
+
+/// A function the model may call: its name, description and the JSON
+/// Schema of its arguments (compact JSON text; "{}" when not given).
+struct chat_tool {
+    std::string name;
+    std::string description;
+    std::string parameters = "{}";
 };
 
 enum class chat_template_style : unsigned char { chatml, llama3, llama2, mistral, fallback };
@@ -80,16 +111,20 @@ public:
     /// Whether the style itself starts the prompt with BOS (Llama 2/3, Mistral).
     [[nodiscard]] bool template_adds_bos() const noexcept;
 
-    /// The pieces of the prompt for `messages` followed by the assistant's
-    /// turn (without the initial BOS, which `encode` adds).
-    [[nodiscard]] std::vector<chat_piece> render(std::span<const chat_message> messages) const;
+    /// The pieces of the prompt for `messages` (and the functions `tools`)
+    /// followed by the assistant's turn (without the initial BOS, which
+    /// `encode` adds).
+    [[nodiscard]] std::vector<chat_piece> render(std::span<const chat_message> messages,
+                                                 std::span<const chat_tool> tools = {}) const;
 
     /// The whole prompt as text, BOS included when the template puts one:
     /// what the Jinja template renders (for logs and tests).
-    [[nodiscard]] std::string render_text(std::span<const chat_message> messages) const;
+    [[nodiscard]] std::string render_text(std::span<const chat_message> messages,
+                                          std::span<const chat_tool> tools = {}) const;
 
     /// Token ids of the prompt for `messages` (see the file comment).
-    [[nodiscard]] std::vector<token_id> encode(const tokenizer& tok, std::span<const chat_message> messages) const;
+    [[nodiscard]] std::vector<token_id> encode(const tokenizer& tok, std::span<const chat_message> messages,
+                                               std::span<const chat_tool> tools = {}) const;
 
     /// Stop strings the server adds to every chat request of this template
     /// (the fallback's "<|im_end|>" when it is not a token).

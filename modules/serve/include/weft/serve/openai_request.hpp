@@ -9,14 +9,22 @@
 /// ignored, as OpenAI does; `null` means "absent" for every optional field.
 /// A `model` other than the served one (absent or "" is fine) is a 404
 /// `model_not_found`. Fields weft cannot honour (`best_of` other than `n`,
-/// `suffix`, tools, non-text content parts, JSON schemas) are 400s that say
-/// so, never silently dropped.
+/// `suffix`, tool_choice "auto", non-text content parts, JSON Schema
+/// keywords outside its subset) are 400s that say so, never silently
+/// dropped.
 ///
 /// Accepted fields: model, prompt (completions: a string, an array of token
 /// ids, or a batch: an array of strings or of token-id arrays, up to
 /// max_batch_prompts, with prompts x n <= max_request_choices), messages (chat: roles system,
-/// developer (= system), user, assistant; content a string or an array of
-/// {"type":"text","text":...} parts), max_tokens, max_completion_tokens
+/// developer (= system), user, assistant (with `tool_calls` [{id, type,
+/// function {name, arguments}}]), tool (with `tool_call_id`); content a
+/// string or an array of {"type":"text","text":...} parts), tools (chat: up
+/// to max_tools functions {name, description, parameters, strict}),
+/// tool_choice ("none"; a named function, or "required" with one tool: a
+/// forced call whose arguments follow the function's parameters schema, as
+/// structured outputs do; "auto", or tools without a tool_choice, is a 400:
+/// it would need calls parsed out of free text), parallel_tool_calls
+/// (accepted), max_tokens, max_completion_tokens
 /// (chat; wins over max_tokens), temperature [0, 2], top_p (0, 1], top_k
 /// (-1 or 0: off, else >= 1), min_p [0, 1], seed, stop (a string or up to 4),
 /// presence_penalty and frequency_penalty [-2, 2], repetition_penalty (> 0),
@@ -59,6 +67,8 @@ inline constexpr std::size_t max_choices = 64;
 inline constexpr std::size_t max_batch_prompts = 256;
 /// The most choices (prompts x n) one request may ask for.
 inline constexpr std::size_t max_request_choices = 1024;
+/// The most tools one chat request may declare.
+inline constexpr std::size_t max_tools = 128;
 
 /// One completions prompt: text, or token ids.
 struct completion_prompt {
@@ -85,6 +95,14 @@ struct openai_request {
     std::vector<std::vector<token_id>> prompt_ids;
     /// Chat: the conversation.
     std::vector<chat_message> messages;
+    /// Chat: the functions the model may call, shown to it in the prompt.
+    std::vector<chat_tool> tools;
+    /// Chat: the function tool_choice forces ("" when none): the reply is a
+    /// call of it, its arguments generated under its parameters schema.
+    std::string tool_call;
+    /// The call was forced by "required" (finish_reason "tool_calls") rather
+    /// than by name (finish_reason "stop", as OpenAI's).
+    bool tool_choice_required = false;
 
     /// Everything but the prompt; `generation.max_tokens` is only meaningful
     /// when `max_tokens` is set (the server picks the default otherwise).

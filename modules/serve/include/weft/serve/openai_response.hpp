@@ -9,7 +9,9 @@
 ///    choices [{index, text, logprobs, finish_reason}], usage}
 ///  - chat: {id "chatcmpl-<hex>", object "chat.completion", created, model,
 ///    choices [{index, message {role "assistant", content}, logprobs,
-///    finish_reason}], usage}
+///    finish_reason}], usage}; a forced tool call's message is {role,
+///    content null, tool_calls [{id "call_<hex>", type "function", function
+///    {name, arguments}}]}
 ///  - usage: {prompt_tokens, completion_tokens, total_tokens,
 ///    prompt_tokens_details: {cached_tokens}}
 ///  - completion logprobs: {tokens, token_logprobs, top_logprobs [{token:
@@ -62,6 +64,8 @@ struct openai_choice {
 
 /// "cmpl-" or "chatcmpl-" followed by 24 random hex digits.
 std::string new_completion_id(openai_endpoint endpoint);
+/// "call_" followed by 24 random hex digits.
+std::string new_tool_call_id();
 
 /// The body of GET /v1/models listing one model.
 std::string models_list_json(std::string_view model, std::int64_t created, std::string_view owned_by);
@@ -75,6 +79,14 @@ public:
                     std::string_view id, std::int64_t created);
 
     [[nodiscard]] const std::string& id() const noexcept { return m_id; }
+
+    /// Chat: every choice is a call of `function` (a forced tool call) whose
+    /// arguments are the generated text: the message has "content": null
+    /// and "tool_calls" [{id, type "function", function {name, arguments}}];
+    /// streamed, the opening delta carries the call's id and name and each
+    /// later delta a piece of its arguments. `ids` are the calls' ids, one
+    /// per choice.
+    void set_tool_call(std::string function, std::vector<std::string> ids);
 
     /// The whole non-streaming response with one choice.
     [[nodiscard]] std::string complete(std::string_view text, std::span<const openai_logprob> logprobs,
@@ -107,6 +119,8 @@ private:
     std::string m_prefix;           ///< {"id":...,"object":...,"created":...,"model":...
     std::string m_chunk_prefix;     ///< the same with the chunk object name
     std::vector<std::size_t> m_text_offset; ///< streaming: bytes of text sent so far, per choice
+    std::string m_tool_function;            ///< set_tool_call's function ("": plain messages)
+    std::vector<std::string> m_tool_ids;    ///< the calls' ids, per choice
 };
 
 } // namespace weft::serve

@@ -1,0 +1,166 @@
+// Forced tool calls on the server: the reply is a call of the function, its
+// arguments generated under the function's parameters schema.
+#include "server_test_support.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+
+using namespace weft::serve;
+using namespace weft::serve::test;
+using json = nlohmann::json;
+
+namespace {
+
+json weather_tool() {
+    return json::parse(R"({"type": "function", "function": {"name": "get_weather", "description": "The weather now",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 10},
+        "unit": {"enum": ["c", "f"]}}, "required": ["city", "unit"], "additionalProperties": false}}})");
+}
+
+json tool_chat(const json& tool_choice, bool stream) {
+    json body = chat_body("What is the weather in Paris?", 300);
+    body["tools"] = json::array({weather_tool()});
+    body["tool_choice"] = tool_choice;
+    body["temperature"] = 1.0;
+    body["seed"] = 21;
+    body["n"] = 4;
+    body["stream"] = stream;
+    return body;
+}
+
+json named_choice() { return json::parse(R"({"type": "function", "function": {"name": "get_weather"}})"); }
+
+struct streamed_call {
+    std::string id, name, arguments, finish_reason;
+};
+
+/// Each choice's call, the deltas of a streamed chat put together.
+std::map<int, streamed_call> streamed_calls(const std::string& body) {
+    std::map<int, streamed_call> out;
+    for (const std::string& data : sse_data(body)) {
+        if (data == "[DONE]") continue;
+        const json event = json::parse(data);
+        for (const json& c : event["choices"]) {
+            streamed_call& call = out[c["index"].get<int>()];
+            if (c["finish_reason"].is_string()) call.finish_reason = c["finish_reason"];
+            const json& delta = c["delta"];
+            CHECK_FALSE((delta.contains("content") && delta["content"].is_string() &&
+                         !delta["content"].get<std::string>().empty()));
+            if (!delta.contains("tool_calls")) continue;
+            REQUIRE(delta["tool_calls"].size() == 1);
+            const json& tc = delta["tool_calls"][0];
+            CHECK(tc["index"] == 0);
+            if (tc.contains("id")) {
+                CHECK(call.id.empty()); // the id and name open the call once
+                call.id = tc["id"];
+                call.name = tc["function"]["name"];
+                CHECK(tc["type"] == "function");
+            }
+            call.arguments += tc["function"]["arguments"].get<std::string>();
+        }
+    }
+    return out;
+}
+
+/// The schema's rules, checked on a finished call's arguments.
+void check_arguments(const std::string& arguments) {
+    INFO(arguments);
+    const json v = json::parse(arguments);
+    REQUIRE(v.is_object());
+    CHECK(v.size() == 2);
+    REQUIRE(v.contains("city"));
+    CHECK(v["city"].is_string());
+    CHECK((v["unit"] == "c" || v["unit"] == "f"));
+}
+
+} // namespace
+
+TEST_CASE("server answers a named tool choice with a call whose arguments keep to the schema, streamed or not",
+          "[server][tools]") {
+    test_server srv;
+    const http_reply whole = srv.post("/v1/chat/completions", tool_chat(named_choice(), false));
+    REQUIRE(whole.status == 200);
+    const json j = whole.body_json();
+    REQUIRE(j["choices"].size() == 4);
+    std::map<int, std::string> arguments;
+    std::map<int, std::string> ids;
+    std::size_t complete = 0;
+    for (const json& c : j["choices"]) {
+        const json& msg = c["message"];
+        CHECK(msg["role"] == "assistant");
+        CHECK(msg["content"].is_null());
+        REQUIRE(msg["tool_calls"].size() == 1);
+        const json& call = msg["tool_calls"][0];
+        CHECK(call["type"] == "function");
+        CHECK(call["function"]["name"] == "get_weather");
+        const std::string id = call["id"];
+        CHECK(id.rfind("call_", 0) == 0);
+        CHECK(ids.count(c["index"].get<int>()) == 0);
+        ids[c["index"].get<int>()] = id;
+        arguments[c["index"].get<int>()] = call["function"]["arguments"];
+        if (c["finish_reason"] == "stop") { // named: "stop", as OpenAI's
+            ++complete;
+            check_arguments(call["function"]["arguments"]);
+        } else {
+            CHECK(c["finish_reason"] == "length");
+        }
+    }
+    CHECK(complete > 0);
+    // Every choice has its own call id.
+    CHECK(ids.size() == 4);
+    CHECK(ids[0] != ids[1]);
+
+    const http_reply streamed = srv.post("/v1/chat/completions", tool_chat(named_choice(), true));
+    REQUIRE(streamed.status == 200);
+    const std::map<int, streamed_call> calls = streamed_calls(streamed.body);
+    REQUIRE(calls.size() == 4);
+    for (const auto& [index, call] : calls) {
+        INFO("choice " << index);
+        CHECK(call.id.rfind("call_", 0) == 0);
+        CHECK(call.name == "get_weather");
+        CHECK(call.arguments == arguments[index]); // the same seed: the same arguments
+        CHECK(call.finish_reason == j["choices"][index]["finish_reason"].get<std::string>());
+    }
+}
+
+TEST_CASE("tool_choice required finishes a complete call with finish_reason tool_calls", "[server][tools]") {
+    test_server srv;
+    const json j = srv.post("/v1/chat/completions", tool_chat("required", false)).body_json();
+    REQUIRE(j["choices"].size() == 4);
+    std::size_t complete = 0;
+    for (const json& c : j["choices"]) {
+        if (c["finish_reason"] == "length") continue;
+        CHECK(c["finish_reason"] == "tool_calls");
+        check_arguments(c["message"]["tool_calls"][0]["function"]["arguments"]);
+        ++complete;
+    }
+    CHECK(complete > 0);
+}
+
+TEST_CASE("server takes a conversation with tool calls and results, and refuses auto with 400", "[server][tools]") {
+    test_server srv;
+    json body = chat_body("unused", 8);
+    body["messages"] = json::parse(R"([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"unit\": \"c\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21 degrees, sunny"}])");
+    body["tools"] = json::array({weather_tool()});
+    body["tool_choice"] = "none";
+    const http_reply r = srv.post("/v1/chat/completions", body);
+    REQUIRE(r.status == 200);
+    const json j = r.body_json();
+    CHECK(j["choices"][0]["message"]["content"].is_string());
+    CHECK_FALSE(j["choices"][0]["message"].contains("tool_calls"));
+    CHECK(j["usage"]["prompt_tokens"].get<int>() > 100); // the tools and the history are in the prompt
+
+    body["tool_choice"] = "auto";
+    check_error(srv.post("/v1/chat/completions", body), 400, "tool_choice");
+    body.erase("tool_choice");
+    check_error(srv.post("/v1/chat/completions", body), 400, "tools");
+    // The server keeps serving.
+    CHECK(srv.post("/v1/chat/completions", chat_body("hi", 4)).status == 200);
+}
