@@ -67,6 +67,17 @@ TEST_CASE("tool_choice required with one tool forces it, and a schema without a 
     CHECK(r.generation.format == output_format::json_schema);
 }
 
+TEST_CASE("tool_choice auto, the default with tools, leaves the model free and parses its calls", "[openai][tools]") {
+    const std::string tools = std::string("\"tools\": [") + weather_tool + ", " + time_tool + "]";
+    for (const std::string& extra : {tools, tools + R"(, "tool_choice": "auto")"}) {
+        const openai_request r = parse_chat_request(body_with(extra), options());
+        CHECK(r.tool_choice_auto);
+        CHECK(r.tool_call.empty());
+        CHECK(r.generation.format == output_format::text);
+        CHECK(r.tools.size() == 2);
+    }
+}
+
 TEST_CASE("tool_choice none shows the tools and generates text", "[openai][tools]") {
     const openai_request r =
         parse_chat_request(body_with(std::string("\"tools\": [") + weather_tool + R"(], "tool_choice": "none")"), options());
@@ -99,9 +110,8 @@ TEST_CASE("tool requests weft cannot honour or that are malformed get 400 naming
         const char* param;
     };
     const row rows[] = {
-        {body_with(weather), "tools"}, // no tool_choice: 'auto'
-        {body_with(weather + R"(, "tool_choice": "auto")"), "tool_choice"},
         {body_with(R"("tool_choice": "required")"), "tool_choice"},
+        {body_with(R"("tool_choice": "auto")"), "tool_choice"},
         {body_with(std::string("\"tools\": [") + weather_tool + "," + time_tool + R"(], "tool_choice": "required")"),
          "tool_choice"},
         {body_with(weather + R"(, "tool_choice": "sometimes")"), "tool_choice"},

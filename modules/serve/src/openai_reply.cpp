@@ -67,6 +67,22 @@ std::string_view finish_text(const openai_request& r, finish_reason f) noexcept 
     return r.tool_choice_required ? "tool_calls" : "stop";
 }
 
+/// A parser of the calls in a choice's text (tool_choice "auto").
+tool_call_parser calls_parser(const openai_request& r) {
+    std::vector<std::string> names;
+    for (const chat_tool& t : r.tools) names.push_back(t.name);
+    return tool_call_parser(r.tool_syntax, std::move(names));
+}
+
+/// Moves a parser's output into `text` and `calls`, each call with its id.
+void take_calls(tool_call_parser::output&& o, std::string& text, std::vector<chat_tool_call>& calls) {
+    text += o.content;
+    for (chat_tool_call& c : o.calls) {
+        c.id = new_tool_call_id();
+        calls.push_back(std::move(c));
+    }
+}
+
 /// The response object for `r`, a forced tool call giving each choice its id.
 void set_tool_calls(openai_response& resp, const openai_request& r, std::size_t choices) {
     if (r.tool_call.empty()) return;
@@ -139,6 +155,17 @@ struct event_writer {
     openai_usage usage;
     bool failed = false;
     std::vector<bool> echoed; ///< echo with logprobs: the prompt's chunk went out, per choice
+    std::vector<std::optional<tool_call_parser>> parsers; ///< tool_choice "auto": per choice
+    std::vector<std::size_t> calls_sent;                  ///< tool_choice "auto": calls sent, per choice
+
+    tool_call_parser& parser(std::size_t index) {
+        if (parsers.size() <= index) {
+            parsers.resize(index + 1);
+            calls_sent.resize(index + 1, 0);
+        }
+        if (!parsers[index]) parsers[index].emplace(calls_parser(request));
+        return *parsers[index];
+    }
 
     event_writer(reply_model m, const openai_request& r)
         : model(m), request(r), response(r.endpoint, m.name, r.logprobs, r.include_usage) {}
@@ -159,14 +186,32 @@ struct event_writer {
         }
         lps.clear();
         if (request.logprobs) add_logprobs(model.vocab, u, lps);
-        if (!u.text.empty() || !lps.empty()) append_event(buf, response.text_chunk(u.text, lps, index));
+        const bool failure = u.finish && is_failure(*u.finish);
+        if (request.tool_choice_auto && !failure) {
+            // Content as the parser lets it go, calls whole as they close.
+            tool_call_parser& p = parser(index);
+            std::string text;
+            std::vector<chat_tool_call> calls;
+            take_calls(p.feed(u.text), text, calls);
+            if (u.finish) take_calls(p.finish(), text, calls);
+            if (!text.empty() || !lps.empty()) append_event(buf, response.text_chunk(text, lps, index));
+            for (const chat_tool_call& c : calls) {
+                append_event(buf, response.tool_call_chunk(c, calls_sent[index]++, index));
+            }
+        } else if (!u.text.empty() || !lps.empty()) {
+            append_event(buf, response.text_chunk(u.text, lps, index));
+        }
         if (!u.finish) return false;
-        if (is_failure(*u.finish)) {
+        if (failure) {
             append_event(buf, failure_error(u).to_json());
             failed = true;
             return true;
         }
-        append_event(buf, response.final_chunk(finish_text(request, *u.finish), index));
+        std::string_view reason = finish_text(request, *u.finish);
+        if (request.tool_choice_auto && parser(index).called() && *u.finish != finish_reason::length) {
+            reason = "tool_calls";
+        }
+        append_event(buf, response.final_chunk(reason, index));
         add_usage(usage, u, index, request.n);
         return true;
     }
@@ -273,6 +318,14 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
             co_return;
         }
         c.finish_reason = finish_text(r, *u->finish);
+        if (r.tool_choice_auto) {
+            tool_call_parser parser = calls_parser(r);
+            std::string text;
+            take_calls(parser.feed(c.text), text, c.tool_calls);
+            take_calls(parser.finish(), text, c.tool_calls);
+            c.text = std::move(text);
+            if (parser.called() && *u->finish != finish_reason::length) c.finish_reason = "tool_calls";
+        }
         add_usage(usage, *u, i, r.n);
     }
     openai_response resp(r.endpoint, m.name, r.logprobs, false);

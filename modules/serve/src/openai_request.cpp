@@ -472,9 +472,8 @@ bool valid_function_name(std::string_view n) noexcept {
 
 /// tools, tool_choice and parallel_tool_calls (chat). A forced call (a named
 /// function, or "required" with one tool) generates the function's
-/// arguments under its parameters schema; "auto" would need the call parsed
-/// out of free text, which this server does not do, so it is a 400 as
-/// vLLM's is without a tool parser.
+/// arguments under its parameters schema; with "auto" (the default) the
+/// reply's calls are parsed out of the model's text.
 void parse_tools(const json& obj, openai_request& r) {
     std::vector<json> parameters; // per tool, as given (null when absent)
     if (const json* v = field(obj, "tools")) {
@@ -520,10 +519,8 @@ void parse_tools(const json& obj, openai_request& r) {
             } else if (c == "auto" || c == "required") {
                 if (r.tools.empty()) invalid_value("tool_choice", fmt::format("tool_choice '{}' needs tools", c));
                 if (c == "auto") {
-                    invalid_value("tool_choice",
-                                  "'auto' needs the model's calls parsed out of free text, which this server does not "
-                                  "do: use 'required' (one tool), a named function {\"type\": \"function\", "
-                                  "\"function\": {\"name\": ...}}, or 'none'");
+                    r.tool_choice_auto = true;
+                    return;
                 }
                 if (r.tools.size() != 1) {
                     invalid_value("tool_choice", "'required' with several tools is not supported: name the function "
@@ -552,9 +549,7 @@ void parse_tools(const json& obj, openai_request& r) {
             wrong_type("tool_choice", "a string or an object", *v);
         }
     } else if (!r.tools.empty()) {
-        invalid_value("tools", "tools without tool_choice mean 'auto', which needs the model's calls parsed out of "
-                               "free text, which this server does not do: set tool_choice to 'required' (one tool), "
-                               "a named function, or 'none'");
+        r.tool_choice_auto = true; // OpenAI's default with tools
     }
     if (!forced) return;
 

@@ -213,6 +213,15 @@ void openai_response::append_choice(std::string& out, const openai_choice& c, st
         append_tool_call(out, nullptr, index < m_tool_ids.size() ? m_tool_ids[index] : "call_0", m_tool_function,
                          c.text);
         out += "]}";
+    } else if (m_endpoint == openai_endpoint::chat_completions && !c.tool_calls.empty()) {
+        out += ",\"message\":{\"role\":\"assistant\",\"content\":";
+        json_out::append_string_or_null(out, c.text);
+        out += ",\"tool_calls\":[";
+        for (std::size_t k = 0; k < c.tool_calls.size(); ++k) {
+            if (k > 0) out += ',';
+            append_tool_call(out, nullptr, c.tool_calls[k].id, c.tool_calls[k].name, c.tool_calls[k].arguments);
+        }
+        out += "]}";
     } else if (m_endpoint == openai_endpoint::chat_completions) {
         out += ",\"message\":{\"role\":\"assistant\",\"content\":";
         json_out::append_string(out, c.text);
@@ -285,6 +294,18 @@ std::string openai_response::text_chunk(std::string_view text, std::span<const o
     }
     append_logprobs(out, lps, m_text_offset[index]);
     for (const openai_logprob& lp : lps) m_text_offset[index] += lp.token.size();
+    append_choice_tail(out, {});
+    return out;
+}
+
+std::string openai_response::tool_call_chunk(const chat_tool_call& call, std::size_t call_index,
+                                             std::size_t index) const {
+    std::string out = m_chunk_prefix;
+    open_chunk_choice(out, index);
+    out += ",\"delta\":{\"tool_calls\":[";
+    const std::string index_of = fmt::format("\"index\":{},", call_index);
+    append_tool_call(out, &index_of, call.id, call.name, call.arguments);
+    out += "]},\"logprobs\":null";
     append_choice_tail(out, {});
     return out;
 }

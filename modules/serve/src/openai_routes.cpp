@@ -116,6 +116,16 @@ void encode_prompts(const model_state& m, openai_request& r) {
                                                : tok.encode(p.text, /*add_special=*/true, /*parse_special=*/true));
         }
     } else {
+        if (r.tool_choice_auto) {
+            r.tool_syntax = tool_call_syntax_for(m.tmpl.style());
+            if (r.tool_syntax == tool_call_syntax::none) {
+                throw api_error::invalid(
+                    "tool_choice",
+                    fmt::format("this model's chat template ({}) has no syntax for tool calls to be parsed from: "
+                                "set tool_choice to a named function, 'required' (one tool) or 'none'",
+                                to_string(m.tmpl.style())));
+            }
+        }
         r.prompt_ids.push_back(m.tmpl.encode(tok, r.messages, r.tools));
         r.generation.stop.insert(r.generation.stop.end(), m.tmpl.extra_stops().begin(), m.tmpl.extra_stops().end());
     }

@@ -9,7 +9,7 @@
 /// ignored, as OpenAI does; `null` means "absent" for every optional field.
 /// A `model` other than the served one (absent or "" is fine) is a 404
 /// `model_not_found`. Fields weft cannot honour (`best_of` other than `n`,
-/// `suffix`, tool_choice "auto", non-text content parts, JSON Schema
+/// `suffix`, "required" with several tools, non-text content parts, JSON Schema
 /// keywords outside its subset) are 400s that say so, never silently
 /// dropped.
 ///
@@ -22,9 +22,9 @@
 /// to max_tools functions {name, description, parameters, strict}),
 /// tool_choice ("none"; a named function, or "required" with one tool: a
 /// forced call whose arguments follow the function's parameters schema, as
-/// structured outputs do; "auto", or tools without a tool_choice, is a 400:
-/// it would need calls parsed out of free text), parallel_tool_calls
-/// (accepted), max_tokens, max_completion_tokens
+/// structured outputs do; "auto", the default with tools: the model answers
+/// or calls, its calls parsed out of its text by tool_call_parser),
+/// parallel_tool_calls (accepted), max_tokens, max_completion_tokens
 /// (chat; wins over max_tokens), temperature [0, 2], top_p (0, 1], top_k
 /// (-1 or 0: off, else >= 1), min_p [0, 1], seed, stop (a string or up to 4),
 /// presence_penalty and frequency_penalty [-2, 2], repetition_penalty (> 0),
@@ -50,6 +50,7 @@
 #include <weft/serve/chat_template.hpp>
 #include <weft/serve/engine.hpp>
 #include <weft/serve/openai_error.hpp>
+#include <weft/serve/tool_call_parser.hpp>
 
 #include <cstddef>
 #include <optional>
@@ -103,6 +104,11 @@ struct openai_request {
     /// The call was forced by "required" (finish_reason "tool_calls") rather
     /// than by name (finish_reason "stop", as OpenAI's).
     bool tool_choice_required = false;
+    /// Chat: tool_choice "auto" (the default with tools): the model answers
+    /// or calls, and the reply's calls are parsed out of its text in
+    /// `tool_syntax`, which the server sets from the chat template.
+    bool tool_choice_auto = false;
+    tool_call_syntax tool_syntax = tool_call_syntax::none;
 
     /// Everything but the prompt; `generation.max_tokens` is only meaningful
     /// when `max_tokens` is set (the server picks the default otherwise).

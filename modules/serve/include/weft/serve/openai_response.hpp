@@ -60,6 +60,9 @@ struct openai_choice {
     std::string text;
     std::vector<openai_logprob> logprobs;
     std::string_view finish_reason;
+    /// Chat: calls parsed out of the text (tool_choice "auto"); with any, the
+    /// message has "tool_calls" and `text` is its content (null when empty).
+    std::vector<chat_tool_call> tool_calls;
 };
 
 /// "cmpl-" or "chatcmpl-" followed by 24 random hex digits.
@@ -102,6 +105,10 @@ public:
     /// A chunk of text and the log-probabilities of its tokens.
     [[nodiscard]] std::string text_chunk(std::string_view text, std::span<const openai_logprob> logprobs,
                                          std::size_t index = 0);
+    /// Chat: a chunk with call `call_index` of choice `index`, whole (id,
+    /// type, name and arguments): a call found in the text (tool_choice "auto").
+    [[nodiscard]] std::string tool_call_chunk(const chat_tool_call& call, std::size_t call_index,
+                                              std::size_t index = 0) const;
     /// The chunk with the finish_reason (empty text / delta).
     [[nodiscard]] std::string final_chunk(std::string_view finish_reason, std::size_t index = 0) const;
     /// Streaming: the usage chunk (only with include_usage).

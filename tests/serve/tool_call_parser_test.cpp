@@ -1,0 +1,117 @@
+// Tool calls found in free text (tool_choice "auto"), whole and streamed.
+#include <weft/serve/tool_call_parser.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+using namespace weft::serve;
+
+namespace {
+
+struct parsed {
+    std::string content;
+    std::vector<chat_tool_call> calls;
+};
+
+/// `text` fed in pieces of `step` bytes (0: whole), then finished.
+parsed run(tool_call_syntax syntax, const std::string& text, std::size_t step = 0) {
+    tool_call_parser p(syntax, {"get_weather", "get_time"});
+    parsed out;
+    const auto take = [&](tool_call_parser::output o) {
+        out.content += o.content;
+        for (auto& c : o.calls) out.calls.push_back(std::move(c));
+    };
+    if (step == 0) {
+        take(p.feed(text));
+    } else {
+        for (std::size_t i = 0; i < text.size(); i += step) take(p.feed(text.substr(i, step)));
+    }
+    take(p.finish());
+    CHECK(p.called() == !out.calls.empty());
+    return out;
+}
+
+/// The same result whole and fed one to seven bytes at a time.
+parsed run_every_split(tool_call_syntax syntax, const std::string& text) {
+    const parsed whole = run(syntax, text);
+    for (std::size_t step = 1; step <= 7; ++step) {
+        INFO("pieces of " << step << " bytes");
+        const parsed split = run(syntax, text, step);
+        CHECK(split.content == whole.content);
+        REQUIRE(split.calls.size() == whole.calls.size());
+        for (std::size_t i = 0; i < split.calls.size(); ++i) {
+            CHECK(split.calls[i].name == whole.calls[i].name);
+            CHECK(split.calls[i].arguments == whole.calls[i].arguments);
+        }
+    }
+    return whole;
+}
+
+} // namespace
+
+TEST_CASE("hermes tool calls are found around content, however the text is split", "[tools][parser]") {
+    const parsed p = run_every_split(
+        tool_call_syntax::hermes,
+        "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+        "<tool_call>\n{\"name\": \"get_time\", \"arguments\": \"{\\\"zone\\\": \\\"CET\\\"}\"}\n</tool_call>");
+    CHECK(p.content == "Let me check.\n");
+    REQUIRE(p.calls.size() == 2);
+    CHECK(p.calls[0].name == "get_weather");
+    CHECK(p.calls[0].arguments == "{\"city\":\"Paris\"}");
+    CHECK(p.calls[1].name == "get_time");
+    CHECK(p.calls[1].arguments == "{\"zone\":\"CET\"}"); // arguments given as a string of JSON
+}
+
+TEST_CASE("hermes text that only looks like a call stays content", "[tools][parser]") {
+    // An unknown function, JSON that does not parse, a block never closed,
+    // a partial tag at the end, a '<' of plain text.
+    const std::string unknown = "<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>";
+    CHECK(run_every_split(tool_call_syntax::hermes, unknown).content == unknown);
+    const std::string broken = "a <tool_call>{\"name\": \"get_time\", </tool_call> b";
+    CHECK(run_every_split(tool_call_syntax::hermes, broken).content == broken);
+    const std::string open = "x<tool_call>{\"name\": \"get_time\"";
+    CHECK(run_every_split(tool_call_syntax::hermes, open).content == open);
+    CHECK(run_every_split(tool_call_syntax::hermes, "1 < 2 and <tool_").content == "1 < 2 and <tool_");
+    const parsed none = run_every_split(tool_call_syntax::hermes, "Just text.");
+    CHECK(none.content == "Just text.");
+    CHECK(none.calls.empty());
+}
+
+TEST_CASE("hermes content streams at once unless it may start a tag", "[tools][parser]") {
+    tool_call_parser p(tool_call_syntax::hermes, {"get_time"});
+    CHECK(p.feed("Hello <").content == "Hello ");
+    CHECK(p.feed("b>").content == "<b>");
+    CHECK(p.feed("<tool_call>{\"name\": \"get_time\", \"arguments\": {}}").content.empty());
+    const tool_call_parser::output o = p.feed("</tool_call>");
+    REQUIRE(o.calls.size() == 1);
+    CHECK(o.calls[0].arguments == "{}");
+}
+
+TEST_CASE("a Llama 3 reply of JSON call objects is calls, any other reply content", "[tools][parser]") {
+    const parsed one = run_every_split(tool_call_syntax::llama3_json,
+                                       " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}");
+    REQUIRE(one.calls.size() == 1);
+    CHECK(one.content.empty());
+    CHECK(one.calls[0].arguments == "{\"city\":\"Rome\"}");
+    const parsed two = run_every_split(tool_call_syntax::llama3_json,
+                                       "{\"name\": \"get_time\", \"parameters\": {}}; {\"name\": \"get_weather\", "
+                                       "\"parameters\": {\"city\": \"}{\"}}");
+    REQUIRE(two.calls.size() == 2);
+    CHECK(two.calls[1].arguments == "{\"city\":\"}{\"}");
+    const std::string text = "It is sunny. {\"name\": \"get_time\", \"parameters\": {}}";
+    CHECK(run_every_split(tool_call_syntax::llama3_json, text).content == text);
+    const std::string not_call = "{\"answer\": 42}";
+    CHECK(run_every_split(tool_call_syntax::llama3_json, not_call).content == not_call);
+    const std::string cut = "{\"name\": \"get_time\", \"parameters\": {";
+    CHECK(run_every_split(tool_call_syntax::llama3_json, cut).content == cut);
+}
+
+TEST_CASE("template families map to the call syntax their models write", "[tools][parser]") {
+    CHECK(tool_call_syntax_for(chat_template_style::chatml) == tool_call_syntax::hermes);
+    CHECK(tool_call_syntax_for(chat_template_style::fallback) == tool_call_syntax::hermes);
+    CHECK(tool_call_syntax_for(chat_template_style::llama3) == tool_call_syntax::llama3_json);
+    CHECK(tool_call_syntax_for(chat_template_style::llama2) == tool_call_syntax::none);
+    CHECK(tool_call_syntax_for(chat_template_style::mistral) == tool_call_syntax::none);
+}
