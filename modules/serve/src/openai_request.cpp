@@ -1,5 +1,8 @@
 #include <weft/serve/openai_request.hpp>
 
+#include "openai_fields.hpp"
+#include "openai_tools.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +15,7 @@ namespace weft::serve {
 namespace {
 
 using json = nlohmann::json;
+using namespace detail;
 
 /// Deeper bodies are refused before they cost anything (no request field
 /// nests more than a few levels).
@@ -21,93 +25,6 @@ constexpr std::size_t max_stop_strings = 4;
 constexpr long long max_top_logprobs = 20;
 constexpr long long max_tokens_limit = std::numeric_limits<std::int32_t>::max();
 constexpr std::size_t max_stop_token_ids = 64;
-
-std::string_view a_type(const json& v) {
-    switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a decimal number";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "a value of another type";
-    }
-}
-
-[[noreturn]] void wrong_type(const std::string& param, std::string_view expected, const json& v) {
-    throw api_error::invalid(
-        param, fmt::format("Invalid type for '{}': expected {}, but got {} instead.", param, expected, a_type(v)));
-}
-
-[[noreturn]] void invalid_value(const std::string& param, std::string_view why) {
-    throw api_error::invalid(param, fmt::format("Invalid value for '{}': {}", param, why));
-}
-
-template <class Value>
-[[noreturn]] void below(const std::string& param, std::string_view what, std::string_view bound, Value got) {
-    throw api_error::invalid(param, fmt::format("Invalid '{}': {} below minimum value. Expected a value {}, but got {} instead.",
-                                                param, what, bound, got));
-}
-
-template <class Value>
-[[noreturn]] void above(const std::string& param, std::string_view what, std::string_view bound, Value got) {
-    throw api_error::invalid(param, fmt::format("Invalid '{}': {} above maximum value. Expected a value {}, but got {} instead.",
-                                                param, what, bound, got));
-}
-
-/// An integer field in [min, max]; integral decimals (16.0) are accepted.
-long long read_integer(const json& v, const std::string& param, long long min, long long max) {
-    if (v.is_number_unsigned()) {
-        const auto u = v.get<std::uint64_t>();
-        if (min > 0 && u < static_cast<std::uint64_t>(min)) below(param, "integer", fmt::format(">= {}", min), u);
-        if (u > static_cast<std::uint64_t>(max)) above(param, "integer", fmt::format("<= {}", max), u);
-        return static_cast<long long>(u);
-    }
-    if (v.is_number_integer()) {
-        const auto i = v.get<std::int64_t>();
-        if (i < min) below(param, "integer", fmt::format(">= {}", min), i);
-        if (i > max) above(param, "integer", fmt::format("<= {}", max), i);
-        return i;
-    }
-    if (v.is_number_float()) {
-        const double d = v.get<double>();
-        if (d != std::floor(d)) wrong_type(param, "an integer", v);
-        if (d < static_cast<double>(min)) below(param, "integer", fmt::format(">= {}", min), d);
-        // Compare in double: `max` may round up, so also refuse its neighbourhood.
-        if (d > static_cast<double>(max) || d >= 9.2e18) above(param, "integer", fmt::format("<= {}", max), d);
-        return static_cast<long long>(d);
-    }
-    wrong_type(param, "an integer", v);
-}
-
-double read_number(const json& v, const std::string& param, double min, double max, bool min_exclusive = false) {
-    if (!v.is_number()) wrong_type(param, "a number", v);
-    const double d = v.get<double>();
-    if (min_exclusive ? !(d > min) : !(d >= min)) {
-        below(param, "decimal", fmt::format("{} {}", min_exclusive ? ">" : ">=", min), d);
-    }
-    if (!(d <= max)) above(param, "decimal", fmt::format("<= {}", max), d);
-    return d;
-}
-
-bool read_bool(const json& v, const std::string& param) {
-    if (!v.is_boolean()) wrong_type(param, "a boolean", v);
-    return v.get<bool>();
-}
-
-const std::string& read_string(const json& v, const std::string& param) {
-    if (!v.is_string()) wrong_type(param, "a string", v);
-    return v.get_ref<const std::string&>();
-}
-
-/// The field `name` of `obj`, or nullptr when absent or null.
-const json* field(const json& obj, std::string_view name) {
-    const auto it = obj.find(name);
-    if (it == obj.end() || it->is_null()) return nullptr;
-    return &*it;
-}
 
 json parse_body(std::string_view body) {
     if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
@@ -381,40 +298,6 @@ std::string content_text(const json& content, const std::string& param, bool nul
     return text;
 }
 
-/// An assistant message's `tool_calls`: [{id, type "function", function
-/// {name, arguments (a string of JSON)}}].
-std::vector<chat_tool_call> parse_tool_calls(const json& calls, const std::string& param) {
-    if (!calls.is_array()) wrong_type(param, "an array", calls);
-    std::vector<chat_tool_call> out;
-    for (std::size_t i = 0; i < calls.size(); ++i) {
-        const std::string p = fmt::format("{}[{}]", param, i);
-        const json& c = calls[i];
-        if (!c.is_object()) wrong_type(p, "an object", c);
-        chat_tool_call call;
-        const json* id = field(c, "id");
-        if (id == nullptr) throw api_error::invalid(p + ".id", "'id' is a required property.");
-        call.id = read_string(*id, p + ".id");
-        if (const json* type = field(c, "type"); type != nullptr && read_string(*type, p + ".type") != "function") {
-            invalid_value(p + ".type", "only 'function' tool calls exist");
-        }
-        const json* f = field(c, "function");
-        if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
-        if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
-        const json* n = field(*f, "name");
-        if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
-        call.name = read_string(*n, p + ".function.name");
-        const json* a = field(*f, "arguments");
-        if (a == nullptr) throw api_error::invalid(p + ".function.arguments", "'arguments' is a required property.");
-        call.arguments = read_string(*a, p + ".function.arguments");
-        const json parsed = json::parse(call.arguments, nullptr, false);
-        if (parsed.is_discarded() || !parsed.is_object()) {
-            invalid_value(p + ".function.arguments", "the arguments must be the text of a JSON object");
-        }
-        out.push_back(std::move(call));
-    }
-    return out;
-}
-
 void parse_messages(const json& obj, openai_request& r) {
     const json* m = field(obj, "messages");
     if (m == nullptr) throw api_error::invalid("messages", "'messages' is a required property.");
@@ -458,116 +341,6 @@ void parse_messages(const json& obj, openai_request& r) {
         }
         r.messages.push_back(std::move(out));
     }
-}
-
-/// Function names as OpenAI allows them: 1 to 64 of a-z, A-Z, 0-9, _ and -.
-bool valid_function_name(std::string_view n) noexcept {
-    if (n.empty() || n.size() > 64) return false;
-    for (char c : n) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-/// tools, tool_choice and parallel_tool_calls (chat). A forced call (a named
-/// function, or "required" with one tool) generates the function's
-/// arguments under its parameters schema; with "auto" (the default) the
-/// reply's calls are parsed out of the model's text.
-void parse_tools(const json& obj, openai_request& r) {
-    std::vector<json> parameters; // per tool, as given (null when absent)
-    if (const json* v = field(obj, "tools")) {
-        if (!v->is_array()) wrong_type("tools", "an array", *v);
-        if (v->size() > max_tools) invalid_value("tools", fmt::format("at most {} tools, got {}", max_tools, v->size()));
-        for (std::size_t i = 0; i < v->size(); ++i) {
-            const std::string p = fmt::format("tools[{}]", i);
-            const json& t = (*v)[i];
-            if (!t.is_object()) wrong_type(p, "an object", t);
-            const json* type = field(t, "type");
-            if (type == nullptr) throw api_error::invalid(p + ".type", "'type' is a required property.");
-            if (read_string(*type, p + ".type") != "function") invalid_value(p + ".type", "only 'function' tools exist");
-            const json* f = field(t, "function");
-            if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
-            if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
-            chat_tool tool;
-            const json* n = field(*f, "name");
-            if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
-            tool.name = read_string(*n, p + ".function.name");
-            if (!valid_function_name(tool.name)) {
-                invalid_value(p + ".function.name", "a function name is 1 to 64 of a-z, A-Z, 0-9, underscores and dashes");
-            }
-            for (const chat_tool& other : r.tools) {
-                if (other.name == tool.name) invalid_value(p + ".function.name", fmt::format("two tools are named '{}'", tool.name));
-            }
-            if (const json* d = field(*f, "description")) tool.description = read_string(*d, p + ".function.description");
-            const json* params = field(*f, "parameters");
-            if (params != nullptr && !params->is_object()) wrong_type(p + ".function.parameters", "an object", *params);
-            tool.parameters = params != nullptr ? params->dump() : "{}";
-            if (const json* st = field(*f, "strict")) read_bool(*st, p + ".function.strict");
-            parameters.push_back(params != nullptr ? *params : json(nullptr));
-            r.tools.push_back(std::move(tool));
-        }
-    }
-    if (const json* v = field(obj, "parallel_tool_calls")) read_bool(*v, "parallel_tool_calls");
-
-    std::optional<std::size_t> forced;
-    if (const json* v = field(obj, "tool_choice")) {
-        if (v->is_string()) {
-            const std::string& c = v->get_ref<const std::string&>();
-            if (c == "none") {
-                // The tools are shown to the model; it answers in text.
-            } else if (c == "auto" || c == "required") {
-                if (r.tools.empty()) invalid_value("tool_choice", fmt::format("tool_choice '{}' needs tools", c));
-                if (c == "auto") {
-                    r.tool_choice_auto = true;
-                    return;
-                }
-                if (r.tools.size() != 1) {
-                    invalid_value("tool_choice", "'required' with several tools is not supported: name the function "
-                                                 "({\"type\": \"function\", \"function\": {\"name\": ...}})");
-                }
-                forced = 0;
-                r.tool_choice_required = true;
-            } else {
-                invalid_value("tool_choice", fmt::format("'{}' is not one of 'none', 'auto', 'required'", c));
-            }
-        } else if (v->is_object()) {
-            const json* type = field(*v, "type");
-            if (type == nullptr) throw api_error::invalid("tool_choice.type", "'type' is a required property.");
-            if (read_string(*type, "tool_choice.type") != "function") invalid_value("tool_choice.type", "only 'function' exists");
-            const json* f = field(*v, "function");
-            if (f == nullptr) throw api_error::invalid("tool_choice.function", "'function' is a required property.");
-            if (!f->is_object()) wrong_type("tool_choice.function", "an object", *f);
-            const json* n = field(*f, "name");
-            if (n == nullptr) throw api_error::invalid("tool_choice.function.name", "'name' is a required property.");
-            const std::string& name = read_string(*n, "tool_choice.function.name");
-            for (std::size_t i = 0; i < r.tools.size() && !forced; ++i) {
-                if (r.tools[i].name == name) forced = i;
-            }
-            if (!forced) invalid_value("tool_choice.function.name", fmt::format("no tool is named '{}'", name));
-        } else {
-            wrong_type("tool_choice", "a string or an object", *v);
-        }
-    } else if (!r.tools.empty()) {
-        r.tool_choice_auto = true; // OpenAI's default with tools
-    }
-    if (!forced) return;
-
-    generation_request& g = r.generation;
-    if (g.format != output_format::text) {
-        invalid_value("response_format", "a forced tool call generates the function's arguments: it cannot also "
-                                         "follow a response_format");
-    }
-    // Arguments are always an object: a schema that does not say so gets it.
-    json schema = parameters[*forced].is_null() ? json::object() : parameters[*forced];
-    if (!schema.contains("type")) schema["type"] = "object";
-    try {
-        g.schema = std::make_shared<const json_schema>(json_schema::parse(schema.dump()));
-    } catch (const std::invalid_argument& e) {
-        invalid_value(fmt::format("tools[{}].function.parameters", *forced), e.what());
-    }
-    g.format = output_format::json_schema;
-    r.tool_call = r.tools[*forced].name;
 }
 
 } // namespace

@@ -1,0 +1,159 @@
+#include "openai_tools.hpp"
+
+#include "openai_fields.hpp"
+
+#include <weft/serve/json_schema.hpp>
+
+#include <fmt/format.h>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+
+namespace weft::serve::detail {
+
+using json = nlohmann::json;
+
+std::vector<chat_tool_call> parse_tool_calls(const json& calls, const std::string& param) {
+    if (!calls.is_array()) wrong_type(param, "an array", calls);
+    std::vector<chat_tool_call> out;
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+        const std::string p = fmt::format("{}[{}]", param, i);
+        const json& c = calls[i];
+        if (!c.is_object()) wrong_type(p, "an object", c);
+        chat_tool_call call;
+        const json* id = field(c, "id");
+        if (id == nullptr) throw api_error::invalid(p + ".id", "'id' is a required property.");
+        call.id = read_string(*id, p + ".id");
+        if (const json* type = field(c, "type"); type != nullptr && read_string(*type, p + ".type") != "function") {
+            invalid_value(p + ".type", "only 'function' tool calls exist");
+        }
+        const json* f = field(c, "function");
+        if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
+        if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
+        const json* n = field(*f, "name");
+        if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
+        call.name = read_string(*n, p + ".function.name");
+        const json* a = field(*f, "arguments");
+        if (a == nullptr) throw api_error::invalid(p + ".function.arguments", "'arguments' is a required property.");
+        call.arguments = read_string(*a, p + ".function.arguments");
+        const json parsed = json::parse(call.arguments, nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_object()) {
+            invalid_value(p + ".function.arguments", "the arguments must be the text of a JSON object");
+        }
+        out.push_back(std::move(call));
+    }
+    return out;
+}
+
+/// Function names as OpenAI allows them: 1 to 64 of a-z, A-Z, 0-9, _ and -.
+static bool valid_function_name(std::string_view n) noexcept {
+    if (n.empty() || n.size() > 64) return false;
+    for (char c : n) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/// tools, tool_choice and parallel_tool_calls (chat). A forced call (a named
+/// function, or "required" with one tool) generates the function's
+/// arguments under its parameters schema; with "auto" (the default) the
+/// reply's calls are parsed out of the model's text.
+void parse_tools(const json& obj, openai_request& r) {
+    std::vector<json> parameters; // per tool, as given (null when absent)
+    if (const json* v = field(obj, "tools")) {
+        if (!v->is_array()) wrong_type("tools", "an array", *v);
+        if (v->size() > max_tools) invalid_value("tools", fmt::format("at most {} tools, got {}", max_tools, v->size()));
+        for (std::size_t i = 0; i < v->size(); ++i) {
+            const std::string p = fmt::format("tools[{}]", i);
+            const json& t = (*v)[i];
+            if (!t.is_object()) wrong_type(p, "an object", t);
+            const json* type = field(t, "type");
+            if (type == nullptr) throw api_error::invalid(p + ".type", "'type' is a required property.");
+            if (read_string(*type, p + ".type") != "function") invalid_value(p + ".type", "only 'function' tools exist");
+            const json* f = field(t, "function");
+            if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
+            if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
+            chat_tool tool;
+            const json* n = field(*f, "name");
+            if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
+            tool.name = read_string(*n, p + ".function.name");
+            if (!valid_function_name(tool.name)) {
+                invalid_value(p + ".function.name", "a function name is 1 to 64 of a-z, A-Z, 0-9, underscores and dashes");
+            }
+            for (const chat_tool& other : r.tools) {
+                if (other.name == tool.name) invalid_value(p + ".function.name", fmt::format("two tools are named '{}'", tool.name));
+            }
+            if (const json* d = field(*f, "description")) tool.description = read_string(*d, p + ".function.description");
+            const json* params = field(*f, "parameters");
+            if (params != nullptr && !params->is_object()) wrong_type(p + ".function.parameters", "an object", *params);
+            tool.parameters = params != nullptr ? params->dump() : "{}";
+            if (const json* st = field(*f, "strict")) read_bool(*st, p + ".function.strict");
+            parameters.push_back(params != nullptr ? *params : json(nullptr));
+            r.tools.push_back(std::move(tool));
+        }
+    }
+    if (const json* v = field(obj, "parallel_tool_calls")) read_bool(*v, "parallel_tool_calls");
+
+    std::optional<std::size_t> forced;
+    if (const json* v = field(obj, "tool_choice")) {
+        if (v->is_string()) {
+            const std::string& c = v->get_ref<const std::string&>();
+            if (c == "none") {
+                // The tools are shown to the model; it answers in text.
+            } else if (c == "auto" || c == "required") {
+                if (r.tools.empty()) invalid_value("tool_choice", fmt::format("tool_choice '{}' needs tools", c));
+                if (c == "auto") {
+                    r.tool_choice_auto = true;
+                    return;
+                }
+                if (r.tools.size() != 1) {
+                    invalid_value("tool_choice", "'required' with several tools is not supported: name the function "
+                                                 "({\"type\": \"function\", \"function\": {\"name\": ...}})");
+                }
+                forced = 0;
+                r.tool_choice_required = true;
+            } else {
+                invalid_value("tool_choice", fmt::format("'{}' is not one of 'none', 'auto', 'required'", c));
+            }
+        } else if (v->is_object()) {
+            const json* type = field(*v, "type");
+            if (type == nullptr) throw api_error::invalid("tool_choice.type", "'type' is a required property.");
+            if (read_string(*type, "tool_choice.type") != "function") invalid_value("tool_choice.type", "only 'function' exists");
+            const json* f = field(*v, "function");
+            if (f == nullptr) throw api_error::invalid("tool_choice.function", "'function' is a required property.");
+            if (!f->is_object()) wrong_type("tool_choice.function", "an object", *f);
+            const json* n = field(*f, "name");
+            if (n == nullptr) throw api_error::invalid("tool_choice.function.name", "'name' is a required property.");
+            const std::string& name = read_string(*n, "tool_choice.function.name");
+            for (std::size_t i = 0; i < r.tools.size() && !forced; ++i) {
+                if (r.tools[i].name == name) forced = i;
+            }
+            if (!forced) invalid_value("tool_choice.function.name", fmt::format("no tool is named '{}'", name));
+        } else {
+            wrong_type("tool_choice", "a string or an object", *v);
+        }
+    } else if (!r.tools.empty()) {
+        r.tool_choice_auto = true; // OpenAI's default with tools
+    }
+    if (!forced) return;
+
+    generation_request& g = r.generation;
+    if (g.format != output_format::text) {
+        invalid_value("response_format", "a forced tool call generates the function's arguments: it cannot also "
+                                         "follow a response_format");
+    }
+    // Arguments are always an object: a schema that does not say so gets it.
+    json schema = parameters[*forced].is_null() ? json::object() : parameters[*forced];
+    if (!schema.contains("type")) schema["type"] = "object";
+    try {
+        g.schema = std::make_shared<const json_schema>(json_schema::parse(schema.dump()));
+    } catch (const std::invalid_argument& e) {
+        invalid_value(fmt::format("tools[{}].function.parameters", *forced), e.what());
+    }
+    g.format = output_format::json_schema;
+    r.tool_call = r.tools[*forced].name;
+}
+
+} // namespace weft::serve::detail
