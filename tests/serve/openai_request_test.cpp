@@ -1,3 +1,5 @@
+#include "openai_test_support.hpp"
+
 #include <weft/serve/openai_request.hpp>
 
 #include <catch2/catch.hpp>
@@ -7,31 +9,7 @@
 
 using namespace weft::serve;
 
-namespace {
-
-openai_parse_options options() {
-    openai_parse_options o;
-    o.served_model = "tiny";
-    o.vocab_size = 512;
-    return o;
-}
-
-/// The api_error a body gets, or a failed check when it parses.
-api_error refusal(openai_endpoint endpoint, const std::string& body) {
-    try {
-        if (endpoint == openai_endpoint::completions) {
-            (void)parse_completion_request(body, options());
-        } else {
-            (void)parse_chat_request(body, options());
-        }
-    } catch (const api_error& e) {
-        return e;
-    }
-    FAIL("the body was accepted: " << body);
-    return api_error(0, "");
-}
-
-} // namespace
+using namespace weft::serve::test;
 
 TEST_CASE("completion request fields map onto the generation request", "[openai]") {
     const openai_request r = parse_completion_request(R"({

@@ -1,5 +1,7 @@
 // Tools on the chat endpoint: function definitions, tool_choice, and the
 // tool calls and results of a conversation's history.
+#include "openai_test_support.hpp"
+
 #include <weft/serve/openai_request.hpp>
 
 #include <catch2/catch.hpp>
@@ -8,16 +10,10 @@
 #include <string>
 
 using namespace weft::serve;
+using namespace weft::serve::test;
 using json = nlohmann::json;
 
 namespace {
-
-openai_parse_options options() {
-    openai_parse_options o;
-    o.served_model = "tiny";
-    o.vocab_size = 512;
-    return o;
-}
 
 const char* const weather_tool = R"({"type": "function", "function": {"name": "get_weather",
     "description": "The weather now", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -29,15 +25,7 @@ std::string body_with(const std::string& extra) {
     return R"({"messages": [{"role": "user", "content": "hi"}], )" + extra + "}";
 }
 
-api_error refusal(const std::string& body) {
-    try {
-        (void)parse_chat_request(body, options());
-    } catch (const api_error& e) {
-        return e;
-    }
-    FAIL("the body was accepted: " << body);
-    return api_error(0, "");
-}
+api_error refusal(const std::string& body) { return test::refusal(openai_endpoint::chat_completions, body); }
 
 } // namespace
 
