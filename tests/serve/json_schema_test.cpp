@@ -298,3 +298,68 @@ TEST_CASE("schema constraint masks exactly the tokens the matcher refuses", "[js
     }
     CHECK(c.complete());
 }
+
+namespace {
+
+/// A discriminated union (as pydantic writes Union[Cat, Dog] with Literal
+/// tags), beside null, in an array and under a $ref.
+const json pets = json::parse(R"({
+  "type": "object",
+  "$defs": {
+    "cat": {"type": "object", "properties": {"kind": {"const": "cat"}, "lives": {"type": "integer"}},
+            "required": ["kind", "lives"], "additionalProperties": false},
+    "dog": {"type": "object", "properties": {"good": {"type": "boolean"}, "kind": {"enum": ["dog"]}},
+            "required": ["kind"], "additionalProperties": false}
+  },
+  "properties": {
+    "pet": {"anyOf": [{"$ref": "#/$defs/cat"}, {"$ref": "#/$defs/dog"}, {"type": "null"}]},
+    "more": {"type": "array", "maxItems": 3, "items": {"oneOf": [{"$ref": "#/$defs/dog"}, {"$ref": "#/$defs/cat"}]}}
+  },
+  "required": ["pet"],
+  "additionalProperties": false
+})");
+
+} // namespace
+
+TEST_CASE("a discriminated union takes its tag first and goes on as the branch it names", "[json][schema]") {
+    const json_schema s = json_schema::parse(pets.dump());
+    for (const char* doc : {
+             R"({"pet":{"kind":"cat","lives":9}})",
+             R"({"pet":{"kind":"dog"}})",
+             R"({"pet": {"kind" : "dog" , "good": true}, "more": [{"kind":"cat","lives":1},{"kind":"dog"}]})",
+             R"({"pet":null,"more":[]})",
+         }) {
+        INFO(doc);
+        CHECK(takes(s, doc));
+        CHECK(valid(pets, json::parse(doc), pets));
+    }
+    for (const char* doc : {
+             R"({"pet":{"lives":9,"kind":"cat"}})",            // the tag comes first
+             R"({"pet":{"kind":"cow"}})",                      // no such branch
+             R"({"pet":{"kind":"cat","good":true,"lives":1}})", // a dog's property
+             R"({"pet":{"kind":"cat"}})",                      // lives is required
+             R"({"pet":{"kind":"dog","kind":"dog"}})",         // the tag twice
+             R"({"pet":{}})",
+         }) {
+        INFO(doc);
+        CHECK_FALSE(takes(s, doc));
+    }
+    walk_and_validate(pets, 300, 6);
+}
+
+TEST_CASE("object branches without a distinct constant tag are refused", "[json][schema]") {
+    for (const char* schema : {
+             R"({"type": "object", "properties": {"a": {"anyOf": [
+                 {"type": "object", "properties": {"t": {"const": "x"}}, "required": ["t"]},
+                 {"type": "object", "properties": {"t": {"const": "x"}}, "required": ["t"]}]}}})",
+             R"({"type": "object", "properties": {"a": {"anyOf": [
+                 {"type": "object", "properties": {"t": {"const": "x"}}},
+                 {"type": "object", "properties": {"t": {"const": "y"}}, "required": ["t"]}]}}})",
+             R"({"type": "object", "properties": {"a": {"anyOf": [
+                 {"type": "object", "properties": {"t": {"const": 1}}, "required": ["t"]},
+                 {"type": "object", "properties": {"t": {"const": 2}}, "required": ["t"]}]}}})",
+         }) {
+        INFO(schema);
+        CHECK_THROWS_WITH(json_schema::parse(schema), Catch::Contains("both accept a value of the same kind"));
+    }
+}

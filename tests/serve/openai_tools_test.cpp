@@ -2,6 +2,7 @@
 // tool calls and results of a conversation's history.
 #include "openai_test_support.hpp"
 
+#include <weft/serve/json_constraint.hpp>
 #include <weft/serve/openai_request.hpp>
 
 #include <catch2/catch.hpp>
@@ -59,11 +60,41 @@ TEST_CASE("tool_choice auto, the default with tools, leaves the model free and p
     const std::string tools = std::string("\"tools\": [") + weather_tool + ", " + time_tool + "]";
     for (const std::string& extra : {tools, tools + R"(, "tool_choice": "auto")"}) {
         const openai_request r = parse_chat_request(body_with(extra), options());
-        CHECK(r.tool_choice_auto);
+        CHECK(r.parse_tool_calls);
         CHECK(r.tool_call.empty());
         CHECK(r.generation.format == output_format::text);
         CHECK(r.tools.size() == 2);
     }
+}
+
+TEST_CASE("tool_choice required with several tools generates one call object, its name first", "[openai][tools]") {
+    // A function whose parameters use $defs: they move to the document's
+    // $defs under the function's own prefix.
+    const char* const shop_tool = R"({"type": "function", "function": {"name": "buy",
+        "parameters": {"type": "object", "$defs": {"item": {"type": "string", "maxLength": 8}},
+        "properties": {"what": {"$ref": "#/$defs/item"}}, "required": ["what"]}}})";
+    const openai_request r = parse_chat_request(
+        body_with(std::string("\"tools\": [") + weather_tool + ", " + time_tool + ", " + shop_tool +
+                  R"(], "tool_choice": "required")"),
+        options());
+    CHECK(r.tool_call.empty());
+    CHECK(r.tool_choice_required);
+    CHECK(r.parse_tool_calls);
+    CHECK(r.tool_syntax == tool_call_syntax::llama3_json);
+    REQUIRE(r.generation.schema != nullptr);
+    CHECK(r.generation.format == output_format::json_schema);
+    // The schema takes a call of each function, and nothing else.
+    const auto takes = [&](std::string_view doc) {
+        json_matcher m(r.generation.schema.get());
+        return m.feed(doc) && m.complete();
+    };
+    CHECK(takes(R"({"name":"get_weather","arguments":{"city":"Oslo"}})"));
+    CHECK(takes(R"({"name":"get_time","arguments":{"any":[1]}})"));
+    CHECK(takes(R"({"name":"buy","arguments":{"what":"milk"}})"));
+    CHECK_FALSE(takes(R"({"name":"buy","arguments":{"what":"a long shopping list"}})"));
+    CHECK_FALSE(takes(R"({"name":"get_weather","arguments":{}})"));
+    CHECK_FALSE(takes(R"({"arguments":{},"name":"get_time"})"));
+    CHECK_FALSE(takes(R"({"name":"launch","arguments":{}})"));
 }
 
 TEST_CASE("tool_choice none shows the tools and generates text", "[openai][tools]") {
@@ -100,8 +131,6 @@ TEST_CASE("tool requests weft cannot honour or that are malformed get 400 naming
     const row rows[] = {
         {body_with(R"("tool_choice": "required")"), "tool_choice"},
         {body_with(R"("tool_choice": "auto")"), "tool_choice"},
-        {body_with(std::string("\"tools\": [") + weather_tool + "," + time_tool + R"(], "tool_choice": "required")"),
-         "tool_choice"},
         {body_with(weather + R"(, "tool_choice": "sometimes")"), "tool_choice"},
         {body_with(weather + R"(, "tool_choice": 3)"), "tool_choice"},
         {body_with(weather + R"(, "tool_choice": {"type": "function", "function": {"name": "nope"}})"),

@@ -227,3 +227,46 @@ TEST_CASE("server takes a conversation with tool calls and results", "[server][t
     // The server keeps serving.
     CHECK(srv.post("/v1/chat/completions", chat_body("hi", 4)).status == 200);
 }
+
+TEST_CASE("tool_choice required with several tools replies with a call of one of them, streamed or not",
+          "[server][tools]") {
+    test_server srv;
+    json body = tool_chat("required", false);
+    body["tools"].push_back(json::parse(R"({"type": "function", "function": {"name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"enum": ["utc", "cet"]}}, "required": ["zone"],
+        "additionalProperties": false}}})"));
+    const json j = srv.post("/v1/chat/completions", body).body_json();
+    REQUIRE(j["choices"].size() == 4);
+    std::map<int, std::pair<std::string, std::string>> calls; // name, arguments
+    for (const json& c : j["choices"]) {
+        if (c["finish_reason"] == "length") continue;
+        INFO(c.dump());
+        REQUIRE(c["finish_reason"] == "tool_calls");
+        CHECK(c["message"]["content"].is_null());
+        REQUIRE(c["message"]["tool_calls"].size() == 1);
+        const json& f = c["message"]["tool_calls"][0]["function"];
+        const std::string name = f["name"], args = f["arguments"];
+        if (name == "get_weather") {
+            check_arguments(args);
+        } else {
+            REQUIRE(name == "get_time");
+            const json v = json::parse(args);
+            CHECK(v.size() == 1);
+            CHECK((v["zone"] == "utc" || v["zone"] == "cet"));
+        }
+        calls[c["index"].get<int>()] = {name, args};
+    }
+    CHECK_FALSE(calls.empty());
+
+    body["stream"] = true;
+    const std::map<int, streamed_call> streamed = streamed_calls(srv.post("/v1/chat/completions", body).body);
+    for (const auto& [index, call] : calls) {
+        INFO("choice " << index);
+        const auto it = streamed.find(index);
+        REQUIRE(it != streamed.end());
+        CHECK(it->second.name == call.first);
+        CHECK(it->second.arguments == call.second);
+        CHECK(it->second.content.empty());
+        CHECK(it->second.finish_reason == "tool_calls");
+    }
+}

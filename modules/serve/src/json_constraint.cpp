@@ -316,8 +316,30 @@ bool json_matcher::enum_byte(std::uint8_t c) noexcept {
     // Only a number can be a prefix of another value ("1", "10"): it ends
     // at the first byte that continues none, which is whatever follows.
     if (!finished) return false;
+    enter_branch();
     value_done();
     return step(c);
+}
+
+void json_matcher::enter_branch() noexcept {
+    // In a discriminated union the only key is the tag, so the value just
+    // read is the tag: the object goes on as the branch it names, the tag
+    // given.
+    if (m_depth == 0 || (m_arrays >> (m_depth - 1) & 1) != 0) return;
+    frame& f = m_frames[m_depth - 1];
+    const json_schema::node& u = node_at(f.node);
+    if (u.branches.empty()) return;
+    const std::vector<std::string>& tags = node_at(m_node).literals;
+    for (std::uint64_t left = m_candidates; left != 0; left &= left - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(left));
+        if (tags[i].size() != m_pos) continue;
+        f.node = u.branches[i];
+        const std::vector<json_schema::property>& props = node_at(f.node).properties;
+        for (std::size_t p = 0; p < props.size(); ++p) {
+            if (props[p].name == u.properties[0].name) f.seen = std::uint64_t{1} << p;
+        }
+        return;
+    }
 }
 
 bool json_matcher::string_byte(std::uint8_t c) noexcept {

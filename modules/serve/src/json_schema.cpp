@@ -218,6 +218,8 @@ private:
         const std::uint16_t idx = allocate(memo_key);
         json_schema::node n;
         std::array<std::size_t, json_schema::kind_count> owner{};
+        std::vector<std::uint16_t> objects; // the object nodes of the branches that accept objects
+        std::vector<std::size_t> object_branches;
         for (std::size_t i = 0; i < branches.size(); ++i) {
             const std::string bpath = fmt::format("{}[{}]", path, i);
             const std::uint16_t b = compile(branches[i], bpath);
@@ -225,6 +227,14 @@ private:
             const json_schema::node& bn = m_out.m_nodes[b];
             for (std::size_t k = 0; k < json_schema::kind_count; ++k) {
                 if (bn.by_kind[k] < 0) continue;
+                if (k == json_schema::object_kind) {
+                    const auto o = static_cast<std::uint16_t>(bn.by_kind[k]);
+                    if (std::find(objects.begin(), objects.end(), o) == objects.end()) {
+                        objects.push_back(o);
+                        object_branches.push_back(i);
+                    }
+                    continue;
+                }
                 if (n.by_kind[k] >= 0 && n.by_kind[k] != bn.by_kind[k]) {
                     fail(path, fmt::format("branches {} and {} both accept a value of the same kind: only branches "
                                            "that start differently (object, array, string, number, boolean, null) "
@@ -235,9 +245,65 @@ private:
                 owner[k] = i;
             }
         }
+        if (objects.size() == 1) n.by_kind[json_schema::object_kind] = objects[0];
+        if (objects.size() > 1) n.by_kind[json_schema::object_kind] = discriminated(objects, object_branches, path);
         m_out.m_nodes[idx] = std::move(n);
         m_done[idx] = true;
         return idx;
+    }
+
+    /// The constant string of `node`'s property `name`, when it is required
+    /// and has exactly one value, a string.
+    const std::string* tag_of(std::uint16_t node, const std::string& name) const {
+        const json_schema::node& n = m_out.m_nodes[node];
+        for (std::size_t i = 0; i < n.properties.size(); ++i) {
+            if (n.properties[i].name != name) continue;
+            if ((n.required >> i & 1) == 0) return nullptr;
+            const json_schema::node& v = m_out.m_nodes[n.properties[i].node];
+            if (v.literals.size() != 1 || v.literals[0].front() != '"') return nullptr;
+            return &v.literals[0];
+        }
+        return nullptr;
+    }
+
+    /// A union node over several object branches, told apart by the first
+    /// property of the first that every branch requires with a different
+    /// constant string; fails when there is none.
+    std::int32_t discriminated(const std::vector<std::uint16_t>& objects, const std::vector<std::size_t>& branch_of,
+                               const std::string& path) {
+        for (std::uint16_t o : objects) {
+            if (!m_done[o]) fail(path, "an object branch that refers back to its own anyOf is not supported");
+        }
+        const std::vector<json_schema::property> first = m_out.m_nodes[objects[0]].properties;
+        for (const json_schema::property& candidate : first) {
+            std::vector<std::string> tags;
+            for (std::uint16_t o : objects) {
+                const std::string* t = tag_of(o, candidate.name);
+                if (t == nullptr || std::find(tags.begin(), tags.end(), *t) != tags.end()) break;
+                tags.push_back(*t);
+            }
+            if (tags.size() != objects.size()) continue;
+            if (tags.size() > json_schema::max_literals) fail(path, "more than 64 object branches");
+            const std::uint16_t values = allocate({});
+            json_schema::node v;
+            v.literals = tags;
+            v.by_kind[json_schema::string_kind] = values;
+            m_out.m_nodes[values] = std::move(v);
+            m_done[values] = true;
+            const std::uint16_t u = allocate({});
+            json_schema::node un;
+            un.by_kind[json_schema::object_kind] = u;
+            un.properties.push_back({candidate.name, values});
+            un.required = 1;
+            un.branches = objects;
+            m_out.m_nodes[u] = std::move(un);
+            m_done[u] = true;
+            return u;
+        }
+        fail(path, fmt::format("branches {} and {} both accept a value of the same kind: only branches that start "
+                               "differently (object, array, string, number, boolean, null) are supported, or objects "
+                               "told apart by a property each requires with a different constant string",
+                               branch_of[0], branch_of[1]));
     }
 
     std::uint16_t resolve(const std::string& ref, const std::string& path) {

@@ -187,7 +187,7 @@ struct event_writer {
         lps.clear();
         if (request.logprobs) add_logprobs(model.vocab, u, lps);
         const bool failure = u.finish && is_failure(*u.finish);
-        if (request.tool_choice_auto && !failure) {
+        if (request.parse_tool_calls && !failure) {
             // Content as the parser lets it go, calls whole as they close.
             tool_call_parser& p = parser(index);
             std::string text;
@@ -208,7 +208,7 @@ struct event_writer {
             return true;
         }
         std::string_view reason = finish_text(request, *u.finish);
-        if (request.tool_choice_auto && parser(index).called() && *u.finish != finish_reason::length) {
+        if (request.parse_tool_calls && parser(index).called() && *u.finish != finish_reason::length) {
             reason = "tool_calls";
         }
         append_event(buf, response.final_chunk(reason, index));
@@ -318,7 +318,7 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
             co_return;
         }
         c.finish_reason = finish_text(r, *u->finish);
-        if (r.tool_choice_auto) {
+        if (r.parse_tool_calls) {
             tool_call_parser parser = calls_parser(r);
             std::string text;
             take_calls(parser.feed(c.text), text, c.tool_calls);

@@ -171,7 +171,7 @@ void openai_response::append_choice_tail(std::string& out, std::string_view fini
 
 std::string openai_response::complete(std::string_view text, std::span<const openai_logprob> lps,
                                       std::string_view finish_reason, openai_usage usage) const {
-    const openai_choice c{std::string(text), {lps.begin(), lps.end()}, finish_reason};
+    const openai_choice c{std::string(text), {lps.begin(), lps.end()}, finish_reason, {}};
     return complete(std::span(&c, 1), usage);
 }
 

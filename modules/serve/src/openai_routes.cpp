@@ -116,13 +116,14 @@ void encode_prompts(const model_state& m, openai_request& r) {
                                                : tok.encode(p.text, /*add_special=*/true, /*parse_special=*/true));
         }
     } else {
-        if (r.tool_choice_auto) {
+        if (r.parse_tool_calls && r.tool_syntax == tool_call_syntax::none) {
+            // "auto": the calls are in the syntax of the model's family.
             r.tool_syntax = tool_call_syntax_for(m.tmpl.style());
             if (r.tool_syntax == tool_call_syntax::none) {
                 throw api_error::invalid(
                     "tool_choice",
                     fmt::format("this model's chat template ({}) has no syntax for tool calls to be parsed from: "
-                                "set tool_choice to a named function, 'required' (one tool) or 'none'",
+                                "set tool_choice to a named function, 'required' or 'none'",
                                 to_string(m.tmpl.style())));
             }
         }

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -47,6 +48,85 @@ std::vector<chat_tool_call> parse_tool_calls(const json& calls, const std::strin
 }
 
 /// Function names as OpenAI allows them: 1 to 64 of a-z, A-Z, 0-9, _ and -.
+namespace {
+
+/// A function's parameters schema as the arguments' schema: an object's
+/// (a schema that does not say so gets "type": "object").
+json arguments_schema(const json& parameters) {
+    json schema = parameters.is_null() ? json::object() : parameters;
+    if (!schema.contains("type")) schema["type"] = "object";
+    return schema;
+}
+
+/// `schema` with its $defs / definitions moved out into `defs` under
+/// `prefix`NAME, and its references to them rewritten to match, so that
+/// several functions' schemas can sit in one document.
+json hoist_defs(json schema, const std::string& prefix, json& defs) {
+    for (const char* key : {"$defs", "definitions"}) {
+        const auto it = schema.find(key);
+        if (it == schema.end() || !it->is_object()) continue;
+        for (auto& [name, def] : it->items()) defs[prefix + name] = def;
+        schema.erase(it);
+    }
+    const std::function<void(json&)> rewrite = [&](json& v) {
+        if (v.is_object()) {
+            for (auto& [key, child] : v.items()) {
+                if (key == "$ref" && child.is_string()) {
+                    const std::string& ref = child.get_ref<const std::string&>();
+                    for (std::string_view from : {"#/$defs/", "#/definitions/"}) {
+                        if (ref.starts_with(from)) {
+                            child = "#/$defs/" + prefix + ref.substr(from.size());
+                            break;
+                        }
+                    }
+                } else {
+                    rewrite(child);
+                }
+            }
+        } else if (v.is_array()) {
+            for (json& e : v) rewrite(e);
+        }
+    };
+    rewrite(schema);
+    return schema;
+}
+
+} // namespace
+
+/// tool_choice "required" with several tools: the reply is one object
+/// {"name": .., "arguments": {..}} — an anyOf of one object per function,
+/// told apart by its constant "name", which the schema matcher generates
+/// first — and the reply parses it into the call.
+static void require_one_of(openai_request& r, const std::vector<json>& parameters) {
+    generation_request& g = r.generation;
+    if (g.format != output_format::text) {
+        invalid_value("response_format", "a forced tool call generates the call: it cannot also follow a "
+                                         "response_format");
+    }
+    json defs = json::object();
+    json branches = json::array();
+    for (std::size_t i = 0; i < r.tools.size(); ++i) {
+        json branch;
+        branch["type"] = "object";
+        branch["properties"]["name"]["const"] = r.tools[i].name;
+        branch["properties"]["arguments"] = hoist_defs(arguments_schema(parameters[i]), fmt::format("tool{}.", i), defs);
+        branch["required"] = json::array({"name", "arguments"});
+        branch["additionalProperties"] = false;
+        branches.push_back(std::move(branch));
+    }
+    json schema;
+    schema["anyOf"] = std::move(branches);
+    if (!defs.empty()) schema["$defs"] = std::move(defs);
+    try {
+        g.schema = std::make_shared<const json_schema>(json_schema::parse(schema.dump()));
+    } catch (const std::invalid_argument& e) {
+        invalid_value("tools", fmt::format("the functions' parameters cannot be generated: {}", e.what()));
+    }
+    g.format = output_format::json_schema;
+    r.parse_tool_calls = true;
+    r.tool_syntax = tool_call_syntax::llama3_json; // the reply is a JSON call object
+}
+
 static bool valid_function_name(std::string_view n) noexcept {
     if (n.empty() || n.size() > 64) return false;
     for (char c : n) {
@@ -105,15 +185,15 @@ void parse_tools(const json& obj, openai_request& r) {
             } else if (c == "auto" || c == "required") {
                 if (r.tools.empty()) invalid_value("tool_choice", fmt::format("tool_choice '{}' needs tools", c));
                 if (c == "auto") {
-                    r.tool_choice_auto = true;
+                    r.parse_tool_calls = true;
                     return;
                 }
-                if (r.tools.size() != 1) {
-                    invalid_value("tool_choice", "'required' with several tools is not supported: name the function "
-                                                 "({\"type\": \"function\", \"function\": {\"name\": ...}})");
+                r.tool_choice_required = true;
+                if (r.tools.size() > 1) {
+                    require_one_of(r, parameters);
+                    return;
                 }
                 forced = 0;
-                r.tool_choice_required = true;
             } else {
                 invalid_value("tool_choice", fmt::format("'{}' is not one of 'none', 'auto', 'required'", c));
             }
@@ -135,7 +215,7 @@ void parse_tools(const json& obj, openai_request& r) {
             wrong_type("tool_choice", "a string or an object", *v);
         }
     } else if (!r.tools.empty()) {
-        r.tool_choice_auto = true; // OpenAI's default with tools
+        r.parse_tool_calls = true; // OpenAI's default with tools
     }
     if (!forced) return;
 
@@ -144,11 +224,8 @@ void parse_tools(const json& obj, openai_request& r) {
         invalid_value("response_format", "a forced tool call generates the function's arguments: it cannot also "
                                          "follow a response_format");
     }
-    // Arguments are always an object: a schema that does not say so gets it.
-    json schema = parameters[*forced].is_null() ? json::object() : parameters[*forced];
-    if (!schema.contains("type")) schema["type"] = "object";
     try {
-        g.schema = std::make_shared<const json_schema>(json_schema::parse(schema.dump()));
+        g.schema = std::make_shared<const json_schema>(json_schema::parse(arguments_schema(parameters[*forced]).dump()));
     } catch (const std::invalid_argument& e) {
         invalid_value(fmt::format("tools[{}].function.parameters", *forced), e.what());
     }

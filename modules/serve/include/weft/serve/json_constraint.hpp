@@ -115,6 +115,7 @@ private:
     bool start_key() noexcept;
     bool key_byte(std::uint8_t c) noexcept;
     bool enum_byte(std::uint8_t c) noexcept;
+    void enter_branch() noexcept;
     bool may_continue_object() const noexcept;
     bool can_start(std::int32_t node) const noexcept;
     std::uint64_t open_properties() const noexcept;

@@ -17,7 +17,10 @@
 /// - strings: `minLength`, `maxLength` (in code points);
 /// - `anyOf` / `oneOf` whose branches start with different kinds of value
 ///   (an object or null, a string or an integer, …): the first byte picks the
-///   branch, as `Optional[...]` fields produce;
+///   branch, as `Optional[...]` fields produce; several object branches when
+///   a property they all require has a different constant string in each
+///   (a discriminated union, as pydantic's `Literal` tags make): that
+///   property is generated first and its value picks the branch;
 /// - `$ref` to `#/$defs/...` or `#/definitions/...`, recursion included;
 /// - annotations (`title`, `description`, `default`, `examples`, `$schema`,
 ///   `$id`, `$comment`, `strict`, `deprecated`, `readOnly`, `writeOnly`).
@@ -74,6 +77,12 @@ public:
         // Strings.
         std::uint32_t min_length = 0;
         std::uint32_t max_length = unbounded;
+        /// A discriminated union of objects: properties[0] is the property
+        /// that tells the branches apart (required, its node the branches'
+        /// constant strings), and branches[i] is the object node whose
+        /// constant is literal i of that node. The matcher takes that
+        /// property first, then continues in the branch its value names.
+        std::vector<std::uint16_t> branches;
     };
 
     /// Compiles a schema; throws std::invalid_argument naming what is wrong

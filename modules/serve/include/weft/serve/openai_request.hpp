@@ -9,7 +9,7 @@
 /// ignored, as OpenAI does; `null` means "absent" for every optional field.
 /// A `model` other than the served one (absent or "" is fine) is a 404
 /// `model_not_found`. Fields weft cannot honour (`best_of` other than `n`,
-/// `suffix`, "required" with several tools, non-text content parts, JSON Schema
+/// `suffix`, non-text content parts, JSON Schema
 /// keywords outside its subset) are 400s that say so, never silently
 /// dropped.
 ///
@@ -20,10 +20,11 @@
 /// function {name, arguments}}]), tool (with `tool_call_id`); content a
 /// string or an array of {"type":"text","text":...} parts), tools (chat: up
 /// to max_tools functions {name, description, parameters, strict}),
-/// tool_choice ("none"; a named function, or "required" with one tool: a
-/// forced call whose arguments follow the function's parameters schema, as
-/// structured outputs do; "auto", the default with tools: the model answers
-/// or calls, its calls parsed out of its text by tool_call_parser),
+/// tool_choice ("none"; a named function, or "required": a forced call
+/// whose arguments follow the function's parameters schema, as structured
+/// outputs do (with several tools the name is generated first and picks the
+/// schema); "auto", the default with tools: the model answers or calls, its
+/// calls parsed out of its text by tool_call_parser),
 /// parallel_tool_calls (accepted), max_tokens, max_completion_tokens
 /// (chat; wins over max_tokens), temperature [0, 2], top_p (0, 1], top_k
 /// (-1 or 0: off, else >= 1), min_p [0, 1], seed, stop (a string or up to 4),
@@ -104,10 +105,12 @@ struct openai_request {
     /// The call was forced by "required" (finish_reason "tool_calls") rather
     /// than by name (finish_reason "stop", as OpenAI's).
     bool tool_choice_required = false;
-    /// Chat: tool_choice "auto" (the default with tools): the model answers
-    /// or calls, and the reply's calls are parsed out of its text in
-    /// `tool_syntax`, which the server sets from the chat template.
-    bool tool_choice_auto = false;
+    /// Chat: the reply's calls are parsed out of the generated text in
+    /// `tool_syntax`: with tool_choice "auto" (the default with tools) the
+    /// model answers or calls, in its template family's syntax (the server
+    /// sets it); with "required" and several tools the text is one
+    /// {"name", "arguments"} object, a discriminated union of the functions.
+    bool parse_tool_calls = false;
     tool_call_syntax tool_syntax = tool_call_syntax::none;
 
     /// Everything but the prompt; `generation.max_tokens` is only meaningful
