@@ -47,7 +47,6 @@ std::vector<chat_tool_call> parse_tool_calls(const json& calls, const std::strin
     return out;
 }
 
-/// Function names as OpenAI allows them: 1 to 64 of a-z, A-Z, 0-9, _ and -.
 namespace {
 
 /// A function's parameters schema as the arguments' schema: an object's
@@ -127,6 +126,7 @@ static void require_one_of(openai_request& r, const std::vector<json>& parameter
     r.tool_syntax = tool_call_syntax::llama3_json; // the reply is a JSON call object
 }
 
+/// Function names as OpenAI allows them: 1 to 64 of a-z, A-Z, 0-9, _ and -.
 static bool valid_function_name(std::string_view n) noexcept {
     if (n.empty() || n.size() > 64) return false;
     for (char c : n) {

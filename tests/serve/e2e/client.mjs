@@ -175,6 +175,11 @@ const followUp = await client.chat.completions.create({
              { role: "tool", tool_call_id: called.choices[0].message.tool_calls[0].id, content: "ok" }],
 });
 check(typeof followUp.choices[0].message.content === "string", "a conversation with a tool call and its result is answered");
+// Tools without tool_choice mean "auto": the model answers or calls.
+const free = await client.chat.completions.create({ model, messages, max_tokens: 8, tools });
+check(["stop", "length", "tool_calls"].includes(free.choices[0].finish_reason) &&
+      (typeof free.choices[0].message.content === "string" || (free.choices[0].message.tool_calls ?? []).length > 0),
+      "tool_choice auto answers with content or calls");
 
 // Errors surface as the client's typed errors.
 try {

@@ -68,8 +68,8 @@ struct chat_tool_call {
 struct chat_message {
     chat_role role = chat_role::user;
     std::string content;
-    std::vector<chat_tool_call> tool_calls; ///< assistant: the calls it made
-    std::string tool_call_id;               ///< tool: the call this is the result of
+    std::vector<chat_tool_call> tool_calls{}; ///< assistant: the calls it made
+    std::string tool_call_id{};               ///< tool: the call this is the result of
 };
 
 /// A function the model may call: its name, description and the JSON

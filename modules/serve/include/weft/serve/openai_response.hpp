@@ -62,7 +62,7 @@ struct openai_choice {
     std::string_view finish_reason;
     /// Chat: calls parsed out of the text (tool_choice "auto"); with any, the
     /// message has "tool_calls" and `text` is its content (null when empty).
-    std::vector<chat_tool_call> tool_calls;
+    std::vector<chat_tool_call> tool_calls{};
 };
 
 /// "cmpl-" or "chatcmpl-" followed by 24 random hex digits.
