@@ -491,7 +491,13 @@ void token_texts::add(std::string_view piece) {
         const auto c = static_cast<std::uint8_t>(piece[i]);
         plain = c != '"' && c != '\\' && m.feed(c);
     }
-    m_plain.push_back(plain && m.in_plain_string() ? 1 : 0);
+    plain = plain && m.in_plain_string();
+    m_plain.push_back(plain ? 1 : 0);
+    std::uint32_t chars = 0;
+    if (plain) {
+        for (const char c : piece) chars += (static_cast<std::uint8_t>(c) & 0xc0) != 0x80 ? 1 : 0;
+    }
+    m_plain_chars.push_back(chars);
 }
 
 json_constraint::json_constraint(std::shared_ptr<const token_texts> vocabulary,
@@ -510,6 +516,8 @@ std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
     }
     const std::span<const std::uint8_t> first_bytes = vocab.first_bytes();
     const bool in_string = m_matcher.in_plain_string();
+    // In a string the schema bounds, a plain token is decided by its length.
+    const std::int64_t room = m_matcher.plain_room();
     std::size_t count = 0;
     for (std::size_t w = 0; w < bits.size(); ++w) {
         std::uint64_t word = 0;
@@ -517,7 +525,9 @@ std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
         for (std::size_t i = w * 64; i < end; ++i) {
             const auto id = static_cast<token_id>(i);
             bool ok = in_string && vocab.plain(id);
-            if (!ok && first[first_bytes[i]]) {
+            if (!ok && room >= 0 && vocab.plain(id)) {
+                ok = vocab.plain_chars(id) <= static_cast<std::uint64_t>(room);
+            } else if (!ok && first[first_bytes[i]]) {
                 const std::string_view text = vocab[id];
                 ok = true;
                 if (text.size() > 1) {

@@ -77,6 +77,16 @@ public:
     [[nodiscard]] bool in_plain_string() const noexcept {
         return m_phase == phase::string && m_utf8_left == 0 && m_plain_ok;
     }
+    /// Inside a value string that the schema bounds (`maxLength`), at a
+    /// character boundary, with no escape begun: how many more characters
+    /// it may take — a `token_texts::plain` token of at most that many is
+    /// accepted, a longer one refused. -1 anywhere else.
+    [[nodiscard]] std::int64_t plain_room() const noexcept {
+        if (m_phase != phase::string || m_utf8_left != 0 || m_schema == nullptr || m_key || m_match_key) return -1;
+        const std::uint32_t max = m_schema->at(m_node).max_length;
+        if (max == json_schema::unbounded) return -1;
+        return static_cast<std::int64_t>(max) - static_cast<std::int64_t>(m_chars);
+    }
     /// The top-level object is closed.
     [[nodiscard]] bool complete() const noexcept { return m_phase == phase::done; }
     /// Containers open at this point.
@@ -169,6 +179,9 @@ public:
     /// always accepted, which spares the mask a walk over most of the
     /// vocabulary in the state generation spends most of its time in.
     [[nodiscard]] bool plain(token_id id) const noexcept { return m_plain[static_cast<std::size_t>(id)] != 0; }
+    /// The characters (code points) of a plain token; what a string bounded
+    /// by `maxLength` counts (json_matcher::plain_room).
+    [[nodiscard]] std::uint32_t plain_chars(token_id id) const noexcept { return m_plain_chars[static_cast<std::size_t>(id)]; }
     /// The first byte of each token's text, in one array a mask can scan
     /// (0 for an empty text, which no matcher state accepts either).
     [[nodiscard]] std::span<const std::uint8_t> first_bytes() const noexcept { return m_first; }
@@ -179,6 +192,7 @@ private:
     std::string m_bytes;
     std::vector<std::size_t> m_offsets{0};
     std::vector<std::uint8_t> m_plain;
+    std::vector<std::uint32_t> m_plain_chars;
     std::vector<std::uint8_t> m_first;
 };
 
