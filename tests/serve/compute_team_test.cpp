@@ -44,6 +44,25 @@ TEST_CASE("compute team hands out every chunk exactly once whichever thread is f
     }
 }
 
+TEST_CASE("compute team tells each chunk the part of the thread running it", "[compute_team]") {
+    k::compute_team team(2);
+    std::vector<std::atomic<int>> runs(300);
+    std::atomic<std::size_t> bad_part{0};
+    team.run_chunks(300, [&](std::size_t chunk, std::size_t, std::size_t part) {
+        if (part >= team.size()) bad_part.fetch_add(1, std::memory_order_relaxed);
+        runs[chunk].fetch_add(1, std::memory_order_relaxed);
+    });
+    CHECK(bad_part.load() == 0);
+    std::size_t once = 0;
+    for (auto& r : runs) once += r.load() == 1 ? 1 : 0;
+    CHECK(once == 300);
+    // A team of one runs every chunk as part 0.
+    k::compute_team alone(1);
+    std::size_t nonzero = 0;
+    alone.run_chunks(5, [&](std::size_t, std::size_t, std::size_t part) { nonzero += part != 0 ? 1 : 0; });
+    CHECK(nonzero == 0);
+}
+
 TEST_CASE("compute team of one runs chunks in order on the calling thread", "[compute_team]") {
     k::compute_team team(1);
     std::vector<std::size_t> order;

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <atomic>
 #include <stdexcept>
 
 namespace weft::serve {
@@ -287,20 +286,14 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<
     // is free: later positions cost more, and a descheduled thread then
     // holds up one item, not a fixed share.
     const std::size_t items = m_slots.size() * c.n_head_kv;
-    std::atomic<std::size_t> next{0};
-    m_team.run([&](std::size_t part, std::size_t) {
-        float* scratch = m_scratch[part].data();
-        // relaxed: only hands out indices; results reach the caller through
-        // the team's completion count.
-        for (std::size_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-            const std::size_t t = item / c.n_head_kv;
-            const std::size_t g = item % c.n_head_kv;
-            const token_slot& s = m_slots[t];
-            const std::size_t off = m_chunk_block_offset[s.chunk];
-            const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off, m_cache.block_size()};
-            const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
-            kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], scratch);
-        }
+    m_team.run_chunks(items, [&](std::size_t item, std::size_t, std::size_t part) {
+        const std::size_t t = item / c.n_head_kv;
+        const std::size_t g = item % c.n_head_kv;
+        const token_slot& s = m_slots[t];
+        const std::size_t off = m_chunk_block_offset[s.chunk];
+        const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off, m_cache.block_size()};
+        const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
+        kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[part].data());
     });
 }
 

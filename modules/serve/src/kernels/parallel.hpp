@@ -16,6 +16,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -41,23 +42,32 @@ public:
     }
 
     /// Calls fn(chunk, chunks) once for every chunk in [0, chunks), the
-    /// team's threads taking chunks in turn until none is left. Unlike
-    /// run()'s fixed parts, a thread the OS deschedules mid-job (a load
-    /// generator or the server's I/O thread on the same cores) holds up at
-    /// most the one chunk it is in: the others take the rest. fn must not
-    /// throw; it must not depend on which thread runs a chunk.
+    /// team's threads taking chunks in turn until none is left; fn may also
+    /// take a third argument, the part (0 .. size()) of the thread running
+    /// the chunk, for per-thread scratch. Unlike run()'s fixed parts, a
+    /// thread the OS deschedules mid-job (a load generator or the server's
+    /// I/O thread on the same cores) holds up at most the one chunk it is
+    /// in: the others take the rest. fn must not throw; its results must not
+    /// depend on which thread runs a chunk.
     template <class F>
     void run_chunks(std::size_t chunks, F&& fn) {
+        const auto call = [&](std::size_t c, std::size_t part) {
+            if constexpr (std::is_invocable_v<F&, std::size_t, std::size_t, std::size_t>) {
+                fn(c, chunks, part);
+            } else {
+                fn(c, chunks);
+            }
+        };
         if (chunks == 0) return;
         if (chunks == 1 || size() == 1) {
-            for (std::size_t c = 0; c < chunks; ++c) fn(c, chunks);
+            for (std::size_t c = 0; c < chunks; ++c) call(c, 0);
             return;
         }
         std::atomic<std::size_t> next{0};
-        run([&](std::size_t, std::size_t) {
+        run([&](std::size_t part, std::size_t) {
             // relaxed: the counter only hands out indices; a chunk's writes
             // reach the caller through run()'s completion count.
-            for (std::size_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) fn(c, chunks);
+            for (std::size_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) call(c, part);
         });
     }
 
