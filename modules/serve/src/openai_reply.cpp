@@ -61,10 +61,11 @@ api_error failure_error(const generation_update& u) {
 namespace {
 
 /// OpenAI's finish_reason: "length", or "stop" — "tool_calls" for a call
-/// that tool_choice "required" forced (a named one finishes with "stop").
-std::string_view finish_text(const openai_request& r, finish_reason f) noexcept {
+/// that tool_choice "required" forced (a named one finishes with "stop"),
+/// or when calls were parsed out of the text (`called`).
+std::string_view finish_text(const openai_request& r, finish_reason f, bool called = false) noexcept {
     if (f == finish_reason::length) return "length";
-    return r.tool_choice_required ? "tool_calls" : "stop";
+    return r.tool_choice_required || called ? "tool_calls" : "stop";
 }
 
 /// A parser of the calls in a choice's text (tool_choice "auto").
@@ -207,11 +208,8 @@ struct event_writer {
             failed = true;
             return true;
         }
-        std::string_view reason = finish_text(request, *u.finish);
-        if (request.parse_tool_calls && parser(index).called() && *u.finish != finish_reason::length) {
-            reason = "tool_calls";
-        }
-        append_event(buf, response.final_chunk(reason, index));
+        const bool called = request.parse_tool_calls && parser(index).called();
+        append_event(buf, response.final_chunk(finish_text(request, *u.finish, called), index));
         add_usage(usage, u, index, request.n);
         return true;
     }
@@ -317,15 +315,14 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
             co_await send_error(to, failure_error(*u));
             co_return;
         }
-        c.finish_reason = finish_text(r, *u->finish);
         if (r.parse_tool_calls) {
             tool_call_parser parser = calls_parser(r);
             std::string text;
             take_calls(parser.feed(c.text), text, c.tool_calls);
             take_calls(parser.finish(), text, c.tool_calls);
             c.text = std::move(text);
-            if (parser.called() && *u->finish != finish_reason::length) c.finish_reason = "tool_calls";
         }
+        c.finish_reason = finish_text(r, *u->finish, !c.tool_calls.empty());
         add_usage(usage, *u, i, r.n);
     }
     openai_response resp(r.endpoint, m.name, r.logprobs, false);
