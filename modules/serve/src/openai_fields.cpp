@@ -102,4 +102,10 @@ const json* field(const json& obj, std::string_view name) {
     return &*it;
 }
 
+const json* required_field(const json& obj, std::string_view name, const std::string& param) {
+    const json* v = field(obj, name);
+    if (v == nullptr) throw api_error::invalid(param, fmt::format("'{}' is a required property.", name));
+    return v;
+}
+
 } // namespace weft::serve::detail

@@ -25,5 +25,8 @@ const std::string& read_string(const nlohmann::json& v, const std::string& param
 
 /// The field `name` of `obj`, or nullptr when absent or null.
 const nlohmann::json* field(const nlohmann::json& obj, std::string_view name);
+/// The field `name` of `obj`, never null: absent or null is a 400 at
+/// `param` (the field's path), "'name' is a required property.".
+const nlohmann::json* required_field(const nlohmann::json& obj, std::string_view name, const std::string& param);
 
 } // namespace weft::serve::detail

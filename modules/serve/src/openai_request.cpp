@@ -223,8 +223,7 @@ void set_max_tokens(const json& v, const std::string& param, openai_request& r, 
 }
 
 void parse_prompt(const json& obj, const openai_parse_options& opts, openai_request& r) {
-    const json* p = field(obj, "prompt");
-    if (p == nullptr) throw api_error::invalid("prompt", "'prompt' is a required property.");
+    const json* p = required_field(obj, "prompt", "prompt");
     const auto all_integers = [](const json& a) {
         for (const json& e : a) {
             if (!e.is_number_integer() && !e.is_number_unsigned()) return false;
@@ -282,15 +281,13 @@ std::string content_text(const json& content, const std::string& param, bool nul
         const std::string part_param = fmt::format("{}[{}]", param, i);
         const json& part = content[i];
         if (!part.is_object()) wrong_type(part_param, "an object", part);
-        const json* type = field(part, "type");
-        if (type == nullptr) throw api_error::invalid(part_param + ".type", "'type' is a required property.");
+        const json* type = required_field(part, "type", part_param + ".type");
         const std::string& t = read_string(*type, part_param + ".type");
         if (t != "text") {
             invalid_value(part_param + ".type",
                           fmt::format("content parts of type '{}' are not supported: only 'text' is", t));
         }
-        const json* part_text = field(part, "text");
-        if (part_text == nullptr) throw api_error::invalid(part_param + ".text", "'text' is a required property.");
+        const json* part_text = required_field(part, "text", part_param + ".text");
         // Several text parts read as paragraphs, as other servers join them.
         if (i > 0) text += '\n';
         text += read_string(*part_text, part_param + ".text");
@@ -299,8 +296,7 @@ std::string content_text(const json& content, const std::string& param, bool nul
 }
 
 void parse_messages(const json& obj, openai_request& r) {
-    const json* m = field(obj, "messages");
-    if (m == nullptr) throw api_error::invalid("messages", "'messages' is a required property.");
+    const json* m = required_field(obj, "messages", "messages");
     if (!m->is_array()) wrong_type("messages", "an array", *m);
     if (m->empty()) invalid_value("messages", "at least one message is required");
     r.messages.reserve(m->size());
@@ -308,8 +304,7 @@ void parse_messages(const json& obj, openai_request& r) {
         const std::string param = fmt::format("messages[{}]", i);
         const json& msg = (*m)[i];
         if (!msg.is_object()) wrong_type(param, "an object", msg);
-        const json* role = field(msg, "role");
-        if (role == nullptr) throw api_error::invalid(param + ".role", "'role' is a required property.");
+        const json* role = required_field(msg, "role", param + ".role");
         const std::string& name = read_string(*role, param + ".role");
         chat_message out;
         if (name == "system" || name == "developer") {
@@ -320,8 +315,7 @@ void parse_messages(const json& obj, openai_request& r) {
             out.role = chat_role::assistant;
         } else if (name == "tool") {
             out.role = chat_role::tool;
-            const json* id = field(msg, "tool_call_id");
-            if (id == nullptr) throw api_error::invalid(param + ".tool_call_id", "'tool_call_id' is a required property.");
+            const json* id = required_field(msg, "tool_call_id", param + ".tool_call_id");
             out.tool_call_id = read_string(*id, param + ".tool_call_id");
         } else if (name == "function") {
             invalid_value(param + ".role", "role 'function' (the deprecated function calling) is not supported: use 'tool'");
@@ -418,8 +412,7 @@ openai_request parse_tokenize_request(std::string_view body, const openai_parse_
 
 std::vector<token_id> parse_detokenize_request(std::string_view body, const openai_parse_options& opts) {
     const json obj = parse_body(body);
-    const json* v = field(obj, "tokens");
-    if (v == nullptr) throw api_error::invalid("tokens", "'tokens' is a required property.");
+    const json* v = required_field(obj, "tokens", "tokens");
     if (!v->is_array()) wrong_type("tokens", "an array of token ids", *v);
     std::vector<token_id> ids;
     ids.reserve(v->size());

@@ -23,20 +23,16 @@ std::vector<chat_tool_call> parse_tool_calls(const json& calls, const std::strin
         const json& c = calls[i];
         if (!c.is_object()) wrong_type(p, "an object", c);
         chat_tool_call call;
-        const json* id = field(c, "id");
-        if (id == nullptr) throw api_error::invalid(p + ".id", "'id' is a required property.");
+        const json* id = required_field(c, "id", p + ".id");
         call.id = read_string(*id, p + ".id");
         if (const json* type = field(c, "type"); type != nullptr && read_string(*type, p + ".type") != "function") {
             invalid_value(p + ".type", "only 'function' tool calls exist");
         }
-        const json* f = field(c, "function");
-        if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
+        const json* f = required_field(c, "function", p + ".function");
         if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
-        const json* n = field(*f, "name");
-        if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
+        const json* n = required_field(*f, "name", p + ".function.name");
         call.name = read_string(*n, p + ".function.name");
-        const json* a = field(*f, "arguments");
-        if (a == nullptr) throw api_error::invalid(p + ".function.arguments", "'arguments' is a required property.");
+        const json* a = required_field(*f, "arguments", p + ".function.arguments");
         call.arguments = read_string(*a, p + ".function.arguments");
         const json parsed = json::parse(call.arguments, nullptr, false);
         if (parsed.is_discarded() || !parsed.is_object()) {
@@ -149,15 +145,12 @@ void parse_tools(const json& obj, openai_request& r) {
             const std::string p = fmt::format("tools[{}]", i);
             const json& t = (*v)[i];
             if (!t.is_object()) wrong_type(p, "an object", t);
-            const json* type = field(t, "type");
-            if (type == nullptr) throw api_error::invalid(p + ".type", "'type' is a required property.");
+            const json* type = required_field(t, "type", p + ".type");
             if (read_string(*type, p + ".type") != "function") invalid_value(p + ".type", "only 'function' tools exist");
-            const json* f = field(t, "function");
-            if (f == nullptr) throw api_error::invalid(p + ".function", "'function' is a required property.");
+            const json* f = required_field(t, "function", p + ".function");
             if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
             chat_tool tool;
-            const json* n = field(*f, "name");
-            if (n == nullptr) throw api_error::invalid(p + ".function.name", "'name' is a required property.");
+            const json* n = required_field(*f, "name", p + ".function.name");
             tool.name = read_string(*n, p + ".function.name");
             if (!valid_function_name(tool.name)) {
                 invalid_value(p + ".function.name", "a function name is 1 to 64 of a-z, A-Z, 0-9, underscores and dashes");
@@ -198,14 +191,11 @@ void parse_tools(const json& obj, openai_request& r) {
                 invalid_value("tool_choice", fmt::format("'{}' is not one of 'none', 'auto', 'required'", c));
             }
         } else if (v->is_object()) {
-            const json* type = field(*v, "type");
-            if (type == nullptr) throw api_error::invalid("tool_choice.type", "'type' is a required property.");
+            const json* type = required_field(*v, "type", "tool_choice.type");
             if (read_string(*type, "tool_choice.type") != "function") invalid_value("tool_choice.type", "only 'function' exists");
-            const json* f = field(*v, "function");
-            if (f == nullptr) throw api_error::invalid("tool_choice.function", "'function' is a required property.");
+            const json* f = required_field(*v, "function", "tool_choice.function");
             if (!f->is_object()) wrong_type("tool_choice.function", "an object", *f);
-            const json* n = field(*f, "name");
-            if (n == nullptr) throw api_error::invalid("tool_choice.function.name", "'name' is a required property.");
+            const json* n = required_field(*f, "name", "tool_choice.function.name");
             const std::string& name = read_string(*n, "tool_choice.function.name");
             for (std::size_t i = 0; i < r.tools.size() && !forced; ++i) {
                 if (r.tools[i].name == name) forced = i;
