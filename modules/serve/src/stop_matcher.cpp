@@ -32,18 +32,17 @@ stop_matcher::result stop_matcher::push(std::string_view text) {
     // Hold the longest tail that some stop string starts with; any shorter
     // such tail lies inside it.
     std::size_t hold = 0;
-    const std::string_view held(m_held);
-    for (const std::string& stop : m_stops) {
-        for (std::size_t k = std::min(stop.size() - 1, held.size()); k > hold; --k) {
-            if (held.substr(held.size() - k) == std::string_view(stop).substr(0, k)) {
-                hold = k;
-                break;
-            }
-        }
-    }
+    for (const std::string& stop : m_stops) hold = std::max(hold, partial_match(m_held, stop));
     out.emit = m_held.substr(0, m_held.size() - hold);
     m_held.erase(0, m_held.size() - hold);
     return out;
+}
+
+std::size_t stop_matcher::partial_match(std::string_view text, std::string_view stop) noexcept {
+    for (std::size_t k = std::min(stop.empty() ? 0 : stop.size() - 1, text.size()); k > 0; --k) {
+        if (text.substr(text.size() - k) == stop.substr(0, k)) return k;
+    }
+    return 0;
 }
 
 std::string stop_matcher::flush() { return std::exchange(m_held, std::string()); }

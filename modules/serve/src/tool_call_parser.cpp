@@ -1,5 +1,7 @@
 #include <weft/serve/tool_call_parser.hpp>
 
+#include <weft/serve/stop_matcher.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -20,14 +22,6 @@ std::string_view trim(std::string_view s) noexcept {
     while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
     while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
     return s;
-}
-
-/// The length of the longest suffix of `s` that is a proper prefix of `tag`.
-std::size_t partial_tag(std::string_view s, std::string_view tag) noexcept {
-    for (std::size_t n = std::min(s.size(), tag.size() - 1); n > 0; --n) {
-        if (s.substr(s.size() - n) == tag.substr(0, n)) return n;
-    }
-    return 0;
 }
 
 /// The top-level JSON objects of `text`, separated by whitespace, `;` or
@@ -125,7 +119,7 @@ void tool_call_parser::feed_hermes(output& out) {
         if (!m_inside) {
             const std::size_t at = m_pending.find(open_tag);
             if (at == std::string::npos) {
-                const std::size_t keep = partial_tag(m_pending, open_tag);
+                const std::size_t keep = stop_matcher::partial_match(m_pending, open_tag);
                 emit_content(out, std::string_view(m_pending).substr(0, m_pending.size() - keep));
                 m_pending.erase(0, m_pending.size() - keep);
                 return;

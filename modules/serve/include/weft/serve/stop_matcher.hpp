@@ -37,6 +37,11 @@ public:
     /// Bytes held back now (a prefix of some stop string).
     std::string_view held() const noexcept { return m_held; }
 
+    /// The length of the longest tail of `text` that is a proper prefix of
+    /// `stop`: how much of `text` may still become `stop` and must be held
+    /// back.
+    static std::size_t partial_match(std::string_view text, std::string_view stop) noexcept;
+
 private:
     std::vector<std::string> m_stops;
     std::string m_held;
