@@ -67,13 +67,11 @@ TEST_CASE("hermes tool calls are found around content, however the text is split
 TEST_CASE("hermes text that only looks like a call stays content", "[tools][parser]") {
     // An unknown function, JSON that does not parse, a block never closed,
     // a partial tag at the end, a '<' of plain text.
-    const std::string unknown = "<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>";
-    CHECK(run_every_split(tool_call_syntax::hermes, unknown).content == unknown);
-    const std::string broken = "a <tool_call>{\"name\": \"get_time\", </tool_call> b";
-    CHECK(run_every_split(tool_call_syntax::hermes, broken).content == broken);
-    const std::string open = "x<tool_call>{\"name\": \"get_time\"";
-    CHECK(run_every_split(tool_call_syntax::hermes, open).content == open);
-    CHECK(run_every_split(tool_call_syntax::hermes, "1 < 2 and <tool_").content == "1 < 2 and <tool_");
+    for (const std::string text : {"<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>",
+                                   "a <tool_call>{\"name\": \"get_time\", </tool_call> b",
+                                   "x<tool_call>{\"name\": \"get_time\"", "1 < 2 and <tool_"}) {
+        CHECK(run_every_split(tool_call_syntax::hermes, text).content == text);
+    }
     const parsed none = run_every_split(tool_call_syntax::hermes, "Just text.");
     CHECK(none.content == "Just text.");
     CHECK(none.calls.empty());
@@ -100,12 +98,11 @@ TEST_CASE("a Llama 3 reply of JSON call objects is calls, any other reply conten
                                        "\"parameters\": {\"city\": \"}{\"}}");
     REQUIRE(two.calls.size() == 2);
     CHECK(two.calls[1].arguments == "{\"city\":\"}{\"}");
-    const std::string text = "It is sunny. {\"name\": \"get_time\", \"parameters\": {}}";
-    CHECK(run_every_split(tool_call_syntax::llama3_json, text).content == text);
-    const std::string not_call = "{\"answer\": 42}";
-    CHECK(run_every_split(tool_call_syntax::llama3_json, not_call).content == not_call);
-    const std::string cut = "{\"name\": \"get_time\", \"parameters\": {";
-    CHECK(run_every_split(tool_call_syntax::llama3_json, cut).content == cut);
+    // Text before the object, an object that is not a call, a call cut short.
+    for (const std::string text : {"It is sunny. {\"name\": \"get_time\", \"parameters\": {}}", "{\"answer\": 42}",
+                                   "{\"name\": \"get_time\", \"parameters\": {"}) {
+        CHECK(run_every_split(tool_call_syntax::llama3_json, text).content == text);
+    }
 }
 
 TEST_CASE("template families map to the call syntax their models write", "[tools][parser]") {
