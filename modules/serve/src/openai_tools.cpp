@@ -88,16 +88,27 @@ json hoist_defs(json schema, const std::string& prefix, json& defs) {
 
 } // namespace
 
+/// Holds a forced call's text to `schema`. A response_format beside it is a
+/// 400, and so is a schema outside json_schema's subset (at `param`, `why`
+/// before the compiler's message).
+static void force_schema(generation_request& g, const json& schema, const std::string& param, std::string_view why) {
+    if (g.format != output_format::text) {
+        invalid_value("response_format", "a forced tool call is generated under its function's schema: it cannot "
+                                         "also follow a response_format");
+    }
+    try {
+        g.schema = std::make_shared<const json_schema>(json_schema::parse(schema.dump()));
+    } catch (const std::invalid_argument& e) {
+        invalid_value(param, fmt::format("{}{}", why, e.what()));
+    }
+    g.format = output_format::json_schema;
+}
+
 /// tool_choice "required" with several tools: the reply is one object
 /// {"name": .., "arguments": {..}} — an anyOf of one object per function,
 /// told apart by its constant "name", which the schema matcher generates
 /// first — and the reply parses it into the call.
 static void require_one_of(openai_request& r, const std::vector<json>& parameters) {
-    generation_request& g = r.generation;
-    if (g.format != output_format::text) {
-        invalid_value("response_format", "a forced tool call generates the call: it cannot also follow a "
-                                         "response_format");
-    }
     json defs = json::object();
     json branches = json::array();
     for (std::size_t i = 0; i < r.tools.size(); ++i) {
@@ -112,12 +123,7 @@ static void require_one_of(openai_request& r, const std::vector<json>& parameter
     json schema;
     schema["anyOf"] = std::move(branches);
     if (!defs.empty()) schema["$defs"] = std::move(defs);
-    try {
-        g.schema = std::make_shared<const json_schema>(json_schema::parse(schema.dump()));
-    } catch (const std::invalid_argument& e) {
-        invalid_value("tools", fmt::format("the functions' parameters cannot be generated: {}", e.what()));
-    }
-    g.format = output_format::json_schema;
+    force_schema(r.generation, schema, "tools", "the functions' parameters cannot be generated: ");
     r.parse_tool_calls = true;
     r.tool_syntax = tool_call_syntax::llama3_json; // the reply is a JSON call object
 }
@@ -209,17 +215,8 @@ void parse_tools(const json& obj, openai_request& r) {
     }
     if (!forced) return;
 
-    generation_request& g = r.generation;
-    if (g.format != output_format::text) {
-        invalid_value("response_format", "a forced tool call generates the function's arguments: it cannot also "
-                                         "follow a response_format");
-    }
-    try {
-        g.schema = std::make_shared<const json_schema>(json_schema::parse(arguments_schema(parameters[*forced]).dump()));
-    } catch (const std::invalid_argument& e) {
-        invalid_value(fmt::format("tools[{}].function.parameters", *forced), e.what());
-    }
-    g.format = output_format::json_schema;
+    force_schema(r.generation, arguments_schema(parameters[*forced]),
+                 fmt::format("tools[{}].function.parameters", *forced), "");
     r.tool_call = r.tools[*forced].name;
 }
 
