@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <optional>
 #include <random>
 
 namespace weft::serve {
@@ -51,20 +52,21 @@ void append_bytes(std::string& out, std::string_view bytes) {
 
 } // namespace
 
-std::string new_completion_id(openai_endpoint endpoint) {
+namespace {
+/// `prefix` followed by 24 random hex digits.
+std::string random_id(std::string_view prefix) {
     thread_local std::mt19937_64 rng{std::random_device{}()};
     const std::uint64_t a = rng();
     const std::uint64_t b = rng();
-    return fmt::format("{}{:016x}{:08x}", endpoint == openai_endpoint::completions ? "cmpl-" : "chatcmpl-", a,
-                       static_cast<std::uint32_t>(b));
+    return fmt::format("{}{:016x}{:08x}", prefix, a, static_cast<std::uint32_t>(b));
+}
+} // namespace
+
+std::string new_completion_id(openai_endpoint endpoint) {
+    return random_id(endpoint == openai_endpoint::completions ? "cmpl-" : "chatcmpl-");
 }
 
-std::string new_tool_call_id() {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    const std::uint64_t a = rng();
-    const std::uint64_t b = rng();
-    return fmt::format("call_{:016x}{:08x}", a, static_cast<std::uint32_t>(b));
-}
+std::string new_tool_call_id() { return random_id("call_"); }
 
 std::string models_list_json(std::string_view model, std::int64_t created, std::string_view owned_by) {
     std::string out = "{\"object\":\"list\",\"data\":[{\"id\":";
@@ -183,10 +185,14 @@ void openai_response::set_tool_call(std::string function, std::vector<std::strin
 namespace {
 /// {"index":i,"id":..,"type":"function","function":{"name":..,"arguments":
 /// (the index only in chunks, the name and id only when opening the call).
-void append_tool_call(std::string& out, const std::string* index_of, std::string_view id, std::string_view name,
+void append_tool_call(std::string& out, std::optional<std::size_t> index, std::string_view id, std::string_view name,
                       std::string_view arguments) {
     out += '{';
-    if (index_of != nullptr) out += *index_of;
+    if (index) {
+        out += "\"index\":";
+        json_out::append_uint(out, *index);
+        out += ',';
+    }
     if (!id.empty()) {
         out += "\"id\":";
         json_out::append_string(out, id);
@@ -202,16 +208,18 @@ void append_tool_call(std::string& out, const std::string* index_of, std::string
     json_out::append_string(out, arguments);
     out += "}}";
 }
-const std::string chunk_call_index = "\"index\":0,";
 } // namespace
+
+std::string_view openai_response::tool_call_id(std::size_t index) const noexcept {
+    return index < m_tool_ids.size() ? std::string_view(m_tool_ids[index]) : std::string_view("call_0");
+}
 
 void openai_response::append_choice(std::string& out, const openai_choice& c, std::size_t index) const {
     out += "{\"index\":";
     json_out::append_uint(out, index);
     if (m_endpoint == openai_endpoint::chat_completions && !m_tool_function.empty()) {
         out += ",\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[";
-        append_tool_call(out, nullptr, index < m_tool_ids.size() ? m_tool_ids[index] : "call_0", m_tool_function,
-                         c.text);
+        append_tool_call(out, std::nullopt, tool_call_id(index), m_tool_function, c.text);
         out += "]}";
     } else if (m_endpoint == openai_endpoint::chat_completions && !c.tool_calls.empty()) {
         out += ",\"message\":{\"role\":\"assistant\",\"content\":";
@@ -219,7 +227,7 @@ void openai_response::append_choice(std::string& out, const openai_choice& c, st
         out += ",\"tool_calls\":[";
         for (std::size_t k = 0; k < c.tool_calls.size(); ++k) {
             if (k > 0) out += ',';
-            append_tool_call(out, nullptr, c.tool_calls[k].id, c.tool_calls[k].name, c.tool_calls[k].arguments);
+            append_tool_call(out, std::nullopt, c.tool_calls[k].id, c.tool_calls[k].name, c.tool_calls[k].arguments);
         }
         out += "]}";
     } else if (m_endpoint == openai_endpoint::chat_completions) {
@@ -263,8 +271,7 @@ std::string openai_response::first_chunk(std::size_t index) const {
     open_chunk_choice(out, index);
     if (!m_tool_function.empty()) {
         out += ",\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[";
-        append_tool_call(out, &chunk_call_index, index < m_tool_ids.size() ? m_tool_ids[index] : "call_0",
-                         m_tool_function, "");
+        append_tool_call(out, 0, tool_call_id(index), m_tool_function, "");
         out += "]},\"logprobs\":null";
         append_choice_tail(out, {});
         return out;
@@ -281,7 +288,7 @@ std::string openai_response::text_chunk(std::string_view text, std::span<const o
     open_chunk_choice(out, index);
     if (m_endpoint == openai_endpoint::chat_completions && !m_tool_function.empty()) {
         out += ",\"delta\":{\"tool_calls\":[";
-        append_tool_call(out, &chunk_call_index, {}, {}, text);
+        append_tool_call(out, 0, {}, {}, text);
         out += "]},\"logprobs\":";
     } else if (m_endpoint == openai_endpoint::chat_completions) {
         out += ",\"delta\":{\"content\":";
@@ -303,8 +310,7 @@ std::string openai_response::tool_call_chunk(const chat_tool_call& call, std::si
     std::string out = m_chunk_prefix;
     open_chunk_choice(out, index);
     out += ",\"delta\":{\"tool_calls\":[";
-    const std::string index_of = fmt::format("\"index\":{},", call_index);
-    append_tool_call(out, &index_of, call.id, call.name, call.arguments);
+    append_tool_call(out, call_index, call.id, call.name, call.arguments);
     out += "]},\"logprobs\":null";
     append_choice_tail(out, {});
     return out;

@@ -118,6 +118,8 @@ private:
     void append_logprobs(std::string& out, std::span<const openai_logprob> logprobs, std::size_t text_offset) const;
     void append_choice_tail(std::string& out, std::string_view finish_reason) const;
     void append_choice(std::string& out, const openai_choice& c, std::size_t index) const;
+    /// The forced call's id for choice `index`.
+    std::string_view tool_call_id(std::size_t index) const noexcept;
 
     openai_endpoint m_endpoint;
     bool m_logprobs;
