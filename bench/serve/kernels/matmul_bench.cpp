@@ -2,7 +2,8 @@
 // the rows): for each weight type and isa, batch-1 weight streaming in GB/s
 // (weights hot in cache, and cold: cycling through copies larger than the
 // caches, next to a plain sequential read of the same copies: "stream") and
-// batch-32 GFLOP/s (hot and cold), plus the batch-32 / batch-1 (hot)
+// batch-32 GFLOP/s (hot and cold; Q8_0 on avx512 also with the rows
+// prepacked at load as the model runs them, "avx512p"), plus the batch-32 / batch-1 (hot)
 // tokens-per-second ratio. Activation preparation is timed separately (ns
 // per row).
 //
@@ -145,10 +146,22 @@ std::uint64_t stream_read(const std::byte* p, std::size_t n) {
     return a + b + c + d;
 }
 
+/// One matmul call over rows [begin, end): the plain kernels, or with
+/// `prepacked` the Q8_0 rows repacked at load, as the model runs them.
+void call(bool prepacked, ggml_type t, const std::byte* w, std::size_t begin, std::size_t end,
+          const k::activations& x, float* y, std::size_t n) {
+    if (prepacked) {
+        k::matmul_prepacked_q8_0(w, x.k, begin, end, x, y, n);
+    } else {
+        k::matmul(t, w, begin, end, x, y, n);
+    }
+}
+
 /// Runs matmul over rows [0, n) split between `threads` threads.
-void run(int threads, ggml_type t, const std::byte* w, std::size_t n, const k::activations& x, float* y) {
+void run(int threads, bool prepacked, ggml_type t, const std::byte* w, std::size_t n, const k::activations& x,
+         float* y) {
     if (threads == 1) {
-        k::matmul(t, w, 0, n, x, y, n);
+        call(prepacked, t, w, 0, n, x, y, n);
         return;
     }
     std::vector<std::thread> pool;
@@ -156,7 +169,7 @@ void run(int threads, ggml_type t, const std::byte* w, std::size_t n, const k::a
     for (int i = 0; i < threads; ++i) {
         const std::size_t begin = std::min(n, chunk * static_cast<std::size_t>(i));
         const std::size_t end = std::min(n, begin + chunk);
-        pool.emplace_back([=] { k::matmul(t, w, begin, end, x, y, n); });
+        pool.emplace_back([=] { call(prepacked, t, w, begin, end, x, y, n); });
     }
     for (auto& th : pool) {
         th.join();
@@ -192,8 +205,7 @@ int main(int argc, char** argv) {
                 continue;
             }
             const std::size_t rb = row_bytes(t, kk);
-            const std::size_t bytes = rb * n;
-            std::vector<std::byte> w(bytes);
+            std::vector<std::byte> w(rb * n);
             std::vector<float> row(kk);
             for (std::size_t r = 0; r < n; ++r) {
                 for (float& f : row) {
@@ -201,25 +213,45 @@ int main(int argc, char** argv) {
                 }
                 quantize_row(t, row.data(), w.data() + r * rb, kk);
             }
-            // Cold: enough copies to overflow the last-level cache.
-            const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
-            std::vector<std::byte> cold(copies * bytes);
-            for (std::size_t c = 0; c < copies; ++c) {
-                std::memcpy(cold.data() + c * bytes, w.data(), bytes);
+            // The paths to time: each isa on the plain rows, and for Q8_0 on
+            // avx512 also the rows prepacked at load ("avx512p").
+            struct path_case {
+                k::isa path;
+                bool prepacked;
+            };
+            std::vector<path_case> cases;
+            for (k::isa path : isas) {
+                cases.push_back({path, false});
+            }
+            if (t == ggml_type::q8_0 && k::best_isa() >= k::isa::avx512) {
+                cases.push_back({k::isa::avx512, true});
             }
             std::vector<float> y(batch * n);
-            for (k::isa path : isas) {
-                k::set_isa(path);
-                const double s = path == k::isa::scalar ? opt.seconds / 4 : opt.seconds;
+            for (const path_case& c : cases) {
+                k::set_isa(c.path);
+                std::vector<std::byte> packed;
+                if (c.prepacked) {
+                    packed.resize(k::q8_0_prepacked_bytes(n, kk));
+                    k::prepack_q8_0(w.data(), n, kk, packed.data());
+                }
+                const std::vector<std::byte>& weights = c.prepacked ? packed : w;
+                const std::size_t bytes = weights.size();
+                // Cold: enough copies to overflow the last-level cache.
+                const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
+                std::vector<std::byte> cold(copies * bytes);
+                for (std::size_t i = 0; i < copies; ++i) {
+                    std::memcpy(cold.data() + i * bytes, weights.data(), bytes);
+                }
+                const double s = c.path == k::isa::scalar ? opt.seconds / 4 : opt.seconds;
                 std::vector<std::byte> buf1;
                 std::vector<std::byte> buf32;
                 const auto x1 = k::prepare_activations(t, xf.data(), kk, 1, kk, buf1);
                 const auto x32 = k::prepare_activations(t, xf.data(), kk, batch, kk, buf32);
-                // One call on weights `src`, or on a copy cycling through `cold`.
+                // One call on the weights, or on a copy cycling through `cold`.
                 auto on = [&](const k::activations& x, bool from_cold) {
                     return [&, from_cold](std::size_t i) {
-                        const std::byte* src = from_cold ? cold.data() + (i % copies) * bytes : w.data();
-                        run(opt.threads, t, src, n, x, y.data());
+                        const std::byte* src = from_cold ? cold.data() + (i % copies) * bytes : weights.data();
+                        run(opt.threads, c.prepacked, t, src, n, x, y.data());
                     };
                 };
                 const double hot = time_per_call(on(x1, false), s);
@@ -234,12 +266,13 @@ int main(int argc, char** argv) {
                     [&](std::size_t) { (void)k::prepare_activations(t, xf.data(), kk, batch, kk, scratch); }, s / 4);
                 char shape[32];
                 std::snprintf(shape, sizeof shape, "%zux%zu", kk, n);
+                char isa[16];
+                std::snprintf(isa, sizeof isa, "%s%s", k::isa_name(c.path), c.prepacked ? "p" : "");
                 const double flop = 2.0 * double(n) * double(kk) * double(batch);
                 std::printf("%-6s %-7s %11s %9.1f %9.1f %9.1f %10.1f %10.1f %9.2f %8.0f%s\n", type_info(t).name.data(),
-                            k::isa_name(path), shape, double(bytes) / hot * 1e-9, double(bytes) / cold_s * 1e-9,
-                            double(bytes) / stream * 1e-9,
-                            flop / b32 * 1e-9, flop / b32_cold * 1e-9, hot * double(batch) / b32,
-                            prep / double(batch) * 1e9, sink == 1 ? " " : "");
+                            isa, shape, double(bytes) / hot * 1e-9, double(bytes) / cold_s * 1e-9,
+                            double(bytes) / stream * 1e-9, flop / b32 * 1e-9, flop / b32_cold * 1e-9,
+                            hot * double(batch) / b32, prep / double(batch) * 1e9, sink == 1 ? " " : "");
                 std::fflush(stdout);
             }
         }

@@ -272,50 +272,59 @@ WEFT_TARGET_AVX512 inline void q8_group(__m256 (&acc)[R][T], const std::byte* co
     }
 }
 
-/// Group `g` of prepacked rows for every (r, t). Each token's integer dot
-/// product runs as two chains (even and odd vectors) added at the end: the
-/// sum is exact, so it equals q8_group's single chain bit for bit, and twice
-/// the independent vpdpbusd chains hide their latency. The weight vectors
-/// are loaded one at a time, shared by the tokens.
+/// Group `g` of prepacked rows for every (r, t), register-blocked: each of
+/// the 8 vector steps loads the R weight vectors and the T activation
+/// vectors once and runs all R x T vpdpbusd on them, so a load feeds
+/// R x T / (R + T) products instead of about one. The integer sums are
+/// exact, so they equal q8_group's bit for bit; the float step per (r, t) is
+/// the same single FMA.
 template <int R, int T>
 WEFT_TARGET_AVX512 inline void q8_group_prepacked(__m256 (&acc)[R][T], const std::byte* const* wp,
                                                   const std::byte* const* xp, std::size_t g, std::size_t pf) {
     using W = blocks_q8_0_prepacked;
+    const std::byte* first[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-        const std::byte* first = wp[r] + g * W::group;
+        first[r] = wp[r] + g * W::group;
         if (pf != 0) {
-            prefetch_span<W::group>(first + pf);
+            prefetch_span<W::group>(first[r] + pf);
         }
-        const std::byte* group[T];
-        __m256i even[T], odd[T];
+    }
+    const std::byte* group[T];
+    __m256i sums[R][T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+        group[t] = xp[t] + g * group_bytes;
+        const __m256i block_sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + group_sums));
+        const __m256i seed = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(block_sums, W::shift));
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            sums[r][t] = seed;
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+        __m256i x[T];
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
-            group[t] = xp[t] + g * group_bytes;
-            asm("" : "+r"(group[t])); // keep the activation loads as memory operands
-            const __m256i sums =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + group_sums));
-            even[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, W::shift));
-            odd[t] = _mm256_setzero_si256();
+            x[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + 32 * j));
         }
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; j += 2) {
-            const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + 32 * j));
-            const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + 32 * (j + 1)));
+        for (int r = 0; r < R; ++r) {
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first[r] + 32 * j));
 #pragma GCC unroll 8
             for (int t = 0; t < T; ++t) {
-                even[t] = _mm256_dpbusd_epi32(
-                    even[t], w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + 32 * j)));
-                odd[t] = _mm256_dpbusd_epi32(
-                    odd[t], w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + 32 * (j + 1))));
+                sums[r][t] = _mm256_dpbusd_epi32(sums[r][t], w, x[t]);
             }
         }
-        const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float*>(first + 256));
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float*>(first[r] + 256));
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
             const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(group[t] + group_scales));
-            const __m256i sums = _mm256_add_epi32(even[t], odd[t]);
-            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc[r][t]);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r][t]), _mm256_mul_ps(dw, dx), acc[r][t]);
         }
     }
 }
