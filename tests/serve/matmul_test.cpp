@@ -327,6 +327,35 @@ TEST_CASE("prepacked Q8_0 rows give bitwise the products of the plain rows", "[m
     CHECK_THROWS_WITH(k::matmul_prepacked_q8_0(packed.data(), 64, 0, 1, x, &y, 1), Catch::Contains("avx512"));
 }
 
+TEST_CASE("activations converted in row ranges from several threads equal those converted at once", "[matmul]") {
+    std::mt19937 rng(9);
+    const std::size_t kk = 512;
+    const std::size_t tokens = 11;
+    const auto xf = gaussian(tokens * kk, rng);
+    for (k::isa path : available_isas()) {
+        isa_guard guard(path);
+        for (ggml_type t : {ggml_type::q8_0, ggml_type::q4_k}) {
+            INFO(k::isa_name(path) << ", " << type_info(t).name);
+            std::vector<std::byte> whole_buf, parts_buf;
+            const auto whole = k::prepare_activations(t, xf.data(), kk, tokens, kk, whole_buf);
+            const auto parts = k::layout_activations(t, tokens, kk, parts_buf);
+            std::thread a([&] { k::fill_activations(parts, xf.data(), kk, 0, 4); });
+            std::thread b([&] { k::fill_activations(parts, xf.data(), kk, 4, tokens); });
+            a.join();
+            b.join();
+            REQUIRE(parts.type == whole.type);
+            REQUIRE(parts.row_bytes == whole.row_bytes);
+            CHECK(std::memcmp(parts.data, whole.data, tokens * whole.row_bytes) == 0);
+            REQUIRE((parts.packed == nullptr) == (whole.packed == nullptr));
+            if (whole.packed != nullptr) {
+                CHECK(std::memcmp(parts.packed, whole.packed, tokens * whole.packed_row_bytes) == 0);
+            }
+        }
+    }
+    std::vector<std::byte> buf;
+    CHECK_THROWS_WITH(k::layout_activations(ggml_type::f32, 1, kk, buf), Catch::Contains("as they are"));
+}
+
 TEST_CASE("set_isa clamps to what the cpu has", "[matmul]") {
     isa_guard guard(k::isa::avx512);
     CHECK(k::active_isa() == k::best_isa());

@@ -66,7 +66,13 @@ void cpu_forward::validate(const batch& b) const {
 }
 
 kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k) {
-    return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
+    if (vec_dot_type(wt) == ggml_type::f32 || tokens < 8) {
+        return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
+    }
+    // Quantizing a batch's rows is worth sharing between the threads.
+    const kernels::activations a = kernels::layout_activations(wt, tokens, k, m_act);
+    per_token(tokens, [&](std::size_t t) { kernels::fill_activations(a, x, k, t, t + 1); });
+    return a;
 }
 
 std::pair<std::size_t, std::size_t> cpu_forward::matmul_part(const weight_matrix& w, const kernels::activations& x,

@@ -85,27 +85,21 @@ void set_isa(isa i) noexcept {
                    std::memory_order_relaxed);
 }
 
-activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stride, std::size_t tokens,
-                                std::size_t k, std::vector<std::byte>& buffer) {
+activations layout_activations(ggml_type wt, std::size_t tokens, std::size_t k, std::vector<std::byte>& buffer) {
     const ggml_type vt = vec_dot_type(wt);
     const std::size_t block = type_info(wt).block_size;
     if (k % block != 0) {
         fail("prepare_activations: k = " + std::to_string(k) + " is not a multiple of the " + name_of(wt) +
              " block size " + std::to_string(block));
     }
-    if (tokens > 1 && x_stride < k) {
-        fail("prepare_activations: row stride " + std::to_string(x_stride) + " is shorter than k = " +
-             std::to_string(k));
-    }
     if (vt == ggml_type::f32) {
-        return {vt, reinterpret_cast<const std::byte*>(x), x_stride * sizeof(float), tokens, k};
+        fail("layout_activations: " + name_of(wt) + " weights multiply the float rows as they are");
     }
     const std::size_t rb = row_bytes(vt, k);
-    const isa path = active_isa();
 #if WEFT_KERNELS_X86
     // The AVX-512 Q8_0 tiles read the rows in transposed groups; made here
     // once rather than by every tile.
-    const std::size_t packed_rb = path == isa::avx512 && vt == ggml_type::q8_0 ? q8_0_packed_bytes(k) : 0;
+    const std::size_t packed_rb = active_isa() == isa::avx512 && vt == ggml_type::q8_0 ? q8_0_packed_bytes(k) : 0;
 #else
     const std::size_t packed_rb = 0;
 #endif
@@ -113,21 +107,45 @@ activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stri
     if (buffer.size() < total) {
         buffer.resize(total);
     }
-    for (std::size_t t = 0; t < tokens; ++t) {
-        quantize_activation_row(vt, x + t * x_stride, buffer.data() + t * rb, k, path);
-    }
     activations out{vt, buffer.data(), rb, tokens, k};
-#if WEFT_KERNELS_X86
     if (packed_rb != 0) {
-        std::byte* packed = buffer.data() + rb * tokens;
-        for (std::size_t t = 0; t < tokens; ++t) {
-            pack_q8_0_avx512(reinterpret_cast<const block_q8_0*>(buffer.data() + t * rb), k,
-                             packed + t * packed_rb);
-        }
-        out.packed = packed;
+        out.packed = buffer.data() + rb * tokens;
         out.packed_row_bytes = packed_rb;
     }
+    return out;
+}
+
+void fill_activations(const activations& a, const float* x, std::size_t x_stride, std::size_t begin,
+                      std::size_t end) {
+    const isa path = active_isa();
+    auto* rows = const_cast<std::byte*>(a.data);
+    for (std::size_t t = begin; t < end; ++t) {
+        quantize_activation_row(a.type, x + t * x_stride, rows + t * a.row_bytes, a.k, path);
+#if WEFT_KERNELS_X86
+        if (a.packed != nullptr) {
+            pack_q8_0_avx512(reinterpret_cast<const block_q8_0*>(rows + t * a.row_bytes), a.k,
+                             const_cast<std::byte*>(a.packed) + t * a.packed_row_bytes);
+        }
 #endif
+    }
+}
+
+activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stride, std::size_t tokens,
+                                std::size_t k, std::vector<std::byte>& buffer) {
+    if (tokens > 1 && x_stride < k) {
+        fail("prepare_activations: row stride " + std::to_string(x_stride) + " is shorter than k = " +
+             std::to_string(k));
+    }
+    if (vec_dot_type(wt) == ggml_type::f32) {
+        const std::size_t block = type_info(wt).block_size;
+        if (k % block != 0) {
+            fail("prepare_activations: k = " + std::to_string(k) + " is not a multiple of the " + name_of(wt) +
+                 " block size " + std::to_string(block));
+        }
+        return {ggml_type::f32, reinterpret_cast<const std::byte*>(x), x_stride * sizeof(float), tokens, k};
+    }
+    const activations out = layout_activations(wt, tokens, k, buffer);
+    fill_activations(out, x, x_stride, 0, tokens);
     return out;
 }
 

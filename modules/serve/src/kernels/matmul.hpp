@@ -52,6 +52,16 @@ struct activations {
 activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stride, std::size_t tokens,
                                 std::size_t k, std::vector<std::byte>& buffer);
 
+/// prepare_activations in two steps, for quantized activation types, so
+/// that several threads can convert the rows: layout_activations sizes
+/// `buffer` and returns the activations with their rows not yet written;
+/// fill_activations converts rows [begin, end) of `x` into them (concurrent
+/// calls on disjoint ranges are safe). layout_activations throws
+/// std::invalid_argument for weights whose activations stay f32.
+activations layout_activations(ggml_type wt, std::size_t tokens, std::size_t k, std::vector<std::byte>& buffer);
+void fill_activations(const activations& a, const float* x, std::size_t x_stride, std::size_t begin,
+                      std::size_t end);
+
 /// y[t * y_stride + r] = dot(weight row r, activation row t) for r in
 /// [row_begin, row_end) and every activation row t. Weight rows are
 /// `row_bytes(wt, x.k)` apart starting at `w` (row 0). Throws
