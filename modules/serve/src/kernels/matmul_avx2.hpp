@@ -64,10 +64,20 @@ WEFT_TARGET_AVX2 inline void reduce_all(const __m256* v, float* out) {
     }
 }
 
-/// The R x T accumulators of a tile reduced into out[r * T + t].
+/// The R x T accumulators of a tile reduced into out[t * R + r]: token-major,
+/// so that each token's R results are contiguous, as its output row wants
+/// them. (Each accumulator's reduction is the same whatever its place.)
 template <int R, int T>
 WEFT_TARGET_AVX2 inline void finish(const __m256 (&acc)[R][T], float* out) {
-    reduce_all<R * T>(&acc[0][0], out);
+    __m256 by_token[R * T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            by_token[t * R + r] = acc[r][t];
+        }
+    }
+    reduce_all<R * T>(by_token, out);
 }
 
 /// Blocks of 32 are handled two at a time: a vector's lower 128 bits hold

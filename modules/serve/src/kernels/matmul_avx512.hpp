@@ -17,7 +17,7 @@ namespace weft::serve::kernels {
 
 namespace avx512 {
 
-/// The R x T 16-lane accumulators of a tile reduced into out[r * T + t]:
+/// The R x T 16-lane accumulators of a tile reduced into out[t * R + r]:
 /// lanes i and i + 8 added, then avx2::reduce8's tree.
 template <int R, int T>
 WEFT_TARGET_AVX512 inline void finish(const __m512 (&acc)[R][T], float* out) {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <cstddef>
 #include <utility>
 
@@ -27,7 +28,7 @@
 namespace weft::serve::kernels {
 
 /// One register tile: `rows` weight rows times `tokens` activation rows, `k`
-/// elements each; writes out[r * tokens + t]. With `pf` non-zero, each weight
+/// elements each; writes out[t * rows + r]. With `pf` non-zero, each weight
 /// row stream is also prefetched `pf` bytes ahead: the same place in a later
 /// row tile, weight rows being contiguous.
 using tile_fn = void (*)(const std::byte* const* w, const std::byte* const* x, std::size_t k, std::size_t pf,
@@ -106,10 +107,7 @@ inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_
             const std::size_t pf = fetch ? ahead * w_row_bytes : 0;
             (one ? ts.decode : ts.by_tokens[nt - 1])(wp, xp, x.k, pf, out);
             for (std::size_t j = 0; j < nt; ++j) {
-                float* yt = y + (t0 + j) * y_stride + r0;
-                for (std::size_t i = 0; i < nr; ++i) {
-                    yt[i] = out[i * nt + j];
-                }
+                std::memcpy(y + (t0 + j) * y_stride + r0, out + j * rows, nr * sizeof(float));
             }
         }
     }
