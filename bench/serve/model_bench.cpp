@@ -4,15 +4,24 @@
 //   weft-model-bench [--size small] [--types f32,q8_0] [--threads 2] [--kv-type f16|f32] [--json out.json]
 //
 // 1. Memory bandwidth: a large multi-threaded copy (bytes read + written per
-//    second, the STREAM "copy" convention).
+//    second, the STREAM "copy" convention), and the arithmetic peak: float
+//    FMAs and int8 dot products per second on the same threads.
 // 2. Single-sequence decode step time against the bandwidth floor (the bytes
 //    of every weight matrix a step reads / bandwidth).
 // 3. Decode throughput at batch 1, 2, 4, ..., 64 (each sequence with a
-//    64-token context).
+//    64-token context), each step against its floor: the larger of the
+//    bandwidth floor and the compute floor (the step's multiply-adds in its
+//    products / the peak of the weight type's arithmetic: float FMAs for
+//    float weights, int8 dot products for the quantized ones, whose
+//    activations are quantized to 8 bits). From these, the most batch 32
+//    could give over batch 1 on this machine.
 // 4. Prefill tokens/s for one 512-token prompt.
 // Times are medians of repeated runs; ratios compare figures of one run.
+#include "compute_peak.hpp"
+
 #include <weft/serve/cpu_backend.hpp>
 #include <weft/serve/demo_model.hpp>
+#include <weft/serve/quant.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -57,6 +66,18 @@ double copy_bandwidth(std::size_t threads) {
     }
     if (dst[bytes / 2] != 1) std::abort(); // keep the copy observable
     return best;
+}
+
+/// Multiply-adds per token in the products of a decode step (the matrices
+/// step_weight_bytes counts).
+double step_macs_per_token(const model& m) {
+    double macs = static_cast<double>(m.output.rows) * static_cast<double>(m.output.cols);
+    for (const layer_weights& w : m.layers) {
+        for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+            macs += static_cast<double>(x->rows) * static_cast<double>(x->cols);
+        }
+    }
+    return macs;
 }
 
 /// Sequences of the benchmark, each with its own run of blocks.
@@ -166,6 +187,13 @@ int main(int argc, char** argv) {
     report["kv_type"] = kv_type_name;
     report["rounds"] = rounds;
     report["steps_per_round"] = steps;
+    const weft::bench::compute_peak peak = weft::bench::measure_compute_peak(threads);
+    fmt::print("arithmetic peak ({} threads): {:.0f} G float multiply-adds/s ({}), {:.0f} G int8 multiply-adds/s ({})\n",
+               threads, peak.f32_macs_per_s / 1e9, peak.f32_isa, peak.int8_macs_per_s / 1e9, peak.int8_isa);
+    report["f32_gmacs_per_s"] = peak.f32_macs_per_s / 1e9;
+    report["f32_isa"] = peak.f32_isa;
+    report["int8_gmacs_per_s"] = peak.int8_macs_per_s / 1e9;
+    report["int8_isa"] = peak.int8_isa;
 
     for (const std::string& type_name : types) {
         const ggml_type type = parse_weight_type(type_name);
@@ -175,9 +203,20 @@ int main(int argc, char** argv) {
         bench_run run(path, threads, max_batch + 1, 600, kv_type);
         const double weight_bytes = static_cast<double>(run.m->step_weight_bytes());
         const double floor_s = weight_bytes / bandwidth;
+        // Float weights multiply float activations; quantized ones, int8
+        // activations (when the CPU has an int8 path at all).
+        const bool int8 = vec_dot_type(type) != ggml_type::f32 && peak.int8_macs_per_s > 0;
+        const double macs_per_s = int8 ? peak.int8_macs_per_s : peak.f32_macs_per_s;
+        const double macs_per_token = step_macs_per_token(*run.m);
+        // The least time a step of `batch` sequences can take here.
+        auto floor_of = [&](std::size_t batch) {
+            return std::max(floor_s, static_cast<double>(batch) * macs_per_token / macs_per_s);
+        };
         nlohmann::json t;
         t["weight_bytes"] = weight_bytes;
         t["floor_ms"] = floor_s * 1e3;
+        t["macs_per_token"] = macs_per_token;
+        t["arithmetic"] = int8 ? "int8" : "f32";
         fmt::print("\n{} {} ({} KV cache): {:.1f} MB of weights per step, floor {:.2f} ms\n", size, type_name,
                    kv_type_name, weight_bytes / 1e6,
                    floor_s * 1e3);
@@ -196,16 +235,24 @@ int main(int argc, char** argv) {
                 for (std::size_t s = 0; s < steps; ++s) times[i].push_back(run.decode(seqs, out));
             }
         }
-        fmt::print("{:>6} {:>10} {:>10} {:>9}\n", "batch", "step ms", "tokens/s", "x batch1");
+        fmt::print("{:>6} {:>10} {:>10} {:>9} {:>10} {:>9}\n", "batch", "step ms", "tokens/s", "x batch1", "floor ms",
+                   "of floor");
         double batch1 = 0;
+        double batch1_step = 0;
         nlohmann::json rows = nlohmann::json::array();
         for (std::size_t i = 0; i < batches.size(); ++i) {
             const std::size_t bsz = batches[i];
             const double step = median(times[i]);
             const double tps = static_cast<double>(bsz) / step;
-            if (batch1 == 0) batch1 = tps;
-            fmt::print("{:>6} {:>10.2f} {:>10.0f} {:>8.2f}x\n", bsz, step * 1e3, tps, tps / batch1);
-            rows.push_back({{"batch", bsz}, {"step_ms", step * 1e3}, {"tokens_per_s", tps}, {"speedup", tps / batch1}});
+            if (batch1 == 0) {
+                batch1 = tps;
+                batch1_step = step;
+            }
+            const double floor = floor_of(bsz);
+            fmt::print("{:>6} {:>10.2f} {:>10.0f} {:>8.2f}x {:>10.2f} {:>8.0f}%\n", bsz, step * 1e3, tps, tps / batch1,
+                       floor * 1e3, 100.0 * floor / step);
+            rows.push_back({{"batch", bsz}, {"step_ms", step * 1e3}, {"tokens_per_s", tps}, {"speedup", tps / batch1},
+                            {"floor_ms", floor * 1e3}, {"fraction_of_floor", floor / step}});
             if (bsz == 1) {
                 t["decode_step_ms"] = step * 1e3;
                 t["fraction_of_floor"] = floor_s / step;
@@ -213,6 +260,11 @@ int main(int argc, char** argv) {
             }
         }
         t["decode"] = rows;
+        // Batch 32 against the reference batch as measured, if batch 32
+        // reached its floor.
+        const double ceiling = 32.0 * batch1_step / floor_of(32);
+        t["batch32_ceiling_speedup"] = ceiling;
+        fmt::print("       at its floor, batch 32 would give {:.2f}x the reference batch's tokens/s\n", ceiling);
 
         // Prefill of one 512-token prompt.
         std::vector<double> prefill_times;
