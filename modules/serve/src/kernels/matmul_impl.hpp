@@ -107,7 +107,15 @@ inline void run_tiles(const tile_set& ts, const std::byte* w, std::size_t w_row_
             const std::size_t pf = fetch ? ahead * w_row_bytes : 0;
             (one ? ts.decode : ts.by_tokens[nt - 1])(wp, xp, x.k, pf, out);
             for (std::size_t j = 0; j < nt; ++j) {
-                std::memcpy(y + (t0 + j) * y_stride + r0, out + j * rows, nr * sizeof(float));
+                float* dst = y + (t0 + j) * y_stride + r0;
+                const float* src = out + j * rows;
+                if (nr == 4) { // a whole row tile of the common shapes: one fixed-size move
+                    std::memcpy(dst, src, 4 * sizeof(float));
+                } else if (nr == 8) {
+                    std::memcpy(dst, src, 8 * sizeof(float));
+                } else {
+                    std::memcpy(dst, src, nr * sizeof(float));
+                }
             }
         }
     }
