@@ -26,3 +26,35 @@ TEST_CASE("swiglu matches silu(gate) * up in double precision, tails and extreme
         CHECK(std::abs(out[i] - expected) <= 1e-6 * std::abs(expected) + 1e-30);
     }
 }
+
+TEST_CASE("rmsnorm matches the double-precision formula on SIMD bodies and scalar tails", "[kernels]") {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    // 16-element steps with and without a tail, and rows shorter than a step.
+    for (std::size_t n : {512u, 37u, 16u, 7u, 1u}) {
+        INFO("n " << n);
+        std::vector<float> x(n), w(n), out(n);
+        for (float& v : x) v = dist(rng);
+        for (float& v : w) v = dist(rng);
+        kernels::rmsnorm(x.data(), w.data(), out.data(), n, 1e-5f);
+        double ss = 0;
+        for (float v : x) ss += static_cast<double>(v) * v;
+        const double scale = 1.0 / std::sqrt(ss / static_cast<double>(n) + 1e-5);
+        for (std::size_t i = 0; i < n; ++i) {
+            const double expected = x[i] * scale * w[i];
+            CHECK(std::abs(out[i] - expected) <= 1e-6 * std::abs(expected) + 1e-6);
+        }
+    }
+}
+
+TEST_CASE("add_inplace adds every element, tails included", "[kernels]") {
+    for (std::size_t n : {37u, 8u, 3u}) {
+        std::vector<float> x(n), y(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            x[i] = static_cast<float>(i);
+            y[i] = 0.5f * static_cast<float>(i) + 1.0f;
+        }
+        kernels::add_inplace(x.data(), y.data(), n);
+        for (std::size_t i = 0; i < n; ++i) CHECK(x[i] == 1.5f * static_cast<float>(i) + 1.0f);
+    }
+}

@@ -1,10 +1,13 @@
 #include <weft/serve/kv_cache.hpp>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <new>
 #include <stdexcept>
+#include <string>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -46,6 +49,23 @@ void to_f16(const float* x, std::uint16_t* out, std::size_t n) noexcept {
     to_f16_scalar(x, out, n);
 }
 
+/// Faults in every page of [p, p + bytes) for writing: one madvise where the
+/// kernel has MADV_POPULATE_WRITE (5.14), else a write to each page.
+void populate(std::byte* p, std::size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+    if (::madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return;
+    if (errno == ENOMEM) {
+        throw std::runtime_error("kv_cache: " + std::to_string(bytes >> 20) +
+                                 " MiB of KV cache could not be committed: not enough memory");
+    }
+    // EINVAL: an older kernel; touch the pages instead.
+#endif
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    for (std::size_t i = 0; i < bytes; i += page) {
+        *reinterpret_cast<volatile std::byte*>(p + i) = std::byte{0};
+    }
+}
+
 } // namespace
 
 std::size_t kv_cache::bytes_per_block(const model_config& config, std::size_t block_size, ggml_type type) noexcept {
@@ -62,14 +82,20 @@ kv_cache::kv_cache(const model_config& config, std::size_t num_blocks, std::size
     m_bytes = config.n_layer * num_blocks * 2 * block_size * m_kv_dim * m_element;
     // Zeroed (fresh anonymous pages): a slot is always written before it is
     // read, but zeroed memory keeps a bug from ever reading garbage that
-    // differs between runs. Pages are only touched when first written.
+    // differs between runs.
     void* p = ::mmap(nullptr, m_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
+    m_data = std::unique_ptr<std::byte[], unmap>(static_cast<std::byte*>(p), unmap{m_bytes});
 #ifdef MADV_HUGEPAGE
     // Advice only: without THP (or with it off) the cache simply uses 4 KiB pages.
     (void)::madvise(p, m_bytes, MADV_HUGEPAGE);
 #endif
-    m_data = std::unique_ptr<std::byte[], unmap>(static_cast<std::byte*>(p), unmap{m_bytes});
+    // Every page is faulted in now rather than when first written, as
+    // engines commit their KV memory at start-up: a step never stalls on
+    // page faults and zeroing (a first wave of requests would otherwise pay
+    // for them), and memory that is not there shows at start-up, not
+    // mid-request.
+    populate(static_cast<std::byte*>(p), m_bytes);
 }
 
 void kv_cache::unmap::operator()(std::byte* p) const noexcept { ::munmap(p, bytes); }

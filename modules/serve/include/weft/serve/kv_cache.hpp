@@ -9,10 +9,12 @@
 /// attention for one KV head reads each block as one contiguous run of
 /// block_size * head_dim elements.
 ///
-/// The memory is one anonymous mapping, zero until written and backed by
-/// transparent huge pages where the kernel allows (madvise): attention reads
-/// many short runs scattered over the cache, and with 4 KiB pages each run
-/// would be a TLB miss of its own.
+/// The memory is one anonymous mapping, zeroed, backed by transparent huge
+/// pages where the kernel allows (madvise): attention reads many short runs
+/// scattered over the cache, and with 4 KiB pages each run would be a TLB
+/// miss of its own. Every page is committed by the constructor, so that no
+/// step stalls on page faults later; the constructor throws
+/// std::runtime_error when the kernel cannot provide the memory.
 ///
 /// Lifetime: owns its memory. Threading: no synchronisation; the backend
 /// writes a step's slots before any thread reads them, and the engine never
