@@ -2,10 +2,10 @@
 // the rows): for each weight type and isa, batch-1 weight streaming in GB/s
 // (weights hot in cache, and cold: cycling through copies larger than the
 // caches, next to a plain sequential read of the same copies: "stream") and
-// batch-32 GFLOP/s (hot and cold; Q8_0 on avx512 also with the rows
-// prepacked at load as the model runs them, "avx512p"), plus the batch-32 / batch-1 (hot)
-// tokens-per-second ratio. Activation preparation is timed separately (ns
-// per row).
+// batch-32 GFLOP/s (hot and cold; with "p" after the isa, the weights in
+// the layout the model packs them in at load: Q8_0 prepacked for AVX-512,
+// F32 in row panels), plus the batch-32 / batch-1 (hot) tokens-per-second
+// ratio. Activation preparation is timed separately (ns per row).
 //
 // With one thread the times are the thread's CPU time, so that a shared,
 // busy machine still gives usable numbers; with more, wall-clock time.
@@ -13,6 +13,7 @@
 // Usage: weft_bench_serve_kernels [--threads N] [--types f32,q8_0,...] [--shapes 512x1408,1408x512]
 //        [--seconds S]
 #include "kernels/matmul.hpp"
+#include "kernels/packed_f32.hpp"
 
 #include <weft/serve/quant.hpp>
 
@@ -146,30 +147,41 @@ std::uint64_t stream_read(const std::byte* p, std::size_t n) {
     return a + b + c + d;
 }
 
-/// One matmul call over rows [begin, end): the plain kernels, or with
-/// `prepacked` the Q8_0 rows repacked at load, as the model runs them.
-void call(bool prepacked, ggml_type t, const std::byte* w, std::size_t begin, std::size_t end,
-          const k::activations& x, float* y, std::size_t n) {
-    if (prepacked) {
-        k::matmul_prepacked_q8_0(w, x.k, begin, end, x, y, n);
-    } else {
-        k::matmul(t, w, begin, end, x, y, n);
+/// How the weights are laid out: plain rows (matmul), Q8_0 rows prepacked
+/// at load (matmul_prepacked_q8_0), or F32 rows in panels (packed_f32), the
+/// last two as the model runs them.
+enum class layout { plain, q8_prepacked, f32_panels };
+
+/// One matmul call over rows [begin, end); `w` is the weight bytes, or a
+/// packed_f32 for f32_panels.
+void call(layout l, ggml_type t, const void* w, std::size_t begin, std::size_t end, const k::activations& x,
+          float* y, std::size_t n) {
+    switch (l) {
+    case layout::plain: k::matmul(t, static_cast<const std::byte*>(w), begin, end, x, y, n); break;
+    case layout::q8_prepacked:
+        k::matmul_prepacked_q8_0(static_cast<const std::byte*>(w), x.k, begin, end, x, y, n);
+        break;
+    case layout::f32_panels:
+        static_cast<const k::packed_f32*>(w)->multiply(reinterpret_cast<const float*>(x.data),
+                                                       x.row_bytes / sizeof(float), x.rows, begin, end, y, n);
+        break;
     }
 }
 
-/// Runs matmul over rows [0, n) split between `threads` threads.
-void run(int threads, bool prepacked, ggml_type t, const std::byte* w, std::size_t n, const k::activations& x,
-         float* y) {
+/// Runs matmul over rows [0, n) split between `threads` threads (in
+/// multiples of 32 rows, whole panels).
+void run(int threads, layout l, ggml_type t, const void* w, std::size_t n, const k::activations& x, float* y) {
     if (threads == 1) {
-        call(prepacked, t, w, 0, n, x, y, n);
+        call(l, t, w, 0, n, x, y, n);
         return;
     }
     std::vector<std::thread> pool;
-    const std::size_t chunk = (n + static_cast<std::size_t>(threads) - 1) / static_cast<std::size_t>(threads);
+    const std::size_t per = (n + static_cast<std::size_t>(threads) - 1) / static_cast<std::size_t>(threads);
+    const std::size_t chunk = (per + 31) / 32 * 32;
     for (int i = 0; i < threads; ++i) {
         const std::size_t begin = std::min(n, chunk * static_cast<std::size_t>(i));
         const std::size_t end = std::min(n, begin + chunk);
-        pool.emplace_back([=] { call(prepacked, t, w, begin, end, x, y, n); });
+        pool.emplace_back([=] { call(l, t, w, begin, end, x, y, n); });
     }
     for (auto& th : pool) {
         th.join();
@@ -213,35 +225,60 @@ int main(int argc, char** argv) {
                 }
                 quantize_row(t, row.data(), w.data() + r * rb, kk);
             }
-            // The paths to time: each isa on the plain rows, and for Q8_0 on
-            // avx512 also the rows prepacked at load ("avx512p").
+            // The paths to time: each isa on the plain rows, and the layouts
+            // the model packs at load: Q8_0 prepacked on avx512 ("avx512p"),
+            // F32 in panels on avx2 and avx512 ("avx2p", "avx512p").
             struct path_case {
                 k::isa path;
-                bool prepacked;
+                layout l;
             };
             std::vector<path_case> cases;
             for (k::isa path : isas) {
-                cases.push_back({path, false});
+                cases.push_back({path, layout::plain});
             }
             if (t == ggml_type::q8_0 && k::best_isa() >= k::isa::avx512) {
-                cases.push_back({k::isa::avx512, true});
+                cases.push_back({k::isa::avx512, layout::q8_prepacked});
+            }
+            if (t == ggml_type::f32) {
+                for (k::isa path : isas) {
+                    if (path != k::isa::scalar) cases.push_back({path, layout::f32_panels});
+                }
             }
             std::vector<float> y(batch * n);
             for (const path_case& c : cases) {
                 k::set_isa(c.path);
-                std::vector<std::byte> packed;
-                if (c.prepacked) {
-                    packed.resize(k::q8_0_prepacked_bytes(n, kk));
-                    k::prepack_q8_0(w.data(), n, kk, packed.data());
-                }
-                const std::vector<std::byte>& weights = c.prepacked ? packed : w;
-                const std::size_t bytes = weights.size();
                 // Cold: enough copies to overflow the last-level cache.
-                const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
-                std::vector<std::byte> cold(copies * bytes);
-                for (std::size_t i = 0; i < copies; ++i) {
-                    std::memcpy(cold.data() + i * bytes, weights.data(), bytes);
+                std::vector<const void*> copy_ptrs;
+                std::vector<std::byte> packed;
+                std::vector<std::byte> cold;
+                std::vector<k::packed_f32> panels;
+                std::size_t bytes = w.size();
+                if (c.l == layout::f32_panels) {
+                    bytes = k::packed_f32(reinterpret_cast<const float*>(w.data()), n, kk, kk).bytes();
+                    const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
+                    panels.reserve(copies + 1);
+                    for (std::size_t i = 0; i <= copies; ++i) {
+                        panels.emplace_back(reinterpret_cast<const float*>(w.data()), n, kk, kk);
+                    }
+                    for (const auto& p : panels) copy_ptrs.push_back(&p);
+                } else {
+                    const std::byte* weights = w.data();
+                    if (c.l == layout::q8_prepacked) {
+                        packed.resize(k::q8_0_prepacked_bytes(n, kk));
+                        k::prepack_q8_0(w.data(), n, kk, packed.data());
+                        weights = packed.data();
+                        bytes = packed.size();
+                    }
+                    const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
+                    cold.resize(copies * bytes);
+                    copy_ptrs.push_back(weights);
+                    for (std::size_t i = 0; i < copies; ++i) {
+                        std::memcpy(cold.data() + i * bytes, weights, bytes);
+                        copy_ptrs.push_back(cold.data() + i * bytes);
+                    }
                 }
+                // copy_ptrs[0]: the hot weights; the others cycle cold.
+                const std::size_t copies = copy_ptrs.size() - 1;
                 const double s = c.path == k::isa::scalar ? opt.seconds / 4 : opt.seconds;
                 std::vector<std::byte> buf1;
                 std::vector<std::byte> buf32;
@@ -250,15 +287,23 @@ int main(int argc, char** argv) {
                 // One call on the weights, or on a copy cycling through `cold`.
                 auto on = [&](const k::activations& x, bool from_cold) {
                     return [&, from_cold](std::size_t i) {
-                        const std::byte* src = from_cold ? cold.data() + (i % copies) * bytes : weights.data();
-                        run(opt.threads, c.prepacked, t, src, n, x, y.data());
+                        const void* src = from_cold ? copy_ptrs[1 + i % copies] : copy_ptrs[0];
+                        run(opt.threads, c.l, t, src, n, x, y.data());
                     };
                 };
                 const double hot = time_per_call(on(x1, false), s);
                 const double cold_s = time_per_call(on(x1, true), s);
                 std::uint64_t sink = 0;
                 const double stream = time_per_call(
-                    [&](std::size_t i) { sink += stream_read(cold.data() + (i % copies) * bytes, bytes); }, s / 2);
+                    [&](std::size_t i) {
+                        const auto* src = static_cast<const std::byte*>(copy_ptrs[1 + i % copies]);
+                        if (c.l == layout::f32_panels) {
+                            src = reinterpret_cast<const std::byte*>(
+                                static_cast<const k::packed_f32*>(copy_ptrs[1 + i % copies])->panel_data());
+                        }
+                        sink += stream_read(src, bytes);
+                    },
+                    s / 2);
                 const double b32 = time_per_call(on(x32, false), s);
                 const double b32_cold = time_per_call(on(x32, true), s);
                 std::vector<std::byte> scratch;
@@ -267,7 +312,7 @@ int main(int argc, char** argv) {
                 char shape[32];
                 std::snprintf(shape, sizeof shape, "%zux%zu", kk, n);
                 char isa[16];
-                std::snprintf(isa, sizeof isa, "%s%s", k::isa_name(c.path), c.prepacked ? "p" : "");
+                std::snprintf(isa, sizeof isa, "%s%s", k::isa_name(c.path), c.l == layout::plain ? "" : "p");
                 const double flop = 2.0 * double(n) * double(kk) * double(batch);
                 std::printf("%-6s %-7s %11s %9.1f %9.1f %9.1f %10.1f %10.1f %9.2f %8.0f%s\n", type_info(t).name.data(),
                             isa, shape, double(bytes) / hot * 1e-9, double(bytes) / cold_s * 1e-9,

@@ -134,6 +134,9 @@ WEFT_TARGET_AVX2 void tile_avx2(const float* panel, std::size_t k, const float* 
         return;
     }
     alignas(32) float tmp[P];
+    // Unrolled like the loops above: indexing acc with a run-time t would
+    // make GCC keep the accumulators in memory, stored on every k step.
+#pragma GCC unroll 8
     for (std::size_t t = 0; t < T; ++t) {
         _mm256_store_ps(tmp, acc[0][t]);
         _mm256_store_ps(tmp + 8, acc[1][t]);

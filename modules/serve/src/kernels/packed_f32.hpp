@@ -39,6 +39,9 @@ public:
     void multiply(const float* x, std::size_t x_stride, std::size_t tokens, std::size_t row_begin,
                   std::size_t row_end, float* y, std::size_t y_stride) const;
 
+    /// The panels, bytes() of them (for benchmarks that stream them).
+    [[nodiscard]] const float* panel_data() const noexcept { return data(); }
+
 private:
     [[nodiscard]] float* data() const noexcept { return reinterpret_cast<float*>(m_data.get()); }
 
