@@ -52,8 +52,10 @@ TEST_CASE("tool_choice required with one tool forces it, and a schema without a 
         options());
     CHECK(r.tool_call == "get_time");
     CHECK(r.tool_choice_required);
+    CHECK_FALSE(r.parallel_tool_calls);
     REQUIRE(r.generation.schema != nullptr);
     CHECK(r.generation.format == output_format::json_schema);
+    CHECK(parse_chat_request(body_with(std::string("\"tools\": [") + time_tool + "]"), options()).parallel_tool_calls);
 }
 
 TEST_CASE("tool_choice auto, the default with tools, leaves the model free and parses its calls", "[openai][tools]") {

@@ -16,8 +16,8 @@ struct parsed {
 };
 
 /// `text` fed in pieces of `step` bytes (0: whole), then finished.
-parsed run(tool_call_syntax syntax, const std::string& text, std::size_t step = 0) {
-    tool_call_parser p(syntax, {"get_weather", "get_time"});
+parsed run(tool_call_syntax syntax, const std::string& text, std::size_t step = 0, std::size_t max_calls = 0) {
+    tool_call_parser p(syntax, {"get_weather", "get_time"}, max_calls);
     parsed out;
     const auto take = [&](tool_call_parser::output o) {
         out.content += o.content;
@@ -34,11 +34,11 @@ parsed run(tool_call_syntax syntax, const std::string& text, std::size_t step = 
 }
 
 /// The same result whole and fed one to seven bytes at a time.
-parsed run_every_split(tool_call_syntax syntax, const std::string& text) {
-    const parsed whole = run(syntax, text);
+parsed run_every_split(tool_call_syntax syntax, const std::string& text, std::size_t max_calls = 0) {
+    const parsed whole = run(syntax, text, 0, max_calls);
     for (std::size_t step = 1; step <= 7; ++step) {
         INFO("pieces of " << step << " bytes");
-        const parsed split = run(syntax, text, step);
+        const parsed split = run(syntax, text, step, max_calls);
         CHECK(split.content == whole.content);
         REQUIRE(split.calls.size() == whole.calls.size());
         for (std::size_t i = 0; i < split.calls.size(); ++i) {
@@ -111,4 +111,36 @@ TEST_CASE("template families map to the call syntax their models write", "[tools
     CHECK(tool_call_syntax_for(chat_template_style::llama3) == tool_call_syntax::llama3_json);
     CHECK(tool_call_syntax_for(chat_template_style::llama2) == tool_call_syntax::none);
     CHECK(tool_call_syntax_for(chat_template_style::mistral) == tool_call_syntax::none);
+}
+
+TEST_CASE("with parallel tool calls off a reply ends with its first call", "[tools][parser]") {
+    // Hermes: the text after the first call, a second call included, is dropped.
+    const parsed h = run_every_split(
+        tool_call_syntax::hermes,
+        "On it.<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call> and also "
+        "<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call> done",
+        1);
+    CHECK(h.content == "On it.");
+    REQUIRE(h.calls.size() == 1);
+    CHECK(h.calls[0].name == "get_time");
+    // Llama 3: the first of the reply's call objects.
+    const parsed l = run_every_split(tool_call_syntax::llama3_json,
+                                     "{\"name\": \"get_weather\", \"parameters\": {}}; {\"name\": \"get_time\", "
+                                     "\"parameters\": {}}",
+                                     1);
+    REQUIRE(l.calls.size() == 1);
+    CHECK(l.calls[0].name == "get_weather");
+    // A block that is not a call does not count: the next one is the call.
+    const parsed n = run_every_split(
+        tool_call_syntax::hermes,
+        "<tool_call>{\"name\": \"launch\"}</tool_call><tool_call>{\"name\": \"get_time\"}</tool_call>x", 1);
+    CHECK(n.content == "<tool_call>{\"name\": \"launch\"}</tool_call>");
+    REQUIRE(n.calls.size() == 1);
+    // Once done, the parser says so and lets nothing more out.
+    tool_call_parser p(tool_call_syntax::hermes, {"get_time"}, 1);
+    CHECK_FALSE(p.done());
+    CHECK(p.feed("<tool_call>{\"name\": \"get_time\"}</tool_call>").calls.size() == 1);
+    CHECK(p.done());
+    CHECK(p.feed("more <tool_call>").content.empty());
+    CHECK(p.finish().content.empty());
 }

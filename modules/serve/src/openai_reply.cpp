@@ -72,7 +72,7 @@ std::string_view finish_text(const openai_request& r, finish_reason f, bool call
 tool_call_parser calls_parser(const openai_request& r) {
     std::vector<std::string> names;
     for (const chat_tool& t : r.tools) names.push_back(t.name);
-    return tool_call_parser(r.tool_syntax, std::move(names));
+    return tool_call_parser(r.tool_syntax, std::move(names), r.parallel_tool_calls ? 0 : 1);
 }
 
 /// Moves a parser's output into `text` and `calls`, each call with its id.

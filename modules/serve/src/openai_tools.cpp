@@ -173,7 +173,7 @@ void parse_tools(const json& obj, openai_request& r) {
             r.tools.push_back(std::move(tool));
         }
     }
-    if (const json* v = field(obj, "parallel_tool_calls")) read_bool(*v, "parallel_tool_calls");
+    if (const json* v = field(obj, "parallel_tool_calls")) r.parallel_tool_calls = read_bool(*v, "parallel_tool_calls");
 
     std::optional<std::size_t> forced;
     if (const json* v = field(obj, "tool_choice")) {

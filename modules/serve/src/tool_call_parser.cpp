@@ -78,8 +78,9 @@ tool_call_syntax tool_call_syntax_for(chat_template_style style) noexcept {
     return tool_call_syntax::none;
 }
 
-tool_call_parser::tool_call_parser(tool_call_syntax syntax, std::vector<std::string> functions)
-    : m_syntax(syntax), m_functions(std::move(functions)) {}
+tool_call_parser::tool_call_parser(tool_call_syntax syntax, std::vector<std::string> functions,
+                                   std::size_t max_calls)
+    : m_syntax(syntax), m_functions(std::move(functions)), m_max_calls(max_calls) {}
 
 bool tool_call_parser::known(std::string_view name) const noexcept {
     return std::find(m_functions.begin(), m_functions.end(), name) != m_functions.end();
@@ -134,8 +135,13 @@ void tool_call_parser::feed_hermes(output& out) {
         chat_tool_call call;
         if (parse_call(trim(body), {}, call)) {
             out.calls.push_back(std::move(call));
-            m_called = true;
+            ++m_calls;
             m_after_call = true;
+            if (done()) { // the reply ends here
+                m_pending.clear();
+                m_inside = false;
+                return;
+            }
         } else {
             // Not a call after all: the block is text.
             m_after_call = false;
@@ -150,6 +156,7 @@ void tool_call_parser::feed_hermes(output& out) {
 
 tool_call_parser::output tool_call_parser::feed(std::string_view text) {
     output out;
+    if (done()) return out;
     switch (m_syntax) {
     case tool_call_syntax::none: out.content.assign(text); break;
     case tool_call_syntax::hermes:
@@ -188,8 +195,9 @@ tool_call_parser::output tool_call_parser::finish_llama3() {
     if (calls.empty()) {
         out.content = std::exchange(m_pending, {});
     } else {
+        if (m_max_calls != 0 && calls.size() > m_max_calls) calls.resize(m_max_calls);
+        m_calls = calls.size();
         out.calls = std::move(calls);
-        m_called = true;
         m_pending.clear();
     }
     return out;
@@ -198,6 +206,7 @@ tool_call_parser::output tool_call_parser::finish_llama3() {
 tool_call_parser::output tool_call_parser::finish() {
     if (m_syntax == tool_call_syntax::llama3_json) return finish_llama3();
     output out;
+    if (done()) return out;
     if (m_inside) {
         // A block never closed: it was text.
         out.content.append(open_tag);

@@ -25,7 +25,7 @@
 /// outputs do (with several tools the name is generated first and picks the
 /// schema); "auto", the default with tools: the model answers or calls, its
 /// calls parsed out of its text by tool_call_parser),
-/// parallel_tool_calls (accepted), max_tokens, max_completion_tokens
+/// parallel_tool_calls (false: at most one call in an "auto" reply), max_tokens, max_completion_tokens
 /// (chat; wins over max_tokens), temperature [0, 2], top_p (0, 1], top_k
 /// (-1 or 0: off, else >= 1), min_p [0, 1], seed, stop (a string or up to 4),
 /// presence_penalty and frequency_penalty [-2, 2], repetition_penalty (> 0),
@@ -112,6 +112,9 @@ struct openai_request {
     /// {"name", "arguments"} object, a discriminated union of the functions.
     bool parse_tool_calls = false;
     tool_call_syntax tool_syntax = tool_call_syntax::none;
+    /// parallel_tool_calls: false keeps a parsed reply to its first call
+    /// (the text after it is dropped).
+    bool parallel_tool_calls = true;
 
     /// Everything but the prompt; `generation.max_tokens` is only meaningful
     /// when `max_tokens` is set (the server picks the default otherwise).

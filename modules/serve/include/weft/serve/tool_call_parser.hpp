@@ -38,8 +38,10 @@ tool_call_syntax tool_call_syntax_for(chat_template_style style) noexcept;
 
 class tool_call_parser {
 public:
-    /// A parser for `syntax` accepting calls of `functions` only.
-    tool_call_parser(tool_call_syntax syntax, std::vector<std::string> functions);
+    /// A parser for `syntax` accepting calls of `functions` only. With
+    /// `max_calls` non-zero (parallel_tool_calls false: 1), the reply ends
+    /// with its max_calls-th call: later text and calls are dropped.
+    tool_call_parser(tool_call_syntax syntax, std::vector<std::string> functions, std::size_t max_calls = 0);
 
     struct output {
         std::string content;               ///< text to show now
@@ -52,7 +54,10 @@ public:
     output finish();
 
     /// Whether any call was found so far.
-    [[nodiscard]] bool called() const noexcept { return m_called; }
+    [[nodiscard]] bool called() const noexcept { return m_calls > 0; }
+    /// Whether the reply has all the calls it may have (max_calls reached):
+    /// nothing more will come out.
+    [[nodiscard]] bool done() const noexcept { return m_max_calls != 0 && m_calls >= m_max_calls; }
 
 private:
     bool known(std::string_view name) const noexcept;
@@ -66,7 +71,8 @@ private:
     std::vector<std::string> m_functions;
     std::string m_pending;  ///< held-back text
     bool m_inside = false;  ///< hermes: within a <tool_call> block
-    bool m_called = false;
+    std::size_t m_max_calls = 0; ///< 0: any number
+    std::size_t m_calls = 0;
     bool m_after_call = false; ///< hermes: whitespace right after a call is dropped
     enum class lead : unsigned char { undecided, json, text } m_lead = lead::undecided; ///< llama3: the reply's kind
 };
