@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,8 @@ TEST_CASE("chat template families are recognised from their markers", "[chat_tem
     CHECK(chat_template::detect("{{ '<|start_header_id|>' }}") == chat_template_style::llama3);
     CHECK(chat_template::detect("{{ bos_token + '[INST] ' + '<<SYS>>\\n' }}") == chat_template_style::llama2);
     CHECK(chat_template::detect("{{ '[INST] ' + message['content'] + ' [/INST]' }}") == chat_template_style::mistral);
+    CHECK(chat_template::detect("{{- \"[AVAILABLE_TOOLS] [\" }}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}") ==
+          chat_template_style::mistral_v3);
     CHECK(chat_template::detect("") == chat_template_style::fallback);
     CHECK(chat_template::detect("{{ messages }}") == chat_template_style::fallback);
 }
@@ -227,4 +230,84 @@ TEST_CASE("a conversation without tools renders as before", "[chat_template][too
         const chat_template t(style, "<s>", "</s>");
         CHECK(t.render_text(conversation(), {}) == t.render_text(conversation()));
     }
+}
+
+namespace {
+
+/// The conversation the Mistral v0.3 golden strings were rendered from.
+std::vector<chat_message> mistral_conversation() {
+    std::vector<chat_message> m(8);
+    m[0] = {chat_role::system, "Be brief.", {}, {}};
+    m[1] = {chat_role::user, "Hi", {}, {}};
+    m[2] = {chat_role::assistant, " Hello! ", {}, {}};
+    m[3] = {chat_role::user, "Weather in Paris?", {}, {}};
+    m[4] = {chat_role::assistant, "", {{"abcDEF123", "get_weather", R"({"city": "Paris"})"}, {"xyz987654", "get_time", ""}}, {}};
+    m[5] = {chat_role::tool, R"({"temp": 21})", {}, "abcDEF123"};
+    m[6] = {chat_role::tool, R"("12:00")", {}, "xyz987654"};
+    m[7] = {chat_role::user, "Thanks. And Rome?", {}, {}};
+    return m;
+}
+
+std::vector<chat_tool> mistral_tools() {
+    return {{"get_weather", "Weather of a city",
+             R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})"},
+            {"get_time", "", "{}"}};
+}
+
+} // namespace
+
+TEST_CASE("Mistral v0.3 renders like its Jinja template: the system message opens the last user turn",
+          "[chat_template]") {
+    const chat_template t(chat_template_style::mistral_v3, "<s>", "</s>");
+    CHECK(t.render_text(conversation()) == "<s>[INST] Hi![/INST] Hello.</s>[INST] You are terse.\n\nBye?[/INST]");
+    CHECK(t.template_adds_bos());
+}
+
+TEST_CASE("Mistral v0.3 writes tools, calls and results in its own syntax", "[chat_template][tools]") {
+    const chat_template t(chat_template_style::mistral_v3, "<s>", "</s>");
+    CHECK(t.render_text(mistral_conversation(), mistral_tools()) ==
+          "<s>[INST] Hi[/INST] Hello!</s>[INST] Weather in Paris?[/INST]"
+          R"([TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abcDEF123"}, )"
+          R"({"name": "get_time", "arguments": {}, "id": "xyz987654"}]</s>)"
+          R"([TOOL_RESULTS] {"content": {"temp": 21}, "call_id": "abcDEF123"}[/TOOL_RESULTS])"
+          R"([TOOL_RESULTS] {"content": "12:00", "call_id": "xyz987654"}[/TOOL_RESULTS])"
+          R"([AVAILABLE_TOOLS] [{"type": "function", "function": {"name": "get_weather", "description": )"
+          R"("Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, )"
+          R"("required": ["city"]}}}, {"type": "function", "function": {"name": "get_time", "parameters": {}}}])"
+          "[/AVAILABLE_TOOLS][INST] Be brief.\n\nThanks. And Rome?[/INST]");
+    // Its markers are pieces of their own, to become special tokens.
+    std::size_t markers = 0;
+    for (const chat_piece& p : t.render(mistral_conversation(), mistral_tools())) {
+        if (p.marker && p.text.find("TOOL") != std::string::npos) ++markers;
+    }
+    CHECK(markers == 7); // [TOOL_CALLS], [TOOL_RESULTS] and its close twice, [AVAILABLE_TOOLS] and its close
+}
+
+TEST_CASE("Mistral call ids are nine letters and digits, the same for a call and its result",
+          "[chat_template][tools]") {
+    CHECK(mistral_call_id("abcDEF123") == "abcDEF123");
+    for (const std::string id : {"call_7f3a9c1b2d4e", "c1", "", "abc-EF123", "abcDEF1234"}) {
+        INFO(id);
+        const std::string m = mistral_call_id(id);
+        REQUIRE(m.size() == 9);
+        CHECK(std::all_of(m.begin(), m.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }));
+        CHECK(m == mistral_call_id(id));
+    }
+    CHECK(mistral_call_id("c1") != mistral_call_id("c2"));
+    // OpenAI-style ids in the history map to the same nine characters in the call and in the result.
+    const chat_template t(chat_template_style::mistral_v3, "<s>", "</s>");
+    const std::string text = t.render_text(tool_conversation(), weather_tools());
+    const std::string c1 = mistral_call_id("c1");
+    CHECK(text.find("\"id\": \"" + c1 + "\"}") != std::string::npos);
+    CHECK(text.find("\"call_id\": \"" + c1 + "\"}") != std::string::npos);
+}
+
+TEST_CASE("a Mistral v0.3 template without its tool tokens in the vocabulary renders as Mistral",
+          "[chat_template][tools]") {
+    tokenizer_data d = demo_tokenizer(512);
+    d.chat_template = "{{- \"[AVAILABLE_TOOLS] [\" }}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}";
+    const tokenizer tok(d);
+    const chat_template t = chat_template::for_tokenizer(tok);
+    CHECK(t.style() == chat_template_style::mistral);
+    CHECK(t.note().find("no special token [AVAILABLE_TOOLS]") != std::string::npos);
 }

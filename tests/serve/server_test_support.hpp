@@ -234,6 +234,8 @@ struct setup {
     /// How long the HTTP side lets requests in flight run once shutdown began.
     std::chrono::milliseconds http_shutdown_timeout{2000};
     bool ready = true;
+    /// The chat template's family; unset: the one the demo vocabulary names (Llama 3).
+    std::optional<chat_template_style> chat_style;
 };
 
 class test_server {
@@ -256,6 +258,7 @@ public:
         so.routes.api_key = s.api_key;
         so.http.shutdown_timeout = s.http_shutdown_timeout;
         m_server = std::make_unique<openai_server>(so);
+        m_chat_style = s.chat_style;
         if (s.ready) make_ready();
     }
     ~test_server() { shutdown(std::chrono::steady_clock::now()); }
@@ -268,7 +271,11 @@ public:
         m_server->join();
     }
 
-    void make_ready() { m_server->set_ready(*m_engine, "tiny", chat_template::for_tokenizer(*m_tokenizer)); }
+    void make_ready() {
+        m_server->set_ready(*m_engine, "tiny",
+                            m_chat_style ? chat_template(*m_chat_style, "<s>", "</s>")
+                                         : chat_template::for_tokenizer(*m_tokenizer));
+    }
     [[nodiscard]] std::uint16_t port() const { return m_server->port(); }
     [[nodiscard]] const tokenizer& vocab() const { return *m_tokenizer; }
 
@@ -285,6 +292,7 @@ private:
     std::shared_ptr<const tokenizer> m_tokenizer;
     std::unique_ptr<engine> m_engine;
     std::unique_ptr<openai_server> m_server;
+    std::optional<chat_template_style> m_chat_style;
 };
 
 inline void check_error(const http_reply& r, int status, std::string_view param = {}) {

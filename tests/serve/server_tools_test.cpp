@@ -270,3 +270,28 @@ TEST_CASE("tool_choice required with several tools replies with a call of one of
         CHECK(it->second.finish_reason == "tool_calls");
     }
 }
+
+TEST_CASE("tool_choice auto needs a template family with call syntax: Mistral v0.3 has one, Llama 2 and earlier "
+          "Mistral do not", "[server][tools]") {
+    for (const chat_template_style style : {chat_template_style::llama2, chat_template_style::mistral}) {
+        INFO(to_string(style));
+        setup s;
+        s.chat_style = style;
+        test_server srv(s);
+        const http_reply r = srv.post("/v1/chat/completions", tool_chat("auto", false));
+        check_error(r, 400, "tool_choice");
+        CHECK(r.body.find(std::string(to_string(style))) != std::string::npos);
+        // A named call needs no syntax to parse.
+        CHECK(srv.post("/v1/chat/completions", tool_chat(named_choice(), false)).status == 200);
+    }
+    setup s;
+    s.chat_style = chat_template_style::mistral_v3;
+    test_server srv(s);
+    const http_reply r = srv.post("/v1/chat/completions", tool_chat("auto", false));
+    REQUIRE(r.status == 200);
+    for (const json& c : r.body_json()["choices"]) {
+        // The random model writes no [TOOL_CALLS]: its reply is content.
+        CHECK(c["message"]["content"].is_string());
+        CHECK(c["finish_reason"] != "tool_calls");
+    }
+}

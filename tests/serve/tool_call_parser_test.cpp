@@ -111,6 +111,7 @@ TEST_CASE("template families map to the call syntax their models write", "[tools
     CHECK(tool_call_syntax_for(chat_template_style::llama3) == tool_call_syntax::llama3_json);
     CHECK(tool_call_syntax_for(chat_template_style::llama2) == tool_call_syntax::none);
     CHECK(tool_call_syntax_for(chat_template_style::mistral) == tool_call_syntax::none);
+    CHECK(tool_call_syntax_for(chat_template_style::mistral_v3) == tool_call_syntax::mistral);
 }
 
 TEST_CASE("with parallel tool calls off a reply ends with its first call", "[tools][parser]") {
@@ -143,4 +144,31 @@ TEST_CASE("with parallel tool calls off a reply ends with its first call", "[too
     CHECK(p.done());
     CHECK(p.feed("more <tool_call>").content.empty());
     CHECK(p.finish().content.empty());
+}
+
+TEST_CASE("a Mistral reply is content up to [TOOL_CALLS], then a JSON array of calls", "[tools][parser]") {
+    const parsed p = run_every_split(
+        tool_call_syntax::mistral,
+        R"(Checking.[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}}, )"
+        R"({"name": "get_time", "arguments": {}, "id": "abcDEF123"}])");
+    CHECK(p.content == "Checking.");
+    REQUIRE(p.calls.size() == 2);
+    CHECK(p.calls[0].arguments == R"({"city":"Paris"})");
+    CHECK(p.calls[1].name == "get_time");
+    // One object rather than an array is a call too.
+    CHECK(run_every_split(tool_call_syntax::mistral, R"([TOOL_CALLS]{"name": "get_time", "arguments": {}})")
+              .calls.size() == 1);
+    // Not calls: an unknown function, JSON that does not parse, a partial marker, plain brackets.
+    for (const std::string text : {R"([TOOL_CALLS] [{"name": "launch", "arguments": {}}])",
+                                   R"([TOOL_CALLS] [{"name": "get_time", )", "a [TOOL_CA", "[1, 2] [x]"}) {
+        const parsed n = run_every_split(tool_call_syntax::mistral, text);
+        CHECK(n.content == text);
+        CHECK(n.calls.empty());
+    }
+    // With parallel calls off, the first of the array.
+    const parsed one = run_every_split(
+        tool_call_syntax::mistral,
+        R"([TOOL_CALLS] [{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": {}}])", 1);
+    REQUIRE(one.calls.size() == 1);
+    CHECK(one.calls[0].name == "get_time");
 }

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <utility>
@@ -18,6 +20,11 @@ constexpr std::string_view end_header = "<|end_header_id|>";
 constexpr std::string_view eot = "<|eot_id|>";
 constexpr std::string_view inst_open = "[INST]";
 constexpr std::string_view inst_close = "[/INST]";
+constexpr std::string_view tools_open = "[AVAILABLE_TOOLS]";
+constexpr std::string_view tools_close = "[/AVAILABLE_TOOLS]";
+constexpr std::string_view tool_calls_marker = "[TOOL_CALLS]";
+constexpr std::string_view results_open = "[TOOL_RESULTS]";
+constexpr std::string_view results_close = "[/TOOL_RESULTS]";
 
 bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
@@ -204,6 +211,96 @@ std::vector<chat_message> lower_tools(chat_template_style style, std::span<const
     return append_to_system(std::move(out), section);
 }
 
+/// `v` as Python's json.dumps writes it (Jinja's `tojson` in the models'
+/// templates): ", " and ": " between items, non-ASCII characters as they are.
+std::string py_json(const ordered_json& v) {
+    if (v.is_object()) {
+        std::string out = "{";
+        bool first = true;
+        for (const auto& [key, value] : v.items()) {
+            if (!first) out += ", ";
+            first = false;
+            out += ordered_json(key).dump() + ": " + py_json(value);
+        }
+        return out + "}";
+    }
+    if (v.is_array()) {
+        std::string out = "[";
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (i > 0) out += ", ";
+            out += py_json(v[i]);
+        }
+        return out + "]";
+    }
+    return v.dump();
+}
+
+/// A call's arguments as a JSON value ({} when empty or not JSON).
+ordered_json arguments_json(const chat_tool_call& c) {
+    ordered_json args = ordered_json::parse(c.arguments.empty() ? std::string_view("{}") : c.arguments, nullptr, false);
+    return args.is_discarded() ? ordered_json::object() : args;
+}
+
+/// Mistral v0.3's template, tools and all (see the header).
+void render_mistral_v3(std::span<const chat_message> messages, std::span<const chat_tool> tools, piece_list& out,
+                       std::string_view eos) {
+    const split_messages parts = split_system(messages);
+    std::size_t last_user = parts.turns.size();
+    for (std::size_t i = 0; i < parts.turns.size(); ++i) {
+        if (parts.turns[i]->role == chat_role::user) last_user = i;
+    }
+    for (std::size_t i = 0; i < parts.turns.size(); ++i) {
+        const chat_message& m = *parts.turns[i];
+        if (m.role == chat_role::user) {
+            if (!tools.empty() && i == last_user) {
+                // String fields go in as they are, others as tojson: the template's way.
+                std::string list = " [";
+                for (std::size_t t = 0; t < tools.size(); ++t) {
+                    if (t > 0) list += ", ";
+                    list += "{\"type\": \"function\", \"function\": {\"name\": \"" + tools[t].name + "\"";
+                    if (!tools[t].description.empty()) list += ", \"description\": \"" + tools[t].description + "\"";
+                    const std::string_view params =
+                        tools[t].parameters.empty() ? std::string_view("{}") : std::string_view(tools[t].parameters);
+                    list += ", \"parameters\": " + py_json(ordered_json::parse(params)) + "}}";
+                }
+                out.marker(tools_open);
+                out.text(list + "]");
+                out.marker(tools_close);
+            }
+            out.marker(inst_open);
+            out.text(" ");
+            if (i + 1 == parts.turns.size() && parts.has_system) {
+                out.text(parts.system);
+                out.text("\n\n");
+            }
+            out.text(m.content);
+            out.marker(inst_close);
+        } else if (m.role == chat_role::assistant && !m.tool_calls.empty()) {
+            std::string list = " [";
+            for (std::size_t c = 0; c < m.tool_calls.size(); ++c) {
+                if (c > 0) list += ", ";
+                ordered_json call;
+                call["name"] = m.tool_calls[c].name;
+                call["arguments"] = arguments_json(m.tool_calls[c]);
+                std::string text = py_json(call);
+                text.pop_back(); // the closing brace: the id goes last
+                list += text + ", \"id\": \"" + mistral_call_id(m.tool_calls[c].id) + "\"}";
+            }
+            out.marker(tool_calls_marker);
+            out.text(list + "]");
+            out.marker(eos);
+        } else if (m.role == chat_role::assistant) {
+            out.text(" ");
+            out.text(trim(m.content));
+            out.marker(eos);
+        } else { // tool
+            out.marker(results_open);
+            out.text(" {\"content\": " + m.content + ", \"call_id\": \"" + mistral_call_id(m.tool_call_id) + "\"}");
+            out.marker(results_close);
+        }
+    }
+}
+
 bool has_tool_parts(std::span<const chat_message> messages) noexcept {
     for (const chat_message& m : messages) {
         if (m.role == chat_role::tool || !m.tool_calls.empty()) return true;
@@ -323,12 +420,33 @@ std::string_view to_string(chat_role r) noexcept {
     return "user";
 }
 
+std::string mistral_call_id(std::string_view id) {
+    const auto alnum = [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    };
+    if (id.size() == 9 && std::all_of(id.begin(), id.end(), alnum)) return std::string(id);
+    // FNV-1a 64 of the id, written in base 62.
+    std::uint64_t h = 14695981039346656037ull;
+    for (const char c : id) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ull;
+    }
+    constexpr std::string_view digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    std::string out(9, '0');
+    for (char& c : out) {
+        c = digits[h % digits.size()];
+        h /= digits.size();
+    }
+    return out;
+}
+
 std::string_view to_string(chat_template_style s) noexcept {
     switch (s) {
     case chat_template_style::chatml: return "chatml";
     case chat_template_style::llama3: return "llama3";
     case chat_template_style::llama2: return "llama2";
     case chat_template_style::mistral: return "mistral";
+    case chat_template_style::mistral_v3: return "mistral_v3";
     case chat_template_style::fallback: return "fallback";
     }
     return "fallback";
@@ -338,8 +456,9 @@ chat_template_style chat_template::detect(std::string_view t) noexcept {
     if (t.find(im_start) != std::string_view::npos) return chat_template_style::chatml;
     if (t.find(start_header) != std::string_view::npos) return chat_template_style::llama3;
     if (t.find(inst_open) != std::string_view::npos) {
-        return t.find("<<SYS>>") != std::string_view::npos ? chat_template_style::llama2
-                                                            : chat_template_style::mistral;
+        if (t.find("<<SYS>>") != std::string_view::npos) return chat_template_style::llama2;
+        return t.find(tools_open) != std::string_view::npos ? chat_template_style::mistral_v3
+                                                             : chat_template_style::mistral;
     }
     return chat_template_style::fallback;
 }
@@ -367,8 +486,19 @@ chat_template chat_template::for_tokenizer(const tokenizer& tok) {
         std::vector<std::string_view> needed;
         if (style == chat_template_style::chatml) needed = {im_start, im_end};
         if (style == chat_template_style::llama3) needed = {start_header, end_header, eot};
+        if (style == chat_template_style::mistral_v3) {
+            needed = {tools_open, tools_close, tool_calls_marker, results_open, results_close};
+        }
         for (std::string_view m : needed) {
             if (!marker_id(tok, m)) {
+                if (style == chat_template_style::mistral_v3) {
+                    // Mistral's earlier rendering still fits, without tool syntax.
+                    chat_template t(chat_template_style::mistral, bos, eos);
+                    t.m_note = fmt::format("chat template: mistral (the template is v0.3's but the vocabulary has "
+                                           "no special token {}: tools without their syntax)",
+                                           m);
+                    return t;
+                }
                 why = fmt::format("the template looks like {} but the vocabulary has no special token {}",
                                   to_string(style), m);
                 break;
@@ -391,23 +521,28 @@ chat_template chat_template::for_tokenizer(const tokenizer& tok) {
 
 bool chat_template::template_adds_bos() const noexcept {
     return m_style == chat_template_style::llama3 || m_style == chat_template_style::llama2 ||
-           m_style == chat_template_style::mistral;
+           m_style == chat_template_style::mistral || m_style == chat_template_style::mistral_v3;
 }
 
 std::vector<chat_piece> chat_template::render(std::span<const chat_message> messages,
                                               std::span<const chat_tool> tools) const {
+    piece_list out;
+    if (m_style == chat_template_style::mistral_v3) { // tool syntax of its own
+        render_mistral_v3(messages, tools, out, m_eos_text);
+        return out.take();
+    }
     std::vector<chat_message> lowered;
     if (!tools.empty() || has_tool_parts(messages)) {
         lowered = lower_tools(m_style, messages, tools);
         messages = lowered;
     }
-    piece_list out;
     switch (m_style) {
     case chat_template_style::chatml:
     case chat_template_style::fallback: render_chatml(messages, out); break;
     case chat_template_style::llama3: render_llama3(messages, out); break;
     case chat_template_style::llama2: render_llama2(messages, out, m_bos_text, m_eos_text); break;
     case chat_template_style::mistral: render_mistral(messages, out, m_eos_text); break;
+    case chat_template_style::mistral_v3: break; // rendered above
     }
     return out.take();
 }

@@ -15,6 +15,7 @@ using json = nlohmann::json;
 
 constexpr std::string_view open_tag = "<tool_call>";
 constexpr std::string_view close_tag = "</tool_call>";
+constexpr std::string_view mistral_marker = "[TOOL_CALLS]";
 
 bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -74,6 +75,7 @@ tool_call_syntax tool_call_syntax_for(chat_template_style style) noexcept {
     case chat_template_style::llama3: return tool_call_syntax::llama3_json;
     case chat_template_style::llama2:
     case chat_template_style::mistral: return tool_call_syntax::none;
+    case chat_template_style::mistral_v3: return tool_call_syntax::mistral;
     }
     return tool_call_syntax::none;
 }
@@ -154,6 +156,51 @@ void tool_call_parser::feed_hermes(output& out) {
     }
 }
 
+void tool_call_parser::feed_mistral(output& out) {
+    if (m_inside) return; // the calls' JSON: parsed whole at the end
+    const std::size_t at = m_pending.find(mistral_marker);
+    if (at == std::string::npos) {
+        const std::size_t keep = stop_matcher::partial_match(m_pending, mistral_marker);
+        out.content.append(std::string_view(m_pending).substr(0, m_pending.size() - keep));
+        m_pending.erase(0, m_pending.size() - keep);
+        return;
+    }
+    out.content.append(std::string_view(m_pending).substr(0, at));
+    m_pending.erase(0, at + mistral_marker.size());
+    m_inside = true;
+}
+
+tool_call_parser::output tool_call_parser::finish_mistral() {
+    output out;
+    if (!m_inside) {
+        out.content = std::exchange(m_pending, {});
+        return out;
+    }
+    // A JSON array of {"name", "arguments"} objects (or one such object).
+    const json v = json::parse(m_pending, nullptr, false);
+    std::vector<chat_tool_call> calls;
+    if (!v.is_discarded() && (v.is_array() || v.is_object())) {
+        for (const json& item : v.is_array() ? v : json::array({v})) {
+            chat_tool_call call;
+            if (!item.is_object() || !parse_call(item.dump(), {}, call)) {
+                calls.clear();
+                break;
+            }
+            calls.push_back(std::move(call));
+        }
+    }
+    if (calls.empty()) {
+        out.content = std::string(mistral_marker) + m_pending; // not calls after all: text
+    } else {
+        if (m_max_calls != 0 && calls.size() > m_max_calls) calls.resize(m_max_calls);
+        m_calls = calls.size();
+        out.calls = std::move(calls);
+    }
+    m_pending.clear();
+    m_inside = false;
+    return out;
+}
+
 tool_call_parser::output tool_call_parser::feed(std::string_view text) {
     output out;
     if (done()) return out;
@@ -162,6 +209,10 @@ tool_call_parser::output tool_call_parser::feed(std::string_view text) {
     case tool_call_syntax::hermes:
         m_pending.append(text);
         feed_hermes(out);
+        break;
+    case tool_call_syntax::mistral:
+        m_pending.append(text);
+        feed_mistral(out);
         break;
     case tool_call_syntax::llama3_json:
         if (m_lead == lead::text) {
@@ -205,6 +256,7 @@ tool_call_parser::output tool_call_parser::finish_llama3() {
 
 tool_call_parser::output tool_call_parser::finish() {
     if (m_syntax == tool_call_syntax::llama3_json) return finish_llama3();
+    if (m_syntax == tool_call_syntax::mistral) return finish_mistral();
     output out;
     if (done()) return out;
     if (m_inside) {

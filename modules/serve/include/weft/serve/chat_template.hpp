@@ -16,6 +16,10 @@
 ///  - Mistral ("[INST]" without "<<SYS>>"): one BOS, then
 ///    `[INST] {user} [/INST]{assistant}</s>`, a system message prepended to
 ///    the first user turn followed by a blank line.
+///  - Mistral v0.3 ("[AVAILABLE_TOOLS]"): one BOS, then `[INST] {user}[/INST]`
+///    and ` {assistant|trim}</s>`; the system message opens the last user
+///    turn when the conversation ends with one (and is dropped otherwise, as
+///    the template does).
 /// Tools (function definitions), assistant tool calls and tool results are
 /// rendered as each family's templates do:
 ///  - ChatML (Qwen2.5, Hermes): a "# Tools" section with one JSON line per
@@ -26,6 +30,12 @@
 ///  - Llama 3.1: the functions (indented JSON) with Meta's instruction open
 ///    the first user message; a call is the content `{"name": .., "parameters":
 ///    ..}`; a result is an `ipython` turn.
+///  - Mistral v0.3: `[AVAILABLE_TOOLS] [{"type": "function", "function":
+///    {..}}, ..][/AVAILABLE_TOOLS]` before the last user turn; calls as
+///    `[TOOL_CALLS] [{"name": .., "arguments": .., "id": ..}, ..]</s>`;
+///    a result as `[TOOL_RESULTS] {"content": .., "call_id": ..}[/TOOL_RESULTS]`.
+///    Its call ids are 9 letters and digits: any other id is mapped to such
+///    one by a hash, the same for a call and its result.
 ///  - Llama 2 and Mistral, whose templates have no tool syntax: the
 ///    functions (one JSON line each) with the same instruction end the
 ///    system text, a call is `{"name": .., "arguments": ..}` text, and a
@@ -80,8 +90,15 @@ struct chat_tool {
     std::string parameters = "{}";
 };
 
-enum class chat_template_style : unsigned char { chatml, llama3, llama2, mistral, fallback };
+/// mistral_v3: Mistral's v0.3 template ("[AVAILABLE_TOOLS]"), which has
+/// tool syntax of its own; mistral: the earlier ones, which have none.
+enum class chat_template_style : unsigned char { chatml, llama3, llama2, mistral, mistral_v3, fallback };
 std::string_view to_string(chat_template_style s) noexcept;
+
+/// A call id as Mistral v0.3's template takes it: `id` itself when it is 9
+/// ASCII letters and digits, else 9 of them derived from a hash of `id`
+/// (the same for a call and the result that names it).
+std::string mistral_call_id(std::string_view id);
 
 /// One part of a rendered prompt.
 struct chat_piece {

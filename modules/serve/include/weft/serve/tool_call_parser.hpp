@@ -9,12 +9,16 @@
 ///  - Llama 3.1 JSON: the whole reply is one or more `{"name": ..,
 ///    "parameters": {..}}` objects (separated by `;` or new lines); a reply
 ///    that does not start with `{` is content.
+///  - Mistral v0.3: `[TOOL_CALLS]` (a special token, its text in the
+///    output) and a JSON array of `{"name": .., "arguments": {..}}`; the
+///    text before it is content.
 /// A call names one of the request's functions and has an object of
 /// arguments; anything else that looks like a call (an unknown name, JSON
 /// that does not parse, a block never closed) stays content, so no text is
 /// ever lost. While text may still become a call (a `<tool_call>` in
 /// progress, a partial `<tool_` at the end, a Llama reply starting with
-/// `{`) it is held back, as stop strings are.
+/// `{`, Mistral's calls after `[TOOL_CALLS]`) it is held back, as stop
+/// strings are.
 ///
 /// Lifetime: one parser per generated choice. Threading: not synchronized.
 #pragma once
@@ -28,9 +32,10 @@
 namespace weft::serve {
 
 enum class tool_call_syntax : unsigned char {
-    none,       ///< the family has no call syntax (Llama 2, Mistral as rendered here)
-    hermes,     ///< <tool_call> blocks (ChatML, and the ChatML fallback)
-    llama3_json ///< the reply is JSON call objects (Llama 3)
+    none,        ///< the family has no call syntax (Llama 2, Mistral before v0.3)
+    hermes,      ///< <tool_call> blocks (ChatML, and the ChatML fallback)
+    llama3_json, ///< the reply is JSON call objects (Llama 3)
+    mistral      ///< [TOOL_CALLS] and a JSON array of calls (Mistral v0.3)
 };
 
 /// The syntax models of a template family write calls in.
@@ -65,12 +70,14 @@ private:
     bool parse_call(std::string_view body, std::string_view args_key, chat_tool_call& out) const;
     void emit_content(output& out, std::string_view text);
     void feed_hermes(output& out);
+    void feed_mistral(output& out);
     output finish_llama3();
+    output finish_mistral();
 
     tool_call_syntax m_syntax;
     std::vector<std::string> m_functions;
     std::string m_pending;  ///< held-back text
-    bool m_inside = false;  ///< hermes: within a <tool_call> block
+    bool m_inside = false;  ///< hermes: within a <tool_call> block; mistral: after [TOOL_CALLS]
     std::size_t m_max_calls = 0; ///< 0: any number
     std::size_t m_calls = 0;
     bool m_after_call = false; ///< hermes: whitespace right after a call is dropped
