@@ -289,7 +289,8 @@ TEST_CASE("tool_choice auto needs a template family with call syntax: Mistral v0
     test_server srv(s);
     const http_reply r = srv.post("/v1/chat/completions", tool_chat("auto", false));
     REQUIRE(r.status == 200);
-    for (const json& c : r.body_json()["choices"]) {
+    const json j = r.body_json();
+    for (const json& c : j["choices"]) {
         // The random model writes no [TOOL_CALLS]: its reply is content.
         CHECK(c["message"]["content"].is_string());
         CHECK(c["finish_reason"] != "tool_calls");
