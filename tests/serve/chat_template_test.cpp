@@ -13,7 +13,8 @@ using namespace weft::serve;
 namespace {
 
 // The golden strings below are what the models' own Jinja templates render
-// (checked with jinja2) for these messages with add_generation_prompt.
+// (checked with jinja2, `tojson` being transformers' json.dumps without
+// sorted keys) for these messages with add_generation_prompt.
 std::vector<chat_message> conversation() {
     return {
         {chat_role::system, "You are terse."},
@@ -173,8 +174,8 @@ TEST_CASE("ChatML lists the tools in the system message and writes calls and res
     CHECK(text ==
           "<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
           "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
-          R"({"type":"function","function":{"name":"get_weather","description":"The weather now","parameters":)"
-          R"({"type":"object","properties":{"city":{"type":"string"}}}}})"
+          R"({"type": "function", "function": {"name": "get_weather", "description": "The weather now", )"
+          R"("parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})"
           "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
           "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
           "<args-json-object>}\n</tool_call><|im_end|>\n"

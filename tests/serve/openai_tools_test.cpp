@@ -171,3 +171,16 @@ TEST_CASE("tool requests weft cannot honour or that are malformed get 400 naming
         CHECK(e.param() == r.param);
     }
 }
+
+TEST_CASE("a tool's parameters keep the client's key order for the prompt", "[openai][tools]") {
+    const openai_request r = parse_chat_request(
+        body_with(R"("tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+            "properties": {"zone": {"type": "string"}, "area": {"type": "string"}}, "required": ["zone"]}}}])"),
+        options());
+    REQUIRE(r.tools.size() == 1);
+    CHECK(r.tools[0].parameters ==
+          R"({"type":"object","properties":{"zone":{"type":"string"},"area":{"type":"string"}},"required":["zone"]})");
+    // A tool without parameters keeps the default.
+    CHECK(parse_chat_request(body_with(std::string("\"tools\": [") + time_tool + "]"), options()).tools[0].parameters ==
+          "{}");
+}

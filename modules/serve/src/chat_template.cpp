@@ -107,10 +107,40 @@ ordered_json tool_json(const chat_tool& t) {
     return out;
 }
 
-/// `{"name": "N", "<key>": ARGS}`, the arguments' text as the call has it.
+/// `v` as Python's json.dumps writes it (Jinja's `tojson` in the models'
+/// templates): ", " and ": " between items, non-ASCII characters as they are.
+std::string py_json(const ordered_json& v) {
+    if (v.is_object()) {
+        std::string out = "{";
+        bool first = true;
+        for (const auto& [key, value] : v.items()) {
+            if (!first) out += ", ";
+            first = false;
+            out += ordered_json(key).dump() + ": " + py_json(value);
+        }
+        return out + "}";
+    }
+    if (v.is_array()) {
+        std::string out = "[";
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (i > 0) out += ", ";
+            out += py_json(v[i]);
+        }
+        return out + "]";
+    }
+    return v.dump();
+}
+
+/// A call's arguments as a JSON value ({} when empty or not JSON).
+ordered_json arguments_json(const chat_tool_call& c) {
+    ordered_json args = ordered_json::parse(c.arguments.empty() ? std::string_view("{}") : c.arguments, nullptr, false);
+    return args.is_discarded() ? ordered_json::object() : args;
+}
+
+/// `{"name": "N", "<key>": ARGS}`, the arguments as the templates' `tojson`
+/// writes them (their keys in the call's order).
 std::string call_text(const chat_tool_call& c, std::string_view key) {
-    return fmt::format("{{\"name\": {}, \"{}\": {}}}", ordered_json(c.name).dump(), key,
-                       c.arguments.empty() ? std::string_view("{}") : std::string_view(c.arguments));
+    return fmt::format("{{\"name\": {}, \"{}\": {}}}", ordered_json(c.name).dump(), key, py_json(arguments_json(c)));
 }
 
 /// `content`, then `calls` each on its own line.
@@ -198,7 +228,7 @@ std::vector<chat_message> lower_tools(chat_template_style style, std::span<const
     if (chatml) {
         section = "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
                   "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
-        for (const chat_tool& t : tools) section += "\n" + tool_json(t).dump();
+        for (const chat_tool& t : tools) section += "\n" + py_json(tool_json(t)); // Qwen's `tool | tojson`
         section += "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
                    "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
                    "\"arguments\": <args-json-object>}\n</tool_call>";
@@ -209,36 +239,6 @@ std::vector<chat_message> lower_tools(chat_template_style style, std::span<const
         for (const chat_tool& t : tools) section += "\n" + tool_json(t).dump();
     }
     return append_to_system(std::move(out), section);
-}
-
-/// `v` as Python's json.dumps writes it (Jinja's `tojson` in the models'
-/// templates): ", " and ": " between items, non-ASCII characters as they are.
-std::string py_json(const ordered_json& v) {
-    if (v.is_object()) {
-        std::string out = "{";
-        bool first = true;
-        for (const auto& [key, value] : v.items()) {
-            if (!first) out += ", ";
-            first = false;
-            out += ordered_json(key).dump() + ": " + py_json(value);
-        }
-        return out + "}";
-    }
-    if (v.is_array()) {
-        std::string out = "[";
-        for (std::size_t i = 0; i < v.size(); ++i) {
-            if (i > 0) out += ", ";
-            out += py_json(v[i]);
-        }
-        return out + "]";
-    }
-    return v.dump();
-}
-
-/// A call's arguments as a JSON value ({} when empty or not JSON).
-ordered_json arguments_json(const chat_tool_call& c) {
-    ordered_json args = ordered_json::parse(c.arguments.empty() ? std::string_view("{}") : c.arguments, nullptr, false);
-    return args.is_discarded() ? ordered_json::object() : args;
 }
 
 /// Mistral v0.3's template, tools and all (see the header).

@@ -397,6 +397,16 @@ openai_request parse_chat_request(std::string_view body, const openai_parse_opti
         invalid_value("functions", "the deprecated 'functions' are not supported: use 'tools'");
     }
     parse_tools(obj, r);
+    if (!r.tools.empty()) {
+        // The parse above sorts object keys; templates show a tool's
+        // parameters schema in the client's order, as their `tojson` does.
+        const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(body);
+        const nlohmann::ordered_json& tools = ordered.at("tools");
+        for (std::size_t i = 0; i < r.tools.size(); ++i) {
+            const nlohmann::ordered_json& f = tools.at(i).at("function");
+            if (const auto it = f.find("parameters"); it != f.end()) r.tools[i].parameters = it->dump();
+        }
+    }
     r.generation.sampling.logprobs = r.logprobs;
     r.generation.sampling.top_logprobs = r.top_logprobs;
     return r;
