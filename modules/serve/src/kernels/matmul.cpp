@@ -85,13 +85,22 @@ void set_isa(isa i) noexcept {
                    std::memory_order_relaxed);
 }
 
-activations layout_activations(ggml_type wt, std::size_t tokens, std::size_t k, std::vector<std::byte>& buffer) {
-    const ggml_type vt = vec_dot_type(wt);
+namespace {
+
+/// Activations for `wt` weights have rows of whole blocks.
+void check_whole_blocks(ggml_type wt, std::size_t k) {
     const std::size_t block = type_info(wt).block_size;
     if (k % block != 0) {
         fail("prepare_activations: k = " + std::to_string(k) + " is not a multiple of the " + name_of(wt) +
              " block size " + std::to_string(block));
     }
+}
+
+} // namespace
+
+activations layout_activations(ggml_type wt, std::size_t tokens, std::size_t k, std::vector<std::byte>& buffer) {
+    const ggml_type vt = vec_dot_type(wt);
+    check_whole_blocks(wt, k);
     if (vt == ggml_type::f32) {
         fail("layout_activations: " + name_of(wt) + " weights multiply the float rows as they are");
     }
@@ -137,11 +146,7 @@ activations prepare_activations(ggml_type wt, const float* x, std::size_t x_stri
              std::to_string(k));
     }
     if (vec_dot_type(wt) == ggml_type::f32) {
-        const std::size_t block = type_info(wt).block_size;
-        if (k % block != 0) {
-            fail("prepare_activations: k = " + std::to_string(k) + " is not a multiple of the " + name_of(wt) +
-                 " block size " + std::to_string(block));
-        }
+        check_whole_blocks(wt, k);
         return {ggml_type::f32, reinterpret_cast<const std::byte*>(x), x_stride * sizeof(float), tokens, k};
     }
     const activations out = layout_activations(wt, tokens, k, buffer);
