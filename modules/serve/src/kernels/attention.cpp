@@ -3,6 +3,7 @@
 
 #include <weft/serve/ggml_type.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -272,6 +273,38 @@ __attribute__((target("avx2,fma,f16c"))) void weighted_rows_avx2(const float* co
     }
 }
 
+const bool has_avx512vl = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+
+/// The scaled scores of 8 positions (keys k[0..8)) for two query heads at
+/// once: each key vector is loaded (and for an F16 cache converted) once and
+/// feeds both heads' chains. The 16 chains need AVX-512VL's 32 registers.
+/// Each chain is the one attend_avx2 runs for a head alone, the same FMAs in
+/// the same order and the same horizontal sum, so the scores are bitwise
+/// those of one head at a time.
+template <class E>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_pair(const float* q0, const float* q1,
+                                                                            const E* const (&k)[8],
+                                                                            std::size_t vecs, float scale,
+                                                                            float* s0, float* s1) noexcept {
+    __m256 a[8];
+    __m256 b[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = b[i] = _mm256_setzero_ps();
+    for (std::size_t d = 0; d < vecs; ++d) {
+        const __m256 qa = _mm256_loadu_ps(q0 + 8 * d);
+        const __m256 qb = _mm256_loadu_ps(q1 + 8 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) {
+            const __m256 kv = load8(k[i] + 8 * d);
+            a[i] = _mm256_fmadd_ps(qa, kv, a[i]);
+            b[i] = _mm256_fmadd_ps(qb, kv, b[i]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+    _mm256_storeu_ps(s0, _mm256_mul_ps(hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]), vs));
+    _mm256_storeu_ps(s1, _mm256_mul_ps(hsum8_avx2(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]), vs));
+}
+
 /// The same computation for head_dim a multiple of 8, kept in registers.
 /// Each score is one 8-lane FMA chain over the head followed by one fixed
 /// horizontal sum, whether it is computed alone or beside seven others
@@ -290,8 +323,16 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const std::size_t offset = kv_head * bs * head_dim;
     const std::size_t vecs = head_dim / 8;
-    auto key = [&](std::size_t j) { return src.key_blocks[j / bs] + (j % bs) * head_dim + offset; };
-    auto value = [&](std::size_t j) { return src.value_blocks[j / bs] + (j % bs) * head_dim + offset; };
+    // A position's block and slot: shifts for the usual power-of-two block
+    // sizes (a division per key would cost more than the key's FMAs).
+    const bool pow2 = std::has_single_bit(bs);
+    const int shift = std::countr_zero(bs);
+    auto at = [&](const E* const* blocks, std::size_t j) {
+        return pow2 ? blocks[j >> shift] + (j & (bs - 1)) * head_dim + offset
+                    : blocks[j / bs] + (j % bs) * head_dim + offset;
+    };
+    auto key = [&](std::size_t j) { return at(src.key_blocks, j); };
+    auto value = [&](std::size_t j) { return at(src.value_blocks, j); };
     // Eight positions at a time, reduced together; the positions past the
     // last multiple of eight one by one. Which path a position takes depends
     // only on the query's own position, so results stay batch invariant. The
@@ -313,7 +354,14 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
         }
         const E* k[8];
         for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + i);
-        for (std::size_t h = 0; h < group; ++h) {
+        std::size_t h = 0;
+        if (has_avx512vl) {
+            for (; h + 2 <= group; h += 2) {
+                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, scratch + h * n + j,
+                             scratch + (h + 1) * n + j);
+            }
+        }
+        for (; h < group; ++h) {
             const float* qh = q + h * head_dim;
             __m256 a[8];
 #pragma GCC unroll 8
