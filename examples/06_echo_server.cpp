@@ -12,10 +12,11 @@
 
 #include <fmt/core.h>
 
-#include <array>
+#include <span>
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <system_error>
 
 namespace {
 
@@ -24,15 +25,17 @@ namespace io = weft::io;
 
 task<void> echo(io::tcp_stream s) {
     s.use_buffer_ring(); // io_uring: data arrives without a receive per message
-    std::array<std::byte, 4096> buf{};
     try {
-        while (const std::size_t n = co_await s.read_some(buf)) {
-            co_await s.write_all(std::span(buf).first(n));
+        // read_view: the bytes where the kernel put them, sent back from there.
+        for (std::span<const std::byte> v; !(v = co_await s.read_view()).empty();) {
+            co_await s.write_all(v);
         }
     } catch (const weft::operation_cancelled&) {
         // server stopping
     } catch (const std::system_error& e) {
-        fmt::print(stderr, "connection: {}\n", e.what());
+        if (e.code() != std::errc::connection_reset) { // a peer that leaves mid-stream just goes
+            fmt::print(stderr, "connection: {}\n", e.what());
+        }
     }
 }
 

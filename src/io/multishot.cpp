@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace weft::io::detail {
 
@@ -148,7 +149,31 @@ stream_receiver::~stream_receiver() {
     }
 }
 
+std::span<const std::byte> stream_receiver::lend() noexcept {
+    if (m_head == m_chunks.size()) {
+        return {};
+    }
+    const chunk& c = m_chunks[m_head];
+    const ring_buffer b = kernel().buffer(c.id, c.size);
+    m_lent = true;
+    return {b.data + c.offset, c.size - c.offset};
+}
+
+void stream_receiver::release_lent() noexcept {
+    if (!std::exchange(m_lent, false)) {
+        return;
+    }
+    const chunk& c = m_chunks[m_head];
+    m_queued_bytes -= c.size - c.offset;
+    kernel().recycle_buffer(c.id);
+    if (++m_head == m_chunks.size()) {
+        m_chunks.clear();
+        m_head = 0;
+    }
+}
+
 std::size_t stream_receiver::take(std::span<std::byte> out) noexcept {
+    release_lent();
     std::size_t copied = 0;
     while (copied < out.size() && m_head < m_chunks.size()) {
         chunk& c = m_chunks[m_head];

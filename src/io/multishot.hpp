@@ -91,7 +91,14 @@ public:
     ~stream_receiver() override;
 
     /// Copies queued bytes into `out`; returns how many (0: none queued).
+    /// Gives back a lent chunk first.
     std::size_t take(std::span<std::byte> out) noexcept;
+    /// The oldest queued chunk's unread bytes, in place in the ring, lent to
+    /// the reader until release_lent (or take, or destruction); empty when
+    /// none is queued.
+    std::span<const std::byte> lend() noexcept;
+    /// Returns the lent chunk, if any, to the ring.
+    void release_lent() noexcept;
     [[nodiscard]] bool at_eof() const noexcept { return m_eof; }
     /// The failure to report after the queued bytes (-errno), 0 when none.
     [[nodiscard]] int error() const noexcept { return m_error; }
@@ -118,6 +125,7 @@ private:
     std::size_t m_queued_bytes = 0;
     int m_error = 0;
     bool m_eof = false;
+    bool m_lent = false;    ///< the chunk at m_head is lent out (lend)
     bool m_starved = false; ///< the ring ran dry (ENOBUFS): one plain recv next
     bool m_unsupported = false;
 };

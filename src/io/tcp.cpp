@@ -153,12 +153,21 @@ endpoint socket_name(int fd, bool peer) {
     }
     return endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
 }
+/// `op` as one plain recv on `fd` into `buffer`.
+void prepare_recv(detail::operation& op, int fd, std::span<std::byte> buffer, deadline d) {
+    op.kind = detail::op_kind::recv;
+    op.fd = fd;
+    op.buffer = buffer.data();
+    op.length = buffer.size();
+    set_deadline(op, d);
+}
 } // namespace
 
 // --- tcp_stream -------------------------------------------------------------------
 
 tcp_stream::tcp_stream(tcp_stream&& o) noexcept
-    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)), m_rx(std::exchange(o.m_rx, nullptr)) {}
+    : m_ctx(o.m_ctx), m_fd(std::exchange(o.m_fd, -1)), m_rx(std::exchange(o.m_rx, nullptr)),
+      m_view_buffer(std::move(o.m_view_buffer)) {}
 
 tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
     if (this != &o) {
@@ -166,6 +175,7 @@ tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
         m_ctx = o.m_ctx;
         m_fd = std::exchange(o.m_fd, -1);
         m_rx = std::exchange(o.m_rx, nullptr);
+        m_view_buffer = std::move(o.m_view_buffer);
     }
     return *this;
 }
@@ -235,13 +245,38 @@ task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer, deadline d)
         }
     }
     detail::op_awaiter aw(*m_ctx, "recv");
-    detail::operation& op = aw.op();
-    op.kind = detail::op_kind::recv;
-    op.fd = m_fd;
-    op.buffer = buffer.data();
-    op.length = buffer.size();
-    set_deadline(op, d);
+    prepare_recv(aw.op(), m_fd, buffer, d);
     co_return static_cast<std::size_t>(co_await aw);
+}
+
+task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
+    if (m_rx != nullptr && !m_rx->unsupported()) {
+        m_rx->release_lent();
+        for (;;) {
+            if (const std::span<const std::byte> v = m_rx->lend(); !v.empty()) {
+                co_return v;
+            }
+            if (m_rx->at_eof()) {
+                co_return std::span<const std::byte>{};
+            }
+            if (const int e = m_rx->error(); e != 0) {
+                throw std::system_error(-e, std::system_category(), "recv");
+            }
+            if (m_rx->unsupported() || !m_rx->ensure_armed()) {
+                break; // a plain recv this time
+            }
+            co_await detail::state_wait(*m_ctx, *m_rx, d.at(), "recv");
+        }
+    }
+    constexpr std::size_t view_buffer_bytes = 16 * 1024;
+    if (!m_view_buffer) {
+        m_view_buffer = std::make_unique<std::byte[]>(view_buffer_bytes);
+    }
+    const std::span<std::byte> into(m_view_buffer.get(), view_buffer_bytes);
+    detail::op_awaiter aw(*m_ctx, "recv");
+    prepare_recv(aw.op(), m_fd, into, d);
+    const auto n = static_cast<std::size_t>(co_await aw);
+    co_return std::span<const std::byte>(m_view_buffer.get(), n);
 }
 
 task<void> tcp_stream::read_exact(std::span<std::byte> buffer, deadline d) {

@@ -22,6 +22,7 @@
 #include <weft/task.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <span>
 
 namespace weft::io {
@@ -55,6 +56,15 @@ public:
     /// on the epoll backend or a kernel without buffer rings (reads are then
     /// plain receives, as without the call). Loop thread only.
     bool use_buffer_ring();
+    /// Reads what is available without copying it out: a view of the
+    /// received bytes in place, in the context's buffer ring when the stream
+    /// uses one (`use_buffer_ring`), else in a 16 KiB buffer the stream owns;
+    /// empty at end of stream. The view stays valid until the stream's next
+    /// read (`read_some`, `read_exact`, `read_view`) or its close: an echo
+    /// sends it straight back (`write_all(co_await s.read_view())`) where
+    /// `read_some` would copy it into a buffer of its own first. Moving the
+    /// stream keeps the view valid.
+    task<std::span<const std::byte>> read_view(deadline d = {});
     /// Fills `buffer`; an early end of stream throws errc::connection_reset.
     task<void> read_exact(std::span<std::byte> buffer, deadline d = {});
     /// Writes all of `data`.
@@ -73,6 +83,7 @@ private:
     io_context* m_ctx = nullptr;
     int m_fd = -1;
     detail::stream_receiver* m_rx = nullptr;
+    std::unique_ptr<std::byte[]> m_view_buffer; // read_view without a ring
 };
 
 class tcp_listener {
