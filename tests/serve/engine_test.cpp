@@ -385,6 +385,19 @@ TEST_CASE("a request past its deadline finishes with timeout", "[engine]") {
     CHECK(r.tokens.size() < 400);
 }
 
+TEST_CASE("a request times out at its own deadline after an earlier deadline's request has finished", "[engine]") {
+    auto e = make_slow_engine(160, config(64, 4));
+    const auto now = std::chrono::steady_clock::now();
+    auto quick = greedy(random_tokens(8, 512, 7), 1);
+    quick.deadline = now + 200ms; // the earliest deadline, of a request long gone when it passes
+    auto slow = greedy(random_tokens(8, 512, 8), 400); // 400 steps: at least 400 ms
+    slow.deadline = now + 300ms;
+    const auto r = run_all(*e, {std::move(quick), std::move(slow)});
+    CHECK(r[0].finish == finish_reason::length);
+    CHECK(r[1].finish == finish_reason::timeout);
+    CHECK(r[1].tokens.size() < 400);
+}
+
 TEST_CASE("shutdown aborts what is still running after its deadline", "[engine]") {
     auto e = make_slow_engine(160, config(64, 4));
     weft::thread_pool& pool = test_pool();

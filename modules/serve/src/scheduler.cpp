@@ -231,6 +231,9 @@ void scheduler::preempt(sequence& s, build& b) {
 }
 
 void scheduler::admit_waiting(build& b) {
+    if (m_waiting.empty() || m_running.size() >= m_config.max_running || b.budget == 0) {
+        return; // no room: skip ordering a queue that may hold thousands
+    }
     const std::uint64_t calls_before = b.step - 1;
     const auto effective = [&](const sequence* s) {
         // A sequence preempted by this very call has not waited at all yet.
