@@ -51,9 +51,10 @@ struct helper_access {
         bool await_ready() const noexcept { return false; }
         bool await_suspend(std::coroutine_handle<>) const noexcept {
             state expected = state::spinning;
-            // acq_rel: on failure we read `given` and must see the job that
-            // run_job published before handing it over.
-            return slot->compare_exchange_strong(expected, state::parked, std::memory_order_acq_rel);
+            // relaxed: on failure the loop's compare-exchange on `given`
+            // acquires the job.
+            return slot->compare_exchange_strong(expected, state::parked, std::memory_order_release,
+                                                 std::memory_order_relaxed);
         }
         void await_resume() const noexcept {}
     };
@@ -61,24 +62,32 @@ struct helper_access {
     static parked_coroutine loop(compute_team* team, std::size_t part) {
         std::atomic<state>& slot = team->m_helper_slots[part - 1].state;
         for (;;) {
-            // Here we were posted (parked -> busy by run_job) or handed a job
-            // while spinning (given): either way a job is published.
-            slot.store(state::busy, std::memory_order_relaxed);
-            if (team->m_quit) {
+            // Here we were posted or saw the slot change while spinning: the
+            // slot is `given` (a part to run), or `revoked` (the caller took
+            // it back: nothing to do), or given again after a revoke.
+            state expected = state::given;
+            // acquire: the job run_job published before handing it over.
+            if (slot.compare_exchange_strong(expected, state::busy, std::memory_order_acquire)) {
+                if (team->m_quit) {
+                    team->m_pending.fetch_sub(1, std::memory_order_release);
+                    co_return;
+                }
+                team->m_fn(team->m_ctx, part, team->size());
+                slot.store(state::spinning, std::memory_order_relaxed);
+                // release: the part's writes happen before the caller, which
+                // acquires this count, reads them.
                 team->m_pending.fetch_sub(1, std::memory_order_release);
-                co_return;
+            } else if (expected == state::revoked) {
+                // Back to spinning, unless a new part was handed over
+                // meanwhile (revoked -> given): then take that.
+                if (!slot.compare_exchange_strong(expected, state::spinning, std::memory_order_relaxed)) continue;
             }
-            team->m_fn(team->m_ctx, part, team->size());
-            slot.store(state::spinning, std::memory_order_relaxed);
-            // release: the part's writes happen before the caller, which
-            // acquires this count, reads them.
-            team->m_pending.fetch_sub(1, std::memory_order_release);
 
             const auto until = std::chrono::steady_clock::now() + spin_budget;
-            bool given = false;
+            bool handed = false;
             for (unsigned i = 0;; ++i) {
-                if (slot.load(std::memory_order_acquire) == state::given) {
-                    given = true;
+                if (slot.load(std::memory_order_relaxed) != state::spinning) {
+                    handed = true; // given, or given and already revoked
                     break;
                 }
                 if ((i & 15) == 0 && std::chrono::steady_clock::now() >= until) break;
@@ -87,7 +96,7 @@ struct helper_access {
                 // the core the caller (or anyone) needs.
                 std::this_thread::yield();
             }
-            if (!given) co_await park{&slot};
+            if (!handed) co_await park{&slot};
         }
     }
 };
@@ -138,15 +147,28 @@ void compute_team::run_job(job_fn fn, void* ctx) {
     m_to_post.clear();
     for (std::size_t i = 0; i < m_helpers.size(); ++i) {
         std::atomic<state>& slot = m_helper_slots[i].state;
-        state expected = state::spinning;
-        // release: a spinning helper that sees `given` (acquire) sees the job.
-        if (!slot.compare_exchange_strong(expected, state::given, std::memory_order_acq_rel)) {
-            // Parked (suspended): the pool's hand-off publishes the job.
-            m_to_post.push_back(m_helpers[i]);
+        state s = slot.load(std::memory_order_relaxed);
+        // release: the helper's compare-exchange on `given` (acquire) sees
+        // the job. From spinning or revoked the helper is running or queued
+        // to run and will see the slot; from parked it is suspended and must
+        // be posted. (The previous job left no part given or busy.)
+        while (!slot.compare_exchange_weak(s, state::given, std::memory_order_release, std::memory_order_relaxed)) {
         }
+        if (s == state::parked) m_to_post.push_back(m_helpers[i]);
     }
     if (!m_to_post.empty()) m_pool->post_bulk(m_to_post);
     fn(ctx, 0, size());
+    if (!m_quit) {
+        // The parts no helper has started: run them here rather than wait
+        // for a helper the OS has not put on a core yet.
+        for (std::size_t i = 0; i < m_helpers.size(); ++i) {
+            state expected = state::given;
+            if (m_helper_slots[i].state.compare_exchange_strong(expected, state::revoked, std::memory_order_relaxed)) {
+                fn(ctx, i + 1, size());
+                m_pending.fetch_sub(1, std::memory_order_relaxed);
+            }
+        }
+    }
     unsigned spins = 0;
     while (m_pending.load(std::memory_order_acquire) != 0) {
         if (++spins < 64) {

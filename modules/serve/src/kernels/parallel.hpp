@@ -8,6 +8,13 @@
 // the next job posts its handle to the pool again (one post_bulk, no
 // allocation). Waking a parked worker costs tens of microseconds, which is
 // why the spin exists: a decode step runs ~10 jobs per layer.
+//
+// A part that no helper has started by the time the caller is done with its
+// own is taken back and run by the caller: on cores shared with other busy
+// threads (the server's HTTP loop, clients on the same machine) a helper
+// that is not on a core would otherwise hold up every job until the
+// scheduler runs it, and the team degrades to one thread instead of
+// stalling.
 #pragma once
 
 #include <weft/thread_pool.hpp>
@@ -77,9 +84,10 @@ public:
                                                      std::size_t grain = 1) noexcept;
 
     /// A helper's state: parked (suspended, must be posted), spinning
-    /// (waiting for a job), given (a job was handed to it while spinning),
-    /// busy (running a part).
-    enum class helper_state : int { parked, spinning, given, busy };
+    /// (waiting for a job), given (a job's part is handed to it, whether it
+    /// spins or was posted), busy (running the part), revoked (the caller
+    /// took the part back before the helper started it).
+    enum class helper_state : int { parked, spinning, given, busy, revoked };
 
 private:
     using job_fn = void (*)(void*, std::size_t, std::size_t) noexcept;
