@@ -38,8 +38,10 @@ public:
 
     [[nodiscard]] std::size_t size() const noexcept { return m_helpers.size() + 1; }
 
-    /// Calls fn(part, parts) for every part in [0, size()), concurrently; the
-    /// calling thread runs part 0. fn must not throw. Not reentrant.
+    /// Calls fn(part, parts) once for every part in [0, size()), the calling
+    /// thread running part 0 and any part no helper has started by the end
+    /// of it: parts may run one after another, so they must not wait for
+    /// each other. fn must not throw. Not reentrant.
     template <class F>
     void run(F&& fn) {
         auto call = [](void* ctx, std::size_t part, std::size_t parts) noexcept {
