@@ -241,13 +241,16 @@ void scheduler::admit_waiting(build& b) {
         const auto aged = m_config.aging_steps != 0 ? static_cast<std::int64_t>(waited / m_config.aging_steps) : 0;
         return std::int64_t{s->priority} - aged;
     };
-    std::vector<sequence*> order = m_waiting;
-    std::sort(order.begin(), order.end(), [&](const sequence* x, const sequence* y) {
-        return std::pair(effective(x), x->queue_key) < std::pair(effective(y), y->queue_key);
+    // Each key computed once, then sorted: thousands may wait.
+    m_order.clear();
+    for (sequence* s : m_waiting) m_order.push_back({effective(s), s->queue_key, s});
+    std::sort(m_order.begin(), m_order.end(), [](const waiting_key& x, const waiting_key& y) {
+        return std::pair(x.effective, x.queue_key) < std::pair(y.effective, y.queue_key);
     });
     const std::size_t chunk_cap = prefill_cap();
     bool admitted = false;
-    for (sequence* s : order) {
+    for (const waiting_key& key : m_order) {
+        sequence* s = key.seq;
         if (m_running.size() >= m_config.max_running || b.budget == 0) {
             break;
         }

@@ -233,6 +233,12 @@ private:
     std::unordered_map<seq_id, std::unique_ptr<sequence>> m_sequences;
     std::vector<sequence*> m_running; // admission order
     std::vector<sequence*> m_waiting; // unordered; sorted per schedule()
+    struct waiting_key {
+        std::int64_t effective; // priority less aging
+        std::int64_t queue_key;
+        sequence* seq;
+    };
+    std::vector<waiting_key> m_order; // admit_waiting's scratch: m_waiting in admission order
     std::uint64_t m_steps = 0;        // schedule() calls so far
     std::uint64_t m_committed = 0;    // step of the last committed plan
     std::uint64_t m_draft_tokens = 0;
