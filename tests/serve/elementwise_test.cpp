@@ -2,7 +2,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -56,5 +58,37 @@ TEST_CASE("add_inplace adds every element, tails included", "[kernels]") {
         }
         kernels::add_inplace(x.data(), y.data(), n);
         for (std::size_t i = 0; i < n; ++i) CHECK(x[i] == 1.5f * static_cast<float>(i) + 1.0f);
+    }
+}
+
+TEST_CASE("exp_weights gives e^((x - max) * scale), zero for banned tokens, on SIMD bodies and scalar tails",
+          "[kernels]") {
+    std::mt19937 rng(13);
+    std::normal_distribution<float> dist(0.0f, 5.0f);
+    const float banned = -std::numeric_limits<float>::infinity();
+    for (std::size_t n : {4096u, 37u, 8u, 3u}) {
+        for (float scale : {1.0f, 0.5f, 10.0f}) {
+            INFO("n " << n << " scale " << scale);
+            std::vector<float> x(n);
+            for (float& v : x) v = dist(rng);
+            x[n / 2] = banned;
+            if (n > 8) x[n - 1] = banned; // one in the tail too
+            float max = banned;
+            for (float v : x) max = std::max(max, v);
+            std::vector<float> out(n, -1.0f);
+            kernels::exp_weights(x.data(), max, scale, out.data(), n);
+            for (std::size_t i = 0; i < n; ++i) {
+                if (x[i] == banned) {
+                    CHECK(out[i] == 0.0f);
+                    continue;
+                }
+                const double d = (static_cast<double>(x[i]) - max) * scale;
+                const double expected = std::exp(d);
+                // The exponent is computed in float (error ~6e-8 of |d|, which
+                // e^d turns into a relative error); below e^-87 the result is
+                // clamped near 1.6e-38: tiny either way.
+                CHECK(std::abs(out[i] - expected) <= (1e-6 + 2.4e-7 * std::abs(d)) * expected + 2e-38);
+            }
+        }
     }
 }

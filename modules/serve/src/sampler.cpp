@@ -1,5 +1,7 @@
 #include <weft/serve/sampler.hpp>
 
+#include "kernels/kernels.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -232,6 +234,25 @@ void sampler::select_top(std::span<const float> logits, std::size_t n, std::vect
 token_id sampler::draw(std::span<const float> logits, float max) {
     const std::size_t vocab = logits.size();
     const double inv_temperature = 1.0 / static_cast<double>(m_params.temperature);
+    if ((m_params.top_k <= 0 || static_cast<std::size_t>(m_params.top_k) >= vocab) && m_params.top_p >= 1.0f &&
+        m_params.min_p <= 0.0f) {
+        // Nothing truncates the distribution (the default): the whole
+        // vocabulary's weights in one vectorized pass, no candidate list.
+        m_weights.resize(vocab);
+        kernels::exp_weights(logits.data(), max, static_cast<float>(inv_temperature), m_weights.data(), vocab);
+        double total = 0.0;
+        for (const float w : m_weights) total += w;
+        const double r = next_unit() * total;
+        double cumulative = 0.0;
+        std::size_t last = 0; // the last token with a weight: never a banned one
+        for (std::size_t i = 0; i < vocab; ++i) {
+            if (m_weights[i] == 0.0f) continue;
+            cumulative += m_weights[i];
+            last = i;
+            if (r < cumulative) return static_cast<token_id>(i);
+        }
+        return static_cast<token_id>(last); // unreachable while r < total (same summation order)
+    }
     bool sorted = false;
     if (m_params.top_k > 0 && static_cast<std::size_t>(m_params.top_k) < vocab) {
         select_top(logits, static_cast<std::size_t>(m_params.top_k), m_candidates);

@@ -2,6 +2,7 @@
 #include "kernels/simd_exp.hpp"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 namespace weft::serve::kernels {
@@ -23,6 +24,21 @@ __attribute__((target("avx2,fma"))) std::size_t swiglu_avx2(const float* gate, c
         const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
         const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
         _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    return i;
+}
+
+/// exp_weights on eight lanes at a time; returns how many it did.
+__attribute__((target("avx2,fma"))) std::size_t exp_weights_avx2(const float* x, float max, float scale, float* out,
+                                                                  std::size_t n) noexcept {
+    const __m256 vmax = _mm256_set1_ps(max);
+    const __m256 vscale = _mm256_set1_ps(scale);
+    const __m256 banned = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 e = exp_avx2(_mm256_mul_ps(_mm256_sub_ps(v, vmax), vscale));
+        _mm256_storeu_ps(out + i, _mm256_and_ps(e, _mm256_cmp_ps(v, banned, _CMP_NEQ_OQ)));
     }
     return i;
 }
@@ -91,6 +107,16 @@ void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, flo
 #endif
     for (; i < n; ++i) {
         out[i] = x[i] * scale * weight[i];
+    }
+}
+
+void exp_weights(const float* x, float max, float scale, float* out, std::size_t n) noexcept {
+    std::size_t i = 0;
+#if defined(__x86_64__)
+    if (has_avx2) i = exp_weights_avx2(x, max, scale, out, n);
+#endif
+    for (; i < n; ++i) {
+        out[i] = x[i] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp((x[i] - max) * scale);
     }
 }
 

@@ -17,6 +17,11 @@ namespace weft::serve::kernels {
 /// out = x / sqrt(mean(x^2) + eps) * weight, over n elements (out may be x).
 void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, float eps) noexcept;
 
+/// out[i] = e^((x[i] - max) * scale), 0 where x[i] is -infinity (max is at
+/// least every x[i], scale > 0): unnormalized softmax weights. Relative error
+/// ~1e-7; results below ~1.6e-38 come out as about that.
+void exp_weights(const float* x, float max, float scale, float* out, std::size_t n) noexcept;
+
 /// out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g) (out may alias gate).
 void swiglu(const float* gate, const float* up, float* out, std::size_t n) noexcept;
 

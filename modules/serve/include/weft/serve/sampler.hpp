@@ -117,6 +117,7 @@ private:
     std::array<std::uint64_t, 4> m_state{};
     std::vector<token_id> m_scratch_ids;
     std::vector<candidate> m_candidates;
+    std::vector<float> m_weights; // the whole vocabulary's, when nothing truncates it
 };
 
 } // namespace weft::serve
