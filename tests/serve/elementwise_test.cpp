@@ -92,3 +92,24 @@ TEST_CASE("exp_weights gives e^((x - max) * scale), zero for banned tokens, on S
         }
     }
 }
+
+TEST_CASE("max_or_nan finds the maximum and any NaN, in SIMD bodies and scalar tails", "[kernels]") {
+    const float inf = std::numeric_limits<float>::infinity();
+    for (std::size_t n : {1u, 7u, 8u, 37u, 4096u}) {
+        INFO("n " << n);
+        std::vector<float> x(n);
+        for (std::size_t i = 0; i < n; ++i) x[i] = std::sin(static_cast<float>(i)) * 10.0f;
+        const float expected = *std::max_element(x.begin(), x.end());
+        CHECK(kernels::max_or_nan(x.data(), n) == expected);
+        for (std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+            std::vector<float> y = x;
+            y[at] = std::numeric_limits<float>::quiet_NaN();
+            CHECK(std::isnan(kernels::max_or_nan(y.data(), n)));
+            y[at] = 1e30f;
+            CHECK(kernels::max_or_nan(y.data(), n) == 1e30f);
+        }
+        std::vector<float> banned(n, -inf);
+        CHECK(kernels::max_or_nan(banned.data(), n) == -inf);
+    }
+    CHECK(kernels::max_or_nan(nullptr, 0) == -inf);
+}

@@ -111,18 +111,9 @@ sample_result sampler::sample(std::span<float> logits, std::span<const token_id>
     }
     apply_penalties(logits, prompt, generated);
 
-    // One pass: NaN check, maximum and argmax (first maximum: lowest id).
-    float max = -std::numeric_limits<float>::infinity();
-    std::size_t argmax = 0;
-    bool has_nan = false;
-    for (std::size_t i = 0; i < vocab; ++i) {
-        has_nan |= std::isnan(logits[i]);
-        if (logits[i] > max) {
-            max = logits[i];
-            argmax = i;
-        }
-    }
-    if (has_nan) {
+    // One vectorized pass for the maximum and the NaN check.
+    const float max = kernels::max_or_nan(logits.data(), vocab);
+    if (std::isnan(max)) {
         throw std::invalid_argument("sampler: logits contain NaN");
     }
     if (!std::isfinite(max)) {
@@ -131,7 +122,13 @@ sample_result sampler::sample(std::span<float> logits, std::span<const token_id>
     }
 
     sample_result result;
-    result.token = m_params.temperature == 0.0f ? static_cast<token_id>(argmax) : draw(logits, max);
+    if (m_params.temperature == 0.0f) {
+        // The first maximum: the lowest id on ties.
+        const auto first = std::find(logits.begin(), logits.end(), max);
+        result.token = static_cast<token_id>(first - logits.begin());
+    } else {
+        result.token = draw(logits, max);
+    }
     if (m_params.logprobs || m_params.top_logprobs > 0) {
         add_logprobs(logits, max, static_cast<std::size_t>(m_params.top_logprobs), m_candidates, result);
     }

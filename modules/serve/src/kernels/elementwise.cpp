@@ -28,6 +28,23 @@ __attribute__((target("avx2,fma"))) std::size_t swiglu_avx2(const float* gate, c
     return i;
 }
 
+/// max_or_nan over x[0, n - n % 8): the running maximum and, apart, whether
+/// any lane was NaN (max_ps alone would drop it).
+__attribute__((target("avx2,fma"))) float max_or_nan_avx2(const float* x, std::size_t n, bool& nan) noexcept {
+    __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    __m256 unordered = _mm256_setzero_ps();
+    for (std::size_t i = 0; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        vmax = _mm256_max_ps(vmax, v);
+    }
+    nan = _mm256_movemask_ps(unordered) != 0;
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 0x55));
+    return _mm_cvtss_f32(m);
+}
+
 /// exp_weights on eight lanes at a time; returns how many it did.
 __attribute__((target("avx2,fma"))) std::size_t exp_weights_avx2(const float* x, float max, float scale, float* out,
                                                                   std::size_t n) noexcept {
@@ -108,6 +125,23 @@ void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, flo
     for (; i < n; ++i) {
         out[i] = x[i] * scale * weight[i];
     }
+}
+
+float max_or_nan(const float* x, std::size_t n) noexcept {
+    float max = -std::numeric_limits<float>::infinity();
+    bool nan = false;
+    std::size_t i = 0;
+#if defined(__x86_64__)
+    if (has_avx2) {
+        max = max_or_nan_avx2(x, n, nan);
+        i = n - n % 8;
+    }
+#endif
+    for (; i < n; ++i) {
+        nan |= std::isnan(x[i]);
+        max = x[i] > max ? x[i] : max;
+    }
+    return nan ? std::numeric_limits<float>::quiet_NaN() : max;
 }
 
 void exp_weights(const float* x, float max, float scale, float* out, std::size_t n) noexcept {

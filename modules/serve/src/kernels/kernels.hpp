@@ -17,6 +17,9 @@ namespace weft::serve::kernels {
 /// out = x / sqrt(mean(x^2) + eps) * weight, over n elements (out may be x).
 void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, float eps) noexcept;
 
+/// The largest of x[0, n) (-infinity when n is 0); NaN when any element is NaN.
+float max_or_nan(const float* x, std::size_t n) noexcept;
+
 /// out[i] = e^((x[i] - max) * scale), 0 where x[i] is -infinity (max is at
 /// least every x[i], scale > 0): unnormalized softmax weights. Relative error
 /// ~1e-7; results below ~1.6e-38 come out as about that.
