@@ -126,6 +126,7 @@ struct engine::impl {
 
     // Engine thread only.
     std::unordered_map<seq_id, active_request> active;
+    std::size_t json_requests = 0; ///< active requests under a JSON constraint
     /// No active request's deadline is earlier (it may be a finished one's).
     std::optional<clock::time_point> earliest_deadline;
     batch step_batch;
@@ -207,6 +208,7 @@ struct engine::impl {
             s.e2e_seconds = seconds_between(r.arrival, now);
             opts.on_finish(s);
         }
+        if (r.json) --json_requests;
         active.erase(it);
     }
 
@@ -246,6 +248,7 @@ struct engine::impl {
                 if (!json_vocabulary) json_vocabulary = std::make_shared<const token_texts>(*tok);
                 a.json.emplace(json_vocabulary,
                                a.request.format == output_format::json_schema ? a.request.schema : nullptr);
+                ++json_requests;
             }
             if (opts.request_timeout.count() > 0) a.deadline = a.arrival + opts.request_timeout;
             if (a.request.deadline && (!a.deadline || *a.request.deadline < *a.deadline)) a.deadline = a.request.deadline;
@@ -491,7 +494,9 @@ struct engine::impl {
         deliver();
         intake();
         expire();
-        for (auto& [id, r] : active) prepare_json_mask(r);
+        if (json_requests != 0) {
+            for (auto& [id, r] : active) prepare_json_mask(r);
+        }
         co_return;
     }
 
