@@ -73,6 +73,31 @@ TEST_CASE("chunked writer writes exact chunked bytes, one sink write per chunk",
     CHECK(sink.write_count() == 4);
 }
 
+TEST_CASE("chunked writer's finish_with ends the body with its last data in one sink write",
+          "[http][response][chunked]") {
+    string_sink sink;
+    auto body = [&]() -> task<void> {
+        chunked_writer w(sink);
+        co_await w.start(200);
+        co_await w.write_string("ab");
+        const std::string last = "data: [DONE]\n\n";
+        const std::span<const std::byte> bytes = std::as_bytes(std::span(last));
+        co_await w.finish_with(bytes);
+        co_await w.finish(); // already finished: nothing
+    };
+    sync_wait(body());
+    CHECK(sink.data() ==
+          "HTTP/1.1 200 OK\r\n"
+          "Transfer-Encoding: chunked\r\n"
+          "\r\n"
+          "2\r\nab\r\n"
+          "e\r\ndata: [DONE]\n\n\r\n"
+          "0\r\n\r\n");
+    CHECK(sink.write_count() == 3);
+    chunked_writer unstarted(sink);
+    CHECK_THROWS_AS(sync_wait(unstarted.finish_with({})), std::logic_error);
+}
+
 TEST_CASE("chunked writer refuses writes outside start and finish", "[http][response][chunked]") {
     string_sink sink;
     chunked_writer w(sink);

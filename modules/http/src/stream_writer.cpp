@@ -66,6 +66,14 @@ task<void> chunked_writer::write(std::span<const std::byte> bytes) {
     co_await m_sink.write_string(chunk);
 }
 
+task<void> chunked_writer::finish_with(std::span<const std::byte> bytes) {
+    if (!m_started || m_finished) throw std::logic_error("chunked_writer: write outside start()..finish()");
+    m_finished = true;
+    std::string last = encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    last += "0\r\n\r\n";
+    co_await m_sink.write_string(last);
+}
+
 task<void> chunked_writer::finish() {
     if (!m_started) throw std::logic_error("chunked_writer: finish() before start()");
     if (m_finished) co_return;

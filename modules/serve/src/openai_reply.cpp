@@ -225,6 +225,13 @@ struct event_writer {
         std::string data = std::exchange(buf, {});
         co_await out.write_string(data);
     }
+
+    /// flush, then the end of the chunked body, in one write.
+    task<void> flush_final(http::chunked_writer& out) {
+        const std::string data = std::exchange(buf, {});
+        const std::span<const std::byte> bytes = std::as_bytes(std::span(data));
+        co_await out.finish_with(bytes);
+    }
 };
 
 /// An update of one choice on its way to the writer; nullopt: the stream
@@ -363,9 +370,12 @@ task<void> send_events(reply_model m, const openai_request& r, std::vector<gener
             std::optional<generation_update> u = co_await streams[0].next();
             if (!u) break;
             const bool last = w.add(*u, 0);
-            if (last) w.end();
+            if (last) {
+                w.end();
+                co_await w.flush_final(to.out); // the events and the end of the body in one send
+                co_return;
+            }
             co_await w.flush(to.out);
-            if (last) co_return;
         }
         // The engine always sends a final update; this is a safety net.
         append_event(w.buf, no_finish().to_json());

@@ -44,6 +44,9 @@ public:
     /// Writes the last chunk "0\r\n\r\n" (no trailers). Throws std::logic_error
     /// before `start`; a second call does nothing.
     task<void> finish();
+    /// write(bytes) then finish() in one write to the sink: a stream's end
+    /// costs one send, not two. Throws like write.
+    task<void> finish_with(std::span<const std::byte> bytes);
 
     bool started() const noexcept { return m_started; }
     bool finished() const noexcept { return m_finished; }
