@@ -46,6 +46,19 @@ task<void> nap(io_context& ctx, std::chrono::hours d) { co_await weft::io::sleep
 /// Byte `i` of the test pattern.
 std::byte pattern(std::size_t i) { return static_cast<std::byte>((i * 31 + i / 251) & 0xFF); }
 
+/// The first `n` bytes of the pattern.
+std::vector<std::byte> patterned(std::size_t n) {
+    std::vector<std::byte> data(n);
+    for (std::size_t i = 0; i < n; ++i) data[i] = pattern(i);
+    return data;
+}
+
+/// Writes `data`, then shuts down the sending side.
+task<void> send_and_shut(tcp_stream& s, std::span<const std::byte> data) {
+    co_await s.write_all(data);
+    s.shutdown();
+}
+
 } // namespace
 
 TEST_CASE("a buffer-ring stream reads what arrives in small pieces, then 0 at end of stream", "[io][multishot]") {
@@ -79,12 +92,7 @@ TEST_CASE("read_view hands out received bytes in place, valid until the next rea
     auto body = [&]() -> task<std::size_t> {
         auto [client, server] = co_await connected_pair(ctx, listener);
         server.use_buffer_ring();
-        std::vector<std::byte> data(total);
-        for (std::size_t i = 0; i < total; ++i) data[i] = pattern(i);
-        auto writer = [&]() -> task<void> {
-            co_await client.write_all(data);
-            client.shutdown();
-        };
+        const std::vector<std::byte> data = patterned(total);
         auto reader = [&]() -> task<std::size_t> {
             std::size_t at = 0;
             std::size_t mismatches = 0;
@@ -111,7 +119,7 @@ TEST_CASE("read_view hands out received bytes in place, valid until the next rea
             CHECK((co_await server.read_view(deadline::after(1s))).empty());
             co_return mismatches == 0 ? at : 0;
         };
-        auto [_, received] = co_await weft::when_all(writer(), reader());
+        auto [_, received] = co_await weft::when_all(send_and_shut(client, data), reader());
         co_return received;
     };
     CHECK(ctx.run(body()) == total);
@@ -127,12 +135,7 @@ TEST_CASE("a buffer-ring stream whose reader lags behind loses no byte and keeps
     auto body = [&]() -> task<std::size_t> {
         auto [client, server] = co_await connected_pair(ctx, listener);
         server.use_buffer_ring();
-        std::vector<std::byte> data(total);
-        for (std::size_t i = 0; i < total; ++i) data[i] = pattern(i);
-        auto writer = [&]() -> task<void> {
-            co_await client.write_all(data);
-            client.shutdown();
-        };
+        const std::vector<std::byte> data = patterned(total);
         auto reader = [&]() -> task<std::size_t> {
             std::size_t at = 0;
             std::size_t mismatches = 0;
@@ -146,7 +149,7 @@ TEST_CASE("a buffer-ring stream whose reader lags behind loses no byte and keeps
             }
             co_return mismatches == 0 ? at : 0;
         };
-        auto [_, received] = co_await weft::when_all(writer(), reader());
+        auto [_, received] = co_await weft::when_all(send_and_shut(client, data), reader());
         co_return received;
     };
     CHECK(ctx.run(body()) == total);
