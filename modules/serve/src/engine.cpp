@@ -168,13 +168,20 @@ struct engine::impl {
         if (wake) r.box->resume_on.post(wake);
     }
 
-    void finish(seq_id id, finish_reason reason, std::string error = {}) {
+    /// Ends request `id`. `run_from`: deliver() finishing it at its token
+    /// undelivered[run_from - 1]; the request's other undelivered tokens are
+    /// then the run that follows (a step's tokens are grouped by request),
+    /// so a step with thousands of tokens is not walked once per request
+    /// that ends in it.
+    void finish(seq_id id, finish_reason reason, std::string error = {}, std::size_t run_from = 0) {
         auto it = active.find(id);
         if (it == active.end()) return;
         active_request& r = it->second;
         // A token sampled but not delivered yet goes out first; if it ended
         // the request by itself (a stop, the length), that came first.
-        for (pending_token& p : undelivered) {
+        for (std::size_t j = run_from; j < undelivered.size(); ++j) {
+            pending_token& p = undelivered[j];
+            if (p.id != id && run_from != 0) break;
             if (p.id != id || p.delivered) continue;
             p.delivered = true;
             if (const std::optional<finish_reason> natural = deliver_one(r, p)) {
@@ -481,7 +488,7 @@ struct engine::impl {
             p.delivered = true;
             auto it = active.find(p.id);
             if (it == active.end()) continue;
-            if (const std::optional<finish_reason> reason = deliver_one(it->second, p)) finish(p.id, *reason);
+            if (const std::optional<finish_reason> reason = deliver_one(it->second, p)) finish(p.id, *reason, {}, i + 1);
         }
         undelivered.clear();
     }
