@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 #include <utility>
 
 namespace weft::io::detail {
@@ -193,6 +194,19 @@ std::size_t stream_receiver::take(std::span<std::byte> out) noexcept {
     }
     m_queued_bytes -= copied;
     return copied;
+}
+
+stream_receiver::when_empty stream_receiver::next_when_empty() {
+    if (m_eof) {
+        return when_empty::end_of_stream;
+    }
+    if (m_error != 0) {
+        throw std::system_error(-m_error, std::system_category(), "recv");
+    }
+    if (m_unsupported || !ensure_armed()) {
+        return when_empty::plain_recv;
+    }
+    return when_empty::wait;
 }
 
 bool stream_receiver::ensure_armed() {

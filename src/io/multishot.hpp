@@ -99,19 +99,23 @@ public:
     std::span<const std::byte> lend() noexcept;
     /// Returns the lent chunk, if any, to the ring.
     void release_lent() noexcept;
-    [[nodiscard]] bool at_eof() const noexcept { return m_eof; }
-    /// The failure to report after the queued bytes (-errno), 0 when none.
-    [[nodiscard]] int error() const noexcept { return m_error; }
     /// Whether the kernel refused multishot recv (use plain recv).
     [[nodiscard]] bool unsupported() const noexcept { return m_unsupported; }
+    /// What a reader that found nothing queued does next: report the end of
+    /// the stream, make a plain recv, or wait for the request's next
+    /// completion (armed by this call). Throws the stream's failure as
+    /// std::system_error.
+    enum class when_empty { end_of_stream, plain_recv, wait };
+    when_empty next_when_empty();
+
+    void on_completion(int result, unsigned buffer_id, bool has_buffer, bool more) override;
+
+private:
     /// Arms the multishot recv unless it is; false when the next read must
     /// be a plain recv instead (the buffer ring ran dry, or the request is
     /// still winding down).
     bool ensure_armed();
 
-    void on_completion(int result, unsigned buffer_id, bool has_buffer, bool more) override;
-
-private:
     struct chunk {
         std::uint16_t id;
         std::uint32_t size;

@@ -232,14 +232,12 @@ task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer, deadline d)
             if (const std::size_t n = m_rx->take(buffer); n != 0 || buffer.empty()) {
                 co_return n;
             }
-            if (m_rx->at_eof()) {
+            const auto next = m_rx->next_when_empty();
+            if (next == detail::stream_receiver::when_empty::end_of_stream) {
                 co_return 0;
             }
-            if (const int e = m_rx->error(); e != 0) {
-                throw std::system_error(-e, std::system_category(), "recv");
-            }
-            if (m_rx->unsupported() || !m_rx->ensure_armed()) {
-                break; // a plain recv this time
+            if (next == detail::stream_receiver::when_empty::plain_recv) {
+                break;
             }
             co_await detail::state_wait(*m_ctx, *m_rx, d.at(), "recv");
         }
@@ -256,14 +254,12 @@ task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
             if (const std::span<const std::byte> v = m_rx->lend(); !v.empty()) {
                 co_return v;
             }
-            if (m_rx->at_eof()) {
+            const auto next = m_rx->next_when_empty();
+            if (next == detail::stream_receiver::when_empty::end_of_stream) {
                 co_return std::span<const std::byte>{};
             }
-            if (const int e = m_rx->error(); e != 0) {
-                throw std::system_error(-e, std::system_category(), "recv");
-            }
-            if (m_rx->unsupported() || !m_rx->ensure_armed()) {
-                break; // a plain recv this time
+            if (next == detail::stream_receiver::when_empty::plain_recv) {
+                break;
             }
             co_await detail::state_wait(*m_ctx, *m_rx, d.at(), "recv");
         }
