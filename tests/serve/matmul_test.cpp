@@ -296,22 +296,26 @@ TEST_CASE("prepacked Q8_0 rows give bitwise the products of the plain rows", "[m
     }
     isa_guard guard(k::isa::avx512);
     std::mt19937 rng(5);
-    // 480: a partial group of blocks at the end; 512: whole groups only; 32: one block.
-    for (std::size_t kk : {480u, 512u, 32u}) {
+    // 480: a partial group of blocks at the end; 512: whole groups only; 32: one block;
+    // 1280: five groups, as the demo models' down projection.
+    for (std::size_t kk : {480u, 512u, 32u, 1280u}) {
         const std::size_t rows = 37;
         const auto w = weights(ggml_type::q8_0, rows, kk, rng);
         std::vector<std::byte> packed(k::q8_0_prepacked_bytes(rows, kk));
         k::prepack_q8_0(w.data(), rows, kk, packed.data());
-        for (std::size_t tokens : {1u, 3u, 8u, 13u}) {
+        for (std::size_t tokens : {1u, 3u, 8u, 13u, 32u}) {
             INFO("k " << kk << ", " << tokens << " tokens");
             const auto xf = gaussian(tokens * kk, rng);
             std::vector<std::byte> buf;
             const auto x = k::prepare_activations(ggml_type::q8_0, xf.data(), kk, tokens, kk, buf);
             std::vector<float> plain(tokens * rows), pre(tokens * rows, -1.0f);
             k::matmul(ggml_type::q8_0, w.data(), 0, rows, x, plain.data(), rows);
-            // Two calls over a row split, as the threads of a team make them.
-            k::matmul_prepacked_q8_0(packed.data(), kk, 0, 16, x, pre.data(), rows);
-            k::matmul_prepacked_q8_0(packed.data(), kk, 16, rows, x, pre.data(), rows);
+            // Calls over a row split, as the threads of a team make them:
+            // at a panel's edge (16), and inside panels (7, 21).
+            k::matmul_prepacked_q8_0(packed.data(), kk, 0, 7, x, pre.data(), rows);
+            k::matmul_prepacked_q8_0(packed.data(), kk, 7, 16, x, pre.data(), rows);
+            k::matmul_prepacked_q8_0(packed.data(), kk, 16, 21, x, pre.data(), rows);
+            k::matmul_prepacked_q8_0(packed.data(), kk, 21, rows, x, pre.data(), rows);
             CHECK(std::memcmp(plain.data(), pre.data(), plain.size() * sizeof(float)) == 0);
         }
     }

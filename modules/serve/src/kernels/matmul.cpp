@@ -209,17 +209,19 @@ bool q8_0_prepack_supported() noexcept {
 
 std::size_t q8_0_prepacked_bytes(std::size_t rows, std::size_t k) {
 #if WEFT_KERNELS_X86
-    if (q8_0_prepack_supported() && k % qk_32 == 0) return rows * q8_0_prepacked_row_bytes(k);
+    if (q8_0_prepack_supported() && k % qk_32 == 0) {
+        return (rows + q8_0_panel_rows - 1) / q8_0_panel_rows * q8_0_panel_bytes(k);
+    }
 #endif
     fail("q8_0_prepacked_bytes: prepacking needs the avx512 isa and k a multiple of 32");
 }
 
 void prepack_q8_0(const std::byte* w, std::size_t rows, std::size_t k, std::byte* dst) {
 #if WEFT_KERNELS_X86
-    const std::size_t packed = q8_0_prepacked_bytes(rows, k) / std::max<std::size_t>(rows, 1);
+    (void)q8_0_prepacked_bytes(rows, k); // the same checks
     const std::size_t plain = row_bytes(ggml_type::q8_0, k);
-    for (std::size_t r = 0; r < rows; ++r) {
-        prepack_q8_0_avx512(reinterpret_cast<const block_q8_0*>(w + r * plain), k, dst + r * packed);
+    for (std::size_t r = 0; r < rows; r += q8_0_panel_rows, dst += q8_0_panel_bytes(k)) {
+        prepack_q8_0_panel(w + r * plain, std::min(q8_0_panel_rows, rows - r), k, dst);
     }
 #else
     (void)w, (void)rows, (void)k, (void)dst;
@@ -239,8 +241,7 @@ void matmul_prepacked_q8_0(const std::byte* packed, std::size_t k, std::size_t r
              ") is reversed");
     }
     if (row_begin == row_end || x.rows == 0) return;
-    run_tiles(*avx512_prepacked_q8_0_tiles(), packed, q8_0_prepacked_row_bytes(k), row_begin, row_end, x, y,
-              y_stride);
+    matmul_q8_0_panels(packed, k, row_begin, row_end, x, y, y_stride);
 #else
     (void)packed, (void)k, (void)row_begin, (void)row_end, (void)x, (void)y, (void)y_stride;
     fail("matmul_prepacked_q8_0: prepacking needs the avx512 isa");

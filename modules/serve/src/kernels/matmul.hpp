@@ -69,11 +69,13 @@ void fill_activations(const activations& a, const float* x, std::size_t x_stride
 void matmul(ggml_type wt, const std::byte* w, std::size_t row_begin, std::size_t row_end, const activations& x,
             float* y, std::size_t y_stride);
 
-/// Q8_0 weights rearranged once for the batched AVX-512 tiles: blocks in
-/// transposed groups of 8 with unsigned levels and float scales, which the
-/// tiles otherwise rebuild from the plain rows for every tile of tokens.
-/// matmul_prepacked_q8_0 gives bitwise the results of `matmul` on the plain
-/// rows. Supported while the active isa is avx512; `x` must have been
+/// Q8_0 weights rearranged once for the AVX-512 kernels: panels of 16 rows,
+/// one row per 32-bit lane, with unsigned levels and float scales, so that
+/// a product ends in 16 finished outputs per vector instead of a horizontal
+/// sum per output (matmul_avx512_panels.cpp). A panel holds
+/// `q8_0_prepacked_bytes(16, k)` bytes; row r is in panel r / 16, and calls
+/// may split the rows anywhere. matmul_prepacked_q8_0 gives bitwise the
+/// results of `matmul` on the plain rows. Supported while the active isa is avx512; `x` must have been
 /// prepared for Q8_0 weights under it (x.packed set), else
 /// std::invalid_argument.
 bool q8_0_prepack_supported() noexcept;

@@ -118,12 +118,10 @@ WEFT_TARGET_AVX512 void float_tile(const std::byte* const* wp, const std::byte* 
 // offset * sum x, and each token's -offset * (block sums) seeds its
 // accumulation with every weight row.
 
-/// A packed group: 8 transposed 32-byte vectors, the 8 block scales (f32),
-/// the 8 block sums of the levels (int32). Missing blocks (a row whose block
-/// count is not a multiple of 8) are zero throughout.
-constexpr std::size_t group_bytes = 320;
-constexpr std::size_t group_scales = 256;
-constexpr std::size_t group_sums = 288;
+// The packed activation groups: see avx512::group_bytes.
+using avx512::group_bytes;
+using avx512::group_scales;
+using avx512::group_sums;
 
 /// 8 x 8 transpose of 32-bit elements: r[j] lane i <- r[i] lane j. (The
 /// 128-bit lane moves use vshufi64x2, which unlike vperm2i128 reaches all 32
@@ -186,19 +184,6 @@ struct blocks_q4_0 {
         return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
     }
 };
-
-/// Q8_0 rows repacked once at load (prepack_q8_0_avx512): per group of 8
-/// blocks, the 8 transposed 32-byte vectors of unsigned levels (w + 128, as
-/// blocks_q8_0::levels makes them) and the 8 scales as floats; missing blocks
-/// are zero. The tiles then skip the per-tile transposition, with the very
-/// same vectors and scales, so results are bitwise those of blocks_q8_0.
-struct blocks_q8_0_prepacked {
-    static constexpr int shift = 7;
-    static constexpr std::size_t group = 288; // 256 bytes of levels, 8 floats
-};
-
-template <class W>
-concept prepacked_blocks = requires { W::group; };
 
 /// The unsigned levels of the 8 blocks from `first` (only `n` of them unless
 /// `Full`; the others count as zero), transposed into `w`, and their scales.
@@ -272,63 +257,6 @@ WEFT_TARGET_AVX512 inline void q8_group(__m256 (&acc)[R][T], const std::byte* co
     }
 }
 
-/// Group `g` of prepacked rows for every (r, t), register-blocked: each of
-/// the 8 vector steps loads the R weight vectors and the T activation
-/// vectors once and runs all R x T vpdpbusd on them, so a load feeds
-/// R x T / (R + T) products instead of about one. The integer sums are
-/// exact, so they equal q8_group's bit for bit; the float step per (r, t) is
-/// the same single FMA.
-template <int R, int T>
-WEFT_TARGET_AVX512 inline void q8_group_prepacked(__m256 (&acc)[R][T], const std::byte* const* wp,
-                                                  const std::byte* const* xp, std::size_t g, std::size_t pf) {
-    using W = blocks_q8_0_prepacked;
-    const std::byte* first[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-        first[r] = wp[r] + g * W::group;
-        if (pf != 0) {
-            prefetch_span<W::group>(first[r] + pf);
-        }
-    }
-    const std::byte* group[T];
-    __m256i sums[R][T];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-        group[t] = xp[t] + g * group_bytes;
-        const __m256i block_sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + group_sums));
-        const __m256i seed = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(block_sums, W::shift));
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            sums[r][t] = seed;
-        }
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) {
-        __m256i x[T];
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            x[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group[t] + 32 * j));
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first[r] + 32 * j));
-#pragma GCC unroll 8
-            for (int t = 0; t < T; ++t) {
-                sums[r][t] = _mm256_dpbusd_epi32(sums[r][t], w, x[t]);
-            }
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-        const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float*>(first[r] + 256));
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(group[t] + group_scales));
-            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r][t]), _mm256_mul_ps(dw, dx), acc[r][t]);
-        }
-    }
-}
-
 template <class W, int R, int T>
 WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* const* xp, std::size_t k,
                                 std::size_t pf, float* out) {
@@ -341,17 +269,11 @@ WEFT_TARGET_AVX512 void q8_tile(const std::byte* const* wp, const std::byte* con
         }
     }
     const std::size_t nb = k / qk_32;
-    if constexpr (prepacked_blocks<W>) {
-        for (std::size_t g = 0; g * 8 < nb; ++g) {
-            q8_group_prepacked<R, T>(acc, wp, xp, g, pf);
-        }
-    } else {
-        for (std::size_t g = 0; g < nb / 8; ++g) {
-            q8_group<W, R, T, true>(acc, wp, xp, g, 8, pf);
-        }
-        if (nb % 8 != 0) {
-            q8_group<W, R, T, false>(acc, wp, xp, nb / 8, nb % 8, pf);
-        }
+    for (std::size_t g = 0; g < nb / 8; ++g) {
+        q8_group<W, R, T, true>(acc, wp, xp, g, 8, pf);
+    }
+    if (nb % 8 != 0) {
+        q8_group<W, R, T, false>(acc, wp, xp, nb / 8, nb % 8, pf);
     }
     avx2::finish(acc, out);
 }
@@ -399,28 +321,6 @@ const tile_set* avx512_tiles(ggml_type wt) noexcept {
     }
 }
 
-const tile_set* avx512_prepacked_q8_0_tiles() noexcept {
-    return &avx512_packed_table<q8_tiles<blocks_q8_0_prepacked>>::set;
-}
-
-std::size_t q8_0_prepacked_row_bytes(std::size_t k) noexcept {
-    return (k / qk_32 + 7) / 8 * blocks_q8_0_prepacked::group;
-}
-
-WEFT_TARGET_AVX512 void prepack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst) {
-    const std::size_t nb = k / qk_32;
-    for (std::size_t g = 0; g * 8 < nb; ++g, dst += blocks_q8_0_prepacked::group) {
-        const std::size_t n = std::min<std::size_t>(8, nb - g * 8);
-        __m256i w[8];
-        const __m256 d = n == 8 ? load_group<blocks_q8_0, true>(reinterpret_cast<const std::byte*>(row + g * 8), n, w)
-                                : load_group<blocks_q8_0, false>(reinterpret_cast<const std::byte*>(row + g * 8), n, w);
-        for (int j = 0; j < 8; ++j) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * j), w[j]);
-        }
-        _mm256_storeu_ps(reinterpret_cast<float*>(dst + 256), d);
-    }
-}
-
 std::size_t q8_0_packed_bytes(std::size_t k) noexcept {
     return (k / qk_32 + 7) / 8 * group_bytes;
 }
@@ -447,6 +347,8 @@ WEFT_TARGET_AVX512 void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, s
         }
         std::memcpy(dst + group_scales, d, sizeof d);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + group_sums), sums);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + avx512::group_seeds),
+                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 7)));
     }
 }
 

@@ -1,6 +1,7 @@
 /// \file
 /// Helpers shared by the AVX-512 kernel files (matmul_avx512*.cpp): the
-/// fixed reduction of a 16-lane accumulator. Only for x86 builds
+/// fixed reduction of a 16-lane accumulator and the layout of packed Q8_0
+/// activations. Only for x86 builds
 /// (WEFT_KERNELS_X86).
 ///
 /// Threading: pure functions; safe from any thread.
@@ -16,6 +17,18 @@
 namespace weft::serve::kernels {
 
 namespace avx512 {
+
+/// Q8_0 activation rows as the AVX-512 kernels read them (pack_q8_0_avx512):
+/// groups of 8 blocks, each 8 transposed 32-byte vectors (vector j holds
+/// bytes 4j..4j+3 of every block, block i in 32-bit lane i), the 8 block
+/// scales (f32), the 8 block sums of the levels (int32), and the 8 seeds
+/// -128 x sum (int32) that take back the +128 of Q8_0 weights made
+/// unsigned. Missing blocks (a row whose block count is not a multiple of
+/// 8) are zero throughout.
+inline constexpr std::size_t group_bytes = 352;
+inline constexpr std::size_t group_scales = 256;
+inline constexpr std::size_t group_sums = 288;
+inline constexpr std::size_t group_seeds = 320;
 
 /// The R x T 16-lane accumulators of a tile reduced into out[t * R + r]:
 /// lanes i and i + 8 added, then avx2::reduce8's tree.

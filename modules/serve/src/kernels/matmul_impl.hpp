@@ -135,11 +135,15 @@ void quantize_q8_k_avx2(const float* x, block_q8_k* y, std::size_t n);
 std::size_t q8_0_packed_bytes(std::size_t k) noexcept;
 void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst);
 
-/// Q8_0 weight rows prepacked for the AVX-512 tiles (matmul_avx512.cpp): the
-/// bytes of one row, the packing of one row, and the tiles that read them.
-std::size_t q8_0_prepacked_row_bytes(std::size_t k) noexcept;
-void prepack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst);
-const tile_set* avx512_prepacked_q8_0_tiles() noexcept;
+/// Q8_0 weights prepacked in panels of 16 rows for the AVX-512 kernels
+/// (matmul_avx512_panels.cpp): the bytes of one panel, the packing of one
+/// panel (`rows` <= 16 plain rows from `w`; the rest padded), and the
+/// product over rows [row_begin, row_end) of panels that start at `packed`.
+inline constexpr std::size_t q8_0_panel_rows = 16;
+std::size_t q8_0_panel_bytes(std::size_t k) noexcept;
+void prepack_q8_0_panel(const std::byte* w, std::size_t rows, std::size_t k, std::byte* dst);
+void matmul_q8_0_panels(const std::byte* packed, std::size_t k, std::size_t row_begin, std::size_t row_end,
+                        const activations& x, float* y, std::size_t y_stride);
 #endif
 
 } // namespace weft::serve::kernels
