@@ -21,9 +21,10 @@ cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& 
             m_packed.emplace(w.data, kernels::packed_f32(reinterpret_cast<const float*>(w.data), w.rows, w.cols, w.cols));
         }
     };
-    // Q8_0 rows go once into the transposed groups the AVX-512 tiles read,
-    // instead of every tile of tokens rebuilding them (bitwise the same
-    // products); the plain rows stay in the file's mapping, unread.
+    // Q8_0 rows go once into the 16-row panels the AVX-512 kernel reads
+    // (bitwise the same products as the tiles over plain rows, without
+    // their horizontal sums); the plain rows stay in the file's mapping,
+    // unread.
     auto prepack = [&](const weight_matrix& w) {
         if (w.type == ggml_type::q8_0 && kernels::q8_0_prepack_supported() && !m_prepacked.contains(w.data)) {
             kernels::huge_buffer buf = kernels::allocate_huge(kernels::q8_0_prepacked_bytes(w.rows, w.cols));

@@ -76,7 +76,7 @@ private:
     std::vector<std::size_t> m_chunk_block_offset;
     /// F32 matrices repacked into row panels, by their data in the file.
     std::unordered_map<const std::byte*, kernels::packed_f32> m_packed;
-    /// Q8_0 matrices prepacked for the AVX-512 tiles, by their data in the file.
+    /// Q8_0 matrices prepacked in 16-row panels for the AVX-512 kernels, by their data in the file.
     std::unordered_map<const std::byte*, kernels::huge_buffer> m_prepacked;
 };
 
