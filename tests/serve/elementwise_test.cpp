@@ -113,3 +113,46 @@ TEST_CASE("max_or_nan finds the maximum and any NaN, in SIMD bodies and scalar t
     }
     CHECK(kernels::max_or_nan(nullptr, 0) == -inf);
 }
+
+TEST_CASE("rope rotates pairs as cos/sin of position times the frequency, in both pair layouts and with tails",
+          "[kernels]") {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> dist(0.0f, 2.0f);
+    // rope_dim 64 and 128: SIMD bodies only; 24: the halves layout leaves a
+    // scalar tail of 4 pairs; 20 (in heads of 32): 5 pairs, a tail of 1
+    // adjacent pair, and elements past rope_dim left alone.
+    struct shape {
+        std::size_t rope_dim, head_dim;
+    };
+    for (const shape sh : {shape{64, 64}, shape{128, 128}, shape{24, 24}, shape{20, 32}}) {
+        for (const rope_style style : {rope_style::adjacent, rope_style::halves}) {
+            INFO("rope_dim " << sh.rope_dim << ", head_dim " << sh.head_dim << ", halves "
+                             << (style == rope_style::halves));
+            kernels::rope_table table(sh.rope_dim, 10000.0f, style);
+            const std::size_t heads = 3, pos = 37, half = sh.rope_dim / 2;
+            std::vector<float> x(heads * sh.head_dim);
+            for (float& v : x) v = dist(rng);
+            std::vector<float> rotated = x;
+            table.apply(rotated.data(), heads, sh.head_dim, pos);
+            for (std::size_t h = 0; h < heads; ++h) {
+                const float* in = x.data() + h * sh.head_dim;
+                const float* out = rotated.data() + h * sh.head_dim;
+                for (std::size_t i = 0; i < half; ++i) {
+                    const double theta = static_cast<double>(pos) * std::pow(10000.0, -2.0 * static_cast<double>(i) /
+                                                                                          static_cast<double>(sh.rope_dim));
+                    const std::size_t a = style == rope_style::adjacent ? 2 * i : i;
+                    const std::size_t b = style == rope_style::adjacent ? 2 * i + 1 : i + half;
+                    const double c = std::cos(theta), s = std::sin(theta);
+                    CHECK(out[a] == Approx(in[a] * c - in[b] * s).margin(1e-5));
+                    CHECK(out[b] == Approx(in[a] * s + in[b] * c).margin(1e-5));
+                }
+                for (std::size_t e = sh.rope_dim; e < sh.head_dim; ++e) CHECK(out[e] == in[e]);
+            }
+            // The same rotation whichever head count shares the call.
+            std::vector<float> one(x.begin() + static_cast<std::ptrdiff_t>(sh.head_dim),
+                                   x.begin() + static_cast<std::ptrdiff_t>(2 * sh.head_dim));
+            table.apply(one.data(), 1, sh.head_dim, pos);
+            CHECK(std::equal(one.begin(), one.end(), rotated.begin() + static_cast<std::ptrdiff_t>(sh.head_dim)));
+        }
+    }
+}

@@ -9,6 +9,22 @@
 
 namespace weft::serve {
 
+namespace {
+
+/// Below this much work a job runs on the calling thread alone: handing
+/// parts to the team and joining them costs about 10 us, and the helpers
+/// may share their cores with other threads.
+constexpr double fork_join_ns = 20'000;
+
+/// Rough costs per element of the per-token kernels, in nanoseconds, for
+/// that decision only (results never depend on it).
+constexpr double norm_ns = 0.15;     // rmsnorm: one pass to sum, one to scale
+constexpr double quantize_ns = 1.5;  // Q8_0 activations: block maxima, rounding, packing
+constexpr double rotate_ns = 1.0;    // RoPE, and storing K/V into the cache
+constexpr double gate_ns = 0.5;      // swiglu: an exponential and a division
+
+} // namespace
+
 cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache)
     : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache),
       m_rope(m_config.rope_dim, m_config.rope_freq_base, m_config.rope),
@@ -67,12 +83,13 @@ void cpu_forward::validate(const batch& b) const {
 }
 
 kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k) {
-    if (vec_dot_type(wt) == ggml_type::f32 || tokens < 8) {
+    const double ns_per_token = quantize_ns * static_cast<double>(k);
+    if (vec_dot_type(wt) == ggml_type::f32 || static_cast<double>(tokens) * ns_per_token < fork_join_ns) {
         return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
     }
-    // Quantizing a batch's rows is worth sharing between the threads.
+    // Quantizing a big batch's rows is worth sharing between the threads.
     const kernels::activations a = kernels::layout_activations(wt, tokens, k, m_act);
-    per_token(tokens, [&](std::size_t t) { kernels::fill_activations(a, x, k, t, t + 1); });
+    per_token(tokens, ns_per_token, [&](std::size_t t) { kernels::fill_activations(a, x, k, t, t + 1); });
     return a;
 }
 
@@ -110,9 +127,8 @@ void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, 
 }
 
 template <class F>
-void cpu_forward::per_token(std::size_t tokens, F&& fn) {
-    // Worth a fork-join only for a few tokens' worth of work.
-    if (tokens < 8 || m_team.size() == 1) {
+void cpu_forward::per_token(std::size_t tokens, double ns_per_token, F&& fn) {
+    if (static_cast<double>(tokens) * ns_per_token < fork_join_ns || m_team.size() == 1) {
         for (std::size_t t = 0; t < tokens; ++t) fn(t);
         return;
     }
@@ -158,7 +174,8 @@ void cpu_forward::run(const batch& b, step_output& out) {
         const layer_weights& w = m.layers[l];
 
         // xn[T][E] = rmsnorm(x) * attn_norm
-        per_token(T, [&](std::size_t t) { kernels::rmsnorm(&m_x[t * E], w.attn_norm.data(), &m_xn[t * E], E, c.rms_eps); });
+        per_token(T, norm_ns * static_cast<double>(E),
+                  [&](std::size_t t) { kernels::rmsnorm(&m_x[t * E], w.attn_norm.data(), &m_xn[t * E], E, c.rms_eps); });
 
         // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias)
         kernels::activations xa = prepare(w.wq.type, m_xn.data(), T, E);
@@ -187,7 +204,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
 
         // RoPE on q and k at each token's position; k and v into the cache.
         // (The table covers every position already: apply only reads it.)
-        per_token(T, [&](std::size_t t) {
+        per_token(T, rotate_ns * static_cast<double>(Q + 3 * KV), [&](std::size_t t) {
             const token_slot& s = m_slots[t];
             m_rope.apply(&m_q[t * Q], c.n_head, c.head_dim, s.pos);
             m_rope.apply(&m_k[t * KV], c.n_head_kv, c.head_dim, s.pos);
@@ -204,7 +221,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
         xa = prepare(w.wo.type, m_att.data(), T, Q);
         matmul(w.wo, xa, m_xn.data());
         // xn = rmsnorm(x) * ffn_norm; x += (silu(xn . Wgate^T) * (xn . Wup^T)) . Wdown^T
-        per_token(T, [&](std::size_t t) {
+        per_token(T, 2 * norm_ns * static_cast<double>(E), [&](std::size_t t) {
             kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E);
             kernels::rmsnorm(&m_x[t * E], w.ffn_norm.data(), &m_xn[t * E], E, c.rms_eps);
         });
@@ -226,7 +243,8 @@ void cpu_forward::run(const batch& b, step_output& out) {
             matmul(w.w_gate, xa, m_gate.data());
             xa = prepare(w.w_up.type, m_xn.data(), T, E);
             matmul(w.w_up, xa, m_up.data());
-            per_token(T, [&](std::size_t t) { kernels::swiglu(&m_gate[t * F], &m_up[t * F], &m_gate[t * F], F); });
+            per_token(T, gate_ns * static_cast<double>(F),
+                      [&](std::size_t t) { kernels::swiglu(&m_gate[t * F], &m_up[t * F], &m_gate[t * F], F); });
         }
         xa = prepare(w.w_down.type, m_gate.data(), T, F);
         // The residual add joins the product: each part adds the rows it

@@ -56,9 +56,10 @@ private:
     /// fused job: its smallest matrix's rows).
     [[nodiscard]] std::size_t matmul_chunks(std::size_t rows) const noexcept;
     kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
-    /// fn(t) for every token, split across the team when there are enough.
+    /// fn(t) for every token, split across the team when the work, about
+    /// `ns_per_token` nanoseconds a token, outweighs a fork-join.
     template <class F>
-    void per_token(std::size_t tokens, F&& fn);
+    void per_token(std::size_t tokens, double ns_per_token, F&& fn);
 
     std::shared_ptr<const model> m_model;
     const model_config& m_config;

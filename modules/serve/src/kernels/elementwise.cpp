@@ -28,6 +28,40 @@ __attribute__((target("avx2,fma"))) std::size_t swiglu_avx2(const float* gate, c
     return i;
 }
 
+/// RoPE on the pairs (2i, 2i + 1) for i < half - half % 4, four pairs a
+/// vector; returns how many pairs it did. Each element is the scalar loop's
+/// products and one add or subtract (no FMA), so the results are its bits:
+/// addsub gives x0 c - x1 s in the even lanes and x1 c + x0 s in the odd.
+__attribute__((target("avx2,fma"))) std::size_t rope_adjacent_avx2(float* v, const float* c, const float* s,
+                                                                   std::size_t half) noexcept {
+    const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    std::size_t i = 0;
+    for (; i + 4 <= half; i += 4) {
+        const __m256 x = _mm256_loadu_ps(v + 2 * i);
+        const __m256 vc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + i)), dup);
+        const __m256 vs = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i)), dup);
+        const __m256 swapped = _mm256_permute_ps(x, 0xb1); // (x1, x0) in each pair
+        _mm256_storeu_ps(v + 2 * i, _mm256_addsub_ps(_mm256_mul_ps(x, vc), _mm256_mul_ps(swapped, vs)));
+    }
+    return i;
+}
+
+/// RoPE on the pairs (i, i + half) for i < half - half % 8, eight pairs a
+/// vector, with the scalar loop's operations; returns how many it did.
+__attribute__((target("avx2,fma"))) std::size_t rope_halves_avx2(float* v, const float* c, const float* s,
+                                                                 std::size_t half) noexcept {
+    std::size_t i = 0;
+    for (; i + 8 <= half; i += 8) {
+        const __m256 x0 = _mm256_loadu_ps(v + i);
+        const __m256 x1 = _mm256_loadu_ps(v + i + half);
+        const __m256 vc = _mm256_loadu_ps(c + i);
+        const __m256 vs = _mm256_loadu_ps(s + i);
+        _mm256_storeu_ps(v + i, _mm256_sub_ps(_mm256_mul_ps(x0, vc), _mm256_mul_ps(x1, vs)));
+        _mm256_storeu_ps(v + i + half, _mm256_add_ps(_mm256_mul_ps(x0, vs), _mm256_mul_ps(x1, vc)));
+    }
+    return i;
+}
+
 /// max_or_nan over x[0, n - n % 8): the running maximum and, apart, whether
 /// any lane was NaN (max_ps alone would drop it).
 __attribute__((target("avx2,fma"))) float max_or_nan_avx2(const float* x, std::size_t n, bool& nan) noexcept {
@@ -203,7 +237,14 @@ void rope_table::apply(float* x, std::size_t heads, std::size_t head_dim, std::s
     const float* s = m_sin.data() + pos * m_half;
     for (std::size_t h = 0; h < heads; ++h) {
         float* v = x + h * head_dim;
-        for (std::size_t i = 0; i < m_half; ++i) {
+        std::size_t i = 0;
+#if defined(__x86_64__)
+        if (has_avx2) {
+            i = m_style == rope_style::adjacent ? rope_adjacent_avx2(v, c, s, m_half)
+                                                : rope_halves_avx2(v, c, s, m_half);
+        }
+#endif
+        for (; i < m_half; ++i) {
             // adjacent: pairs (2i, 2i+1); halves: pairs (i, i + rope_dim/2).
             const std::size_t a = m_style == rope_style::adjacent ? 2 * i : i;
             const std::size_t b = m_style == rope_style::adjacent ? 2 * i + 1 : i + m_half;
