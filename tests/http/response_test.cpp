@@ -73,6 +73,64 @@ TEST_CASE("chunked writer writes exact chunked bytes, one sink write per chunk",
     CHECK(sink.write_count() == 4);
 }
 
+TEST_CASE("chunked writer's begin sends the head in the same sink write as the first chunk",
+          "[http][response][chunked]") {
+    string_sink sink;
+    auto stream = [&]() -> task<void> {
+        chunked_writer w(sink);
+        header_map h;
+        h.add("Content-Type", "text/event-stream");
+        w.begin(200, std::move(h));
+        CHECK(w.started());
+        co_await w.write({}); // nothing to send yet: the head waits
+        CHECK(sink.write_count() == 0);
+        co_await w.write_string("ab");
+        co_await w.finish();
+    };
+    sync_wait(stream());
+    CHECK(sink.data() ==
+          "HTTP/1.1 200 OK\r\n"
+          "Content-Type: text/event-stream\r\n"
+          "Transfer-Encoding: chunked\r\n"
+          "\r\n"
+          "2\r\nab\r\n"
+          "0\r\n\r\n");
+    CHECK(sink.write_count() == 2);
+
+    // A whole body: one write in all.
+    string_sink whole;
+    auto reply = [&]() -> task<void> {
+        chunked_writer w(whole);
+        w.begin(404);
+        const std::string body = "{}";
+        const std::span<const std::byte> bytes = std::as_bytes(std::span(body));
+        co_await w.finish_with(bytes);
+    };
+    sync_wait(reply());
+    CHECK(whole.data() == "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+    CHECK(whole.write_count() == 1);
+
+    // No body at all: the head goes out with the last chunk, or alone.
+    string_sink empty, head_only;
+    auto end_only = [&]() -> task<void> {
+        chunked_writer a(empty);
+        a.begin(204);
+        co_await a.finish();
+        chunked_writer b(head_only);
+        b.begin(200);
+        co_await b.send_head();
+        co_await b.send_head(); // sent already: nothing
+    };
+    sync_wait(end_only());
+    CHECK(empty.data() == "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    CHECK(empty.write_count() == 1);
+    CHECK(head_only.data() == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(head_only.write_count() == 1);
+    chunked_writer twice(sink);
+    twice.begin(200);
+    CHECK_THROWS_AS(twice.begin(200), std::logic_error);
+}
+
 TEST_CASE("chunked writer's finish_with ends the body with its last data in one sink write",
           "[http][response][chunked]") {
     string_sink sink;

@@ -159,11 +159,44 @@ TEST_CASE("router answers HEAD on a streaming GET route with the head only", "[h
         }
     });
     rt.add_stream(method::get, "/quiet", [](request&, context&, chunked_writer&) -> task<void> { co_return; });
+    // A head prepared by begin leaves with the first chunk: HEAD keeps the
+    // head and drops the chunk, and gets it even if nothing follows.
+    rt.add_stream(method::get, "/begun", [&](request&, context&, chunked_writer& out) -> task<void> {
+        out.begin(200, sse_writer::headers());
+        sse_writer sse(out);
+        co_await sse.send("first");
+        ++events_written;
+    });
+    rt.add_stream(method::get, "/begun-empty", [](request&, context&, chunked_writer& out) -> task<void> {
+        out.begin(202);
+        co_return;
+    });
+    // A head prepared by begin leaves with the first chunk: HEAD keeps the
+    // head and drops the chunk, and gets it even if nothing follows.
+    rt.add_stream(method::get, "/begun", [&](request&, context&, chunked_writer& out) -> task<void> {
+        out.begin(200, sse_writer::headers());
+        sse_writer sse(out);
+        co_await sse.send("first");
+        ++events_written;
+    });
+    rt.add_stream(method::get, "/begun-empty", [](request&, context&, chunked_writer& out) -> task<void> {
+        out.begin(202);
+        co_return;
+    });
     CHECK(serve(rt, make_request("HEAD", "/events")) ==
           "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
           "Transfer-Encoding: chunked\r\n\r\n");
     CHECK(events_written == 0);
     CHECK(serve(rt, make_request("HEAD", "/quiet")) == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(serve(rt, make_request("HEAD", "/begun")) ==
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n");
+    CHECK(events_written == 0);
+    CHECK(serve(rt, make_request("HEAD", "/begun-empty")) == "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(serve(rt, make_request("GET", "/begun")) ==
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+          "Transfer-Encoding: chunked\r\n\r\nd\r\ndata: first\n\n\r\n0\r\n\r\n");
+    CHECK(events_written == 1);
     CHECK(serve(rt, make_request("POST", "/events")).rfind("HTTP/1.1 405 ", 0) == 0);
 }
 

@@ -178,15 +178,20 @@ namespace {
 /// Ends a HEAD request's stream handler after its head.
 struct head_sent {};
 
-/// Passes the head (the first write) through and ends the handler at its
-/// next write: a HEAD response has no body.
+/// Passes the head through and ends the handler at the first body byte: a
+/// HEAD response has no body. The head is the first write, or starts it
+/// (chunked_writer::begin sends it with the first chunk).
 class head_only_sink final : public byte_sink {
 public:
     explicit head_only_sink(byte_sink& out) noexcept : m_out(out) {}
     task<void> write(std::span<const std::byte> bytes) override {
         if (m_head_written) throw head_sent{};
         m_head_written = true;
-        co_await m_out.write(bytes);
+        const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        const std::size_t end = text.find("\r\n\r\n");
+        const std::size_t head = end == std::string_view::npos ? text.size() : end + 4;
+        co_await m_out.write(bytes.first(head));
+        if (head < bytes.size()) throw head_sent{};
     }
 
 private:
@@ -232,7 +237,11 @@ task<void> router::serve(request& req, byte_sink& out) const {
                     add_connection_close(req, h);
                     co_await writer.start(200, std::move(h));
                 }
-                if (!head) co_await writer.finish();
+                if (head) {
+                    co_await writer.send_head();
+                } else {
+                    co_await writer.finish();
+                }
                 co_return;
             }
             resp = response(500, "Internal Server Error\n", "text/plain");

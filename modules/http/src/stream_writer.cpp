@@ -47,29 +47,50 @@ std::string chunked_writer::encode_chunk(std::string_view data) {
     return out;
 }
 
-task<void> chunked_writer::start(int status, header_map headers) {
-    if (m_started) throw std::logic_error("chunked_writer: already started");
+std::string chunked_writer::head_of(int status, header_map headers) {
     headers.remove("content-length");
     headers.set("Transfer-Encoding", "chunked");
     std::string head;
     append_status_and_headers(head, status, headers);
     head += "\r\n";
+    return head;
+}
+
+task<void> chunked_writer::start(int status, header_map headers) {
+    if (m_started) throw std::logic_error("chunked_writer: already started");
+    std::string head = head_of(status, std::move(headers));
     m_started = true;
+    co_await m_sink.write_string(head);
+}
+
+void chunked_writer::begin(int status, header_map headers) {
+    if (m_started) throw std::logic_error("chunked_writer: already started");
+    m_head = head_of(status, std::move(headers));
+    m_started = true;
+}
+
+task<void> chunked_writer::send_head() {
+    if (m_head.empty()) co_return;
+    std::string head = std::move(m_head);
+    m_head.clear();
     co_await m_sink.write_string(head);
 }
 
 task<void> chunked_writer::write(std::span<const std::byte> bytes) {
     if (!m_started || m_finished) throw std::logic_error("chunked_writer: write outside start()..finish()");
     if (bytes.empty()) co_return;
-    const std::string chunk =
-        encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    std::string chunk = std::move(m_head);
+    m_head.clear();
+    chunk += encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     co_await m_sink.write_string(chunk);
 }
 
 task<void> chunked_writer::finish_with(std::span<const std::byte> bytes) {
     if (!m_started || m_finished) throw std::logic_error("chunked_writer: write outside start()..finish()");
     m_finished = true;
-    std::string last = encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    std::string last = std::move(m_head);
+    m_head.clear();
+    last += encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     last += "0\r\n\r\n";
     co_await m_sink.write_string(last);
 }
@@ -78,7 +99,10 @@ task<void> chunked_writer::finish() {
     if (!m_started) throw std::logic_error("chunked_writer: finish() before start()");
     if (m_finished) co_return;
     m_finished = true;
-    co_await m_sink.write_string("0\r\n\r\n");
+    std::string last = std::move(m_head);
+    m_head.clear();
+    last += "0\r\n\r\n";
+    co_await m_sink.write_string(last);
 }
 
 std::string sse_writer::format(std::string_view data, std::string_view event, std::string_view id) {

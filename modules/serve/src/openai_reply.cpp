@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <optional>
+#include <span>
 #include <utility>
 
 namespace weft::serve::detail {
@@ -21,17 +22,18 @@ http::header_map error_headers(const api_error& e) {
 
 api_error unavailable(const std::string& why) { return api_error(503, why, {}, "server_error"); }
 
-task<void> reply_to::start(int status, http::header_map h) const {
+void reply_to::begin(int status, http::header_map h) const {
     if (!req.keep_alive() || routes.current_phase() == openai_routes::phase::shutting_down) {
         h.set("Connection", "close");
     }
-    co_await out.start(status, std::move(h));
+    out.begin(status, std::move(h));
 }
 
 task<void> send_error(const reply_to& to, const api_error& e) {
     const std::string body = e.to_json();
-    co_await to.start(e.status(), error_headers(e));
-    co_await to.out.write_string(body);
+    const auto bytes = std::as_bytes(std::span<const char>(body));
+    to.begin(e.status(), error_headers(e));
+    co_await to.out.finish_with(bytes);
 }
 
 bool is_failure(finish_reason f) noexcept {
@@ -337,15 +339,17 @@ task<void> send_whole(reply_model m, const openai_request& r, std::vector<genera
     const std::string body = resp.complete(choices, usage);
     http::header_map h;
     h.add("Content-Type", std::string(json_type));
-    co_await to.start(200, std::move(h));
-    co_await to.out.write_string(body);
+    const auto bytes = std::as_bytes(std::span<const char>(body));
+    to.begin(200, std::move(h));
+    co_await to.out.finish_with(bytes);
 }
 
 task<void> send_events(reply_model m, const openai_request& r, std::vector<generation_stream>& streams,
                        std::vector<generation_update> firsts, const reply_to& to) {
     event_writer w(m, r);
     set_tool_calls(w.response, r, streams.size());
-    co_await to.start(200, http::sse_writer::headers());
+    // The head goes out with the first events, already here.
+    to.begin(200, http::sse_writer::headers());
     const std::size_t n = streams.size();
     if (r.endpoint == openai_endpoint::chat_completions) {
         for (std::size_t i = 0; i < n; ++i) append_event(w.buf, w.response.first_chunk(i));

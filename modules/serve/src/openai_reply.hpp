@@ -32,7 +32,9 @@ struct reply_to {
     const http::request& req;
     const openai_routes& routes;
 
-    task<void> start(int status, http::header_map h) const;
+    /// Prepares the response head (Connection: close when the request or a
+    /// shutdown asks for it); it goes out with the first bytes of the body.
+    void begin(int status, http::header_map h) const;
 };
 
 task<void> send_error(const reply_to& to, const api_error& e);

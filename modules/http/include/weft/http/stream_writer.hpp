@@ -3,8 +3,9 @@
 /// transfer coding) and `sse_writer` (Server-Sent Events framing).
 ///
 /// `chunked_writer` writes the response head with `Transfer-Encoding: chunked`
-/// (`start`), then one chunk per `write` (one sink write each, so awaiting it
-/// applies the sink's back-pressure), then the last chunk (`finish`). It is
+/// (`start`, or `begin` to send it with the first chunk), then one chunk per
+/// `write` (one sink write each, so awaiting it applies the sink's
+/// back-pressure), then the last chunk (`finish`). It is
 /// itself a `byte_sink`, so an `sse_writer` can sit on top of it:
 ///
 ///     chunked_writer out(sink);
@@ -38,6 +39,15 @@ public:
     /// Transfer-Encoding) plus `Transfer-Encoding: chunked`. Throws
     /// std::logic_error if already started.
     task<void> start(int status, header_map headers = {});
+    /// Prepares the same head without writing it: it goes out in the same
+    /// sink write as the first chunk (or `finish`, `finish_with`), so a
+    /// response whose body is ready costs one send, and a stream's head
+    /// rides with its first events. For a response about to write; one that
+    /// may wait first should `start`, so the client sees its head. Throws
+    /// std::logic_error if already started.
+    void begin(int status, header_map headers = {});
+    /// Writes a head that `begin` prepared and no write has sent yet.
+    task<void> send_head();
     /// Writes `bytes` as one chunk (nothing for an empty span). Throws
     /// std::logic_error before `start` or after `finish`.
     task<void> write(std::span<const std::byte> bytes) override;
@@ -48,6 +58,7 @@ public:
     /// costs one send, not two. Throws like write.
     task<void> finish_with(std::span<const std::byte> bytes);
 
+    /// Whether `start` or `begin` was called (the head may still be pending).
     bool started() const noexcept { return m_started; }
     bool finished() const noexcept { return m_finished; }
 
@@ -55,7 +66,10 @@ public:
     static std::string encode_chunk(std::string_view data);
 
 private:
+    static std::string head_of(int status, header_map headers);
+
     byte_sink& m_sink;
+    std::string m_head; ///< from `begin`, until the first write
     bool m_started = false;
     bool m_finished = false;
 };
