@@ -241,16 +241,21 @@ void scheduler::admit_waiting(build& b) {
         const auto aged = m_config.aging_steps != 0 ? static_cast<std::int64_t>(waited / m_config.aging_steps) : 0;
         return std::int64_t{s->priority} - aged;
     };
-    // Each key computed once, then sorted: thousands may wait.
+    // Each key computed once, then taken in order from a heap: thousands
+    // may wait and only the first few fit, so a full sort would be wasted.
+    // (queue_key is unique: the order is total, the same as a sort's.)
     m_order.clear();
     for (sequence* s : m_waiting) m_order.push_back({effective(s), s->queue_key, s});
-    std::sort(m_order.begin(), m_order.end(), [](const waiting_key& x, const waiting_key& y) {
-        return std::pair(x.effective, x.queue_key) < std::pair(y.effective, y.queue_key);
-    });
+    const auto later = [](const waiting_key& x, const waiting_key& y) {
+        return std::pair(x.effective, x.queue_key) > std::pair(y.effective, y.queue_key);
+    };
+    std::make_heap(m_order.begin(), m_order.end(), later);
     const std::size_t chunk_cap = prefill_cap();
     bool admitted = false;
-    for (const waiting_key& key : m_order) {
-        sequence* s = key.seq;
+    while (!m_order.empty()) {
+        std::pop_heap(m_order.begin(), m_order.end(), later);
+        sequence* s = m_order.back().seq;
+        m_order.pop_back();
         if (m_running.size() >= m_config.max_running || b.budget == 0) {
             break;
         }
