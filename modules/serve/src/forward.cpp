@@ -307,18 +307,27 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<
         }
     }
 
-    // One work item per (token, KV head), taken in turn by whichever thread
-    // is free: later positions cost more, and a descheduled thread then
-    // holds up one item, not a fixed share.
-    const std::size_t items = m_slots.size() * c.n_head_kv;
+    // Work items taken in turn by whichever thread is free: later positions
+    // cost more, and a descheduled thread then holds up one item, not a
+    // fixed share. An item is one token with all its KV heads when there
+    // are tokens enough to share: a block keeps its heads side by side, so
+    // the item reads each block's keys (and values) as one run, which the
+    // hardware prefetcher follows, where items of one head each would read
+    // every other run of it. Few tokens (a lone decode): one item per
+    // (token, KV head), so the threads still split the work.
+    const std::size_t heads_per_item = m_slots.size() >= 4 * m_team.size() ? c.n_head_kv : 1;
+    const std::size_t items = m_slots.size() * c.n_head_kv / heads_per_item;
     m_team.run_chunks(items, [&](std::size_t item, std::size_t, std::size_t part) {
-        const std::size_t t = item / c.n_head_kv;
-        const std::size_t g = item % c.n_head_kv;
-        const token_slot& s = m_slots[t];
-        const std::size_t off = m_chunk_block_offset[s.chunk];
-        const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off, m_cache.block_size()};
-        const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
-        kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[part].data());
+        for (std::size_t i = item * heads_per_item; i < (item + 1) * heads_per_item; ++i) {
+            const std::size_t t = i / c.n_head_kv;
+            const std::size_t g = i % c.n_head_kv;
+            const token_slot& s = m_slots[t];
+            const std::size_t off = m_chunk_block_offset[s.chunk];
+            const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off,
+                                                         m_cache.block_size()};
+            const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
+            kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[part].data());
+        }
     });
 }
 
