@@ -69,18 +69,22 @@ void chunked_writer::begin(int status, header_map headers) {
     m_started = true;
 }
 
-task<void> chunked_writer::send_head() {
-    if (m_head.empty()) co_return;
+std::string chunked_writer::take_head() {
     std::string head = std::move(m_head);
     m_head.clear();
+    return head;
+}
+
+task<void> chunked_writer::send_head() {
+    if (m_head.empty()) co_return;
+    const std::string head = take_head();
     co_await m_sink.write_string(head);
 }
 
 task<void> chunked_writer::write(std::span<const std::byte> bytes) {
     if (!m_started || m_finished) throw std::logic_error("chunked_writer: write outside start()..finish()");
     if (bytes.empty()) co_return;
-    std::string chunk = std::move(m_head);
-    m_head.clear();
+    std::string chunk = take_head();
     chunk += encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     co_await m_sink.write_string(chunk);
 }
@@ -88,8 +92,7 @@ task<void> chunked_writer::write(std::span<const std::byte> bytes) {
 task<void> chunked_writer::finish_with(std::span<const std::byte> bytes) {
     if (!m_started || m_finished) throw std::logic_error("chunked_writer: write outside start()..finish()");
     m_finished = true;
-    std::string last = std::move(m_head);
-    m_head.clear();
+    std::string last = take_head();
     last += encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     last += "0\r\n\r\n";
     co_await m_sink.write_string(last);
@@ -99,8 +102,7 @@ task<void> chunked_writer::finish() {
     if (!m_started) throw std::logic_error("chunked_writer: finish() before start()");
     if (m_finished) co_return;
     m_finished = true;
-    std::string last = std::move(m_head);
-    m_head.clear();
+    std::string last = take_head();
     last += "0\r\n\r\n";
     co_await m_sink.write_string(last);
 }

@@ -84,7 +84,7 @@ void cpu_forward::validate(const batch& b) const {
 
 kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k) {
     const double ns_per_token = quantize_ns * static_cast<double>(k);
-    if (vec_dot_type(wt) == ggml_type::f32 || static_cast<double>(tokens) * ns_per_token < fork_join_ns) {
+    if (vec_dot_type(wt) == ggml_type::f32 || !worth_splitting(tokens, ns_per_token)) {
         return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
     }
     // Quantizing a big batch's rows is worth sharing between the threads.
@@ -126,9 +126,13 @@ void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, 
                       [&](std::size_t part, std::size_t parts) { matmul_part(w, x, y, part, parts); });
 }
 
+bool cpu_forward::worth_splitting(std::size_t tokens, double ns_per_token) const noexcept {
+    return m_team.size() > 1 && static_cast<double>(tokens) * ns_per_token >= fork_join_ns;
+}
+
 template <class F>
 void cpu_forward::per_token(std::size_t tokens, double ns_per_token, F&& fn) {
-    if (static_cast<double>(tokens) * ns_per_token < fork_join_ns || m_team.size() == 1) {
+    if (!worth_splitting(tokens, ns_per_token)) {
         for (std::size_t t = 0; t < tokens; ++t) fn(t);
         return;
     }

@@ -60,6 +60,9 @@ private:
     /// `ns_per_token` nanoseconds a token, outweighs a fork-join.
     template <class F>
     void per_token(std::size_t tokens, double ns_per_token, F&& fn);
+    /// Whether `tokens` jobs of about `ns_per_token` each are worth a
+    /// fork-join across the team.
+    [[nodiscard]] bool worth_splitting(std::size_t tokens, double ns_per_token) const noexcept;
 
     std::shared_ptr<const model> m_model;
     const model_config& m_config;

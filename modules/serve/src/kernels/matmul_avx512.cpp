@@ -348,7 +348,7 @@ WEFT_TARGET_AVX512 void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, s
         std::memcpy(dst + group_scales, d, sizeof d);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + group_sums), sums);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + avx512::group_seeds),
-                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 7)));
+                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, blocks_q8_0::shift)));
     }
 }
 

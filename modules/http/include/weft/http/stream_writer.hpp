@@ -67,6 +67,8 @@ public:
 
 private:
     static std::string head_of(int status, header_map headers);
+    /// The head `begin` left pending ("" once sent), leaving none.
+    std::string take_head();
 
     byte_sink& m_sink;
     std::string m_head; ///< from `begin`, until the first write

@@ -232,13 +232,13 @@ private:
     std::unique_ptr<prefix_cache> m_prefix; // after m_blocks: it refers to it
     std::unordered_map<seq_id, std::unique_ptr<sequence>> m_sequences;
     std::vector<sequence*> m_running; // admission order
-    std::vector<sequence*> m_waiting; // unordered; sorted per schedule()
+    std::vector<sequence*> m_waiting; // unordered; admit_waiting orders it
     struct waiting_key {
         std::int64_t effective; // priority less aging
         std::int64_t queue_key;
         sequence* seq;
     };
-    std::vector<waiting_key> m_order; // admit_waiting's scratch: m_waiting in admission order
+    std::vector<waiting_key> m_order; // admit_waiting's scratch: m_waiting's keys as a heap, next to admit on top
     std::uint64_t m_steps = 0;        // schedule() calls so far
     std::uint64_t m_committed = 0;    // step of the last committed plan
     std::uint64_t m_draft_tokens = 0;
