@@ -66,6 +66,8 @@ public:
     virtual ring_buffer buffer(unsigned /*id*/, std::size_t size) { return {nullptr, size}; }
     /// Gives buffer `id` back to the kernel.
     virtual void recycle_buffer(unsigned /*id*/) {}
+    /// A receive found no buffer posted (ENOBUFS): post more from now on.
+    virtual void buffer_ring_ran_dry() {}
     /// Takes ownership of a multishot state whose I/O object is gone: the
     /// backend deletes it after its last completion, or at destruction.
     virtual void adopt_orphan(std::unique_ptr<multishot>) {}

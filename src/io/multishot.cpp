@@ -248,6 +248,7 @@ void stream_receiver::on_completion(int result, unsigned buffer_id, bool has_buf
         m_eof = true;
     } else if (result == -ENOBUFS) {
         m_starved = true;
+        kernel().buffer_ring_ran_dry();
     } else if (result == -EINVAL && !more) {
         m_unsupported = true; // no multishot recv: plain recv from now on
         kernel().disable_buffer_ring();

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <system_error>
 #include <unordered_map>
+#include <vector>
 
 namespace weft::io::detail {
 
@@ -31,10 +32,20 @@ constexpr std::uint64_t tag_wakeup = 3;    // the eventfd read
 constexpr std::uint64_t tag_multishot = 2; // or'ed into a multishot owner's address
 
 // The buffer ring: lazily set up on first use, shared by every stream of the
-// context that opts in. 4 KiB buffers, a typical socket read; 1024 of them
-// (4 MiB) cover many connections each holding a few unread chunks.
+// context that opts in. 4 KiB buffers, a typical socket read; a pool of 1024
+// (4 MiB) covers many connections each holding a few unread chunks.
+//
+// The kernel takes posted buffers in ring order, so every posted buffer is
+// written in turn: with the whole pool posted, each receive would land in
+// memory last touched 1024 receives ago, far out of cache. Only a working
+// set is posted (`ring_posted_start`, grown by `ring_grow_step` each time a
+// receive finds the ring dry); a returned buffer goes straight back to the
+// ring while it is below that size, else onto a stack of spares whose most
+// recently returned (hottest) buffer is posted first.
 constexpr unsigned ring_buffer_count = 1024;
 constexpr unsigned ring_buffer_size = 4096;
+constexpr unsigned ring_posted_start = 64;
+constexpr unsigned ring_grow_step = 4;
 constexpr unsigned short ring_group = 0;
 
 class uring_backend final : public backend {
@@ -209,10 +220,16 @@ public:
     }
 
     void recycle_buffer(unsigned id) override {
-        io_uring_buf_ring_add(m_buf_ring, m_buffers + static_cast<std::size_t>(id) * ring_buffer_size,
-                              ring_buffer_size, static_cast<unsigned short>(id),
-                              io_uring_buf_ring_mask(ring_buffer_count), 0);
-        io_uring_buf_ring_advance(m_buf_ring, 1);
+        if (m_posted < m_posted_target) {
+            post_buffer(id);
+        } else {
+            m_spare_buffers.push_back(static_cast<std::uint16_t>(id));
+        }
+    }
+
+    void buffer_ring_ran_dry() override {
+        m_posted_target = std::min(ring_buffer_count, m_posted_target + ring_grow_step);
+        top_up_buffer_ring();
     }
 
     void adopt_orphan(std::unique_ptr<multishot> m) override {
@@ -247,6 +264,10 @@ private:
                 auto* m = reinterpret_cast<multishot*>(static_cast<std::uintptr_t>(data & ~std::uint64_t{7}));
                 const bool more = (flags & IORING_CQE_F_MORE) != 0;
                 const bool has_buffer = (flags & IORING_CQE_F_BUFFER) != 0;
+                if (has_buffer) {
+                    --m_posted; // the kernel took one: a spare replaces it
+                    top_up_buffer_ring();
+                }
                 m->on_completion(res, flags >> IORING_CQE_BUFFER_SHIFT, has_buffer, more);
                 if (!more && !m_orphans.empty()) {
                     m_orphans.erase(m); // an orphan's last completion: delete it
@@ -274,14 +295,32 @@ private:
             return;
         }
         m_buf_ring = static_cast<io_uring_buf_ring*>(mem);
+        // Not value-initialised: a buffer's pages are touched first by the
+        // kernel, when it is first posted and written.
         m_buffers = new std::byte[static_cast<std::size_t>(ring_buffer_count) * ring_buffer_size];
         io_uring_buf_ring_init(m_buf_ring);
-        for (unsigned i = 0; i < ring_buffer_count; ++i) {
-            io_uring_buf_ring_add(m_buf_ring, m_buffers + static_cast<std::size_t>(i) * ring_buffer_size,
-                                  ring_buffer_size, static_cast<unsigned short>(i),
-                                  io_uring_buf_ring_mask(ring_buffer_count), static_cast<int>(i));
+        m_spare_buffers.reserve(ring_buffer_count);
+        for (unsigned i = ring_buffer_count; i-- > 0;) {
+            m_spare_buffers.push_back(static_cast<std::uint16_t>(i)); // buffer 0 on top
         }
-        io_uring_buf_ring_advance(m_buf_ring, static_cast<int>(ring_buffer_count));
+        top_up_buffer_ring();
+    }
+
+    /// Posts buffer `id` at the ring's tail.
+    void post_buffer(unsigned id) {
+        io_uring_buf_ring_add(m_buf_ring, m_buffers + static_cast<std::size_t>(id) * ring_buffer_size,
+                              ring_buffer_size, static_cast<unsigned short>(id),
+                              io_uring_buf_ring_mask(ring_buffer_count), 0);
+        io_uring_buf_ring_advance(m_buf_ring, 1);
+        ++m_posted;
+    }
+
+    /// Posts spares, hottest first, until the working set is posted.
+    void top_up_buffer_ring() {
+        while (m_posted < m_posted_target && !m_spare_buffers.empty()) {
+            post_buffer(m_spare_buffers.back());
+            m_spare_buffers.pop_back();
+        }
     }
 
     /// An SQE (flushing the submission queue if it is full).
@@ -318,6 +357,9 @@ private:
     io_uring_buf_ring* m_buf_ring = nullptr;
     std::size_t m_buf_ring_bytes = 0;
     std::byte* m_buffers = nullptr;
+    std::vector<std::uint16_t> m_spare_buffers; ///< not posted; the last one returned on top
+    unsigned m_posted = 0;                      ///< posted and not yet taken by the kernel
+    unsigned m_posted_target = ring_posted_start;
     std::unordered_map<multishot*, std::unique_ptr<multishot>> m_orphans;
 };
 

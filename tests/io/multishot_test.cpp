@@ -158,7 +158,7 @@ TEST_CASE("a buffer-ring stream whose reader lags behind loses no byte and keeps
 TEST_CASE("streams that hold more than the whole buffer ring still read every byte", "[io][multishot]") {
     io_context ctx(backend_under_test());
     auto listener = tcp_listener::bind(ctx, endpoint::loopback(0));
-    // 80 streams x 60 KB unread > the ring's 4 MiB: some run it dry (ENOBUFS)
+    // 80 streams x 60 KB unread > the ring's whole 4 MiB pool: some run it dry (ENOBUFS)
     // and read on with plain receives.
     constexpr int streams = 80;
     constexpr std::size_t each = 60'000;
