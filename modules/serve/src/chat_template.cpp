@@ -25,6 +25,8 @@ constexpr std::string_view tools_close = "[/AVAILABLE_TOOLS]";
 constexpr std::string_view tool_calls_marker = "[TOOL_CALLS]";
 constexpr std::string_view results_open = "[TOOL_RESULTS]";
 constexpr std::string_view results_close = "[/TOOL_RESULTS]";
+constexpr std::string_view system_open = "[SYSTEM_PROMPT]";
+constexpr std::string_view system_close = "[/SYSTEM_PROMPT]";
 
 bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
@@ -401,6 +403,29 @@ void render_mistral(std::span<const chat_message> messages, piece_list& out, std
     }
 }
 
+/// Mistral's v7 templates: every message in place, system ones between
+/// their own markers; `space` after each opening marker (v7) or not (tekken).
+void render_mistral_v7(std::span<const chat_message> messages, piece_list& out, std::string_view eos, bool space) {
+    const std::string_view sp = space ? " " : "";
+    for (const chat_message& m : messages) {
+        if (m.role == chat_role::system) {
+            out.marker(system_open);
+            out.text(sp);
+            out.text(m.content);
+            out.marker(system_close);
+        } else if (m.role == chat_role::user) {
+            out.marker(inst_open);
+            out.text(sp);
+            out.text(m.content);
+            out.marker(inst_close);
+        } else {
+            out.text(sp);
+            out.text(m.content);
+            out.marker(eos);
+        }
+    }
+}
+
 std::string token_text(const tokenizer& tok, std::optional<token_id> id, std::string_view fallback) {
     if (!id) return std::string(fallback);
     const auto& tokens = tok.data().tokens;
@@ -447,6 +472,8 @@ std::string_view to_string(chat_template_style s) noexcept {
     case chat_template_style::llama2: return "llama2";
     case chat_template_style::mistral: return "mistral";
     case chat_template_style::mistral_v3: return "mistral_v3";
+    case chat_template_style::mistral_v7: return "mistral_v7";
+    case chat_template_style::mistral_v7_tekken: return "mistral_v7_tekken";
     case chat_template_style::fallback: return "fallback";
     }
     return "fallback";
@@ -455,6 +482,12 @@ std::string_view to_string(chat_template_style s) noexcept {
 chat_template_style chat_template::detect(std::string_view t) noexcept {
     if (t.find(im_start) != std::string_view::npos) return chat_template_style::chatml;
     if (t.find(start_header) != std::string_view::npos) return chat_template_style::llama3;
+    if (t.find(system_open) != std::string_view::npos && t.find(inst_open) != std::string_view::npos) {
+        // v7 writes "[INST] " and "[SYSTEM_PROMPT] " with a space, tekken without.
+        const bool spaced = t.find("[INST] ") != std::string_view::npos ||
+                            t.find("[SYSTEM_PROMPT] ") != std::string_view::npos;
+        return spaced ? chat_template_style::mistral_v7 : chat_template_style::mistral_v7_tekken;
+    }
     if (t.find(inst_open) != std::string_view::npos) {
         if (t.find("<<SYS>>") != std::string_view::npos) return chat_template_style::llama2;
         return t.find(tools_open) != std::string_view::npos ? chat_template_style::mistral_v3
@@ -489,14 +522,17 @@ chat_template chat_template::for_tokenizer(const tokenizer& tok) {
         if (style == chat_template_style::mistral_v3) {
             needed = {tools_open, tools_close, tool_calls_marker, results_open, results_close};
         }
+        const bool v7 = style == chat_template_style::mistral_v7 || style == chat_template_style::mistral_v7_tekken;
+        if (v7) needed = {system_open, system_close};
         for (std::string_view m : needed) {
             if (!marker_id(tok, m)) {
-                if (style == chat_template_style::mistral_v3) {
-                    // Mistral's earlier rendering still fits, without tool syntax.
+                if (v7 || style == chat_template_style::mistral_v3) {
+                    // Mistral's earlier rendering still fits, without the syntax the vocabulary lacks.
                     chat_template t(chat_template_style::mistral, bos, eos);
-                    t.m_note = fmt::format("chat template: mistral (the template is v0.3's but the vocabulary has "
-                                           "no special token {}: tools without their syntax)",
-                                           m);
+                    t.m_note = fmt::format("chat template: mistral (the template is {} but the vocabulary has "
+                                           "no special token {}: {})",
+                                           v7 ? to_string(style) : std::string_view("v0.3's"), m,
+                                           v7 ? "the system text goes in the first turn" : "tools without their syntax");
                     return t;
                 }
                 why = fmt::format("the template looks like {} but the vocabulary has no special token {}",
@@ -521,7 +557,8 @@ chat_template chat_template::for_tokenizer(const tokenizer& tok) {
 
 bool chat_template::template_adds_bos() const noexcept {
     return m_style == chat_template_style::llama3 || m_style == chat_template_style::llama2 ||
-           m_style == chat_template_style::mistral || m_style == chat_template_style::mistral_v3;
+           m_style == chat_template_style::mistral || m_style == chat_template_style::mistral_v3 ||
+           m_style == chat_template_style::mistral_v7 || m_style == chat_template_style::mistral_v7_tekken;
 }
 
 std::vector<chat_piece> chat_template::render(std::span<const chat_message> messages,
@@ -542,6 +579,8 @@ std::vector<chat_piece> chat_template::render(std::span<const chat_message> mess
     case chat_template_style::llama3: render_llama3(messages, out); break;
     case chat_template_style::llama2: render_llama2(messages, out, m_bos_text, m_eos_text); break;
     case chat_template_style::mistral: render_mistral(messages, out, m_eos_text); break;
+    case chat_template_style::mistral_v7: render_mistral_v7(messages, out, m_eos_text, true); break;
+    case chat_template_style::mistral_v7_tekken: render_mistral_v7(messages, out, m_eos_text, false); break;
     case chat_template_style::mistral_v3: break; // rendered above
     }
     return out.take();

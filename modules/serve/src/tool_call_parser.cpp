@@ -74,7 +74,9 @@ tool_call_syntax tool_call_syntax_for(chat_template_style style) noexcept {
     case chat_template_style::fallback: return tool_call_syntax::hermes;
     case chat_template_style::llama3: return tool_call_syntax::llama3_json;
     case chat_template_style::llama2:
-    case chat_template_style::mistral: return tool_call_syntax::none;
+    case chat_template_style::mistral:
+    case chat_template_style::mistral_v7:
+    case chat_template_style::mistral_v7_tekken: return tool_call_syntax::none;
     case chat_template_style::mistral_v3: return tool_call_syntax::mistral;
     }
     return tool_call_syntax::none;

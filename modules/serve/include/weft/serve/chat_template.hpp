@@ -92,7 +92,20 @@ struct chat_tool {
 
 /// mistral_v3: Mistral's v0.3 template ("[AVAILABLE_TOOLS]"), which has
 /// tool syntax of its own; mistral: the earlier ones, which have none.
-enum class chat_template_style : unsigned char { chatml, llama3, llama2, mistral, mistral_v3, fallback };
+/// mistral_v7: the templates with a system prompt of their own
+/// ("[SYSTEM_PROMPT]", Mistral Large 2411), a space after each opening
+/// marker; mistral_v7_tekken: the same without the spaces (Mistral Small 3).
+/// Both get tools as the earlier Mistral templates do, in the system text.
+enum class chat_template_style : unsigned char {
+    chatml,
+    llama3,
+    llama2,
+    mistral,
+    mistral_v3,
+    mistral_v7,
+    mistral_v7_tekken,
+    fallback
+};
 std::string_view to_string(chat_template_style s) noexcept;
 
 /// A call id as Mistral v0.3's template takes it: `id` itself when it is 9
