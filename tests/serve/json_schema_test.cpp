@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <initializer_list>
 #include <memory>
 #include <random>
 #include <string>
@@ -85,6 +86,13 @@ bool valid(const json& schema, const json& v, const json& root) {
             }
         }
     }
+    if (v.is_number()) {
+        const double x = v.get<double>();
+        if (schema.contains("minimum") && x < schema["minimum"].get<double>()) return false;
+        if (schema.contains("maximum") && x > schema["maximum"].get<double>()) return false;
+        if (schema.contains("exclusiveMinimum") && x <= schema["exclusiveMinimum"].get<double>()) return false;
+        if (schema.contains("exclusiveMaximum") && x >= schema["exclusiveMaximum"].get<double>()) return false;
+    }
     if (v.is_string()) {
         const std::size_t n = code_points(v.get<std::string>());
         if (n < schema.value("minLength", 0u) || n > schema.value("maxLength", ~0u)) return false;
@@ -100,6 +108,22 @@ bool takes(const json_schema& schema, std::string_view doc) {
         if (m.complete() || !m.feed(static_cast<std::uint8_t>(c))) return false;
     }
     return m.complete();
+}
+
+/// The matcher takes every document of `accepted` (which the schema, by the
+/// independent validator, accepts too) and refuses every one of `refused`.
+void check_documents(const json& schema_json, std::initializer_list<const char*> accepted,
+                     std::initializer_list<const char*> refused) {
+    const json_schema s = json_schema::parse(schema_json.dump());
+    for (const char* doc : accepted) {
+        INFO(doc);
+        CHECK(takes(s, doc));
+        CHECK(valid(schema_json, json::parse(doc), schema_json));
+    }
+    for (const char* doc : refused) {
+        INFO(doc);
+        CHECK_FALSE(takes(s, doc));
+    }
 }
 
 /// Random walks over accepted bytes, then heading for the end; every walk
@@ -157,7 +181,14 @@ const json tree = json::parse(R"({
 
 TEST_CASE("json schema names each keyword it does not support", "[json][schema]") {
     const std::vector<std::pair<const char*, const char*>> cases{
-        {R"({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}})", "properties.age.minimum"},
+        {R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": "1"}}})",
+         "properties.n.minimum: must be a number"},
+        {R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 5, "exclusiveMaximum": 5}}})",
+         "no integer of at most 18 digits"},
+        {R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1e19}}})",
+         "no integer of at most 18 digits"},
+        {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.0000001, "maximum": 0.0000009}}})",
+         "no number of at most 18 digits, 6 after the point"},
         {R"({"type": "object", "properties": {"id": {"type": "string", "pattern": "^a"}}})", "properties.id.pattern"},
         {R"({"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}})", "properties.at.format"},
         {R"({"type": "string"})", "top-level value must be an object"},
@@ -243,6 +274,49 @@ TEST_CASE("schema matcher can always finish, and what it finishes the schema acc
     walk_and_validate(json::parse(R"({"type": "object", "properties": {"v": {"enum": [1, 10, 100, -1, 1.5]}},
                                       "required": ["v"]})"),
                       100, 5);
+}
+
+TEST_CASE("integer bounds let every integer in range through and refuse each digit that leaves it",
+          "[json][schema]") {
+    const json bounded = json::parse(R"({"type": "object", "properties": {
+        "n": {"type": "integer", "minimum": -5, "maximum": 120},
+        "m": {"type": "integer", "exclusiveMinimum": 10, "exclusiveMaximum": 13.5},
+        "big": {"type": "integer", "minimum": 1000000},
+        "neg": {"type": "integer", "maximum": -20.5},
+        "pick": {"type": "integer", "enum": [1, 5, 50], "maximum": 10}}})");
+    check_documents(bounded,
+                    {R"({"n":120})", R"({"n":-5})", R"({"n":0})", R"({"n":-0})", R"({"n":7,"m":11})", R"({"m":13})",
+                     R"({"big":1000000})", R"({"big":123456789012345678})", R"({"neg":-21})", R"({"neg":-987654})",
+                     R"({"pick":5})"},
+                    {R"({"n":121})", R"({"n":-6})", R"({"n":1200})", R"({"n":-10})", R"({"m":10})", R"({"m":14})",
+                     R"({"big":999999})", R"({"big":-1})", R"({"big":0})", R"({"big":1234567890123456789})",
+                     R"({"neg":-20})", R"({"neg":5})", R"({"pick":50})"});
+    // Refused at the digit that leaves the range, not only at the end.
+    const json_schema s = json_schema::parse(bounded.dump());
+    json_matcher m(&s);
+    for (const char c : std::string_view(R"({"n":12)")) REQUIRE(m.feed(static_cast<std::uint8_t>(c)));
+    for (const char c : std::string_view("0,}")) CHECK(json_matcher(m).feed(static_cast<std::uint8_t>(c)));
+    for (const char c : std::string_view("1239")) CHECK_FALSE(json_matcher(m).feed(static_cast<std::uint8_t>(c)));
+    walk_and_validate(bounded, 200, 6);
+}
+
+TEST_CASE("number bounds hold numbers to their range with at most 6 digits after the point and no exponent",
+          "[json][schema]") {
+    const json bounded = json::parse(R"({"type": "object", "properties": {
+        "p": {"type": "number", "minimum": 0, "maximum": 1},
+        "t": {"type": "number", "exclusiveMinimum": -2.5, "maximum": 100.25},
+        "tiny": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.00001},
+        "any": {"minimum": 3}}})");
+    check_documents(bounded,
+                    {R"({"p":0})", R"({"p":1})", R"({"p":0.5})", R"({"p":1.0})", R"({"p":1.000000})",
+                     R"({"p":0.000001})", R"({"t":-2.4})", R"({"t":100.25})", R"({"t":-2.499999})",
+                     R"({"tiny":0.000009})", R"({"any":"x"})", R"({"any":3})", R"({"any":3.5})",
+                     R"({"any":123456789012})"},
+                    {R"({"p":1.000001})", R"({"p":-0.1})", R"({"p":2})", R"({"p":10})", R"({"p":1e0})",
+                     R"({"p":0.0000001})", R"({"t":-2.5})", R"({"t":100.26})", R"({"t":-3})", R"({"tiny":0})",
+                     R"({"tiny":0.00001})", R"({"any":2.999999})", R"({"any":-3})", R"({"any":1234567890123})",
+                     R"({"p":-0.0})"}); // a sign only where some number below zero is allowed
+    walk_and_validate(bounded, 300, 7);
 }
 
 TEST_CASE("schema matcher does not offer containers past its depth bound", "[json][schema]") {

@@ -94,10 +94,10 @@ TEST_CASE("server refuses unsupported schemas and unknown response formats with 
     test_server srv;
     json body = chat_body("hi", 4);
     body["response_format"] = json::parse(R"({"type": "json_schema", "json_schema": {"name": "x",
-        "schema": {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}}})");
+        "schema": {"type": "object", "properties": {"id": {"type": "string", "pattern": "^a"}}}}})");
     const http_reply r = srv.post("/v1/chat/completions", body);
     check_error(r, 400, "response_format.json_schema.schema");
-    CHECK_THAT(r.body, Catch::Contains("properties.age.minimum"));
+    CHECK_THAT(r.body, Catch::Contains("properties.id.pattern"));
     body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "x"}}}};
     check_error(srv.post("/v1/chat/completions", body), 400, "response_format.json_schema.schema");
     body["response_format"] = {{"type", "json_schema"}};
@@ -114,7 +114,8 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
       "type": "object",
       "properties": {
         "name": {"type": "string", "maxLength": 8},
-        "age": {"type": "integer"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 130},
+        "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "pet": {"enum": ["cat", "dog", null]},
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 2}
       },
@@ -138,10 +139,13 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         ++complete;
         const json v = json::parse(content);
         REQUIRE(v.is_object());
-        CHECK(v.size() <= 4);
+        CHECK(v.size() <= 5);
         CHECK(v["name"].is_string());
         CHECK(v["name"].get<std::string>().size() <= 8 * 4);
         CHECK((v["age"].is_number_integer() || v["age"].is_number_unsigned()));
+        CHECK(v["age"].get<std::int64_t>() >= 0);
+        CHECK(v["age"].get<std::int64_t>() <= 130);
+        if (v.contains("score")) CHECK((v["score"].get<double>() > 0 && v["score"].get<double>() <= 1));
         CHECK((v["pet"] == "cat" || v["pet"] == "dog" || v["pet"].is_null()));
         if (v.contains("tags")) CHECK(v["tags"].size() <= 2);
     }

@@ -2,6 +2,7 @@
 
 #include <weft/serve/tokenizer.hpp>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <limits>
@@ -170,6 +171,11 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
             return true;
         }
         m_int_only = n.integer_only;
+        m_bounded = n.bounded;
+        m_negative = false;
+        m_magnitude = 0;
+        m_int_digits = 0;
+        m_fraction = -1;
         m_chars = 0;
         m_plain_ok = n.max_length == json_schema::unbounded;
     }
@@ -180,8 +186,16 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         return true;
     case '{': return open(false);
     case '[': return open(true);
-    case '-': m_sub = minus; break;
-    case '0': m_sub = zero; break;
+    case '-':
+        // Below zero some value is in range, whatever the digits allowed.
+        if (m_bounded && node_at(m_node).min_scaled >= 0) return false;
+        m_negative = true;
+        m_sub = minus;
+        break;
+    case '0':
+        if (m_bounded && !bounded_digit(c)) return false;
+        m_sub = zero;
+        break;
     case 't': case 'f': case 'n':
         m_phase = phase::literal;
         m_sub = c == 't' ? 0 : c == 'f' ? 1 : 2;
@@ -189,6 +203,7 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         return true;
     default:
         if (c < '1' || c > '9') return false;
+        if (m_bounded && !bounded_digit(c)) return false;
         m_sub = integer;
         break;
     }
@@ -422,6 +437,11 @@ bool json_matcher::number_byte(std::uint8_t c) noexcept {
     const bool digit = is_digit(c);
     const bool exp = c == 'e' || c == 'E';
     if (m_int_only && (exp || c == '.')) return false;
+    // A bounded number has no exponent, and takes a byte only while some
+    // number in range can still follow.
+    if (m_bounded && exp) return false;
+    if (m_bounded && digit && m_sub != zero && !bounded_digit(c)) return false;
+    if (m_bounded && c == '.' && (m_sub == zero || m_sub == integer) && !bounded_point()) return false;
     switch (m_sub) {
     case minus:
         if (!digit) return false;
@@ -459,8 +479,80 @@ bool json_matcher::number_byte(std::uint8_t c) noexcept {
     default: return false;
     }
     // The number is complete and `c` is whatever follows it.
+    if (m_bounded && !bounded_in_range()) return false;
     value_done();
     return step(c);
+}
+
+namespace {
+
+__extension__ using wide = __int128;
+
+constexpr wide pow10(int n) noexcept {
+    wide p = 1;
+    while (n-- > 0) p *= 10;
+    return p;
+}
+
+} // namespace
+
+// A bounded number's value is counted in units of 10^-F (F: the node's
+// bound_fraction_digits, 0 for integers): its digits so far spell
+// m_magnitude, m_int_digits of them before the point and m_fraction after
+// it (-1: no point yet). With F digits at most after the point and 18 in
+// all, every value fits an int64 in those units.
+bool json_matcher::bounded_reachable(std::uint64_t magnitude, int int_digits, int fraction,
+                                     bool grows) const noexcept {
+    const json_schema::node& n = node_at(m_node);
+    const int f = n.bound_fraction_digits;
+    const auto meets = [&](wide first, wide last) {
+        const wide from = m_negative ? -last : first;
+        const wide to = m_negative ? -first : last;
+        return from <= n.max_scaled && to >= n.min_scaled;
+    };
+    if (fraction >= 0) { // the digits still to come refine the value below its last digit
+        if (fraction > f) return false;
+        const wide unit = pow10(f - fraction);
+        return meets(wide{magnitude} * unit, (wide{magnitude} + 1) * unit - 1);
+    }
+    // Before the point: with k more integer digits, magnitude * 10^k up
+    // to (magnitude + 1) * 10^k - 1, and any fraction.
+    wide first = wide{magnitude} * pow10(f);
+    wide last = (wide{magnitude} + 1) * pow10(f) - 1;
+    for (int digits = int_digits; digits <= 18 - f; ++digits) {
+        if (meets(first, last)) return true;
+        if (!grows) break;
+        first *= 10;
+        last = last * 10 + 9;
+    }
+    return false;
+}
+
+bool json_matcher::bounded_digit(std::uint8_t c) noexcept {
+    const std::uint64_t next = m_magnitude * 10 + (c - '0');
+    const bool integer_part = m_fraction < 0;
+    const int int_digits = m_int_digits + (integer_part ? 1 : 0);
+    const int fraction = integer_part ? -1 : m_fraction + 1;
+    // A leading 0 takes no more integer digits.
+    if (!bounded_reachable(next, int_digits, fraction, !(integer_part && c == '0' && m_magnitude == 0))) return false;
+    m_magnitude = next;
+    m_int_digits = static_cast<std::uint8_t>(int_digits);
+    m_fraction = static_cast<std::int8_t>(fraction);
+    return true;
+}
+
+bool json_matcher::bounded_point() noexcept {
+    if (m_fraction >= 0 || !bounded_reachable(m_magnitude, m_int_digits, 0, false)) return false;
+    m_fraction = 0;
+    return true;
+}
+
+bool json_matcher::bounded_in_range() const noexcept {
+    const json_schema::node& n = node_at(m_node);
+    const int f = n.bound_fraction_digits;
+    const wide v = wide{m_magnitude} * pow10(f - std::max<int>(m_fraction, 0));
+    const wide signed_v = m_negative ? -v : v;
+    return signed_v >= n.min_scaled && signed_v <= n.max_scaled;
 }
 
 token_texts::token_texts(const tokenizer& tok) {

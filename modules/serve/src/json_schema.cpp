@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -22,7 +23,8 @@ const std::set<std::string, std::less<>> annotations{"title",    "description", 
 const std::set<std::string, std::less<>> keywords{"type",       "enum",     "const",    "properties",
                                                    "required",   "additionalProperties", "items", "minItems",
                                                    "maxItems",   "minLength", "maxLength", "anyOf",
-                                                   "oneOf",      "$ref"};
+                                                   "oneOf",      "$ref",     "minimum",  "maximum",
+                                                   "exclusiveMinimum", "exclusiveMaximum"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -132,6 +134,7 @@ private:
         } else {
             kinds.fill(true);
         }
+        number_bounds(s, path, n);
         // enum / const: the values, serialised, of the kinds the type allows.
         if (s.contains("enum") || s.contains("const")) {
             std::vector<json> values;
@@ -149,6 +152,7 @@ private:
                 const json_schema::value_kind k = kind_of_text(text);
                 if (!kinds[k]) continue;
                 if (n.integer_only && !v.is_number_integer() && !v.is_number_unsigned()) continue;
+                if (k == json_schema::number_kind && n.bounded && !within_bounds(v, n)) continue;
                 if (std::find(n.literals.begin(), n.literals.end(), text) != n.literals.end()) continue;
                 n.literals.push_back(std::move(text));
                 literal_kinds[k] = true;
@@ -337,6 +341,62 @@ private:
         m_resolving.erase(ref);
         m_refs[ref] = idx;
         return idx;
+    }
+
+    /// Units per 1 when bounds count in units of 10^-fraction_digits.
+    static std::int64_t unit_of(int fraction_digits) {
+        std::int64_t u = 1;
+        while (fraction_digits-- > 0) u *= 10;
+        return u;
+    }
+
+    /// Whether the number `v` (an enum / const value) lies within n's bounds.
+    static bool within_bounds(const json& v, const json_schema::node& n) {
+        // long double holds every int64 and uint64 exactly.
+        const long double x = v.get<long double>() * static_cast<long double>(unit_of(n.bound_fraction_digits));
+        return x >= static_cast<long double>(n.min_scaled) && x <= static_cast<long double>(n.max_scaled);
+    }
+
+    /// minimum / maximum / exclusiveMinimum / exclusiveMaximum: the closed
+    /// range they leave in units of 10^-F (F = 0 for integers, 6 for other
+    /// numbers), within the 18 digits the matcher reads.
+    static void number_bounds(const json& s, const std::string& path, json_schema::node& n) {
+        constexpr std::int64_t widest = 999'999'999'999'999'999; // 18 digits
+        const int f = n.integer_only ? 0 : 6;
+        const std::int64_t unit = unit_of(f);
+        std::int64_t lo = -widest;
+        std::int64_t hi = widest;
+        bool any = false;
+        for (const char* key : {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}) {
+            const auto it = s.find(key);
+            if (it == s.end()) continue;
+            any = true;
+            if (!it->is_number()) fail(at_path(path, key), "must be a number");
+            const bool lower = std::string_view(key).ends_with("inimum");
+            const bool exclusive = key[0] == 'e';
+            // The bound in units, rounded to the allowed side, exact when it
+            // is a whole number of units (0.1 is, though no double is 0.1).
+            const long double scaled = it->get<long double>() * static_cast<long double>(unit);
+            const long double whole = std::nearbyintl(scaled);
+            const bool exact = it->is_number_integer() || // integers: exact in a long double
+                               std::fabs(scaled - whole) <= 1e-9L * std::max(1.0L, std::fabs(whole));
+            long double b = exact ? whole : lower ? std::ceil(scaled) : std::floor(scaled);
+            if (exact && exclusive) b += lower ? 1 : -1;
+            // Beyond 18 digits: just outside the range the matcher reads.
+            b = std::clamp<long double>(b, -static_cast<long double>(widest) - 1, static_cast<long double>(widest) + 1);
+            const auto bound = static_cast<std::int64_t>(b);
+            if (lower) lo = std::max(lo, bound);
+            else hi = std::min(hi, bound);
+        }
+        if (!any) return;
+        if (lo > hi) {
+            fail(path, f == 0 ? "no integer of at most 18 digits lies within its bounds"
+                              : "no number of at most 18 digits, 6 after the point, lies within its bounds");
+        }
+        n.bounded = true;
+        n.bound_fraction_digits = static_cast<std::uint8_t>(f);
+        n.min_scaled = lo;
+        n.max_scaled = hi;
     }
 
     static std::uint32_t count(const json& s, const char* key, const std::string& path, std::uint32_t fallback) {

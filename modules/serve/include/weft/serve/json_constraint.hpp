@@ -122,6 +122,11 @@ private:
     bool string_byte(std::uint8_t c) noexcept;
     bool hex_digit(std::uint8_t c) noexcept;
     bool number_byte(std::uint8_t c) noexcept;
+    bool bounded_digit(std::uint8_t c) noexcept;
+    bool bounded_point() noexcept;
+    [[nodiscard]] bool bounded_reachable(std::uint64_t magnitude, int int_digits, int fraction,
+                                         bool grows) const noexcept;
+    [[nodiscard]] bool bounded_in_range() const noexcept;
     bool start_key() noexcept;
     bool key_byte(std::uint8_t c) noexcept;
     bool enum_byte(std::uint8_t c) noexcept;
@@ -154,6 +159,11 @@ private:
     // Under a schema only.
     bool m_match_key = false; // the key being read must be a property's name
     bool m_int_only = false;  // the number being read must be an integer
+    bool m_bounded = false;   // the number being read must lie within its node's bounds
+    bool m_negative = false;  // a bounded number's sign
+    std::uint8_t m_int_digits = 0;  // a bounded number's digits before the point
+    std::int8_t m_fraction = -1;    // ...and after it (-1: no point yet)
+    std::uint64_t m_magnitude = 0;  // ...all of them, as one integer
     std::uint16_t m_node = 0; // the node of the value being read or about to start
     std::uint16_t m_pos = 0;  // bytes of the key or enum value matched
     std::uint32_t m_chars = 0;       // characters of the string value so far

@@ -63,6 +63,15 @@ public:
         /// `anyOf` names its branches).
         std::array<std::int32_t, kind_count> by_kind{-1, -1, -1, -1, -1, -1};
         bool integer_only = false;
+        /// Numbers under minimum / maximum / exclusiveMinimum /
+        /// exclusiveMaximum: the closed range they leave, in units of
+        /// 10^-bound_fraction_digits (0 for integers, else 6: a bounded
+        /// number has at most 6 digits after its point, 18 in all, and no
+        /// exponent).
+        bool bounded = false;
+        std::uint8_t bound_fraction_digits = 0;
+        std::int64_t min_scaled = 0;
+        std::int64_t max_scaled = 0;
         /// Serialised values (enum / const): the value must be one of them.
         std::vector<std::string> literals;
         // Objects.
