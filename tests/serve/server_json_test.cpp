@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <regex>
 #include <string>
 
 using namespace weft::serve;
@@ -117,9 +118,10 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         "age": {"type": "integer", "minimum": 0, "maximum": 130},
         "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "pet": {"enum": ["cat", "dog", null]},
+        "born": {"type": "string", "format": "date"},
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 2}
       },
-      "required": ["name", "age", "pet"],
+      "required": ["name", "age", "pet", "born"],
       "additionalProperties": false
     })");
     json body = chat_body("Describe a person as JSON.", 200);
@@ -139,7 +141,7 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         ++complete;
         const json v = json::parse(content);
         REQUIRE(v.is_object());
-        CHECK(v.size() <= 5);
+        CHECK(v.size() <= 6);
         CHECK(v["name"].is_string());
         CHECK(v["name"].get<std::string>().size() <= 8 * 4);
         CHECK((v["age"].is_number_integer() || v["age"].is_number_unsigned()));
@@ -148,6 +150,8 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         if (v.contains("score")) CHECK((v["score"].get<double>() > 0 && v["score"].get<double>() <= 1));
         CHECK((v["pet"] == "cat" || v["pet"] == "dog" || v["pet"].is_null()));
         if (v.contains("tags")) CHECK(v["tags"].size() <= 2);
+        const std::string born = v["born"];
+        CHECK(std::regex_match(born, std::regex(R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))")));
     }
     CHECK(complete > 0);
 

@@ -2,6 +2,8 @@
 
 #include <weft/serve/tokenizer.hpp>
 
+#include "json_format.hpp"
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -177,7 +179,9 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         m_int_digits = 0;
         m_fraction = -1;
         m_chars = 0;
-        m_plain_ok = n.max_length == json_schema::unbounded;
+        m_format = n.format;
+        m_format_state = 0;
+        m_plain_ok = n.max_length == json_schema::unbounded && n.format == json_schema::string_format::none;
     }
     switch (c) {
     case '"':
@@ -363,6 +367,14 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
         // property name (names have no quote or backslash); the quote ends it.
         if (c == '\\' || !key_byte(c)) return false;
         if (c == '"') return true;
+    }
+    if (m_format != json_schema::string_format::none && !m_key) {
+        // A formatted value: its grammar's bytes (never an escape: every
+        // value of these formats is plain ASCII), the quote once complete.
+        if (c != '"') return detail::format_step(m_format, m_format_state, c);
+        if (!detail::format_complete(m_format, m_format_state)) return false;
+        value_done();
+        return true;
     }
     if (m_utf8_left > 0) {
         if (c < m_utf8_lo || c > m_utf8_hi) return false;

@@ -1,5 +1,7 @@
 #include <weft/serve/json_schema.hpp>
 
+#include "json_format.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
@@ -24,7 +26,7 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "required",   "additionalProperties", "items", "minItems",
                                                    "maxItems",   "minLength", "maxLength", "anyOf",
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
-                                                   "exclusiveMinimum", "exclusiveMaximum"};
+                                                   "exclusiveMinimum", "exclusiveMaximum", "format"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -135,6 +137,7 @@ private:
             kinds.fill(true);
         }
         number_bounds(s, path, n);
+        string_format(s, path, kinds[json_schema::string_kind], n);
         // enum / const: the values, serialised, of the kinds the type allows.
         if (s.contains("enum") || s.contains("const")) {
             std::vector<json> values;
@@ -153,6 +156,7 @@ private:
                 if (!kinds[k]) continue;
                 if (n.integer_only && !v.is_number_integer() && !v.is_number_unsigned()) continue;
                 if (k == json_schema::number_kind && n.bounded && !within_bounds(v, n)) continue;
+                if (k == json_schema::string_kind && !detail::format_matches(n.format, v.get<std::string>())) continue;
                 if (std::find(n.literals.begin(), n.literals.end(), text) != n.literals.end()) continue;
                 n.literals.push_back(std::move(text));
                 literal_kinds[k] = true;
@@ -397,6 +401,25 @@ private:
         n.bound_fraction_digits = static_cast<std::uint8_t>(f);
         n.min_scaled = lo;
         n.max_scaled = hi;
+    }
+
+    /// format: the grammar of the node's strings. Where the node takes no
+    /// string it constrains nothing (JSON Schema applies it to strings only).
+    static void string_format(const json& s, const std::string& path, bool strings, json_schema::node& n) {
+        const auto it = s.find("format");
+        if (it == s.end()) return;
+        if (!it->is_string()) fail(at_path(path, "format"), "must be a string");
+        if (!strings) return;
+        const std::string name = it->get<std::string>();
+        const auto format = detail::format_named(name);
+        if (!format) {
+            fail(at_path(path, "format"),
+                 fmt::format("'{}' is not supported (date, time, date-time, duration, uuid and ipv4 are)", name));
+        }
+        if (s.contains("minLength") || s.contains("maxLength")) {
+            fail(path, "'format' beside minLength / maxLength is not supported");
+        }
+        n.format = *format;
     }
 
     static std::uint32_t count(const json& s, const char* key, const std::string& path, std::uint32_t fallback) {

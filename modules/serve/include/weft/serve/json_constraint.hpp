@@ -19,9 +19,9 @@
 /// object to the schema: a value may only start as the kinds its schema node
 /// accepts, keys are matched byte by byte against the properties not yet
 /// given, the object closes only after its required ones, arrays and strings
-/// keep to their bounds, `enum` values are matched literally. Nesting is then
-/// at most `schema_depth`: at the bound, a key or element whose value could
-/// only be a container is not offered. Every accepted byte leaves a
+/// keep to their bounds, strings to their formats, `enum` values are matched
+/// literally. Nesting is then at most `schema_depth`: at the bound, a key or
+/// element whose value could only be a container is not offered. Every accepted byte leaves a
 /// completion the schema accepts, except where the schema requires nesting
 /// deeper than the bound.
 ///
@@ -82,7 +82,10 @@ public:
     /// it may take — a `token_texts::plain` token of at most that many is
     /// accepted, a longer one refused. -1 anywhere else.
     [[nodiscard]] std::int64_t plain_room() const noexcept {
-        if (m_phase != phase::string || m_utf8_left != 0 || m_schema == nullptr || m_key || m_match_key) return -1;
+        if (m_phase != phase::string || m_utf8_left != 0 || m_schema == nullptr || m_key || m_match_key ||
+            m_format != json_schema::string_format::none) {
+            return -1;
+        }
         const std::uint32_t max = m_schema->at(m_node).max_length;
         if (max == json_schema::unbounded) return -1;
         return static_cast<std::int64_t>(max) - static_cast<std::int64_t>(m_chars);
@@ -164,6 +167,8 @@ private:
     std::uint8_t m_int_digits = 0;  // a bounded number's digits before the point
     std::int8_t m_fraction = -1;    // ...and after it (-1: no point yet)
     std::uint64_t m_magnitude = 0;  // ...all of them, as one integer
+    json_schema::string_format m_format = json_schema::string_format::none; // the string value's format
+    std::uint32_t m_format_state = 0; // ...and how far into it (json_format.hpp)
     std::uint16_t m_node = 0; // the node of the value being read or about to start
     std::uint16_t m_pos = 0;  // bytes of the key or enum value matched
     std::uint32_t m_chars = 0;       // characters of the string value so far

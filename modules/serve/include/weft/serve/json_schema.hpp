@@ -14,7 +14,11 @@
 ///   keys are generated (each at most once, in any order, the required ones
 ///   before the object may close), as OpenAI's strict mode asks;
 /// - arrays: `items`, `minItems`, `maxItems`;
-/// - strings: `minLength`, `maxLength` (in code points);
+/// - strings: `minLength`, `maxLength` (in code points), `format` (`date`,
+///   `time`, `date-time`, `duration` as RFC 3339 writes them, `uuid`,
+///   `ipv4`): a formatted string is generated character by character within
+///   its grammar (`2023-02-29` is refused at its last digit); `format` on a node that
+///   accepts no string constrains nothing there and is allowed;
 /// - `anyOf` / `oneOf` whose branches start with different kinds of value
 ///   (an object or null, a string or an integer, …): the first byte picks the
 ///   branch, as `Optional[...]` fields produce; several object branches when
@@ -52,6 +56,9 @@ public:
     /// Node 0 accepts any JSON value.
     static constexpr std::uint16_t any = 0;
 
+    /// The string formats the matcher generates (see json_format.hpp).
+    enum class string_format : std::uint8_t { none, date, time, date_time, duration, uuid, ipv4 };
+
     struct property {
         std::string name;
         std::uint16_t node = any;
@@ -86,6 +93,9 @@ public:
         // Strings.
         std::uint32_t min_length = 0;
         std::uint32_t max_length = unbounded;
+        /// `format`: the grammar every string of this node follows (never
+        /// with a length bound, which could leave it no complete value).
+        string_format format = string_format::none;
         /// A discriminated union of objects: properties[0] is the property
         /// that tells the branches apart (required, its node the branches'
         /// constant strings), and branches[i] is the object node whose

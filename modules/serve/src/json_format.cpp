@@ -1,0 +1,248 @@
+#include "json_format.hpp"
+
+namespace weft::serve::detail {
+
+namespace {
+
+/// A format's 32-bit state: the position in its grammar (low 8 bits) and
+/// what it remembers of the bytes so far (the rest).
+struct cursor {
+    std::uint32_t pos;
+    std::uint32_t data;
+
+    static cursor of(std::uint32_t state) noexcept { return {state & 0xffu, state >> 8}; }
+    [[nodiscard]] std::uint32_t packed() const noexcept { return pos | data << 8; }
+};
+
+bool is_digit(std::uint8_t c) noexcept { return c >= '0' && c <= '9'; }
+
+bool is_hex(std::uint8_t c) noexcept {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+std::uint32_t days_in_month(std::uint32_t month, std::uint32_t year) noexcept {
+    switch (month) {
+    case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28;
+    case 4: case 6: case 9: case 11: return 30;
+    default: return 31;
+    }
+}
+
+// date: positions 0-9 of YYYY-MM-DD, complete at 10. Data: the year (bits
+// 0-13), the month (14-17; its tens digit alone at position 6), the day's
+// tens digit (18-19).
+constexpr std::uint32_t date_end = 10;
+
+bool date_step(cursor& s, std::uint8_t c) noexcept {
+    const std::uint32_t d = static_cast<std::uint32_t>(c) - '0';
+    const bool digit = is_digit(c);
+    std::uint32_t year = s.data & 0x3fffu, month = s.data >> 14 & 0xfu, tens = s.data >> 18 & 0x3u;
+    switch (s.pos) {
+    case 0: case 1: case 2: case 3:
+        if (!digit) return false;
+        year = year * 10 + d;
+        break;
+    case 4: case 7:
+        if (c != '-') return false;
+        break;
+    case 5:
+        if (c != '0' && c != '1') return false;
+        month = d;
+        break;
+    case 6: // 01-09 or 10-12
+        if (!digit || (month == 0 ? d == 0 : d > 2)) return false;
+        month = month * 10 + d;
+        break;
+    case 8: // a 3x day only in months of 30 days or more
+        if (!digit || d > 3 || (d == 3 && days_in_month(month, year) < 30)) return false;
+        tens = d;
+        break;
+    case 9: {
+        if (!digit) return false;
+        const std::uint32_t day = tens * 10 + d;
+        if (day == 0 || day > days_in_month(month, year)) return false;
+        break;
+    }
+    default: return false;
+    }
+    ++s.pos;
+    s.data = year | month << 14 | tens << 18;
+    return true;
+}
+
+// time: HH:MM:SS at positions 0-7, then 8: '.', 'Z' or an offset's sign;
+// 9: fraction digits; 10-14: the offset's HH:MM; complete at 15. Data: the
+// tens digit of an hour (bits 0-1), fraction digits so far (2-5).
+constexpr std::uint32_t time_end = 15;
+constexpr std::uint32_t max_fraction_digits = 9;
+
+bool time_step(cursor& s, std::uint8_t c) noexcept {
+    const std::uint32_t d = static_cast<std::uint32_t>(c) - '0';
+    const bool digit = is_digit(c);
+    const std::uint32_t tens = s.data & 0x3u, fraction = s.data >> 2 & 0xfu;
+    auto to = [&](std::uint32_t pos, std::uint32_t data) {
+        s.pos = pos;
+        s.data = data;
+        return true;
+    };
+    switch (s.pos) {
+    case 0: case 10: // an hour's tens: 0-2
+        return digit && d <= 2 && to(s.pos + 1, d);
+    case 1: case 11: // 00-23
+        return digit && (tens < 2 || d <= 3) && to(s.pos + 1, 0);
+    case 2: case 5: case 12:
+        return c == ':' && to(s.pos + 1, 0);
+    case 3: case 6: case 13: // minutes' and seconds' tens: 0-5
+        return digit && d <= 5 && to(s.pos + 1, 0);
+    case 4: case 7: case 14:
+        return digit && to(s.pos + 1, 0);
+    case 8:
+        if (c == '.') return to(9, 0);
+        break;
+    case 9:
+        if (digit) return fraction < max_fraction_digits && to(9, (fraction + 1) << 2);
+        if (fraction == 0) return false;
+        break;
+    default: return false;
+    }
+    // After the seconds or their fraction: the zone.
+    if (c == 'Z') return to(time_end, 0);
+    if (c == '+' || c == '-') return to(10, 0);
+    return false;
+}
+
+// date-time: the date at positions 0-9, 'T' at 10, the time from 11.
+constexpr std::uint32_t time_start = date_end + 1;
+
+bool date_time_step(cursor& s, std::uint8_t c) noexcept {
+    if (s.pos < date_end) return date_step(s, c);
+    if (s.pos == date_end) {
+        if (c != 'T') return false;
+        s = {time_start, 0};
+        return true;
+    }
+    cursor t{s.pos - time_start, s.data};
+    if (!time_step(t, c)) return false;
+    s = {t.pos + time_start, t.data};
+    return true;
+}
+
+// duration: 0: 'P'; 1: after it; 2: a number of the date part; 3: after a
+// date unit; 4: after 'T'; 5: a number of the time part; 6: after a time
+// unit; 7: after weeks. Data: digits of the number (bits 0-3), the rank of
+// the part's last unit (4-5: Y, M, D or H, M, S as 1-3, 0 for none).
+constexpr std::uint32_t max_number_digits = 9;
+
+std::uint32_t unit_rank(std::uint8_t c, bool time) noexcept {
+    if (time) return c == 'H' ? 1 : c == 'M' ? 2 : c == 'S' ? 3 : 0;
+    return c == 'Y' ? 1 : c == 'M' ? 2 : c == 'D' ? 3 : 0;
+}
+
+bool duration_step(cursor& s, std::uint8_t c) noexcept {
+    const bool digit = is_digit(c);
+    const std::uint32_t digits = s.data & 0xfu, rank = s.data >> 4 & 0x3u;
+    auto to = [&](std::uint32_t pos, std::uint32_t new_digits, std::uint32_t new_rank) {
+        s.pos = pos;
+        s.data = new_digits | new_rank << 4;
+        return true;
+    };
+    switch (s.pos) {
+    case 0: return c == 'P' && to(1, 0, 0);
+    case 1:
+        if (digit) return to(2, 1, 0);
+        return c == 'T' && to(4, 0, 0);
+    case 2: case 5: {
+        if (digit) return digits < max_number_digits && to(s.pos, digits + 1, rank);
+        const bool time = s.pos == 5;
+        if (!time && c == 'W') return rank == 0 && to(7, 0, 0); // weeks stand alone
+        // The first unit of a part may be any; each later one the next.
+        const std::uint32_t r = unit_rank(c, time);
+        if (r == 0 || (rank != 0 && r != rank + 1)) return false;
+        return to(time ? 6 : 3, 0, r);
+    }
+    case 3: case 6:
+        if (digit) return rank < 3 && to(s.pos - 1, 1, rank);
+        return s.pos == 3 && c == 'T' && to(4, 0, 0);
+    case 4: return digit && to(5, 1, 0);
+    default: return false;
+    }
+}
+
+// uuid: 36 characters, '-' at 8, 13, 18 and 23, hexadecimal digits elsewhere.
+constexpr std::uint32_t uuid_end = 36;
+
+bool uuid_step(cursor& s, std::uint8_t c) noexcept {
+    if (s.pos >= uuid_end) return false;
+    const bool dash = s.pos == 8 || s.pos == 13 || s.pos == 18 || s.pos == 23;
+    if (dash ? c != '-' : !is_hex(c)) return false;
+    ++s.pos;
+    return true;
+}
+
+// ipv4: data: the part (bits 0-1), its digits (2-3), its value (4-11).
+bool ipv4_step(cursor& s, std::uint8_t c) noexcept {
+    const std::uint32_t part = s.data & 0x3u, digits = s.data >> 2 & 0x3u, value = s.data >> 4 & 0xffu;
+    if (c == '.') {
+        if (digits == 0 || part == 3) return false;
+        s.data = part + 1;
+        return true;
+    }
+    if (!is_digit(c)) return false;
+    if (digits > 0 && value == 0) return false; // no leading zero
+    const std::uint32_t next = value * 10 + (static_cast<std::uint32_t>(c) - '0');
+    if (next > 255) return false;
+    s.data = part | (digits + 1) << 2 | next << 4;
+    return true;
+}
+
+} // namespace
+
+bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept {
+    cursor s = cursor::of(state);
+    bool ok = false;
+    switch (f) {
+    case string_format::none: return true;
+    case string_format::date: ok = date_step(s, c); break;
+    case string_format::time: ok = time_step(s, c); break;
+    case string_format::date_time: ok = date_time_step(s, c); break;
+    case string_format::duration: ok = duration_step(s, c); break;
+    case string_format::uuid: ok = uuid_step(s, c); break;
+    case string_format::ipv4: ok = ipv4_step(s, c); break;
+    }
+    if (ok) state = s.packed();
+    return ok;
+}
+
+bool format_complete(string_format f, std::uint32_t state) noexcept {
+    const cursor s = cursor::of(state);
+    switch (f) {
+    case string_format::none: return true;
+    case string_format::date: return s.pos == date_end;
+    case string_format::time: return s.pos == time_end;
+    case string_format::date_time: return s.pos == time_start + time_end;
+    case string_format::duration: return s.pos == 3 || s.pos == 6 || s.pos == 7;
+    case string_format::uuid: return s.pos == uuid_end;
+    case string_format::ipv4: return (s.data & 0x3u) == 3 && (s.data >> 2 & 0x3u) != 0;
+    }
+    return false;
+}
+
+bool format_matches(string_format f, std::string_view text) noexcept {
+    std::uint32_t state = 0;
+    for (const char c : text) {
+        if (!format_step(f, state, static_cast<std::uint8_t>(c))) return false;
+    }
+    return format_complete(f, state);
+}
+
+std::optional<string_format> format_named(std::string_view name) noexcept {
+    if (name == "date") return string_format::date;
+    if (name == "time") return string_format::time;
+    if (name == "date-time") return string_format::date_time;
+    if (name == "duration") return string_format::duration;
+    if (name == "uuid") return string_format::uuid;
+    if (name == "ipv4") return string_format::ipv4;
+    return std::nullopt;
+}
+
+} // namespace weft::serve::detail

@@ -1,0 +1,179 @@
+// JSON Schema `format` in structured outputs: the matcher generates only
+// strings of the format, checked against validators written from the RFCs
+// (std::chrono's calendar for dates, inet_pton for addresses, regular
+// expressions for the rest), not from the matcher's automata.
+#include "json_test_support.hpp"
+
+#include <weft/serve/json_constraint.hpp>
+#include <weft/serve/json_schema.hpp>
+
+#include <arpa/inet.h>
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <regex>
+#include <string>
+#include <string_view>
+
+using weft::serve::json_matcher;
+using weft::serve::json_schema;
+using json = nlohmann::json;
+
+namespace {
+
+bool valid_date(const std::string& s) {
+    static const std::regex shape(R"(\d{4}-\d{2}-\d{2})");
+    if (!std::regex_match(s, shape)) return false;
+    const std::chrono::year_month_day ymd{std::chrono::year{std::stoi(s.substr(0, 4))},
+                                          std::chrono::month{static_cast<unsigned>(std::stoi(s.substr(5, 2)))},
+                                          std::chrono::day{static_cast<unsigned>(std::stoi(s.substr(8, 2)))}};
+    return ymd.ok();
+}
+
+bool valid_time(const std::string& s) {
+    static const std::regex re(R"(([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d))");
+    return std::regex_match(s, re);
+}
+
+/// RFC 3339 appendix A, as written there.
+bool valid_duration(const std::string& s) {
+    static const std::regex re(
+        R"(P((\d+Y(\d+M(\d+D)?)?|\d+M(\d+D)?|\d+D)(T(\d+H(\d+M(\d+S)?)?|\d+M(\d+S)?|\d+S))?)"
+        R"(|T(\d+H(\d+M(\d+S)?)?|\d+M(\d+S)?|\d+S)|\d+W))");
+    return std::regex_match(s, re);
+}
+
+/// Whether `s` is a value of format `f` (unknown formats: any string).
+bool valid_format(std::string_view f, const std::string& s) {
+    if (f == "date") return valid_date(s);
+    if (f == "time") return valid_time(s);
+    if (f == "date-time") {
+        return s.size() > 11 && (s[10] == 'T' || s[10] == 't') && valid_date(s.substr(0, 10)) &&
+               valid_time(s.substr(11));
+    }
+    if (f == "duration") return valid_duration(s);
+    if (f == "uuid") {
+        static const std::regex re(R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})");
+        return std::regex_match(s, re);
+    }
+    if (f == "ipv4") {
+        in_addr a{};
+        return inet_pton(AF_INET, s.c_str(), &a) == 1; // glibc refuses leading zeros, as RFC 2673 does
+    }
+    return true;
+}
+
+const json formats = json::parse(R"({"type": "object", "properties": {
+    "date": {"type": "string", "format": "date"},
+    "time": {"type": "string", "format": "time"},
+    "date-time": {"type": "string", "format": "date-time"},
+    "duration": {"type": "string", "format": "duration"},
+    "uuid": {"type": "string", "format": "uuid"},
+    "ipv4": {"type": "string", "format": "ipv4"}}})");
+
+/// Feeds `{"<format>":"<value>"}`; true when every byte is taken and the
+/// object completes.
+bool generates(const json_schema& schema, std::string_view format, std::string_view value) {
+    json_matcher m(&schema);
+    const std::string doc = "{\"" + std::string(format) + "\":\"" + std::string(value) + "\"}";
+    return m.feed(doc) && m.complete();
+}
+
+} // namespace
+
+TEST_CASE("formatted strings take every value of their format and refuse others", "[json][schema][format]") {
+    const json_schema s = json_schema::parse(formats.dump());
+    const std::vector<std::pair<const char*, std::vector<const char*>>> accepted{
+        {"date", {"2024-02-29", "2000-02-29", "2023-12-31", "0000-01-01", "1999-04-30", "9999-09-09"}},
+        {"time", {"00:00:00Z", "23:59:59Z", "12:30:05.5+01:00", "08:15:00.123456789-11:30", "19:00:00+23:59"}},
+        {"date-time", {"2024-06-01T12:00:00Z", "1970-01-01T00:00:00.000+00:00"}},
+        {"duration", {"P1D", "P1Y2M3D", "P2M", "PT1H", "PT1H30M", "PT45S", "P1DT12H", "P3W", "P1Y2M3DT4H5M6S",
+                      "P0D", "P1MT2M"}},
+        {"uuid", {"123e4567-e89b-12d3-a456-426614174000", "ABCDEF01-2345-6789-abcd-ef0123456789"}},
+        {"ipv4", {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.20.30.40"}},
+    };
+    const std::vector<std::pair<const char*, std::vector<const char*>>> refused{
+        {"date", {"2023-02-29", "1900-02-29", "2024-04-31", "2024-13-01", "2024-00-10", "2024-01-00", "2024-1-01",
+                  "24-01-01", "2024-01-011", "2024/01/01", "2024-01-0", ""}},
+        {"time", {"24:00:00Z", "23:60:00Z", "23:59:60Z", "12:00:00", "12:00Z", "12:00:00.Z", "12:00:00+24:00",
+                  "12:00:00+01", "12:00:00.1234567890Z"}},
+        {"date-time", {"2024-06-01 12:00:00Z", "2024-06-01T12:00:00", "2023-02-29T00:00:00Z"}},
+        {"duration", {"P", "PT", "P1", "P1Y3D", "P1D2M", "PT1S2M", "P1W2D", "P1DT", "PT1D", "P1.5D", "1D",
+                      "P1234567890D"}},
+        {"uuid", {"123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400", "g23e4567-e89b-12d3-a456-426614174000",
+                  "123e4567-e89b-12d3-a456-4266141740000"}},
+        {"ipv4", {"256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1..2.3", "1.2.3.4.5", "1.2.3.00", ""}},
+    };
+    for (const auto& [format, values] : accepted) {
+        for (const char* v : values) {
+            INFO(format << ": " << v);
+            CHECK(valid_format(format, v));
+            CHECK(generates(s, format, v));
+        }
+    }
+    for (const auto& [format, values] : refused) {
+        for (const char* v : values) {
+            INFO(format << ": " << v);
+            CHECK_FALSE(generates(s, format, v));
+        }
+    }
+}
+
+TEST_CASE("a date is refused at the digit that leaves the calendar", "[json][schema][format]") {
+    const json_schema s = json_schema::parse(formats.dump());
+    // Every day of every month of a leap year, a common year, 1900 and 2000:
+    // the matcher takes exactly the days the calendar has, and refuses the
+    // first digit after which no day of the month can follow.
+    for (const int year : {2023, 2024, 1900, 2000}) {
+        for (unsigned month = 1; month <= 12; ++month) {
+            for (unsigned day = 0; day <= 39; ++day) {
+                const std::string date = fmt::format("{:04}-{:02}-{:02}", year, month, day);
+                INFO(date);
+                CHECK(generates(s, "date", date) == valid_date(date));
+            }
+            json_matcher m(&s);
+            REQUIRE(m.feed(fmt::format(R"({{"date":"{:04}-{:02}-)", year, month)));
+            const unsigned days = static_cast<unsigned>(
+                std::chrono::year_month_day_last{std::chrono::year{year}, std::chrono::month_day_last{std::chrono::month{month}}}
+                    .day());
+            CHECK(json_matcher(m).feed('3') == (days >= 30));
+            CHECK_FALSE(json_matcher(m).feed('4'));
+        }
+    }
+}
+
+TEST_CASE("formatted strings can always finish, and what they finish a validator accepts", "[json][schema][format]") {
+    const json_schema s = json_schema::parse(formats.dump());
+    std::mt19937_64 rng(11);
+    // After a digit, '"' closes a finished value; ',' and '}' end the object.
+    const std::string closers = "\"}],0", after_digit = "\"}],0";
+    for (int walk = 0; walk < 400; ++walk) {
+        const std::string doc =
+            weft::serve::test::random_walk(json_matcher(&s), rng, rng() % 300, closers, after_digit);
+        INFO(doc);
+        const json value = json::parse(doc);
+        for (const auto& [key, v] : value.items()) {
+            INFO(key);
+            REQUIRE(v.is_string());
+            CHECK(valid_format(key, v.get<std::string>()));
+        }
+    }
+}
+
+TEST_CASE("format constrains strings only and keeps the enum values of its format", "[json][schema][format]") {
+    const json_schema s = json_schema::parse(R"({"type": "object", "properties": {
+        "when": {"type": ["string", "null"], "format": "date"},
+        "n": {"type": "integer", "format": "int64"},
+        "pick": {"type": "string", "format": "ipv4", "enum": ["10.0.0.1", "localhost", "10.0.0.256"]}}})");
+    CHECK(json_matcher(&s).feed(R"({"when":null,"n":12,"pick":"10.0.0.1"})"));
+    CHECK(json_matcher(&s).feed(R"({"when":"2020-02-29"})"));
+    CHECK_FALSE(json_matcher(&s).feed(R"({"when":"tomorrow")"));
+    CHECK_FALSE(json_matcher(&s).feed(R"({"pick":"localhost")"));
+    CHECK_FALSE(json_matcher(&s).feed(R"({"pick":"10.0.0.256")"));
+    // A formatted string takes no escape, even of a character it allows.
+    CHECK_FALSE(json_matcher(&s).feed(R"({"when":"\u0032)"));
+}
