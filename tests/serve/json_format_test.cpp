@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <random>
@@ -47,6 +48,24 @@ bool valid_duration(const std::string& s) {
     return std::regex_match(s, re);
 }
 
+/// RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens,
+/// 253 characters in all; `min_labels` of them at least, the last not all
+/// digits (as email validators ask of a domain).
+bool valid_hostname(const std::string& s, std::size_t min_labels) {
+    static const std::regex re(R"(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)");
+    static const std::regex digits(R"(.*\.\d+|\d+)");
+    const auto labels = static_cast<std::size_t>(std::count(s.begin(), s.end(), '.')) + 1;
+    return s.size() <= 253 && labels >= min_labels && std::regex_match(s, re) && !std::regex_match(s, digits);
+}
+
+/// RFC 5321 mailboxes with a dot-atom local part (RFC 5322 atext).
+bool valid_email(const std::string& s) {
+    static const std::regex local(R"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)");
+    const std::size_t at = s.rfind('@');
+    if (at == std::string::npos || s.size() > 254 || at > 64) return false;
+    return std::regex_match(s.substr(0, at), local) && valid_hostname(s.substr(at + 1), 2);
+}
+
 /// Whether `s` is a value of format `f` (unknown formats: any string).
 bool valid_format(std::string_view f, const std::string& s) {
     if (f == "date") return valid_date(s);
@@ -60,6 +79,8 @@ bool valid_format(std::string_view f, const std::string& s) {
         static const std::regex re(R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})");
         return std::regex_match(s, re);
     }
+    if (f == "hostname") return valid_hostname(s, 1);
+    if (f == "email") return valid_email(s);
     if (f == "ipv4") {
         in_addr a{};
         return inet_pton(AF_INET, s.c_str(), &a) == 1; // glibc refuses leading zeros, as RFC 2673 does
@@ -73,7 +94,9 @@ const json formats = json::parse(R"({"type": "object", "properties": {
     "date-time": {"type": "string", "format": "date-time"},
     "duration": {"type": "string", "format": "duration"},
     "uuid": {"type": "string", "format": "uuid"},
-    "ipv4": {"type": "string", "format": "ipv4"}}})");
+    "ipv4": {"type": "string", "format": "ipv4"},
+    "hostname": {"type": "string", "format": "hostname"},
+    "email": {"type": "string", "format": "email"}}})");
 
 /// Feeds `{"<format>":"<value>"}`; true when every byte is taken and the
 /// object completes.
@@ -95,6 +118,8 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
                       "P0D", "P1MT2M"}},
         {"uuid", {"123e4567-e89b-12d3-a456-426614174000", "ABCDEF01-2345-6789-abcd-ef0123456789"}},
         {"ipv4", {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.20.30.40"}},
+        {"hostname", {"localhost", "example.com", "a-b.c-d.example.org", "x1.io", "EXAMPLE.COM"}},
+        {"email", {"jane.doe@example.com", "a+tag@b.co", "first_last-1@mail.example.org", "x@y-z.eu"}},
     };
     const std::vector<std::pair<const char*, std::vector<const char*>>> refused{
         {"date", {"2023-02-29", "1900-02-29", "2024-04-31", "2024-13-01", "2024-00-10", "2024-01-00", "2024-1-01",
@@ -107,6 +132,11 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
         {"uuid", {"123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400", "g23e4567-e89b-12d3-a456-426614174000",
                   "123e4567-e89b-12d3-a456-4266141740000"}},
         {"ipv4", {"256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1..2.3", "1.2.3.4.5", "1.2.3.00", ""}},
+        {"hostname", {"", "-a.com", "a-.com", "a..com", "example.", ".com", "example.c0m", "10.0.0.1", "a_b.com",
+                      "x", "h\u00e9.com"}},
+        {"email", {"jane", "@example.com", "jane@", "jane@localhost", "jane.@example.com", ".jane@example.com",
+                   "ja..ne@example.com", "jane@example.c", "jane@@example.com", "jane doe@example.com",
+                   "jane@example.123"}},
     };
     for (const auto& [format, values] : accepted) {
         for (const char* v : values) {
@@ -144,6 +174,28 @@ TEST_CASE("a date is refused at the digit that leaves the calendar", "[json][sch
             CHECK_FALSE(json_matcher(m).feed('4'));
         }
     }
+}
+
+TEST_CASE("host names and addresses keep room to end within their length limits", "[json][schema][format]") {
+    const json_schema s = json_schema::parse(formats.dump());
+    const std::string label(63, 'a');
+    // 63-character labels, then the fourth: 3 x 64 = 192 characters, 61
+    // left of the 253, enough for a last label of letters.
+    const std::string three = label + "." + label + "." + label + ".";
+    CHECK(generates(s, "hostname", three + std::string(61, 'b')));
+    CHECK_FALSE(generates(s, "hostname", three + std::string(62, 'b')));
+    CHECK_FALSE(generates(s, "hostname", label + "a.com"));
+    // Digits may fill a label only while a dot and two letters still fit.
+    json_matcher m(&s);
+    REQUIRE(m.feed(R"({"hostname":")" + three + std::string(58, '1')));
+    CHECK(json_matcher(m).feed('.'));
+    CHECK_FALSE(json_matcher(m).feed('1'));
+    CHECK_FALSE(json_matcher(m).feed('"'));
+    // The local part of an email stops at 64 characters; a domain follows.
+    const std::string local(64, 'j');
+    CHECK(generates(s, "email", local + "@example.com"));
+    CHECK_FALSE(generates(s, "email", local + "j@example.com"));
+    CHECK_FALSE(generates(s, "email", std::string(63, 'j') + ".@example.com"));
 }
 
 TEST_CASE("formatted strings can always finish, and what they finish a validator accepts", "[json][schema][format]") {

@@ -1,5 +1,7 @@
 #include "json_format.hpp"
 
+#include <algorithm>
+
 namespace weft::serve::detail {
 
 namespace {
@@ -195,6 +197,112 @@ bool ipv4_step(cursor& s, std::uint8_t c) noexcept {
     return true;
 }
 
+// hostname (and an email's domain): labels of letters, digits and inner
+// hyphens, 1-63 each, joined by dots, 253 characters in all, the last of 2
+// or more letters only (a top-level domain: validators differ on others).
+// An email's domain has two labels at least. Data: the label's length (bits
+// 0-5), whether it ends in a hyphen (6), is letters only (7), labels before
+// it (8-9, at most 3 counted), characters so far (10-17).
+struct host_rules {
+    std::uint32_t max_total;  // characters in all
+    std::uint32_t min_labels; // labels in all
+};
+
+struct host_state {
+    std::uint32_t label, hyphen, alpha, before, total;
+
+    static host_state of(std::uint32_t d) noexcept {
+        return {d & 0x3fu, d >> 6 & 1u, d >> 7 & 1u, d >> 8 & 0x3u, d >> 10 & 0xffu};
+    }
+    [[nodiscard]] std::uint32_t packed() const noexcept {
+        return label | hyphen << 6 | alpha << 7 | before << 8 | total << 10;
+    }
+};
+
+constexpr std::uint32_t max_label = 63;
+constexpr std::uint32_t unreachable = 1000;
+
+/// Characters a label begun after `before` labels needs to end the name:
+/// one-letter labels and dots up to the labels required, then two letters.
+std::uint32_t fresh_need(const host_rules& r, std::uint32_t before) noexcept {
+    const std::uint32_t more = r.min_labels > before + 1 ? r.min_labels - before - 1 : 0;
+    return more * 2 + 2;
+}
+
+/// The fewest characters that end the name from `h`.
+std::uint32_t host_need(const host_rules& r, const host_state& h) noexcept {
+    if (h.label == 0) return fresh_need(r, h.before);
+    std::uint32_t best = unreachable;
+    if (h.before + 1 >= r.min_labels && h.alpha != 0) { // end within this label
+        const std::uint32_t need = h.label >= 2 ? 0 : 2 - h.label;
+        if (h.label + need <= max_label) best = need;
+    }
+    // Or a dot (after one more character where the label ends in a hyphen)
+    // and a fresh label.
+    if (h.label + h.hyphen <= max_label) {
+        best = std::min(best, h.hyphen + 1 + fresh_need(r, std::min<std::uint32_t>(h.before + 1, 3)));
+    }
+    return best;
+}
+
+bool host_step(const host_rules& r, std::uint32_t& data, std::uint8_t c) noexcept {
+    host_state h = host_state::of(data);
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (c == '.') {
+        if (h.label == 0 || h.hyphen != 0) return false;
+        h = {0, 0, 0, std::min<std::uint32_t>(h.before + 1, 3), h.total + 1};
+    } else if (letter || is_digit(c) || c == '-') {
+        if (h.label == max_label || (c == '-' && h.label == 0)) return false;
+        h.alpha = (h.label == 0 || h.alpha != 0) && letter ? 1 : 0;
+        h.hyphen = c == '-' ? 1 : 0;
+        ++h.label;
+        ++h.total;
+    } else {
+        return false;
+    }
+    // Only while the name can still end in time.
+    if (h.total + host_need(r, h) > r.max_total) return false;
+    data = h.packed();
+    return true;
+}
+
+bool host_complete(const host_rules& r, std::uint32_t data) noexcept {
+    const host_state h = host_state::of(data);
+    return h.label != 0 && host_need(r, h) == 0;
+}
+
+constexpr host_rules hostname_rules{253, 1};
+
+// email: the local part at position 0 (data: its length, bits 0-6, and
+// whether it ends in a dot, 7): dot-separated runs of letters, digits and
+// `_ + -`, 64 characters at most; then '@' and the domain at position
+// 1 + the local part's length (data: host_state), 254 characters in all.
+constexpr std::uint32_t max_local = 64;
+constexpr std::uint32_t max_email = 254;
+
+host_rules domain_rules(std::uint32_t local) noexcept { return {max_email - local - 1, 2}; }
+
+bool email_step(cursor& s, std::uint8_t c) noexcept {
+    if (s.pos > 0) return host_step(domain_rules(s.pos - 1), s.data, c);
+    const std::uint32_t length = s.data & 0x7fu, dot = s.data >> 7 & 1u;
+    if (c == '@') {
+        if (length == 0 || dot != 0) return false;
+        s = {1 + length, 0};
+        return true;
+    }
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' || c == '+' || c == '-') {
+        if (length == max_local) return false;
+        s.data = length + 1;
+        return true;
+    }
+    // A dot between runs, with room after it for one more character.
+    if (c == '.' && length > 0 && dot == 0 && length + 2 <= max_local) {
+        s.data = (length + 1) | 1u << 7;
+        return true;
+    }
+    return false;
+}
+
 } // namespace
 
 bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept {
@@ -208,6 +316,8 @@ bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept
     case string_format::duration: ok = duration_step(s, c); break;
     case string_format::uuid: ok = uuid_step(s, c); break;
     case string_format::ipv4: ok = ipv4_step(s, c); break;
+    case string_format::hostname: ok = host_step(hostname_rules, s.data, c); break;
+    case string_format::email: ok = email_step(s, c); break;
     }
     if (ok) state = s.packed();
     return ok;
@@ -223,6 +333,8 @@ bool format_complete(string_format f, std::uint32_t state) noexcept {
     case string_format::duration: return s.pos == 3 || s.pos == 6 || s.pos == 7;
     case string_format::uuid: return s.pos == uuid_end;
     case string_format::ipv4: return (s.data & 0x3u) == 3 && (s.data >> 2 & 0x3u) != 0;
+    case string_format::hostname: return host_complete(hostname_rules, s.data);
+    case string_format::email: return s.pos > 0 && host_complete(domain_rules(s.pos - 1), s.data);
     }
     return false;
 }
@@ -242,6 +354,8 @@ std::optional<string_format> format_named(std::string_view name) noexcept {
     if (name == "duration") return string_format::duration;
     if (name == "uuid") return string_format::uuid;
     if (name == "ipv4") return string_format::ipv4;
+    if (name == "hostname") return string_format::hostname;
+    if (name == "email") return string_format::email;
     return std::nullopt;
 }
 

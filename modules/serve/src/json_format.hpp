@@ -17,7 +17,12 @@
 //   (each unit followed only by the next one), then T and hours / minutes /
 //   seconds likewise, or weeks alone; at most 9 digits a number;
 // - uuid: 8-4-4-4-12 hexadecimal digits;
-// - ipv4: a dotted quad, each part 0-255 without leading zeros.
+// - ipv4: a dotted quad, each part 0-255 without leading zeros;
+// - hostname: labels of letters, digits and inner hyphens (1-63 characters)
+//   joined by dots, 253 in all, the last label of 2 or more letters;
+// - email: a local part of dot-separated runs of letters, digits and
+//   `_ + -` (64 characters at most), '@', a hostname of two labels or more;
+//   254 characters in all.
 // The state is 32 bits, kept by the matcher; 0 is the start of every format.
 #pragma once
 

@@ -414,7 +414,7 @@ private:
         const auto format = detail::format_named(name);
         if (!format) {
             fail(at_path(path, "format"),
-                 fmt::format("'{}' is not supported (date, time, date-time, duration, uuid and ipv4 are)", name));
+                 fmt::format("'{}' is not supported (date, time, date-time, duration, uuid, ipv4, hostname and email are)", name));
         }
         if (s.contains("minLength") || s.contains("maxLength")) {
             fail(path, "'format' beside minLength / maxLength is not supported");
