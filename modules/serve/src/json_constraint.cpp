@@ -3,6 +3,7 @@
 #include <weft/serve/tokenizer.hpp>
 
 #include "json_format.hpp"
+#include "json_pattern.hpp"
 
 #include <algorithm>
 #include <array>
@@ -181,7 +182,10 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         m_chars = 0;
         m_format = n.format;
         m_format_state = 0;
-        m_plain_ok = n.max_length == json_schema::unbounded && n.format == json_schema::string_format::none;
+        m_patterned = n.pattern != nullptr;
+        m_text_size = 0;
+        m_plain_ok = n.max_length == json_schema::unbounded && n.format == json_schema::string_format::none &&
+                     !m_patterned;
     }
     switch (c) {
     case '"':
@@ -376,13 +380,8 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
         value_done();
         return true;
     }
-    if (m_utf8_left > 0) {
-        if (c < m_utf8_lo || c > m_utf8_hi) return false;
-        --m_utf8_left;
-        m_utf8_lo = 0x80;
-        m_utf8_hi = 0xbf;
-        return true;
-    }
+    if (m_patterned && !m_key) return pattern_byte(c);
+    if (m_utf8_left > 0) return utf8_byte(c);
     if (c == '"') {
         if (m_key) {
             if (m_schema != nullptr) m_node = static_cast<std::uint16_t>(node_at(m_frames[m_depth - 1].node).additional);
@@ -403,6 +402,17 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
         m_phase = phase::escape;
         return true;
     }
+    return utf8_byte(c);
+}
+
+bool json_matcher::utf8_byte(std::uint8_t c) noexcept {
+    if (m_utf8_left > 0) {
+        if (c < m_utf8_lo || c > m_utf8_hi) return false;
+        --m_utf8_left;
+        m_utf8_lo = 0x80;
+        m_utf8_hi = 0xbf;
+        return true;
+    }
     if (c < 0x80) return true;
     // A lead byte: how many continuation bytes follow, and the range of the
     // first one that excludes overlong forms, surrogates and > U+10FFFF.
@@ -419,6 +429,27 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
     } else {
         return false;
     }
+    return true;
+}
+
+bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
+    const json_schema::node& n = node_at(m_node);
+    const std::string_view text(m_text.data(), m_text_size);
+    if (c == '"') {
+        if (m_chars < n.min_length || !n.pattern->matches_from_start(text)) return false;
+        value_done();
+        return true;
+    }
+    // Printable ASCII written as itself: the pattern sees the bytes as they
+    // are (no escape), and a character is one byte, so each can be checked
+    // as it comes (PCRE2 refuses to match a subject that ends inside one).
+    if (c < 0x20 || c >= 0x7f || c == '\\' || m_chars >= n.max_length || m_text_size == m_text.size()) {
+        return false;
+    }
+    m_text[m_text_size] = static_cast<char>(c);
+    if (!n.pattern->prefix(std::string_view(m_text.data(), m_text_size + 1))) return false;
+    ++m_text_size;
+    ++m_chars;
     return true;
 }
 

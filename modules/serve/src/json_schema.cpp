@@ -1,6 +1,7 @@
 #include <weft/serve/json_schema.hpp>
 
 #include "json_format.hpp"
+#include "json_pattern.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -26,7 +27,8 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "required",   "additionalProperties", "items", "minItems",
                                                    "maxItems",   "minLength", "maxLength", "anyOf",
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
-                                                   "exclusiveMinimum", "exclusiveMaximum", "format"};
+                                                   "exclusiveMinimum", "exclusiveMaximum", "format",
+                                                   "pattern"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -138,6 +140,7 @@ private:
         }
         number_bounds(s, path, n);
         string_format(s, path, kinds[json_schema::string_kind], n);
+        string_pattern(s, path, kinds[json_schema::string_kind], n);
         // enum / const: the values, serialised, of the kinds the type allows.
         if (s.contains("enum") || s.contains("const")) {
             std::vector<json> values;
@@ -157,6 +160,7 @@ private:
                 if (n.integer_only && !v.is_number_integer() && !v.is_number_unsigned()) continue;
                 if (k == json_schema::number_kind && n.bounded && !within_bounds(v, n)) continue;
                 if (k == json_schema::string_kind && !detail::format_matches(n.format, v.get<std::string>())) continue;
+                if (k == json_schema::string_kind && n.pattern && !n.pattern->found_in(v.get<std::string>())) continue;
                 if (std::find(n.literals.begin(), n.literals.end(), text) != n.literals.end()) continue;
                 n.literals.push_back(std::move(text));
                 literal_kinds[k] = true;
@@ -420,6 +424,26 @@ private:
             fail(path, "'format' beside minLength / maxLength is not supported");
         }
         n.format = *format;
+    }
+
+    /// pattern: compiled once, shared by the matchers. Like format, it
+    /// constrains strings only.
+    static void string_pattern(const json& s, const std::string& path, bool strings, json_schema::node& n) {
+        const auto it = s.find("pattern");
+        if (it == s.end()) return;
+        if (!it->is_string()) fail(at_path(path, "pattern"), "must be a string");
+        if (!strings) return;
+        if (n.format != json_schema::string_format::none) fail(path, "'pattern' beside 'format' is not supported");
+        try {
+            n.pattern = std::make_shared<const json_pattern>(it->get<std::string>());
+        } catch (const std::invalid_argument& e) {
+            fail(at_path(path, "pattern"), e.what());
+        }
+        if (n.pattern->min_length() > json_schema::max_pattern_bytes) {
+            fail(at_path(path, "pattern"),
+                 fmt::format("its matches take more than the {} bytes a patterned string may have",
+                             json_schema::max_pattern_bytes));
+        }
     }
 
     static std::uint32_t count(const json& s, const char* key, const std::string& path, std::uint32_t fallback) {

@@ -12,7 +12,8 @@
 /// does not need and a generator does: nesting is at most `max_depth` levels,
 /// and at most `max_whitespace` whitespace bytes come in a row (enough for
 /// indented output; a model stuck on newlines cannot fill max_tokens with
-/// them). The state is a few bytes, trivially copyable, so trying a token is
+/// them). The state is a few hundred bytes (most of them the text of a
+/// string held to a `pattern`), trivially copyable, so trying a token is
 /// copying it and feeding the token's bytes.
 ///
 /// Given a `json_schema` (structured outputs), the matcher also holds the
@@ -83,7 +84,7 @@ public:
     /// accepted, a longer one refused. -1 anywhere else.
     [[nodiscard]] std::int64_t plain_room() const noexcept {
         if (m_phase != phase::string || m_utf8_left != 0 || m_schema == nullptr || m_key || m_match_key ||
-            m_format != json_schema::string_format::none) {
+            m_format != json_schema::string_format::none || m_patterned) {
             return -1;
         }
         const std::uint32_t max = m_schema->at(m_node).max_length;
@@ -123,6 +124,8 @@ private:
     bool close(bool array) noexcept;
     void value_done() noexcept;
     bool string_byte(std::uint8_t c) noexcept;
+    bool utf8_byte(std::uint8_t c) noexcept;
+    bool pattern_byte(std::uint8_t c) noexcept;
     bool hex_digit(std::uint8_t c) noexcept;
     bool number_byte(std::uint8_t c) noexcept;
     bool bounded_digit(std::uint8_t c) noexcept;
@@ -169,6 +172,9 @@ private:
     std::uint64_t m_magnitude = 0;  // ...all of them, as one integer
     json_schema::string_format m_format = json_schema::string_format::none; // the string value's format
     std::uint32_t m_format_state = 0; // ...and how far into it (json_format.hpp)
+    bool m_patterned = false;         // the string value is held to its node's pattern
+    std::uint16_t m_text_size = 0;    // ...and has these bytes so far:
+    std::array<char, json_schema::max_pattern_bytes> m_text{};
     std::uint16_t m_node = 0; // the node of the value being read or about to start
     std::uint16_t m_pos = 0;  // bytes of the key or enum value matched
     std::uint32_t m_chars = 0;       // characters of the string value so far

@@ -19,6 +19,11 @@
 ///   `ipv4`, `hostname`, `email`): a formatted string is generated character by character within
 ///   its grammar (`2023-02-29` is refused at its last digit); `format` on a node that
 ///   accepts no string constrains nothing there and is allowed;
+///   `pattern` (a regular expression, PCRE2 syntax, which covers ECMA-262's):
+///   the string is generated as a match from its start, of at most 256
+///   printable ASCII characters written as themselves (no escape), so a
+///   pattern whose matches need a quote, backslash, control or non-ASCII
+///   character cannot finish;
 /// - `anyOf` / `oneOf` whose branches start with different kinds of value
 ///   (an object or null, a string or an integer, …): the first byte picks the
 ///   branch, as `Optional[...]` fields produce; several object branches when
@@ -39,11 +44,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace weft::serve {
+
+class json_pattern;
 
 class json_schema {
 public:
@@ -53,6 +61,8 @@ public:
     static constexpr std::uint32_t unbounded = std::numeric_limits<std::uint32_t>::max();
     static constexpr std::size_t max_properties = 64;
     static constexpr std::size_t max_literals = 64;
+    /// The most bytes a string under `pattern` may take.
+    static constexpr std::size_t max_pattern_bytes = 256;
     /// Node 0 accepts any JSON value.
     static constexpr std::uint16_t any = 0;
 
@@ -96,6 +106,9 @@ public:
         /// `format`: the grammar every string of this node follows (never
         /// with a length bound, which could leave it no complete value).
         string_format format = string_format::none;
+        /// `pattern`: the regular expression the string contains a match of
+        /// (generated as a match from its start; json_pattern.hpp), or null.
+        std::shared_ptr<const json_pattern> pattern;
         /// A discriminated union of objects: properties[0] is the property
         /// that tells the branches apart (required, its node the branches'
         /// constant strings), and branches[i] is the object node whose

@@ -1,0 +1,78 @@
+#include "json_pattern.hpp"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+namespace weft::serve {
+
+namespace {
+
+struct match_data_deleter {
+    void operator()(pcre2_match_data* md) const noexcept { pcre2_match_data_free(md); }
+};
+
+/// Match data of this thread (one pair: only whether there is a match counts).
+pcre2_match_data* thread_match_data() {
+    thread_local std::unique_ptr<pcre2_match_data, match_data_deleter> md{pcre2_match_data_create(1, nullptr)};
+    return md.get();
+}
+
+} // namespace
+
+struct json_pattern::code {
+    pcre2_code* compiled = nullptr;
+
+    explicit code(const std::string& pattern, const std::string& shown) {
+        int error = 0;
+        PCRE2_SIZE offset = 0;
+        compiled = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                 PCRE2_UTF | PCRE2_ALT_BSUX, &error, &offset, nullptr);
+        if (compiled == nullptr) {
+            PCRE2_UCHAR message[256];
+            pcre2_get_error_message(error, message, sizeof message);
+            throw std::invalid_argument(fmt::format("'{}' is not a valid regular expression: {}", shown,
+                                                    reinterpret_cast<const char*>(message)));
+        }
+        // JIT where the platform has it (else pcre2_match interprets).
+        (void)pcre2_jit_compile(compiled, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+    }
+    ~code() { pcre2_code_free(compiled); }
+    code(const code&) = delete;
+    code& operator=(const code&) = delete;
+
+    [[nodiscard]] int match(std::string_view text, std::uint32_t options) const noexcept {
+        return pcre2_match(compiled, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, options,
+                           thread_match_data(), nullptr);
+    }
+};
+
+json_pattern::json_pattern(const std::string& pattern)
+    : m_search(std::make_unique<code>(pattern, pattern)),
+      // A pattern that compiles alone compiles inside a group too, except
+      // one that closes it (the search compile has refused that already).
+      m_anchored(std::make_unique<code>("^(?:" + pattern + ")", pattern)) {}
+
+json_pattern::~json_pattern() = default;
+
+bool json_pattern::prefix(std::string_view text) const noexcept {
+    const int rc = m_anchored->match(text, PCRE2_PARTIAL_HARD);
+    return rc >= 0 || rc == PCRE2_ERROR_PARTIAL;
+}
+
+bool json_pattern::matches_from_start(std::string_view text) const noexcept {
+    return m_anchored->match(text, 0) >= 0;
+}
+
+bool json_pattern::found_in(std::string_view text) const noexcept { return m_search->match(text, 0) >= 0; }
+
+std::size_t json_pattern::min_length() const noexcept {
+    std::uint32_t n = 0;
+    pcre2_pattern_info(m_anchored->compiled, PCRE2_INFO_MINLENGTH, &n);
+    return n;
+}
+
+} // namespace weft::serve

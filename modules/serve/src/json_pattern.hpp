@@ -1,0 +1,48 @@
+// JSON Schema `pattern` for structured outputs: a regular expression
+// (PCRE2, whose syntax covers the ECMA-262 patterns schemas are written in,
+// with `\uXXXX` escapes as ECMA-262 reads them) that a string value must
+// contain a match of.
+//
+// Generation writes the match first: a value is taken byte by byte while it
+// is a prefix of some string that the pattern matches from its start
+// (PCRE2's hard partial matching of `^(?:P)`), and closes once it matches
+// so. Every string made that way contains a match, as the schema asks; the
+// ones whose match starts later are simply never generated.
+//
+// Lifetime and threading: immutable once compiled, shared by the schema's
+// matchers on any thread (each thread matches with match data of its own).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace weft::serve {
+
+class json_pattern {
+public:
+    /// Compiles `pattern`; throws std::invalid_argument with PCRE2's message
+    /// and offset when it is not a valid regular expression.
+    explicit json_pattern(const std::string& pattern);
+    ~json_pattern();
+    json_pattern(const json_pattern&) = delete;
+    json_pattern& operator=(const json_pattern&) = delete;
+
+    /// Some string starting with `text` matches from its start (`text` not
+    /// empty: partial matching needs a byte to have looked at).
+    [[nodiscard]] bool prefix(std::string_view text) const noexcept;
+    /// `text` matches from its start: generation may close the string.
+    [[nodiscard]] bool matches_from_start(std::string_view text) const noexcept;
+    /// `text` contains a match anywhere (the schema's own test, for `enum`
+    /// values).
+    [[nodiscard]] bool found_in(std::string_view text) const noexcept;
+    /// The fewest bytes a match takes (PCRE2's lower bound).
+    [[nodiscard]] std::size_t min_length() const noexcept;
+
+private:
+    struct code;
+    std::unique_ptr<code> m_search;   // P
+    std::unique_ptr<code> m_anchored; // ^(?:P)
+};
+
+} // namespace weft::serve
