@@ -59,6 +59,12 @@ TEST_CASE("a patterned string takes what begins a match and closes once it match
     CHECK_FALSE(json_matcher(m).feed('-'));
     CHECK_FALSE(json_matcher(m).feed('c'));
     CHECK_FALSE(json_matcher(m).feed('"'));
+    // Several bytes at once (a token's text) are checked as one.
+    CHECK(json_matcher(m).feed("C-12"));
+    CHECK(json_matcher(m).feed(R"(C-1234"})"));
+    CHECK_FALSE(json_matcher(m).feed("C-12a"));
+    CHECK_FALSE(json_matcher(m).feed(R"(C-12\u0033)"));
+    CHECK_FALSE(json_matcher(m).feed(R"(C-123"})"));
 }
 
 TEST_CASE("patterned strings can always finish, and what they finish contains a match", "[json][schema][pattern]") {

@@ -53,6 +53,16 @@ bool json_matcher::feed(std::uint8_t byte) noexcept {
 
 bool json_matcher::feed(std::string_view bytes) noexcept {
     json_matcher next = *this;
+    const auto plain_ascii = [](char ch) {
+        const auto c = static_cast<std::uint8_t>(ch);
+        return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    };
+    if (m_phase == phase::string && m_patterned && !m_key && std::all_of(bytes.begin(), bytes.end(), plain_ascii)) {
+        // Text in a patterned string: one check for all of it.
+        if (!next.pattern_text(bytes)) return false;
+        *this = next;
+        return true;
+    }
     for (const char c : bytes) {
         if (!next.step(static_cast<std::uint8_t>(c))) return false;
     }
@@ -183,6 +193,7 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         m_format = n.format;
         m_format_state = 0;
         m_patterned = n.pattern != nullptr;
+        m_pattern_met = false;
         m_text_size = 0;
         m_plain_ok = n.max_length == json_schema::unbounded && n.format == json_schema::string_format::none &&
                      !m_patterned;
@@ -433,23 +444,43 @@ bool json_matcher::utf8_byte(std::uint8_t c) noexcept {
 }
 
 bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
-    const json_schema::node& n = node_at(m_node);
-    const std::string_view text(m_text.data(), m_text_size);
     if (c == '"') {
-        if (m_chars < n.min_length || !n.pattern->matches_from_start(text)) return false;
+        const json_schema::node& n = node_at(m_node);
+        if (m_chars < n.min_length ||
+            (!m_pattern_met && !n.pattern->matches_from_start(std::string_view(m_text.data(), m_text_size)))) {
+            return false;
+        }
         value_done();
         return true;
     }
-    // Printable ASCII written as itself: the pattern sees the bytes as they
-    // are (no escape), and a character is one byte, so each can be checked
-    // as it comes (PCRE2 refuses to match a subject that ends inside one).
-    if (c < 0x20 || c >= 0x7f || c == '\\' || m_chars >= n.max_length || m_text_size == m_text.size()) {
+    const char byte = static_cast<char>(c);
+    return pattern_text(std::string_view(&byte, 1));
+}
+
+/// Appends `bytes` to a patterned string, if they are printable ASCII
+/// written as themselves (the pattern sees the bytes as they are, no
+/// escape; one byte a character, so each can be checked as it comes: PCRE2
+/// refuses to match a subject that ends inside a character), within the
+/// length bounds, and some match can still begin with the text.
+bool json_matcher::pattern_text(std::string_view bytes) noexcept {
+    const json_schema::node& n = node_at(m_node);
+    if (bytes.empty() || bytes.size() > m_text.size() - m_text_size || bytes.size() > n.max_length - m_chars) {
         return false;
     }
-    m_text[m_text_size] = static_cast<char>(c);
-    if (!n.pattern->prefix(std::string_view(m_text.data(), m_text_size + 1))) return false;
-    ++m_text_size;
-    ++m_chars;
+    for (const char ch : bytes) {
+        const auto c = static_cast<std::uint8_t>(ch);
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+    }
+    std::copy(bytes.begin(), bytes.end(), m_text.begin() + m_text_size);
+    if (!m_pattern_met) {
+        // A longer text is a match's prefix only where each shorter one is,
+        // so one check covers every byte.
+        const auto state = n.pattern->prefix(std::string_view(m_text.data(), m_text_size + bytes.size()));
+        if (state == json_pattern::prefix_state::none) return false;
+        m_pattern_met = state == json_pattern::prefix_state::matched;
+    }
+    m_text_size = static_cast<std::uint16_t>(m_text_size + bytes.size());
+    m_chars += static_cast<std::uint32_t>(bytes.size());
     return true;
 }
 

@@ -58,9 +58,14 @@ json_pattern::json_pattern(const std::string& pattern)
 
 json_pattern::~json_pattern() = default;
 
-bool json_pattern::prefix(std::string_view text) const noexcept {
+json_pattern::prefix_state json_pattern::prefix(std::string_view text) const noexcept {
+    // Hard partial matching reports a partial match as soon as any path
+    // reaches the end of the subject, so a complete match is only reported
+    // when the bytes it looked at all lie before the end: more bytes change
+    // nothing it saw, and it is found again first.
     const int rc = m_anchored->match(text, PCRE2_PARTIAL_HARD);
-    return rc >= 0 || rc == PCRE2_ERROR_PARTIAL;
+    if (rc >= 0) return prefix_state::matched;
+    return rc == PCRE2_ERROR_PARTIAL ? prefix_state::partial : prefix_state::none;
 }
 
 bool json_pattern::matches_from_start(std::string_view text) const noexcept {

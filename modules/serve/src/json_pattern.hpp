@@ -28,9 +28,15 @@ public:
     json_pattern(const json_pattern&) = delete;
     json_pattern& operator=(const json_pattern&) = delete;
 
-    /// Some string starting with `text` matches from its start (`text` not
-    /// empty: partial matching needs a byte to have looked at).
-    [[nodiscard]] bool prefix(std::string_view text) const noexcept;
+    /// How a match from the start stands with `text` (not empty: partial
+    /// matching needs a byte to have looked at).
+    enum class prefix_state : unsigned char {
+        none,    ///< no string starting with `text` matches
+        partial, ///< some longer string may: the match needs more
+        matched, ///< a match ended without looking at the end of `text`,
+                 ///< so every string starting with `text` matches
+    };
+    [[nodiscard]] prefix_state prefix(std::string_view text) const noexcept;
     /// `text` matches from its start: generation may close the string.
     [[nodiscard]] bool matches_from_start(std::string_view text) const noexcept;
     /// `text` contains a match anywhere (the schema's own test, for `enum`

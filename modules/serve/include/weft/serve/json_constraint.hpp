@@ -126,6 +126,7 @@ private:
     bool string_byte(std::uint8_t c) noexcept;
     bool utf8_byte(std::uint8_t c) noexcept;
     bool pattern_byte(std::uint8_t c) noexcept;
+    bool pattern_text(std::string_view bytes) noexcept;
     bool hex_digit(std::uint8_t c) noexcept;
     bool number_byte(std::uint8_t c) noexcept;
     bool bounded_digit(std::uint8_t c) noexcept;
@@ -173,6 +174,7 @@ private:
     json_schema::string_format m_format = json_schema::string_format::none; // the string value's format
     std::uint32_t m_format_state = 0; // ...and how far into it (json_format.hpp)
     bool m_patterned = false;         // the string value is held to its node's pattern
+    bool m_pattern_met = false;       // ...which a start of it matches, whatever follows
     std::uint16_t m_text_size = 0;    // ...and has these bytes so far:
     std::array<char, json_schema::max_pattern_bytes> m_text{};
     std::uint16_t m_node = 0; // the node of the value being read or about to start
