@@ -4,6 +4,7 @@
 #include <weft/serve/json_constraint.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -75,6 +76,26 @@ inline std::string random_walk(json_matcher m, std::mt19937_64& rng, std::size_t
         REQUIRE(doc.size() < 100000);
     }
     return doc;
+}
+
+/// `walks` random walks over `m`'s documents, each wandering up to
+/// `max_wander` bytes before heading for the end, for schemas whose objects
+/// hold strings only: calls check(key, value) for every member.
+template <class Check>
+void walk_strings(const json_matcher& m, int walks, std::uint64_t seed, std::size_t max_wander, Check check) {
+    std::mt19937_64 rng(seed);
+    // '"' closes a finished string; ',' and '}' end the object.
+    const std::string closers = "\"}],0";
+    for (int walk = 0; walk < walks; ++walk) {
+        const std::string doc = random_walk(m, rng, rng() % max_wander, closers, closers);
+        INFO(doc);
+        const nlohmann::json value = nlohmann::json::parse(doc);
+        for (const auto& [key, v] : value.items()) {
+            INFO(key);
+            REQUIRE(v.is_string());
+            check(key, v.template get<std::string>());
+        }
+    }
 }
 
 } // namespace weft::serve::test
