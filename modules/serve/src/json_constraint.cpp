@@ -2,6 +2,7 @@
 
 #include <weft/serve/tokenizer.hpp>
 
+#include "json_bytes.hpp"
 #include "json_format.hpp"
 #include "json_pattern.hpp"
 
@@ -15,14 +16,9 @@ namespace weft::serve {
 namespace {
 
 constexpr bool is_whitespace(std::uint8_t c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-constexpr bool is_digit(std::uint8_t c) noexcept { return c >= '0' && c <= '9'; }
-
-constexpr int hex_value(std::uint8_t c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+using detail::hex_value;
+using detail::is_digit;
+using detail::is_plain_string_byte;
 
 constexpr std::array<std::string_view, 3> literals{"true", "false", "null"};
 
@@ -53,11 +49,8 @@ bool json_matcher::feed(std::uint8_t byte) noexcept {
 
 bool json_matcher::feed(std::string_view bytes) noexcept {
     json_matcher next = *this;
-    const auto plain_ascii = [](char ch) {
-        const auto c = static_cast<std::uint8_t>(ch);
-        return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-    };
-    if (m_phase == phase::string && m_patterned && !m_key && std::all_of(bytes.begin(), bytes.end(), plain_ascii)) {
+    const auto plain = [](char ch) { return is_plain_string_byte(static_cast<std::uint8_t>(ch)); };
+    if (m_phase == phase::string && m_patterned && !m_key && std::all_of(bytes.begin(), bytes.end(), plain)) {
         // Text in a patterned string: one check for all of it.
         if (!next.pattern_text(bytes)) return false;
         *this = next;
@@ -468,8 +461,7 @@ bool json_matcher::pattern_text(std::string_view bytes) noexcept {
         return false;
     }
     for (const char ch : bytes) {
-        const auto c = static_cast<std::uint8_t>(ch);
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+        if (!is_plain_string_byte(static_cast<std::uint8_t>(ch))) return false;
     }
     std::copy(bytes.begin(), bytes.end(), m_text.begin() + m_text_size);
     if (!m_pattern_met) {

@@ -1,6 +1,10 @@
 #include "json_format.hpp"
 
+#include "json_bytes.hpp"
+
 #include <algorithm>
+#include <iterator>
+#include <utility>
 
 namespace weft::serve::detail {
 
@@ -15,12 +19,6 @@ struct cursor {
     static cursor of(std::uint32_t state) noexcept { return {state & 0xffu, state >> 8}; }
     [[nodiscard]] std::uint32_t packed() const noexcept { return pos | data << 8; }
 };
-
-bool is_digit(std::uint8_t c) noexcept { return c >= '0' && c <= '9'; }
-
-bool is_hex(std::uint8_t c) noexcept {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
 
 std::uint32_t days_in_month(std::uint32_t month, std::uint32_t year) noexcept {
     switch (month) {
@@ -347,16 +345,31 @@ bool format_matches(string_format f, std::string_view text) noexcept {
     return format_complete(f, state);
 }
 
+namespace {
+
+constexpr std::pair<std::string_view, string_format> format_table[]{
+    {"date", string_format::date},         {"time", string_format::time},
+    {"date-time", string_format::date_time}, {"duration", string_format::duration},
+    {"uuid", string_format::uuid},         {"ipv4", string_format::ipv4},
+    {"hostname", string_format::hostname}, {"email", string_format::email},
+};
+
+} // namespace
+
 std::optional<string_format> format_named(std::string_view name) noexcept {
-    if (name == "date") return string_format::date;
-    if (name == "time") return string_format::time;
-    if (name == "date-time") return string_format::date_time;
-    if (name == "duration") return string_format::duration;
-    if (name == "uuid") return string_format::uuid;
-    if (name == "ipv4") return string_format::ipv4;
-    if (name == "hostname") return string_format::hostname;
-    if (name == "email") return string_format::email;
+    for (const auto& [known, format] : format_table) {
+        if (name == known) return format;
+    }
     return std::nullopt;
+}
+
+std::string format_names() {
+    std::string names;
+    for (std::size_t i = 0; i < std::size(format_table); ++i) {
+        if (i > 0) names += i + 1 == std::size(format_table) ? " and " : ", ";
+        names += format_table[i].first;
+    }
+    return names;
 }
 
 } // namespace weft::serve::detail

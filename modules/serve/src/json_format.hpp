@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace weft::serve::detail {
@@ -49,5 +50,8 @@ bool format_matches(string_format f, std::string_view text) noexcept;
 /// The format of a schema's `format` name ("date-time"), or none for a name
 /// not supported.
 std::optional<string_format> format_named(std::string_view name) noexcept;
+
+/// The supported names, for error messages: "date, time, ... and email".
+std::string format_names();
 
 } // namespace weft::serve::detail

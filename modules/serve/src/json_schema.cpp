@@ -418,7 +418,7 @@ private:
         const auto format = detail::format_named(name);
         if (!format) {
             fail(at_path(path, "format"),
-                 fmt::format("'{}' is not supported (date, time, date-time, duration, uuid, ipv4, hostname and email are)", name));
+                 fmt::format("'{}' is not supported ({} are)", name, detail::format_names()));
         }
         if (s.contains("minLength") || s.contains("maxLength")) {
             fail(path, "'format' beside minLength / maxLength is not supported");
