@@ -84,6 +84,10 @@ bool valid_format(std::string_view f, const std::string& s) {
         in_addr a{};
         return inet_pton(AF_INET, s.c_str(), &a) == 1; // glibc refuses leading zeros, as RFC 2673 does
     }
+    if (f == "ipv6") {
+        in6_addr a{};
+        return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+    }
     return true;
 }
 
@@ -94,6 +98,7 @@ const json formats = json::parse(R"({"type": "object", "properties": {
     "duration": {"type": "string", "format": "duration"},
     "uuid": {"type": "string", "format": "uuid"},
     "ipv4": {"type": "string", "format": "ipv4"},
+    "ipv6": {"type": "string", "format": "ipv6"},
     "hostname": {"type": "string", "format": "hostname"},
     "email": {"type": "string", "format": "email"}}})");
 
@@ -117,6 +122,8 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
                       "P0D", "P1MT2M"}},
         {"uuid", {"123e4567-e89b-12d3-a456-426614174000", "ABCDEF01-2345-6789-abcd-ef0123456789"}},
         {"ipv4", {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.20.30.40"}},
+        {"ipv6", {"::", "::1", "1::", "2001:db8::8a2e:370:7334", "2001:0db8:0000:0000:0000:ff00:0042:8329",
+                  "fe80::1:2:3:4:5:6", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "ABCD:ef01::"}},
         {"hostname", {"localhost", "example.com", "a-b.c-d.example.org", "x1.io", "EXAMPLE.COM"}},
         {"email", {"jane.doe@example.com", "a+tag@b.co", "first_last-1@mail.example.org", "x@y-z.eu"}},
     };
@@ -131,6 +138,8 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
         {"uuid", {"123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400", "g23e4567-e89b-12d3-a456-426614174000",
                   "123e4567-e89b-12d3-a456-4266141740000"}},
         {"ipv4", {"256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1..2.3", "1.2.3.4.5", "1.2.3.00", ""}},
+        {"ipv6", {"", ":", ":::", "1:::2", "1::2::3", ":1::", "1:", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9",
+                  "12345::", "g::", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8::", "1::2:3:4:5:6:7:8", "::ffff:1.2.3.4"}},
         {"hostname", {"", "-a.com", "a-.com", "a..com", "example.", ".com", "example.c0m", "10.0.0.1", "a_b.com",
                       "x", "h\u00e9.com"}},
         {"email", {"jane", "@example.com", "jane@", "jane@localhost", "jane.@example.com", ".jane@example.com",

@@ -195,6 +195,58 @@ bool ipv4_step(cursor& s, std::uint8_t c) noexcept {
     return true;
 }
 
+// ipv6: RFC 4291 text, eight groups of 1-4 hexadecimal digits joined by
+// colons, or fewer around one `::` that stands for the missing ones (one
+// group at least, so seven written at most). No embedded IPv4 tail. Pos: at
+// the start (0), after a leading ':' (1), in a group (2), after a ':' that
+// follows one (3), after `::` (4). Data: groups written (bits 0-3), digits
+// of the current one (4-6), whether `::` was written (7).
+enum : std::uint32_t { v6_start, v6_lead, v6_group, v6_colon, v6_double };
+
+bool ipv6_step(cursor& s, std::uint8_t c) noexcept {
+    std::uint32_t groups = s.data & 0xfu, digits = s.data >> 4 & 0x7u, doubled = s.data >> 7 & 1u;
+    // Groups in all: eight, or seven written beside `::`.
+    const std::uint32_t most = doubled != 0 ? 7 : 8;
+    if (is_hex(c)) {
+        if (s.pos == v6_lead) return false;
+        if (s.pos == v6_group) {
+            if (digits == 4) return false;
+            ++digits;
+        } else {
+            if (groups + 1 > (s.pos == v6_double ? 7 : most)) return false;
+            ++groups;
+            digits = 1;
+        }
+        s.pos = v6_group;
+    } else if (c == ':') {
+        switch (s.pos) {
+        case v6_start: s.pos = v6_lead; break;
+        case v6_lead: s.pos = v6_double; doubled = 1; break;
+        // A single colon needs a group after it (or, with no `::` yet, a
+        // second colon, which ends the address with seven groups at most).
+        case v6_group:
+            if (groups + 1 > most) return false;
+            s.pos = v6_colon;
+            break;
+        case v6_colon:
+            if (doubled != 0) return false;
+            s.pos = v6_double;
+            doubled = 1;
+            break;
+        default: return false;
+        }
+    } else {
+        return false;
+    }
+    s.data = groups | digits << 4 | doubled << 7;
+    return true;
+}
+
+bool ipv6_complete(cursor s) noexcept {
+    const std::uint32_t groups = s.data & 0xfu, doubled = s.data >> 7 & 1u;
+    return s.pos == v6_double || (s.pos == v6_group && (doubled != 0 || groups == 8));
+}
+
 // hostname (and an email's domain): labels of letters, digits and inner
 // hyphens, 1-63 each, joined by dots, 253 characters in all, the last of 2
 // or more letters only (a top-level domain: validators differ on others).
@@ -314,6 +366,7 @@ bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept
     case string_format::duration: ok = duration_step(s, c); break;
     case string_format::uuid: ok = uuid_step(s, c); break;
     case string_format::ipv4: ok = ipv4_step(s, c); break;
+    case string_format::ipv6: ok = ipv6_step(s, c); break;
     case string_format::hostname: ok = host_step(hostname_rules, s.data, c); break;
     case string_format::email: ok = email_step(s, c); break;
     }
@@ -331,6 +384,7 @@ bool format_complete(string_format f, std::uint32_t state) noexcept {
     case string_format::duration: return s.pos == 3 || s.pos == 6 || s.pos == 7;
     case string_format::uuid: return s.pos == uuid_end;
     case string_format::ipv4: return (s.data & 0x3u) == 3 && (s.data >> 2 & 0x3u) != 0;
+    case string_format::ipv6: return ipv6_complete(s);
     case string_format::hostname: return host_complete(hostname_rules, s.data);
     case string_format::email: return s.pos > 0 && host_complete(domain_rules(s.pos - 1), s.data);
     }
@@ -351,7 +405,8 @@ constexpr std::pair<std::string_view, string_format> format_table[]{
     {"date", string_format::date},         {"time", string_format::time},
     {"date-time", string_format::date_time}, {"duration", string_format::duration},
     {"uuid", string_format::uuid},         {"ipv4", string_format::ipv4},
-    {"hostname", string_format::hostname}, {"email", string_format::email},
+    {"ipv6", string_format::ipv6},         {"hostname", string_format::hostname},
+    {"email", string_format::email},
 };
 
 } // namespace

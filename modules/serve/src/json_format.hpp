@@ -18,6 +18,8 @@
 //   seconds likewise, or weeks alone; at most 9 digits a number;
 // - uuid: 8-4-4-4-12 hexadecimal digits;
 // - ipv4: a dotted quad, each part 0-255 without leading zeros;
+// - ipv6: eight colon-joined groups of 1-4 hexadecimal digits, or fewer
+//   around one `::` (no IPv4 tail);
 // - hostname: labels of letters, digits and inner hyphens (1-63 characters)
 //   joined by dots, 253 in all, the last label of 2 or more letters;
 // - email: a local part of dot-separated runs of letters, digits and
