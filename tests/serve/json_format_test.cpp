@@ -65,6 +65,26 @@ bool valid_email(const std::string& s) {
     return std::regex_match(s.substr(0, at), local) && valid_hostname(s.substr(at + 1), 2);
 }
 
+/// RFC 3986 http(s) URIs: scheme, "//", a host name and optional port, then
+/// path-abempty, query and fragment of pchars, '/' and '?'.
+bool valid_http_uri(const std::string& s) {
+    static const std::regex scheme(R"(https?://)");
+    static const std::string pchar = R"(([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2}))";
+    static const std::regex rest("(:[0-9]+)?(/" + pchar + "*)*(\\?(" + pchar + "|[/?])*)?(#(" + pchar + "|[/?])*)?");
+    std::smatch m;
+    if (!std::regex_search(s, m, scheme, std::regex_constants::match_continuous)) return false;
+    const std::string tail = s.substr(static_cast<std::size_t>(m.length()));
+    const std::size_t host_end = std::min(tail.find_first_of(":/?#"), tail.size());
+    const std::string host = tail.substr(0, host_end), after = tail.substr(host_end);
+    if (!valid_hostname(host, 1) || !std::regex_match(after, rest)) return false;
+    if (after.starts_with(':')) {
+        const std::size_t digits_end = std::min(after.find_first_of("/?#"), after.size());
+        const std::string port = after.substr(1, digits_end - 1);
+        return port.size() <= 5 && std::stoul(port) >= 1 && std::stoul(port) <= 65535;
+    }
+    return true;
+}
+
 /// Whether `s` is a value of format `f` (unknown formats: any string).
 bool valid_format(std::string_view f, const std::string& s) {
     if (f == "date") return valid_date(s);
@@ -80,6 +100,7 @@ bool valid_format(std::string_view f, const std::string& s) {
     }
     if (f == "hostname") return valid_hostname(s, 1);
     if (f == "email") return valid_email(s);
+    if (f == "uri") return valid_http_uri(s);
     if (f == "ipv4") {
         in_addr a{};
         return inet_pton(AF_INET, s.c_str(), &a) == 1; // glibc refuses leading zeros, as RFC 2673 does
@@ -100,7 +121,8 @@ const json formats = json::parse(R"({"type": "object", "properties": {
     "ipv4": {"type": "string", "format": "ipv4"},
     "ipv6": {"type": "string", "format": "ipv6"},
     "hostname": {"type": "string", "format": "hostname"},
-    "email": {"type": "string", "format": "email"}}})");
+    "email": {"type": "string", "format": "email"},
+    "uri": {"type": "string", "format": "uri"}}})");
 
 /// Feeds `{"<format>":"<value>"}`; true when every byte is taken and the
 /// object completes.
@@ -126,6 +148,9 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
                   "fe80::1:2:3:4:5:6", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "ABCD:ef01::"}},
         {"hostname", {"localhost", "example.com", "a-b.c-d.example.org", "x1.io", "EXAMPLE.COM"}},
         {"email", {"jane.doe@example.com", "a+tag@b.co", "first_last-1@mail.example.org", "x@y-z.eu"}},
+        {"uri", {"http://ab", "https://example.com", "https://example.com/", "http://localhost:8080/v1/models",
+                 "https://en.wikipedia.org/wiki/C%2B%2B?action=view&x=1#History",
+                 "https://a.io/path/with:colon@at;and=eq?q=/slash?again#frag/?", "http://x.org:65535"}},
     };
     const std::vector<std::pair<const char*, std::vector<const char*>>> refused{
         {"date", {"2023-02-29", "1900-02-29", "2024-04-31", "2024-13-01", "2024-00-10", "2024-01-00", "2024-1-01",
@@ -145,6 +170,10 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
         {"email", {"jane", "@example.com", "jane@", "jane@localhost", "jane.@example.com", ".jane@example.com",
                    "ja..ne@example.com", "jane@example.c", "jane@@example.com", "jane doe@example.com",
                    "jane@example.123"}},
+        {"uri", {"", "http", "http:", "http:/", "http://", "http://a", "ftp://example.com", "HTTP://example.com",
+                 "https://example.com:0", "https://example.com:08", "https://example.com:65536", "http://example.com:",
+                 "https://exa mple.com", "https://example.com/a b", "https://example.com/%2", "https://example.com/%zz",
+                 "https://example.com/a#b#c", "https://-x.com", "https://user@example.com", "https://example.com/<x>"}},
     };
     for (const auto& [format, values] : accepted) {
         for (const char* v : values) {
@@ -211,6 +240,39 @@ TEST_CASE("formatted strings can always finish, and what they finish a validator
     weft::serve::test::walk_strings(json_matcher(&s), 400, 11, 300, [](const std::string& key, const std::string& v) {
         CHECK(valid_format(key, v));
     });
+}
+
+TEST_CASE("formatted strings end within maxLength, which may be as short as a format's shortest value",
+          "[json][schema][format]") {
+    const std::vector<std::pair<std::string, std::uint32_t>> shortest{
+        {"date", 10}, {"time", 9},     {"date-time", 20}, {"duration", 3}, {"uuid", 36},
+        {"ipv4", 7},  {"ipv6", 2},     {"hostname", 2},   {"email", 6},    {"uri", 9}};
+    for (const auto& [format, least] : shortest) {
+        INFO(format);
+        const auto schema_of = [&, f = format](std::uint32_t max) {
+            return fmt::format(R"({{"type": "object", "properties": {{"{}": {{"type": "string", "format": "{}",
+                "minLength": {}, "maxLength": {}}}}}}})", f, f, std::min<std::uint32_t>(least, 1), max);
+        };
+        CHECK_THROWS_WITH(json_schema::parse(schema_of(least - 1)), Catch::Contains("no '" + format + "' value"));
+        CHECK_THROWS_WITH(json_schema::parse(fmt::format(
+                              R"({{"type": "object", "properties": {{"v": {{"type": "string", "format": "{}", "minLength": {}}}}}}})",
+                              format, least + 1)),
+                          Catch::Contains("the shortest '" + format + "' value"));
+        for (const std::uint32_t max : {least, least + 1, least + 5, least + 40}) {
+            const json_schema s = json_schema::parse(schema_of(max));
+            weft::serve::test::walk_strings(json_matcher(&s), 60, max, 200, [&](const std::string& key, const std::string& v) {
+                CHECK(v.size() <= max);
+                CHECK(valid_format(key, v));
+                if (max == least) CHECK(v.size() == least);
+            });
+        }
+    }
+    // HttpUrl as pydantic writes it.
+    const json_schema url = json_schema::parse(
+        R"({"type": "object", "properties": {"uri": {"type": "string", "format": "uri", "minLength": 1, "maxLength": 2083}}})");
+    CHECK(generates(url, "uri", "https://docs.pydantic.dev/latest/"));
+    CHECK_FALSE(generates(url, "uri", "https://example.com/" + std::string(2064, 'a')));
+    CHECK(generates(url, "uri", "https://example.com/" + std::string(2063, 'a')));
 }
 
 TEST_CASE("format constrains strings only and keeps the enum values of its format", "[json][schema][format]") {

@@ -378,8 +378,19 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
     }
     if (m_format != json_schema::string_format::none && !m_key) {
         // A formatted value: its grammar's bytes (never an escape: every
-        // value of these formats is plain ASCII), the quote once complete.
-        if (c != '"') return detail::format_step(m_format, m_format_state, c);
+        // value of these formats is plain ASCII, so bytes are characters),
+        // the quote once complete.
+        if (c != '"') {
+            std::uint32_t state = m_format_state;
+            if (!detail::format_step(m_format, state, c)) return false;
+            // Only with room left to end the value within maxLength (the
+            // schema keeps minLength at most the format's shortest value).
+            const std::uint64_t least = std::uint64_t{m_chars} + 1 + detail::format_need(m_format, state);
+            if (least > node_at(m_node).max_length) return false;
+            m_format_state = state;
+            ++m_chars;
+            return true;
+        }
         if (!detail::format_complete(m_format, m_format_state)) return false;
         value_done();
         return true;

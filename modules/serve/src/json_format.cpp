@@ -111,6 +111,14 @@ bool time_step(cursor& s, std::uint8_t c) noexcept {
     return false;
 }
 
+/// The fewest characters that end a time: the seconds, then 'Z'.
+std::uint32_t time_need(cursor s) noexcept {
+    if (s.pos < 8) return 8 - s.pos + 1;
+    if (s.pos == 8) return 1;
+    if (s.pos == 9) return (s.data >> 2 & 0xfu) == 0 ? 2 : 1; // a fraction digit, then 'Z'
+    return time_end - s.pos;
+}
+
 // date-time: the date at positions 0-9, 'T' at 10, the time from 11.
 constexpr std::uint32_t time_start = date_end + 1;
 
@@ -165,6 +173,16 @@ bool duration_step(cursor& s, std::uint8_t c) noexcept {
         return s.pos == 3 && c == 'T' && to(4, 0, 0);
     case 4: return digit && to(5, 1, 0);
     default: return false;
+    }
+}
+
+/// The fewest characters that end a duration: "P1D" from the start.
+std::uint32_t duration_need(cursor s) noexcept {
+    switch (s.pos) {
+    case 0: return 3;
+    case 1: case 4: return 2; // a number's digit and its unit
+    case 2: case 5: return 1; // the unit
+    default: return 0;
     }
 }
 
@@ -240,6 +258,19 @@ bool ipv6_step(cursor& s, std::uint8_t c) noexcept {
     }
     s.data = groups | digits << 4 | doubled << 7;
     return true;
+}
+
+/// The fewest characters that end an address: "::" from the start, ':'
+/// after a leading one, "::" after groups with none yet (a single ':'
+/// where one was just written), nothing once `::` is in.
+std::uint32_t ipv6_need(cursor s) noexcept {
+    const std::uint32_t groups = s.data & 0xfu, doubled = s.data >> 7 & 1u;
+    switch (s.pos) {
+    case v6_start: return 2;
+    case v6_lead: case v6_colon: return 1;
+    case v6_group: return doubled != 0 || groups == 8 ? 0 : 2;
+    default: return 0;
+    }
 }
 
 bool ipv6_complete(cursor s) noexcept {
@@ -353,6 +384,126 @@ bool email_step(cursor& s, std::uint8_t c) noexcept {
     return false;
 }
 
+// uri: an http or https URL, the part of RFC 3986's URIs that every
+// validator of `uri` and pydantic's HttpUrl alike accept: `http://` or
+// `https://`, a host name (as `hostname`), an optional port (1-65535, no
+// leading zero), then a path, `?query` and `#fragment` of RFC 3986 pchars
+// (unreserved, sub-delims, ':', '@', %XX), '/' and (after the path) '?'.
+// Pos: 0-3 the letters of "http"; 4 after them; 5 after "https"; 6 after
+// ':'; 7 after the first '/'; 8 the host (data: host_state); 9 the port
+// (data: digits, bits 0-2, and value, 3-19); 10 the path, 11 the query, 12
+// the fragment (data: hexadecimal digits a '%' still needs, bits 0-1).
+enum : std::uint32_t { uri_after_http = 4, uri_after_https, uri_colon, uri_slash, uri_host, uri_port, uri_path,
+                       uri_query, uri_fragment };
+constexpr host_rules uri_host_rules{253, 1};
+constexpr std::uint32_t max_port = 65535;
+
+bool is_pchar(std::uint8_t c) noexcept {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c)) return true;
+    switch (c) {
+    case '-': case '.': case '_': case '~':                                  // unreserved
+    case '!': case '$': case '&': case '\'': case '(': case ')': case '*':
+    case '+': case ',': case ';': case '=':                                  // sub-delims
+    case ':': case '@': return true;
+    default: return false;
+    }
+}
+
+/// The part a '/', '?' or '#' opens after the host or port.
+bool uri_open_part(cursor& s, std::uint8_t c) noexcept {
+    switch (c) {
+    case '/': s = {uri_path, 0}; return true;
+    case '?': s = {uri_query, 0}; return true;
+    case '#': s = {uri_fragment, 0}; return true;
+    default: return false;
+    }
+}
+
+bool uri_step(cursor& s, std::uint8_t c) noexcept {
+    constexpr std::string_view http = "http";
+    if (s.pos < http.size()) {
+        if (c != static_cast<std::uint8_t>(http[s.pos])) return false;
+        ++s.pos;
+        return true;
+    }
+    switch (s.pos) {
+    case uri_after_http:
+        if (c == 's') { s.pos = uri_after_https; return true; }
+        [[fallthrough]];
+    case uri_after_https:
+        if (c != ':') return false;
+        s.pos = uri_colon;
+        return true;
+    case uri_colon:
+    case uri_slash:
+        if (c != '/') return false;
+        s = {s.pos == uri_colon ? uri_slash : uri_host, 0};
+        return true;
+    case uri_host:
+        if (c == ':' || c == '/' || c == '?' || c == '#') {
+            if (!host_complete(uri_host_rules, s.data)) return false;
+            if (c == ':') {
+                s = {uri_port, 0};
+                return true;
+            }
+            return uri_open_part(s, c);
+        }
+        return host_step(uri_host_rules, s.data, c);
+    case uri_port: {
+        const std::uint32_t digits = s.data & 0x7u, value = s.data >> 3;
+        if (!is_digit(c)) return digits > 0 && uri_open_part(s, c);
+        const std::uint32_t next = value * 10 + (static_cast<std::uint32_t>(c) - '0');
+        if (next == 0 || next > max_port) return false; // no leading zero, no port 0
+        s.data = (digits + 1) | next << 3;
+        return true;
+    }
+    default: { // path, query, fragment
+        if (s.data != 0) { // within %XX
+            if (!is_hex(c)) return false;
+            --s.data;
+            return true;
+        }
+        if (c == '%') {
+            s.data = 2;
+            return true;
+        }
+        if (is_pchar(c) || c == '/' || (c == '?' && s.pos != uri_path)) return true;
+        if (c == '?' && s.pos == uri_path) {
+            s.pos = uri_query;
+            return true;
+        }
+        if (c == '#' && s.pos != uri_fragment) {
+            s.pos = uri_fragment;
+            return true;
+        }
+        return false;
+    }
+    }
+}
+
+bool uri_complete(cursor s) noexcept {
+    switch (s.pos) {
+    case uri_host: return host_complete(uri_host_rules, s.data);
+    case uri_port: return (s.data & 0x7u) != 0;
+    case uri_path: case uri_query: case uri_fragment: return s.data == 0;
+    default: return false;
+    }
+}
+
+std::uint32_t uri_need(cursor s) noexcept {
+    // "http://" then the shortest host name.
+    const std::uint32_t host = fresh_need(uri_host_rules, 0);
+    switch (s.pos) {
+    case uri_after_http: case uri_after_https: return 3 + host;
+    case uri_colon: return 2 + host;
+    case uri_slash: return 1 + host;
+    case uri_host: return host_need(uri_host_rules, host_state::of(s.data));
+    case uri_port: return (s.data & 0x7u) == 0 ? 1 : 0;
+    case uri_path: case uri_query: case uri_fragment: return s.data;
+    default: return 4 - s.pos + 3 + host;
+    }
+}
+
 } // namespace
 
 bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept {
@@ -369,6 +520,7 @@ bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept
     case string_format::ipv6: ok = ipv6_step(s, c); break;
     case string_format::hostname: ok = host_step(hostname_rules, s.data, c); break;
     case string_format::email: ok = email_step(s, c); break;
+    case string_format::uri: ok = uri_step(s, c); break;
     }
     if (ok) state = s.packed();
     return ok;
@@ -387,8 +539,39 @@ bool format_complete(string_format f, std::uint32_t state) noexcept {
     case string_format::ipv6: return ipv6_complete(s);
     case string_format::hostname: return host_complete(hostname_rules, s.data);
     case string_format::email: return s.pos > 0 && host_complete(domain_rules(s.pos - 1), s.data);
+    case string_format::uri: return uri_complete(s);
     }
     return false;
+}
+
+std::uint32_t format_need(string_format f, std::uint32_t state) noexcept {
+    const cursor s = cursor::of(state);
+    switch (f) {
+    case string_format::none: return 0;
+    case string_format::date: return date_end - s.pos;
+    case string_format::time: return time_need(s);
+    case string_format::date_time:
+        // The rest of the date, 'T', then the shortest time, HH:MM:SSZ.
+        if (s.pos <= date_end) return date_end - s.pos + 1 + time_need({0, 0});
+        return time_need({s.pos - time_start, s.data});
+    case string_format::duration: return duration_need(s);
+    case string_format::uuid: return uuid_end - s.pos;
+    case string_format::ipv4: {
+        // Each part to come: a '.' and a digit; the current one a digit if it has none.
+        const std::uint32_t part = s.data & 0x3u, digits = s.data >> 2 & 0x3u;
+        return (digits == 0 ? 1 : 0) + (3 - part) * 2;
+    }
+    case string_format::ipv6: return ipv6_need(s);
+    case string_format::hostname: return host_need(hostname_rules, host_state::of(s.data));
+    case string_format::email: {
+        if (s.pos > 0) return host_need(domain_rules(s.pos - 1), host_state::of(s.data));
+        const std::uint32_t length = s.data & 0x7fu, dot = s.data >> 7 & 1u;
+        // A character where the local part may not end yet, '@', a domain.
+        return (length == 0 || dot != 0 ? 1 : 0) + 1 + fresh_need(domain_rules(0), 0);
+    }
+    case string_format::uri: return uri_need(s);
+    }
+    return 0;
 }
 
 bool format_matches(string_format f, std::string_view text) noexcept {
@@ -406,7 +589,7 @@ constexpr std::pair<std::string_view, string_format> format_table[]{
     {"date-time", string_format::date_time}, {"duration", string_format::duration},
     {"uuid", string_format::uuid},         {"ipv4", string_format::ipv4},
     {"ipv6", string_format::ipv6},         {"hostname", string_format::hostname},
-    {"email", string_format::email},
+    {"email", string_format::email},       {"uri", string_format::uri},
 };
 
 } // namespace

@@ -24,7 +24,10 @@
 //   joined by dots, 253 in all, the last label of 2 or more letters;
 // - email: a local part of dot-separated runs of letters, digits and
 //   `_ + -` (64 characters at most), '@', a hostname of two labels or more;
-//   254 characters in all.
+//   254 characters in all;
+// - uri: an http or https URL: `http://` or `https://`, a hostname, an
+//   optional port (1-65535), then a path, `?query` and `#fragment` of RFC
+//   3986 pchars, '/', '?' and %XX escapes.
 // The state is 32 bits, kept by the matcher; 0 is the start of every format.
 #pragma once
 
@@ -45,6 +48,12 @@ bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept
 
 /// The content so far is a whole value of the format.
 bool format_complete(string_format f, std::uint32_t state) noexcept;
+
+/// The fewest bytes that make the content so far a whole value (0 where it
+/// is one); from state 0, the length of the shortest value. Some byte the
+/// format takes lowers it by one, so a string held to a maximum length can
+/// always end within it while each byte keeps this much room.
+std::uint32_t format_need(string_format f, std::uint32_t state) noexcept;
 
 /// `text` is a whole value of the format as the automaton writes it.
 bool format_matches(string_format f, std::string_view text) noexcept;

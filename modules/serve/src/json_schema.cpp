@@ -420,8 +420,16 @@ private:
             fail(at_path(path, "format"),
                  fmt::format("'{}' is not supported ({} are)", name, detail::format_names()));
         }
-        if (s.contains("minLength") || s.contains("maxLength")) {
-            fail(path, "'format' beside minLength / maxLength is not supported");
+        // maxLength is kept while generating; minLength only where every
+        // value of the format is that long.
+        const std::uint32_t shortest = detail::format_need(*format, 0);
+        if (count(s, "minLength", path, 0) > shortest) {
+            fail(at_path(path, "minLength"),
+                 fmt::format("above {} (the shortest '{}' value) is not supported beside 'format'", shortest, name));
+        }
+        if (count(s, "maxLength", path, json_schema::unbounded) < shortest) {
+            fail(at_path(path, "maxLength"), fmt::format("no '{}' value is this short (the shortest has {} characters)",
+                                                         name, shortest));
         }
         n.format = *format;
     }

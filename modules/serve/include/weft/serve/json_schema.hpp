@@ -16,9 +16,10 @@
 /// - arrays: `items`, `minItems`, `maxItems`;
 /// - strings: `minLength`, `maxLength` (in code points), `format` (`date`,
 ///   `time`, `date-time`, `duration` as RFC 3339 writes them, `uuid`,
-///   `ipv4`, `ipv6`, `hostname`, `email`): a formatted string is generated character by character within
-///   its grammar (`2023-02-29` is refused at its last digit); `format` on a node that
-///   accepts no string constrains nothing there and is allowed;
+///   `ipv4`, `ipv6`, `hostname`, `email`, `uri` as an http(s) URL): a formatted string is
+///   generated character by character within its grammar (`2023-02-29` is refused at its last
+///   digit) and within `maxLength`; `minLength` beside it may not exceed the format's shortest
+///   value; `format` on a node that accepts no string constrains nothing there and is allowed;
 ///   `pattern` (a regular expression, PCRE2 syntax, which covers ECMA-262's):
 ///   the string is generated as a match from its start, of at most 256
 ///   printable ASCII characters written as themselves (no escape), so a
@@ -67,7 +68,7 @@ public:
     static constexpr std::uint16_t any = 0;
 
     /// The string formats the matcher generates (see json_format.hpp).
-    enum class string_format : std::uint8_t { none, date, time, date_time, duration, uuid, ipv4, ipv6, hostname, email };
+    enum class string_format : std::uint8_t { none, date, time, date_time, duration, uuid, ipv4, ipv6, hostname, email, uri };
 
     struct property {
         std::string name;
