@@ -120,12 +120,13 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         "pet": {"enum": ["cat", "dog", null]},
         "born": {"type": "string", "format": "date"},
         "code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2}$"},
+        "site": {"type": "string", "format": "uri", "minLength": 1, "maxLength": 40},
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 2}
       },
-      "required": ["name", "age", "pet", "born", "code"],
+      "required": ["name", "age", "pet", "born", "code", "site"],
       "additionalProperties": false
     })");
-    json body = chat_body("Describe a person as JSON.", 200);
+    json body = chat_body("Describe a person as JSON.", 400);
     body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "person"}, {"schema", schema}, {"strict", true}}}};
     body["temperature"] = 1.0;
     body["seed"] = 5;
@@ -142,7 +143,7 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         ++complete;
         const json v = json::parse(content);
         REQUIRE(v.is_object());
-        CHECK(v.size() <= 7);
+        CHECK(v.size() <= 8);
         CHECK(v["name"].is_string());
         CHECK(v["name"].get<std::string>().size() <= 8 * 4);
         CHECK((v["age"].is_number_integer() || v["age"].is_number_unsigned()));
@@ -154,6 +155,9 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         const std::string born = v["born"];
         CHECK(std::regex_match(born, std::regex(R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))")));
         CHECK(std::regex_match(v["code"].get<std::string>(), std::regex("[A-Z]{2}[0-9]{2}")));
+        const std::string site = v["site"];
+        CHECK(site.size() <= 40);
+        CHECK(std::regex_match(site, std::regex(R"(https?://[A-Za-z0-9.-]+(:[0-9]+)?([/?#][!-~]*)?)")));
     }
     CHECK(complete > 0);
 
