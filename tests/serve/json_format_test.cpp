@@ -4,8 +4,10 @@
 // expressions for the rest), not from the matcher's automata.
 #include "json_test_support.hpp"
 
+#include <weft/serve/demo_model.hpp>
 #include <weft/serve/json_constraint.hpp>
 #include <weft/serve/json_schema.hpp>
+#include <weft/serve/tokenizer.hpp>
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>
@@ -15,10 +17,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <random>
 #include <regex>
 #include <string>
 #include <string_view>
 
+using weft::serve::json_constraint;
 using weft::serve::json_matcher;
 using weft::serve::json_schema;
 using json = nlohmann::json;
@@ -287,4 +292,46 @@ TEST_CASE("format constrains strings only and keeps the enum values of its forma
     CHECK_FALSE(json_matcher(&s).feed(R"({"pick":"10.0.0.256")"));
     // A formatted string takes no escape, even of a character it allows.
     CHECK_FALSE(json_matcher(&s).feed(R"({"when":"\u0032)"));
+}
+
+TEST_CASE("the mask inside a formatted string holds exactly the tokens the matcher takes", "[json][schema][format]") {
+    // allowed() checks a token within a formatted value on the format's
+    // automaton alone; allows() copies the matcher and feeds the token.
+    const weft::serve::tokenizer tok(weft::serve::demo_tokenizer(1024));
+    const auto vocab = std::make_shared<const weft::serve::token_texts>(tok);
+    const auto schema = std::make_shared<const json_schema>(json_schema::parse(R"({"type": "object", "properties": {
+        "email": {"type": "string", "format": "email", "maxLength": 24},
+        "uri": {"type": "string", "format": "uri", "maxLength": 30},
+        "born": {"type": "string", "format": "date"},
+        "id": {"type": "string", "format": "uuid"}},
+        "required": ["email", "uri", "born", "id"], "additionalProperties": false})"));
+    std::mt19937_64 rng(3);
+    std::vector<std::uint64_t> bits;
+    for (int walk = 0; walk < 12; ++walk) {
+        json_constraint c(vocab, schema);
+        std::string doc;
+        for (int step = 0; step < 200; ++step) {
+            INFO(doc);
+            const std::size_t count = c.allowed(bits);
+            std::vector<weft::serve::token_id> ok;
+            for (std::size_t t = 0; t < vocab->size(); ++t) {
+                const auto id = static_cast<weft::serve::token_id>(t);
+                const bool in = (bits[t / 64] >> (t % 64) & 1) != 0;
+                REQUIRE(in == c.allows(id));
+                if (in) ok.push_back(id);
+            }
+            REQUIRE(ok.size() == count);
+            if (ok.empty()) break; // complete
+            // Whitespace between tokens only where nothing else is taken.
+            std::vector<weft::serve::token_id> visible;
+            for (const auto id : ok) {
+                if ((*vocab)[id].find_first_not_of(" \t\r\n") != std::string_view::npos) visible.push_back(id);
+            }
+            const auto& pick = visible.empty() ? ok : visible;
+            const weft::serve::token_id next = pick[rng() % pick.size()];
+            doc += (*vocab)[next];
+            REQUIRE(c.advance(next));
+        }
+        CHECK(c.allowed(bits) == 0); // each walk ends with the object
+    }
 }

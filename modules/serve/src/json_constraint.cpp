@@ -63,6 +63,20 @@ bool json_matcher::feed(std::string_view bytes) noexcept {
     return true;
 }
 
+bool json_matcher::accepts(std::string_view bytes) const noexcept {
+    if (m_phase == phase::string && m_format != json_schema::string_format::none && !m_key && !m_match_key &&
+        bytes.find('"') == std::string_view::npos) {
+        // Within the formatted value throughout: the bytes string_byte
+        // would check, on a copy of the format's state alone.
+        std::uint32_t state = m_format_state;
+        std::uint32_t chars = m_chars;
+        return std::all_of(bytes.begin(), bytes.end(),
+                           [&](char ch) { return format_byte(state, chars, static_cast<std::uint8_t>(ch)); });
+    }
+    json_matcher copy = *this;
+    return copy.feed(bytes);
+}
+
 bool json_matcher::step(std::uint8_t c) noexcept {
     switch (m_phase) {
     case phase::string: return string_byte(c);
@@ -380,17 +394,7 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
         // A formatted value: its grammar's bytes (never an escape: every
         // value of these formats is plain ASCII, so bytes are characters),
         // the quote once complete.
-        if (c != '"') {
-            std::uint32_t state = m_format_state;
-            if (!detail::format_step(m_format, state, c)) return false;
-            // Only with room left to end the value within maxLength (the
-            // schema keeps minLength at most the format's shortest value).
-            const std::uint64_t least = std::uint64_t{m_chars} + 1 + detail::format_need(m_format, state);
-            if (least > node_at(m_node).max_length) return false;
-            m_format_state = state;
-            ++m_chars;
-            return true;
-        }
+        if (c != '"') return format_byte(m_format_state, m_chars, c);
         if (!detail::format_complete(m_format, m_format_state)) return false;
         value_done();
         return true;
@@ -444,6 +448,20 @@ bool json_matcher::utf8_byte(std::uint8_t c) noexcept {
     } else {
         return false;
     }
+    return true;
+}
+
+/// Takes byte `c` (not the quote) of the formatted value whose format state
+/// and length are `state` and `chars`: a byte of the format that leaves
+/// room to end the value within maxLength (the schema keeps minLength at
+/// most the format's shortest value, so that one needs no check).
+bool json_matcher::format_byte(std::uint32_t& state, std::uint32_t& chars, std::uint8_t c) const noexcept {
+    std::uint32_t next = state;
+    if (!detail::format_step(m_format, next, c)) return false;
+    const std::uint64_t least = std::uint64_t{chars} + 1 + detail::format_need(m_format, next);
+    if (least > node_at(m_node).max_length) return false;
+    state = next;
+    ++chars;
     return true;
 }
 
@@ -699,10 +717,7 @@ std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
             } else if (!ok && first[first_bytes[i]]) {
                 const std::string_view text = vocab[id];
                 ok = true;
-                if (text.size() > 1) {
-                    json_matcher m = m_matcher;
-                    ok = m.feed(text);
-                }
+                if (text.size() > 1) ok = m_matcher.accepts(text);
             }
             word |= std::uint64_t{ok} << (i % 64);
         }

@@ -72,6 +72,10 @@ public:
     bool feed(std::uint8_t byte) noexcept;
     /// Feeds every byte of `bytes`, all or nothing.
     bool feed(std::string_view bytes) noexcept;
+    /// Whether feed(bytes) would take them, leaving this matcher as it is.
+    /// Cheaper than a copy and a feed inside a formatted string, where only
+    /// the format's automaton runs (what a vocabulary mask asks most).
+    [[nodiscard]] bool accepts(std::string_view bytes) const noexcept;
     /// Inside a string, at a character boundary, with no escape begun: any
     /// `token_texts::plain` token is accepted and leaves this so.
     /// Not so where the schema bounds the string (a key to match, a length).
@@ -125,6 +129,7 @@ private:
     void value_done() noexcept;
     bool string_byte(std::uint8_t c) noexcept;
     bool utf8_byte(std::uint8_t c) noexcept;
+    bool format_byte(std::uint32_t& state, std::uint32_t& chars, std::uint8_t c) const noexcept;
     bool pattern_byte(std::uint8_t c) noexcept;
     bool pattern_text(std::string_view bytes) noexcept;
     bool hex_digit(std::uint8_t c) noexcept;
