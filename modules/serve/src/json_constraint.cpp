@@ -10,6 +10,7 @@
 #include <array>
 #include <bit>
 #include <limits>
+#include <optional>
 
 namespace weft::serve {
 
@@ -49,8 +50,7 @@ bool json_matcher::feed(std::uint8_t byte) noexcept {
 
 bool json_matcher::feed(std::string_view bytes) noexcept {
     json_matcher next = *this;
-    const auto plain = [](char ch) { return is_plain_string_byte(static_cast<std::uint8_t>(ch)); };
-    if (m_phase == phase::string && m_patterned && !m_key && std::all_of(bytes.begin(), bytes.end(), plain)) {
+    if (pattern_text_only(bytes)) {
         // Text in a patterned string: one check for all of it.
         if (!next.pattern_text(bytes)) return false;
         *this = next;
@@ -63,7 +63,13 @@ bool json_matcher::feed(std::string_view bytes) noexcept {
     return true;
 }
 
+bool json_matcher::pattern_text_only(std::string_view bytes) const noexcept {
+    return m_phase == phase::string && m_patterned && !m_key &&
+           std::all_of(bytes.begin(), bytes.end(), [](char ch) { return is_plain_string_byte(static_cast<std::uint8_t>(ch)); });
+}
+
 bool json_matcher::accepts(std::string_view bytes) const noexcept {
+    if (pattern_text_only(bytes)) return pattern_extends(bytes).has_value();
     if (m_phase == phase::string && m_format != json_schema::string_format::none && !m_key && !m_match_key &&
         bytes.find('"') == std::string_view::npos) {
         // Within the formatted value throughout: the bytes string_byte
@@ -479,27 +485,37 @@ bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
     return pattern_text(std::string_view(&byte, 1));
 }
 
-/// Appends `bytes` to a patterned string, if they are printable ASCII
-/// written as themselves (the pattern sees the bytes as they are, no
-/// escape; one byte a character, so each can be checked as it comes: PCRE2
-/// refuses to match a subject that ends inside a character), within the
-/// length bounds, and some match can still begin with the text.
-bool json_matcher::pattern_text(std::string_view bytes) noexcept {
+/// Whether `bytes` may follow a patterned string's text: printable ASCII
+/// written as itself (the pattern sees the bytes as they are, no escape;
+/// one byte a character, so each can be checked as it comes: PCRE2 refuses
+/// to match a subject that ends inside a character), within the length
+/// bounds, with some match still able to begin with the text. Then, whether
+/// a match is complete whatever follows; none when refused.
+std::optional<bool> json_matcher::pattern_extends(std::string_view bytes) const noexcept {
     const json_schema::node& n = node_at(m_node);
     if (bytes.empty() || bytes.size() > m_text.size() - m_text_size || bytes.size() > n.max_length - m_chars) {
-        return false;
+        return std::nullopt;
     }
     for (const char ch : bytes) {
-        if (!is_plain_string_byte(static_cast<std::uint8_t>(ch))) return false;
+        if (!is_plain_string_byte(static_cast<std::uint8_t>(ch))) return std::nullopt;
     }
+    if (m_pattern_met) return true;
+    // A longer text is a match's prefix only where each shorter one is, so
+    // one check covers every byte.
+    std::array<char, json_schema::max_pattern_bytes> text;
+    std::copy_n(m_text.begin(), m_text_size, text.begin());
+    std::copy(bytes.begin(), bytes.end(), text.begin() + m_text_size);
+    const auto state = n.pattern->prefix(std::string_view(text.data(), m_text_size + bytes.size()));
+    if (state == json_pattern::prefix_state::none) return std::nullopt;
+    return state == json_pattern::prefix_state::matched;
+}
+
+/// Appends `bytes` to a patterned string where pattern_extends takes them.
+bool json_matcher::pattern_text(std::string_view bytes) noexcept {
+    const std::optional<bool> met = pattern_extends(bytes);
+    if (!met) return false;
     std::copy(bytes.begin(), bytes.end(), m_text.begin() + m_text_size);
-    if (!m_pattern_met) {
-        // A longer text is a match's prefix only where each shorter one is,
-        // so one check covers every byte.
-        const auto state = n.pattern->prefix(std::string_view(m_text.data(), m_text_size + bytes.size()));
-        if (state == json_pattern::prefix_state::none) return false;
-        m_pattern_met = state == json_pattern::prefix_state::matched;
-    }
+    m_pattern_met = *met;
     m_text_size = static_cast<std::uint16_t>(m_text_size + bytes.size());
     m_chars += static_cast<std::uint32_t>(bytes.size());
     return true;

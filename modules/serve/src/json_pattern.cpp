@@ -25,6 +25,7 @@ pcre2_match_data* thread_match_data() {
 
 struct json_pattern::code {
     pcre2_code* compiled = nullptr;
+    bool jit = false;
 
     explicit code(const std::string& pattern, const std::string& shown) {
         int error = 0;
@@ -38,15 +39,19 @@ struct json_pattern::code {
                                                     reinterpret_cast<const char*>(message)));
         }
         // JIT where the platform has it (else pcre2_match interprets).
-        (void)pcre2_jit_compile(compiled, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+        jit = pcre2_jit_compile(compiled, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
     }
     ~code() { pcre2_code_free(compiled); }
     code(const code&) = delete;
     code& operator=(const code&) = delete;
 
     [[nodiscard]] int match(std::string_view text, std::uint32_t options) const noexcept {
-        return pcre2_match(compiled, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, options,
-                           thread_match_data(), nullptr);
+        const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+        // The JIT's direct entry skips pcre2_match's checks of the
+        // arguments and of the subject's UTF-8: every subject here is valid
+        // UTF-8 (a JSON document's string, or printable ASCII being written).
+        if (jit) return pcre2_jit_match(compiled, subject, text.size(), 0, options, thread_match_data(), nullptr);
+        return pcre2_match(compiled, subject, text.size(), 0, options, thread_match_data(), nullptr);
     }
 };
 

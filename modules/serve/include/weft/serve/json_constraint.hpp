@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -73,8 +74,9 @@ public:
     /// Feeds every byte of `bytes`, all or nothing.
     bool feed(std::string_view bytes) noexcept;
     /// Whether feed(bytes) would take them, leaving this matcher as it is.
-    /// Cheaper than a copy and a feed inside a formatted string, where only
-    /// the format's automaton runs (what a vocabulary mask asks most).
+    /// Cheaper than a copy and a feed inside a formatted or patterned
+    /// string, where only the format's automaton or the pattern runs (what
+    /// a vocabulary mask asks most).
     [[nodiscard]] bool accepts(std::string_view bytes) const noexcept;
     /// Inside a string, at a character boundary, with no escape begun: any
     /// `token_texts::plain` token is accepted and leaves this so.
@@ -131,6 +133,8 @@ private:
     bool utf8_byte(std::uint8_t c) noexcept;
     bool format_byte(std::uint32_t& state, std::uint32_t& chars, std::uint8_t c) const noexcept;
     bool pattern_byte(std::uint8_t c) noexcept;
+    [[nodiscard]] bool pattern_text_only(std::string_view bytes) const noexcept;
+    [[nodiscard]] std::optional<bool> pattern_extends(std::string_view bytes) const noexcept;
     bool pattern_text(std::string_view bytes) noexcept;
     bool hex_digit(std::uint8_t c) noexcept;
     bool number_byte(std::uint8_t c) noexcept;
