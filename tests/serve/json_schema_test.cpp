@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <initializer_list>
 #include <memory>
 #include <random>
@@ -92,6 +93,10 @@ bool valid(const json& schema, const json& v, const json& root) {
         if (schema.contains("maximum") && x > schema["maximum"].get<double>()) return false;
         if (schema.contains("exclusiveMinimum") && x <= schema["exclusiveMinimum"].get<double>()) return false;
         if (schema.contains("exclusiveMaximum") && x >= schema["exclusiveMaximum"].get<double>()) return false;
+        if (schema.contains("multipleOf")) {
+            const double q = x / schema["multipleOf"].get<double>();
+            if (std::fabs(q - std::nearbyint(q)) > 1e-9 * std::max(1.0, std::fabs(q))) return false;
+        }
     }
     if (v.is_string()) {
         const std::size_t n = code_points(v.get<std::string>());
@@ -189,7 +194,15 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
          "no integer of at most 18 digits"},
         {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.0000001, "maximum": 0.0000009}}})",
          "no number of at most 18 digits, 6 after the point"},
-        {R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 5}}})", "properties.n.multipleOf"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": true}}})", "properties.n.uniqueItems"},
+        {R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2.5}}})",
+         "properties.n.multipleOf: must be a whole number"},
+        {R"({"type": "object", "properties": {"n": {"type": "number", "multipleOf": 0}}})",
+         "properties.n.multipleOf: must be a positive number"},
+        {R"({"type": "object", "properties": {"n": {"type": "number", "multipleOf": 0.0000001}}})",
+         "properties.n.multipleOf: must be a multiple of 0.000001"},
+        {R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 7, "minimum": 1, "maximum": 6}}})",
+         "properties.n: no integer of at most 18 digits lies within its bounds"},
         {R"({"type": "object", "properties": {"id": {"type": "string", "pattern": "a(b"}}})",
          "properties.id.pattern: 'a(b' is not a valid regular expression"},
         {R"({"type": "object", "properties": {"id": {"type": "string", "pattern": "^a{300}$"}}})",
@@ -328,6 +341,37 @@ TEST_CASE("number bounds hold numbers to their range with at most 6 digits after
                      R"({"tiny":0.00001})", R"({"any":2.999999})", R"({"any":-3})", R"({"any":1234567890123})",
                      R"({"p":-0.0})"}); // a sign only where some number below zero is allowed
     walk_and_validate(bounded, 300, 7);
+}
+
+TEST_CASE("multipleOf lets multiples through and refuses each digit after which none in range can follow",
+          "[json][schema]") {
+    const json stepped = json::parse(R"({"type": "object", "properties": {
+        "five": {"type": "integer", "multipleOf": 5},
+        "even": {"type": "integer", "multipleOf": 2, "minimum": -7, "maximum": 9},
+        "big": {"type": "integer", "multipleOf": 1000, "exclusiveMinimum": 1000},
+        "cents": {"type": "number", "multipleOf": 0.01, "minimum": 0},
+        "half": {"type": "number", "multipleOf": 0.5, "maximum": 3},
+        "pick": {"type": "integer", "multipleOf": 3, "enum": [3, 4, 9]}}})");
+    check_documents(stepped,
+                    {R"({"five":0})", R"({"five":-15})", R"({"five":123456789012345675})", R"({"even":-6})",
+                     R"({"even":8})", R"({"even":0})", R"({"big":2000})", R"({"big":98765000})", R"({"cents":19.99})",
+                     R"({"cents":0})", R"({"cents":3.5})", R"({"cents":3.500000})", R"({"half":-0.5})",
+                     R"({"half":2.5})", R"({"half":3})", R"({"pick":9})"},
+                    {R"({"five":7})", R"({"five":-1})", R"({"five":1.0})", R"({"even":9})", R"({"even":-8})",
+                     R"({"even":10})", R"({"big":1000})", R"({"big":1500})", R"({"cents":0.001})",
+                     R"({"cents":-0.01})", R"({"cents":1.005})", R"({"half":0.25})", R"({"half":3.5})",
+                     R"({"pick":4})"});
+    // An integer whose digits end off the step takes more digits, not the end.
+    const json_schema s = json_schema::parse(stepped.dump());
+    json_matcher m(&s);
+    REQUIRE(m.feed(R"({"big":12)"));
+    CHECK_FALSE(json_matcher(m).feed('}'));
+    CHECK(json_matcher(m).feed('0'));
+    json_matcher even(&s);
+    REQUIRE(even.feed(R"({"even":)"));
+    CHECK_FALSE(json_matcher(even).feed('1')); // 1 is odd, and 10 and above are out of range
+    CHECK(json_matcher(even).feed('2'));
+    walk_and_validate(stepped, 300, 8);
 }
 
 TEST_CASE("schema matcher does not offer containers past its depth bound", "[json][schema]") {

@@ -149,7 +149,7 @@ TEST_CASE("tool requests weft cannot honour or that are malformed get 400 naming
         {body_with(R"("tools": [{"type": "function", "function": {"name": "f", "parameters": []}}], "tool_choice": "none")"),
          "tools[0].function.parameters"},
         {body_with(R"("tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
-            "properties": {"n": {"type": "integer", "multipleOf": 2}}}}}], "tool_choice": "required")"),
+            "properties": {"n": {"type": "array", "uniqueItems": true}}}}}], "tool_choice": "required")"),
          "tools[0].function.parameters"},
         {body_with(weather + R"(, "tool_choice": "required", "response_format": {"type": "json_object"})"),
          "response_format"},

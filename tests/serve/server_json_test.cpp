@@ -95,10 +95,10 @@ TEST_CASE("server refuses unsupported schemas and unknown response formats with 
     test_server srv;
     json body = chat_body("hi", 4);
     body["response_format"] = json::parse(R"({"type": "json_schema", "json_schema": {"name": "x",
-        "schema": {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 5}}}}})");
+        "schema": {"type": "object", "properties": {"n": {"type": "array", "uniqueItems": true}}}}})");
     const http_reply r = srv.post("/v1/chat/completions", body);
     check_error(r, 400, "response_format.json_schema.schema");
-    CHECK_THAT(r.body, Catch::Contains("properties.n.multipleOf"));
+    CHECK_THAT(r.body, Catch::Contains("properties.n.uniqueItems"));
     body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "x"}}}};
     check_error(srv.post("/v1/chat/completions", body), 400, "response_format.json_schema.schema");
     body["response_format"] = {{"type", "json_schema"}};

@@ -605,6 +605,12 @@ constexpr wide pow10(int n) noexcept {
     return p;
 }
 
+/// The largest multiple of `step` (positive) at most `v`.
+constexpr wide floor_multiple(wide v, wide step) noexcept {
+    const wide q = v / step;
+    return (v % step != 0 && v < 0 ? q - 1 : q) * step;
+}
+
 } // namespace
 
 // A bounded number's value is counted in units of 10^-F (F: the node's
@@ -616,10 +622,12 @@ bool json_matcher::bounded_reachable(std::uint64_t magnitude, int int_digits, in
                                      bool grows) const noexcept {
     const json_schema::node& n = node_at(m_node);
     const int f = n.bound_fraction_digits;
+    // Whether the values first..last (as magnitudes) hold one in range that
+    // is a multiple of the step.
     const auto meets = [&](wide first, wide last) {
-        const wide from = m_negative ? -last : first;
-        const wide to = m_negative ? -first : last;
-        return from <= n.max_scaled && to >= n.min_scaled;
+        const wide from = std::max<wide>(m_negative ? -last : first, n.min_scaled);
+        const wide to = std::min<wide>(m_negative ? -first : last, n.max_scaled);
+        return from <= to && floor_multiple(to, n.step_scaled) >= from;
     };
     if (fraction >= 0) { // the digits still to come refine the value below its last digit
         if (fraction > f) return false;
@@ -663,7 +671,7 @@ bool json_matcher::bounded_in_range() const noexcept {
     const int f = n.bound_fraction_digits;
     const wide v = wide{m_magnitude} * pow10(f - std::max<int>(m_fraction, 0));
     const wide signed_v = m_negative ? -v : v;
-    return signed_v >= n.min_scaled && signed_v <= n.max_scaled;
+    return signed_v >= n.min_scaled && signed_v <= n.max_scaled && signed_v % n.step_scaled == 0;
 }
 
 token_texts::token_texts(const tokenizer& tok) {

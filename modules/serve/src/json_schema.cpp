@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -27,8 +28,8 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "required",   "additionalProperties", "items", "minItems",
                                                    "maxItems",   "minLength", "maxLength", "anyOf",
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
-                                                   "exclusiveMinimum", "exclusiveMaximum", "format",
-                                                   "pattern"};
+                                                   "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                                                   "format", "pattern"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -358,11 +359,23 @@ private:
         return u;
     }
 
-    /// Whether the number `v` (an enum / const value) lies within n's bounds.
+    /// `scaled` as a whole number of units where it is one (0.1 * 10 is,
+    /// though no double is 0.1).
+    static std::optional<long double> whole_units(long double scaled) {
+        const long double whole = std::nearbyintl(scaled);
+        if (std::fabs(scaled - whole) > 1e-9L * std::max(1.0L, std::fabs(whole))) return std::nullopt;
+        return whole;
+    }
+
+    /// Whether the number `v` (an enum / const value) lies within n's bounds
+    /// and is a multiple of its step.
     static bool within_bounds(const json& v, const json_schema::node& n) {
         // long double holds every int64 and uint64 exactly.
         const long double x = v.get<long double>() * static_cast<long double>(unit_of(n.bound_fraction_digits));
-        return x >= static_cast<long double>(n.min_scaled) && x <= static_cast<long double>(n.max_scaled);
+        if (x < static_cast<long double>(n.min_scaled) || x > static_cast<long double>(n.max_scaled)) return false;
+        if (n.step_scaled == 1) return true;
+        const auto whole = whole_units(x);
+        return whole && std::fmod(*whole, static_cast<long double>(n.step_scaled)) == 0;
     }
 
     /// minimum / maximum / exclusiveMinimum / exclusiveMaximum: the closed
@@ -385,10 +398,9 @@ private:
             // The bound in units, rounded to the allowed side, exact when it
             // is a whole number of units (0.1 is, though no double is 0.1).
             const long double scaled = it->get<long double>() * static_cast<long double>(unit);
-            const long double whole = std::nearbyintl(scaled);
-            const bool exact = it->is_number_integer() || // integers: exact in a long double
-                               std::fabs(scaled - whole) <= 1e-9L * std::max(1.0L, std::fabs(whole));
-            long double b = exact ? whole : lower ? std::ceil(scaled) : std::floor(scaled);
+            const auto whole = whole_units(scaled);
+            const bool exact = whole.has_value();
+            long double b = exact ? *whole : lower ? std::ceil(scaled) : std::floor(scaled);
             if (exact && exclusive) b += lower ? 1 : -1;
             // Beyond 18 digits: just outside the range the matcher reads.
             b = std::clamp<long double>(b, -static_cast<long double>(widest) - 1, static_cast<long double>(widest) + 1);
@@ -396,12 +408,28 @@ private:
             if (lower) lo = std::max(lo, bound);
             else hi = std::min(hi, bound);
         }
+        // multipleOf: a whole number of units, the step between values.
+        std::int64_t step = 1;
+        if (const auto it = s.find("multipleOf"); it != s.end()) {
+            any = true;
+            if (!it->is_number() || it->get<long double>() <= 0) fail(at_path(path, "multipleOf"), "must be a positive number");
+            const auto whole = whole_units(it->get<long double>() * static_cast<long double>(unit));
+            if (!whole || *whole > static_cast<long double>(widest)) {
+                fail(at_path(path, "multipleOf"), f == 0 ? "must be a whole number of at most 18 digits"
+                                                         : "must be a multiple of 0.000001 below 10^12");
+            }
+            step = static_cast<std::int64_t>(*whole);
+            // The range shrinks to its outermost multiples.
+            lo = lo >= 0 ? (lo + step - 1) / step * step : -(-lo / step * step);
+            hi = hi >= 0 ? hi / step * step : -((-hi + step - 1) / step * step);
+        }
         if (!any) return;
         if (lo > hi) {
             fail(path, f == 0 ? "no integer of at most 18 digits lies within its bounds"
                               : "no number of at most 18 digits, 6 after the point, lies within its bounds");
         }
         n.bounded = true;
+        n.step_scaled = step;
         n.bound_fraction_digits = static_cast<std::uint8_t>(f);
         n.min_scaled = lo;
         n.max_scaled = hi;

@@ -14,6 +14,10 @@
 ///   keys are generated (each at most once, in any order, the required ones
 ///   before the object may close), as OpenAI's strict mode asks;
 /// - arrays: `items`, `minItems`, `maxItems`;
+/// - numbers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`,
+///   `multipleOf`: each digit after which no number in range (and a
+///   multiple of the step) can follow is refused; such a number has at most
+///   18 digits, 6 after the point, and no exponent;
 /// - strings: `minLength`, `maxLength` (in code points), `format` (`date`,
 ///   `time`, `date-time`, `duration` as RFC 3339 writes them, `uuid`,
 ///   `ipv4`, `ipv6`, `hostname`, `email`, `uri` as an http(s) URL): a formatted string is
@@ -82,7 +86,7 @@ public:
         std::array<std::int32_t, kind_count> by_kind{-1, -1, -1, -1, -1, -1};
         bool integer_only = false;
         /// Numbers under minimum / maximum / exclusiveMinimum /
-        /// exclusiveMaximum: the closed range they leave, in units of
+        /// exclusiveMaximum / multipleOf: the closed range they leave, in units of
         /// 10^-bound_fraction_digits (0 for integers, else 6: a bounded
         /// number has at most 6 digits after its point, 18 in all, and no
         /// exponent).
@@ -90,6 +94,9 @@ public:
         std::uint8_t bound_fraction_digits = 0;
         std::int64_t min_scaled = 0;
         std::int64_t max_scaled = 0;
+        /// multipleOf, in the same units (1: any value); the range's ends
+        /// are multiples of it.
+        std::int64_t step_scaled = 1;
         /// Serialised values (enum / const): the value must be one of them.
         std::vector<std::string> literals;
         // Objects.
