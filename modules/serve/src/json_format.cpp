@@ -395,7 +395,6 @@ bool email_step(cursor& s, std::uint8_t c) noexcept {
 // the fragment (data: hexadecimal digits a '%' still needs, bits 0-1).
 enum : std::uint32_t { uri_after_http = 4, uri_after_https, uri_colon, uri_slash, uri_host, uri_port, uri_path,
                        uri_query, uri_fragment };
-constexpr host_rules uri_host_rules{253, 1};
 constexpr std::uint32_t max_port = 65535;
 
 bool is_pchar(std::uint8_t c) noexcept {
@@ -441,14 +440,14 @@ bool uri_step(cursor& s, std::uint8_t c) noexcept {
         return true;
     case uri_host:
         if (c == ':' || c == '/' || c == '?' || c == '#') {
-            if (!host_complete(uri_host_rules, s.data)) return false;
+            if (!host_complete(hostname_rules, s.data)) return false;
             if (c == ':') {
                 s = {uri_port, 0};
                 return true;
             }
             return uri_open_part(s, c);
         }
-        return host_step(uri_host_rules, s.data, c);
+        return host_step(hostname_rules, s.data, c);
     case uri_port: {
         const std::uint32_t digits = s.data & 0x7u, value = s.data >> 3;
         if (!is_digit(c)) return digits > 0 && uri_open_part(s, c);
@@ -483,7 +482,7 @@ bool uri_step(cursor& s, std::uint8_t c) noexcept {
 
 bool uri_complete(cursor s) noexcept {
     switch (s.pos) {
-    case uri_host: return host_complete(uri_host_rules, s.data);
+    case uri_host: return host_complete(hostname_rules, s.data);
     case uri_port: return (s.data & 0x7u) != 0;
     case uri_path: case uri_query: case uri_fragment: return s.data == 0;
     default: return false;
@@ -492,12 +491,12 @@ bool uri_complete(cursor s) noexcept {
 
 std::uint32_t uri_need(cursor s) noexcept {
     // "http://" then the shortest host name.
-    const std::uint32_t host = fresh_need(uri_host_rules, 0);
+    const std::uint32_t host = fresh_need(hostname_rules, 0);
     switch (s.pos) {
     case uri_after_http: case uri_after_https: return 3 + host;
     case uri_colon: return 2 + host;
     case uri_slash: return 1 + host;
-    case uri_host: return host_need(uri_host_rules, host_state::of(s.data));
+    case uri_host: return host_need(hostname_rules, host_state::of(s.data));
     case uri_port: return (s.data & 0x7u) == 0 ? 1 : 0;
     case uri_path: case uri_query: case uri_fragment: return s.data;
     default: return 4 - s.pos + 3 + host;
