@@ -81,9 +81,22 @@ bool valid(const json& schema, const json& v, const json& root) {
     }
     if (v.is_array()) {
         if (v.size() < schema.value("minItems", 0u) || v.size() > schema.value("maxItems", ~0u)) return false;
-        if (schema.contains("items")) {
-            for (const json& e : v) {
-                if (!valid(schema["items"], e, root)) return false;
+        if (schema.value("uniqueItems", false)) {
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                for (std::size_t j = 0; j < i; ++j) {
+                    if (v[i] == v[j]) return false;
+                }
+            }
+        }
+        // A tuple: 2020-12's prefixItems then items, or the older drafts'
+        // items as a list then additionalItems.
+        const bool old_tuple = schema.contains("items") && schema["items"].is_array();
+        const json tuple = old_tuple ? schema["items"] : schema.value("prefixItems", json::array());
+        const char* rest = old_tuple ? "additionalItems" : "items";
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (i < tuple.size() ? !valid(tuple[i], v[i], root)
+                                 : schema.contains(rest) && !valid(schema[rest], v[i], root)) {
+                return false;
             }
         }
     }
@@ -194,7 +207,17 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
          "no integer of at most 18 digits"},
         {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.0000001, "maximum": 0.0000009}}})",
          "no number of at most 18 digits, 6 after the point"},
-        {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": true}}})", "properties.n.uniqueItems"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": true}}})",
+         "properties.n.uniqueItems: supported only for arrays whose items are enum or const values"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: supported only"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"enum": [1, 1.0]}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: the items' values list 1.0 twice"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"enum": [1, 2]}, "uniqueItems": true, "minItems": 3}}})",
+         "properties.n: minItems is above maxItems"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": 1}}})",
+         "properties.n.uniqueItems: must be a boolean"},
+        {R"({"type": "object", "patternProperties": {"^x": {}}})", "patternProperties: this keyword is not supported"},
         {R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2.5}}})",
          "properties.n.multipleOf: must be a whole number"},
         {R"({"type": "object", "properties": {"n": {"type": "number", "multipleOf": 0}}})",
@@ -224,7 +247,16 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"a": {"enum": [{"x": 1}]}}})", "objects or arrays are not supported"},
         {R"({"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 2}}})",
          "minItems is above maxItems"},
-        {R"({"type": "object", "properties": {"a": {"type": "array", "items": [{}, {}]}}})", "tuple items"},
+        {R"({"type": "object", "properties": {"a": {"type": "array", "prefixItems": {}}}})",
+         "properties.a.prefixItems: must be a non-empty array of schemas"},
+        {R"({"type": "object", "properties": {"a": {"type": "array", "prefixItems": [{}], "items": [{}]}}})",
+         "properties.a.items: a list of schemas beside 'prefixItems'"},
+        {R"({"type": "object", "properties": {"a": {"type": "array", "additionalItems": false}}})",
+         "properties.a.additionalItems: only beside 'items' given as a list"},
+        {R"({"type": "object", "properties": {"a": {"type": "array", "prefixItems": [{"type": "strin"}]}}})",
+         "properties.a.prefixItems[0].type: 'strin' is not a JSON Schema type"},
+        {R"({"type": "object", "properties": {"a": {"type": "array", "prefixItems": [{}], "items": false, "minItems": 2}}})",
+         "properties.a: minItems is above maxItems"},
         {R"({"type": "object", "properties": {"a": false}})", "accepts no value"},
         {R"({"type": "object", "properties": {"a": {"type": "string", "enum": [1, 2]}}})", "no value of 'enum'"},
         {R"({"type": "object", "properties": {"a": {"type": "strin"}}})", "'strin' is not a JSON Schema type"},
@@ -298,6 +330,52 @@ TEST_CASE("schema matcher can always finish, and what it finishes the schema acc
     walk_and_validate(json::parse(R"({"type": "object", "properties": {"v": {"enum": [1, 10, 100, -1, 1.5]}},
                                       "required": ["v"]})"),
                       100, 5);
+}
+
+TEST_CASE("a tuple matches element i against schema i and later elements against the rest's schema",
+          "[json][schema]") {
+    // pydantic's Tuple[int, str] (2020-12), with a rest of booleans.
+    const json modern = json::parse(R"({"type": "object", "properties": {"t": {"type": "array",
+        "prefixItems": [{"type": "integer"}, {"type": "string", "maxLength": 2}], "items": {"type": "boolean"},
+        "minItems": 1}}, "required": ["t"]})");
+    check_documents(modern, {R"({"t":[1]})", R"({"t":[1,"ab"]})", R"({"t":[-3,"",true,false]})"},
+                    {R"({"t":[]})", R"({"t":["1"]})", R"({"t":[1,2]})", R"({"t":[1,"abc"]})", R"({"t":[1,"a",0]})"});
+    walk_and_validate(modern, 200, 11);
+    // `items: false`: nothing past the tuple.
+    const json closed = json::parse(R"({"type": "object", "properties": {"p": {"type": "array",
+        "prefixItems": [{"type": "number"}, {"type": "number"}], "items": false, "minItems": 2}}, "required": ["p"]})");
+    check_documents(closed, {R"({"p":[1.5,2]})"}, {R"({"p":[1]})", R"({"p":[1,2,3]})", R"({"p":[1,"2"]})"});
+    walk_and_validate(closed, 100, 12);
+    // The older drafts' spelling.
+    const json old = json::parse(R"({"type": "object", "properties": {"o": {"type": "array",
+        "items": [{"type": "null"}, {"enum": ["x", "y"]}], "additionalItems": {"type": "integer"}}}})");
+    check_documents(old, {R"({"o":[]})", R"({"o":[null,"y",4,5]})"},
+                    {R"({"o":[1]})", R"({"o":[null,"z"]})", R"({"o":[null,"x","5"]})"});
+    walk_and_validate(old, 100, 13);
+    const json_schema s = json_schema::parse(old.dump());
+    CHECK_FALSE(takes(s, R"({"o":[null,"x",1.5]})")); // additionalItems' integers
+}
+
+TEST_CASE("uniqueItems over enum values offers each value once per array", "[json][schema]") {
+    // pydantic's set[Literal["red", "green", "blue"]], and a set of numbers where one is a prefix of another.
+    const json colours = json::parse(R"({"type": "object", "properties": {
+        "c": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "uniqueItems": true},
+        "n": {"type": "array", "items": {"$ref": "#/$defs/n"}, "uniqueItems": true, "minItems": 2},
+        "any": {"type": "array", "uniqueItems": false}},
+        "required": ["c", "n"], "$defs": {"n": {"enum": [1, 10, 100]}}})");
+    check_documents(colours,
+                    {R"({"c":[],"n":[1,10]})", R"({"c":["blue","red","green"],"n":[100,1,10]})",
+                     R"({"c":["red"],"n":[10,1],"any":[1,1]})"},
+                    {R"({"c":["red","red"],"n":[1,10]})", R"({"c":["red","green","red"],"n":[1,10]})",
+                     R"({"c":[],"n":[1,1]})", R"({"c":[],"n":[10,10]})", R"({"c":[],"n":[1]})",
+                     R"({"c":["red","green","blue","red"],"n":[1,10]})"});
+    walk_and_validate(colours, 300, 14);
+    // Once every value is used the array can only close.
+    const json_schema s = json_schema::parse(colours.dump());
+    json_matcher full(&s);
+    REQUIRE(full.feed(R"({"c":["red","green","blue")"));
+    CHECK_FALSE(full.accepts(","));
+    CHECK(full.accepts("]"));
 }
 
 TEST_CASE("integer bounds let every integer in range through and refuse each digit that leaves it",

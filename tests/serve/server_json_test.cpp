@@ -7,8 +7,10 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <map>
 #include <regex>
+#include <set>
 #include <string>
 
 using namespace weft::serve;
@@ -121,9 +123,12 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         "born": {"type": "string", "format": "date"},
         "code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2}$"},
         "site": {"type": "string", "format": "uri", "minLength": 1, "maxLength": 40},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 2}
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 2},
+        "where": {"type": "array", "prefixItems": [{"type": "integer", "minimum": -90, "maximum": 90},
+                  {"type": "integer", "minimum": -180, "maximum": 180}], "items": false, "minItems": 2},
+        "colours": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "uniqueItems": true}
       },
-      "required": ["name", "age", "pet", "born", "code", "site"],
+      "required": ["name", "age", "pet", "born", "code", "site", "where"],
       "additionalProperties": false
     })");
     json body = chat_body("Describe a person as JSON.", 400);
@@ -143,7 +148,7 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         ++complete;
         const json v = json::parse(content);
         REQUIRE(v.is_object());
-        CHECK(v.size() <= 8);
+        CHECK(v.size() <= 10);
         CHECK(v["name"].is_string());
         CHECK(v["name"].get<std::string>().size() <= 8 * 4);
         CHECK((v["age"].is_number_integer() || v["age"].is_number_unsigned()));
@@ -155,6 +160,14 @@ TEST_CASE("server with a JSON schema replies with objects the schema accepts, st
         const std::string born = v["born"];
         CHECK(std::regex_match(born, std::regex(R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))")));
         CHECK(std::regex_match(v["code"].get<std::string>(), std::regex("[A-Z]{2}[0-9]{2}")));
+        REQUIRE(v["where"].size() == 2);
+        CHECK(std::abs(v["where"][0].get<std::int64_t>()) <= 90);
+        CHECK(std::abs(v["where"][1].get<std::int64_t>()) <= 180);
+        if (v.contains("colours")) {
+            std::set<std::string> distinct;
+            for (const json& c : v["colours"]) distinct.insert(c.get<std::string>());
+            CHECK(distinct.size() == v["colours"].size());
+        }
         const std::string site = v["site"];
         CHECK(site.size() <= 40);
         CHECK(std::regex_match(site, std::regex(R"(https?://[A-Za-z0-9.-]+(:[0-9]+)?([/?#][!-~]*)?)")));

@@ -141,9 +141,10 @@ bool json_matcher::step(std::uint8_t c) noexcept {
         if (m_schema != nullptr) {
             frame& f = m_frames[m_depth - 1];
             const json_schema::node& n = node_at(f.node);
-            if (f.count >= n.max_items || !can_start(n.items)) return false;
+            const std::uint16_t element = n.element(f.count);
+            if (f.count >= n.max_items || !can_start(element)) return false;
             ++f.count;
-            m_node = n.items;
+            m_node = element;
         }
         return start_value(c);
     case phase::after_value: {
@@ -156,9 +157,10 @@ bool json_matcher::step(std::uint8_t c) noexcept {
             const json_schema::node& n = node_at(f.node);
             if (array) {
                 // Another element only while the array may grow.
-                if (f.count >= n.max_items || !can_start(n.items)) return false;
+                const std::uint16_t element = n.element(f.count);
+                if (f.count >= n.max_items || !can_start(element)) return false;
                 ++f.count;
-                m_node = n.items;
+                m_node = element;
             } else if (!may_continue_object()) {
                 return false; // no key is left to give
             }
@@ -190,6 +192,7 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
             for (std::size_t i = 0; i < n.literals.size(); ++i) {
                 if (static_cast<std::uint8_t>(n.literals[i][0]) == c) candidates |= std::uint64_t{1} << i;
             }
+            candidates &= ~used_literals();
             if (candidates == 0) return false;
             m_candidates = candidates;
             m_pos = 1;
@@ -363,9 +366,28 @@ bool json_matcher::enum_byte(std::uint8_t c) noexcept {
     // Only a number can be a prefix of another value ("1", "10"): it ends
     // at the first byte that continues none, which is whatever follows.
     if (!finished) return false;
+    use_literal();
     enter_branch();
     value_done();
     return step(c);
+}
+
+std::uint64_t json_matcher::used_literals() const noexcept {
+    // An array's frame keeps, in `seen`, the values its elements used.
+    if (m_depth == 0 || (m_arrays >> (m_depth - 1) & 1) == 0) return 0;
+    const frame& f = m_frames[m_depth - 1];
+    return node_at(f.node).unique_items ? f.seen : 0;
+}
+
+void json_matcher::use_literal() noexcept {
+    if (m_depth == 0 || (m_arrays >> (m_depth - 1) & 1) == 0) return;
+    frame& f = m_frames[m_depth - 1];
+    if (!node_at(f.node).unique_items) return;
+    const std::vector<std::string>& values = node_at(m_node).literals;
+    for (std::uint64_t left = m_candidates; left != 0; left &= left - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(left));
+        if (values[i].size() == m_pos) f.seen |= std::uint64_t{1} << i;
+    }
 }
 
 void json_matcher::enter_branch() noexcept {

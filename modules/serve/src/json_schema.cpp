@@ -29,7 +29,7 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "maxItems",   "minLength", "maxLength", "anyOf",
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
                                                    "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-                                                   "format", "pattern"};
+                                                   "format", "pattern", "prefixItems", "additionalItems", "uniqueItems"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -206,12 +206,13 @@ private:
             }
         }
         // Arrays.
-        if (const auto it = s.find("items"); it != s.end()) {
-            if (it->is_array()) fail(at_path(path, "items"), "tuple items (a list of schemas) are not supported");
-            n.items = compile(*it, at_path(path, "items"));
-        }
         n.min_items = count(s, "minItems", path, 0);
         n.max_items = count(s, "maxItems", path, json_schema::unbounded);
+        compile_items(s, path, n);
+        if (const auto u = s.find("uniqueItems"); u != s.end()) {
+            if (!u->is_boolean()) fail(at_path(path, "uniqueItems"), "must be a boolean");
+            if (u->get<bool>()) compile_unique(at_path(path, "uniqueItems"), n);
+        }
         if (n.min_items > n.max_items) fail(path, "minItems is above maxItems");
         // Strings.
         n.min_length = count(s, "minLength", path, 0);
@@ -224,6 +225,67 @@ private:
         m_out.m_nodes[idx] = std::move(n);
         m_done[idx] = true;
         return idx;
+    }
+
+    /// `items` alone: every element. A tuple, as 2020-12 writes it
+    /// (`prefixItems`, then `items` for the rest) or as drafts 4-2019 did
+    /// (`items` a list, then `additionalItems`): element i < the list's
+    /// length takes schema i, later ones the rest's schema; a rest of
+    /// `false` caps the array at the list's length.
+    void compile_items(const json& s, const std::string& path, json_schema::node& n) {
+        const auto prefix = s.find("prefixItems");
+        const auto items = s.find("items");
+        const auto additional = s.find("additionalItems");
+        const bool old_tuple = items != s.end() && items->is_array();
+        if (prefix != s.end() && old_tuple) {
+            fail(at_path(path, "items"), "a list of schemas beside 'prefixItems' (use one tuple form)");
+        }
+        if (additional != s.end() && !old_tuple) {
+            fail(at_path(path, "additionalItems"), "only beside 'items' given as a list of schemas");
+        }
+        const auto tuple = old_tuple ? items : prefix;
+        const auto rest = old_tuple ? additional : items;
+        const std::string tuple_path = at_path(path, old_tuple ? "items" : "prefixItems");
+        if (tuple != s.end()) {
+            if (!tuple->is_array() || tuple->empty()) fail(tuple_path, "must be a non-empty array of schemas");
+            if (tuple->size() > json_schema::max_tuple_items) {
+                fail(tuple_path, fmt::format("more than {} schemas", json_schema::max_tuple_items));
+            }
+            for (std::size_t i = 0; i < tuple->size(); ++i) {
+                n.prefix_items.push_back(compile((*tuple)[i], fmt::format("{}[{}]", tuple_path, i)));
+            }
+        }
+        if (rest == s.end()) return;
+        const std::string rest_path = at_path(path, old_tuple ? "additionalItems" : "items");
+        if (rest->is_boolean() && !rest->get<bool>()) {
+            // No element past the tuple (or, without one, none at all).
+            n.max_items = std::min<std::uint32_t>(n.max_items, static_cast<std::uint32_t>(n.prefix_items.size()));
+            return;
+        }
+        n.items = compile(*rest, rest_path);
+    }
+
+    /// `uniqueItems: true` over enum / const items: the matcher offers
+    /// each value once per array, so an array holds at most as many
+    /// elements as there are values.
+    void compile_unique(const std::string& path, json_schema::node& n) {
+        const auto unsupported = [&] { fail(path, "supported only for arrays whose items are enum or const values"); };
+        if (!n.prefix_items.empty() || n.items == json_schema::any || !m_done[n.items]) unsupported();
+        const json_schema::node& e = m_out.m_nodes[n.items];
+        if (e.literals.empty()) unsupported();
+        for (const std::int32_t b : e.by_kind) {
+            if (b >= 0 && b != n.items) unsupported(); // an anyOf of several nodes
+        }
+        std::vector<json> values;
+        for (const std::string& text : e.literals) {
+            json v = json::parse(text);
+            if (std::find(values.begin(), values.end(), v) != values.end()) {
+                fail(path, fmt::format("the items' values list {} twice", text));
+            }
+            values.push_back(std::move(v));
+        }
+        n.unique_items = true;
+        n.max_items = std::min<std::uint32_t>(n.max_items, static_cast<std::uint32_t>(values.size()));
     }
 
     std::uint16_t compile_union(const json& branches, const std::string& path, const std::string& memo_key) {

@@ -147,6 +147,8 @@ private:
     bool key_byte(std::uint8_t c) noexcept;
     bool enum_byte(std::uint8_t c) noexcept;
     void enter_branch() noexcept;
+    std::uint64_t used_literals() const noexcept;
+    void use_literal() noexcept;
     bool may_continue_object() const noexcept;
     bool can_start(std::int32_t node) const noexcept;
     std::uint64_t open_properties() const noexcept;
@@ -154,7 +156,7 @@ private:
 
     /// An open container under a schema.
     struct frame {
-        std::uint64_t seen = 0;  // objects: bit i, property i was given
+        std::uint64_t seen = 0;  // objects: bit i, property i was given; uniqueItems arrays: literal i was used
         std::uint32_t count = 0; // arrays: elements begun
         std::uint16_t node = 0;
     };

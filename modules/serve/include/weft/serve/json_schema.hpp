@@ -13,7 +13,12 @@
 ///   true or absent for any values); with `properties`, only the declared
 ///   keys are generated (each at most once, in any order, the required ones
 ///   before the object may close), as OpenAI's strict mode asks;
-/// - arrays: `items`, `minItems`, `maxItems`;
+/// - arrays: `items`, `minItems`, `maxItems`, and tuples: `prefixItems`
+///   (then `items`, `false` for no more elements), or `items` as a list of
+///   schemas with `additionalItems` (the older drafts' spelling);
+///   `uniqueItems` when the items are `enum` / `const` values (pydantic's
+///   `set[Literal[...]]` or `set[SomeEnum]`): a value already in the array
+///   is not offered again;
 /// - numbers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`,
 ///   `multipleOf`: each digit after which no number in range (and a
 ///   multiple of the step) can follow is refused; such a number has at most
@@ -66,6 +71,8 @@ public:
     static constexpr std::uint32_t unbounded = std::numeric_limits<std::uint32_t>::max();
     static constexpr std::size_t max_properties = 64;
     static constexpr std::size_t max_literals = 64;
+    /// The most schemas a tuple (`prefixItems`) may list.
+    static constexpr std::size_t max_tuple_items = 64;
     /// The most bytes a string under `pattern` may take.
     static constexpr std::size_t max_pattern_bytes = 256;
     /// Node 0 accepts any JSON value.
@@ -104,8 +111,16 @@ public:
         std::uint64_t required = 0; ///< bit i: properties[i] is required
         /// Without properties: the node of every key's value, or -1 for none.
         std::int32_t additional = any;
-        // Arrays.
+        // Arrays: element i is matched against prefix_items[i] (a tuple),
+        // later ones against items.
+        std::vector<std::uint16_t> prefix_items;
         std::uint16_t items = any;
+        [[nodiscard]] std::uint16_t element(std::size_t i) const noexcept {
+            return i < prefix_items.size() ? prefix_items[i] : items;
+        }
+        /// `uniqueItems`: items is a node of literals, each used at most
+        /// once per array (max_items is at most their number).
+        bool unique_items = false;
         std::uint32_t min_items = 0;
         std::uint32_t max_items = unbounded;
         // Strings.
