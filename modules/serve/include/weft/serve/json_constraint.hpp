@@ -156,7 +156,7 @@ private:
 
     /// An open container under a schema.
     struct frame {
-        std::uint64_t seen = 0;  // objects: bit i, property i was given; uniqueItems arrays: literal i was used
+        std::uint64_t seen = 0;  // objects: bit i, property i was given (uniqueItems arrays: literal i)
         std::uint32_t count = 0; // arrays: elements begun
         std::uint16_t node = 0;
     };
