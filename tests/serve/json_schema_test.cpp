@@ -43,6 +43,9 @@ bool valid(const json& schema, const json& v, const json& root) {
         const std::string name = ref.substr(ref.find('/', 2) + 1);
         return valid(root[ref.starts_with("#/$defs/") ? "$defs" : "definitions"][name], v, root);
     }
+    for (const json& b : schema.value("allOf", json::array())) {
+        if (!valid(b, v, root)) return false;
+    }
     for (const char* key : {"anyOf", "oneOf"}) {
         if (!schema.contains(key)) continue;
         int matches = 0;
@@ -218,6 +221,13 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": 1}}})",
          "properties.n.uniqueItems: must be a boolean"},
         {R"({"type": "object", "patternProperties": {"^x": {}}})", "patternProperties: this keyword is not supported"},
+        {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}, {"maxLength": 3}]}}})",
+         "properties.a.allOf: more than one schema (an intersection) is not supported"},
+        {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}], "maxLength": 3}}})",
+         "properties.a: 'allOf' beside other constraints is not supported"},
+        {R"({"type": "object", "properties": {"a": {"allOf": []}}})", "properties.a.allOf: must be a non-empty array"},
+        {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "strin"}]}}})",
+         "properties.a.allOf[0].type: 'strin' is not a JSON Schema type"},
         {R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2.5}}})",
          "properties.n.multipleOf: must be a whole number"},
         {R"({"type": "object", "properties": {"n": {"type": "number", "multipleOf": 0}}})",
@@ -354,6 +364,19 @@ TEST_CASE("a tuple matches element i against schema i and later elements against
     walk_and_validate(old, 100, 13);
     const json_schema s = json_schema::parse(old.dump());
     CHECK_FALSE(takes(s, R"({"o":[null,"x",1.5]})")); // additionalItems' integers
+}
+
+TEST_CASE("allOf of one schema is that schema, as pydantic v1 writes a described reference", "[json][schema]") {
+    const json v1 = json::parse(R"({"title": "Order", "type": "object", "properties": {
+        "ship_to": {"title": "Ship To", "description": "where it goes", "allOf": [{"$ref": "#/definitions/Address"}]},
+        "kind": {"allOf": [{"$ref": "#/definitions/Kind"}], "default": "parcel"}},
+        "required": ["ship_to"],
+        "definitions": {"Address": {"title": "Address", "type": "object",
+                                    "properties": {"city": {"type": "string", "maxLength": 8}}, "required": ["city"]},
+                        "Kind": {"title": "Kind", "enum": ["parcel", "letter"], "type": "string"}}})");
+    check_documents(v1, {R"({"ship_to":{"city":"Lyon"}})", R"({"kind":"letter","ship_to":{"city":""}})"},
+                    {R"({"ship_to":{}})", R"({"ship_to":{"city":"Lyon"},"kind":"box"})", R"({"kind":"letter"})"});
+    walk_and_validate(v1, 200, 15);
 }
 
 TEST_CASE("uniqueItems over enum values offers each value once per array", "[json][schema]") {

@@ -29,7 +29,8 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "maxItems",   "minLength", "maxLength", "anyOf",
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
                                                    "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-                                                   "format", "pattern", "prefixItems", "additionalItems", "uniqueItems"};
+                                                   "format", "pattern", "prefixItems", "additionalItems", "uniqueItems",
+                                                   "allOf"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -101,6 +102,14 @@ private:
             if (constraint_keys().size() != 1) fail(path, "'$ref' beside other constraints is not supported");
             if (!ref->is_string()) fail(at_path(path, "$ref"), "must be a string");
             return resolve(ref->get<std::string>(), at_path(path, "$ref"));
+        }
+        if (const auto all = s.find("allOf"); all != s.end()) {
+            // One schema, as pydantic v1 wraps a `$ref` that has a description.
+            if (constraint_keys().size() != 1) fail(path, "'allOf' beside other constraints is not supported");
+            const std::string all_path = at_path(path, "allOf");
+            if (!all->is_array() || all->empty()) fail(all_path, "must be a non-empty array of schemas");
+            if (all->size() != 1) fail(all_path, "more than one schema (an intersection) is not supported");
+            return compile(all->front(), all_path + "[0]", memo_key);
         }
         const bool any_of = s.contains("anyOf"), one_of = s.contains("oneOf");
         if (any_of || one_of) {

@@ -41,6 +41,8 @@
 ///   (a discriminated union, as pydantic's `Literal` tags make): that
 ///   property is generated first and its value picks the branch;
 /// - `$ref` to `#/$defs/...` or `#/definitions/...`, recursion included;
+/// - `allOf` of one schema (as pydantic v1 wraps a `$ref` with a
+///   description): that schema;
 /// - annotations (`title`, `description`, `default`, `examples`, `$schema`,
 ///   `$id`, `$comment`, `strict`, `deprecated`, `readOnly`, `writeOnly`).
 /// The top-level value must be an object. At most 64 properties per object
