@@ -14,18 +14,45 @@ namespace weft::io {
 
 namespace detail {
 
-int finish(const operation& op, const char* what) {
+namespace {
+
+bool timed_out(const operation& op) noexcept {
     const int r = op.result;
-    if (r >= 0) {
+    return op.timed_out && (r == -ECANCELED || r == -EINTR || r == -ETIMEDOUT);
+}
+
+bool cancelled(const operation& op) noexcept {
+    const int r = op.result;
+    return !timed_out(op) && op.cancel_requested && (r == -ECANCELED || r == -EINTR);
+}
+
+} // namespace
+
+int finish(const operation& op, std::error_code& ec) noexcept {
+    if (op.result >= 0) {
+        ec.clear();
+        return op.result;
+    }
+    if (timed_out(op)) {
+        ec.assign(ETIMEDOUT, std::system_category());
+    } else if (cancelled(op)) {
+        ec = std::make_error_code(std::errc::operation_canceled);
+    } else {
+        ec.assign(-op.result, std::system_category());
+    }
+    return -1;
+}
+
+int finish(const operation& op, const char* what) {
+    std::error_code ec;
+    const int r = finish(op, ec);
+    if (!ec) {
         return r;
     }
-    if (op.timed_out && (r == -ECANCELED || r == -EINTR || r == -ETIMEDOUT)) {
-        throw std::system_error(ETIMEDOUT, std::system_category(), what);
-    }
-    if (op.cancel_requested && (r == -ECANCELED || r == -EINTR)) {
+    if (cancelled(op)) {
         throw operation_cancelled();
     }
-    throw std::system_error(-r, std::system_category(), what);
+    throw std::system_error(ec, what);
 }
 
 bool nonblocking_fds(io_context& ctx) noexcept { return ctx.backend() == io_backend::epoll; }

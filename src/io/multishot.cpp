@@ -201,7 +201,7 @@ stream_receiver::when_empty stream_receiver::next_when_empty() {
         return when_empty::end_of_stream;
     }
     if (m_error != 0) {
-        throw std::system_error(-m_error, std::system_category(), "recv");
+        return when_empty::failed;
     }
     if (m_unsupported || !ensure_armed()) {
         return when_empty::plain_recv;

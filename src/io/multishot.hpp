@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <system_error>
 #include <vector>
 
 namespace weft::io::detail {
@@ -102,11 +103,12 @@ public:
     /// Whether the kernel refused multishot recv (use plain recv).
     [[nodiscard]] bool unsupported() const noexcept { return m_unsupported; }
     /// What a reader that found nothing queued does next: report the end of
-    /// the stream, make a plain recv, or wait for the request's next
-    /// completion (armed by this call). Throws the stream's failure as
-    /// std::system_error.
-    enum class when_empty { end_of_stream, plain_recv, wait };
+    /// the stream or its failure (`failure()`), make a plain recv, or wait
+    /// for the request's next completion (armed by this call).
+    enum class when_empty { end_of_stream, failed, plain_recv, wait };
     when_empty next_when_empty();
+    /// The error that ended the stream's receiving (when_empty::failed).
+    [[nodiscard]] std::error_code failure() const noexcept { return {-m_error, std::system_category()}; }
 
     void on_completion(int result, unsigned buffer_id, bool has_buffer, bool more) override;
 

@@ -226,7 +226,10 @@ task<tcp_stream> tcp_stream::connect(io_context& ctx, endpoint to, deadline d) {
     co_return s;
 }
 
-task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer, deadline d) {
+task<std::size_t> tcp_stream::receive(std::span<std::byte> buffer, deadline d, std::error_code* ec) {
+    if (ec != nullptr) {
+        ec->clear();
+    }
     if (m_rx != nullptr && !m_rx->unsupported()) {
         for (;;) {
             if (const std::size_t n = m_rx->take(buffer); n != 0 || buffer.empty()) {
@@ -236,15 +239,33 @@ task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer, deadline d)
             if (next == detail::stream_receiver::when_empty::end_of_stream) {
                 co_return 0;
             }
+            if (next == detail::stream_receiver::when_empty::failed) {
+                if (ec == nullptr) {
+                    throw std::system_error(m_rx->failure(), "recv");
+                }
+                *ec = m_rx->failure();
+                co_return 0;
+            }
             if (next == detail::stream_receiver::when_empty::plain_recv) {
                 break;
             }
-            co_await detail::state_wait(*m_ctx, *m_rx, d.at(), "recv");
+            detail::state_wait wait(*m_ctx, *m_rx, d.at(), "recv");
+            if (ec != nullptr) {
+                wait.report_errors_to(*ec);
+            }
+            co_await wait;
+            if (ec != nullptr && *ec) {
+                co_return 0;
+            }
         }
     }
     detail::op_awaiter aw(*m_ctx, "recv");
+    if (ec != nullptr) {
+        aw.report_errors_to(*ec);
+    }
     prepare_recv(aw.op(), m_fd, buffer, d);
-    co_return static_cast<std::size_t>(co_await aw);
+    const int n = co_await aw;
+    co_return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
 task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
@@ -257,6 +278,9 @@ task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
             const auto next = m_rx->next_when_empty();
             if (next == detail::stream_receiver::when_empty::end_of_stream) {
                 co_return std::span<const std::byte>{};
+            }
+            if (next == detail::stream_receiver::when_empty::failed) {
+                throw std::system_error(m_rx->failure(), "recv");
             }
             if (next == detail::stream_receiver::when_empty::plain_recv) {
                 break;

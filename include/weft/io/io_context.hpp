@@ -132,6 +132,10 @@ struct operation {
 
 /// Turns a completed operation's result into a value or an exception.
 int finish(const operation& op, const char* what);
+/// The same without throwing: a failure goes to `ec` (a stop request as
+/// std::errc::operation_canceled, a deadline as errc::timed_out) and the
+/// result is -1; on success `ec` is cleared.
+int finish(const operation& op, std::error_code& ec) noexcept;
 
 } // namespace detail
 
@@ -201,6 +205,8 @@ public:
     op_awaiter& operator=(const op_awaiter&) = delete;
 
     operation& op() noexcept { return m_op; }
+    /// Reports a failure in `ec` (see `finish`) instead of throwing.
+    void report_errors_to(std::error_code& ec) noexcept { m_errors = &ec; }
 
     bool await_ready() const noexcept { return false; }
     template <class Promise>
@@ -229,7 +235,7 @@ public:
         if (m_op.cancel_queued.load(std::memory_order_acquire)) {
             m_ctx->withdraw_cancel(m_op);
         }
-        return finish(m_op, m_what);
+        return m_errors != nullptr ? finish(m_op, *m_errors) : finish(m_op, m_what);
     }
 
 private:
@@ -240,6 +246,7 @@ private:
     };
     io_context* m_ctx;
     const char* m_what;
+    std::error_code* m_errors = nullptr;
     operation m_op;
     std::optional<std::stop_callback<canceller>> m_stop_callback;
 };

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <system_error>
 
 namespace weft::io {
 
@@ -45,7 +46,17 @@ public:
     static task<tcp_stream> connect(io_context& ctx, endpoint to, deadline d = {});
 
     /// Reads what is available (at most `buffer.size()`); 0 at end of stream.
-    task<std::size_t> read_some(std::span<std::byte> buffer, deadline d = {});
+    task<std::size_t> read_some(std::span<std::byte> buffer, deadline d = {}) {
+        return receive(buffer, d, nullptr);
+    }
+    /// The same, but a failure is reported in `ec` with 0 returned, instead
+    /// of thrown: a stop request as std::errc::operation_canceled, the
+    /// deadline as errc::timed_out. For a read that is expected to be
+    /// cancelled (watching an idle connection), where an exception per
+    /// cancellation would cost more than the read.
+    task<std::size_t> read_some(std::span<std::byte> buffer, std::error_code& ec, deadline d = {}) {
+        return receive(buffer, d, &ec);
+    }
     /// Opts this stream in to receiving through its context's buffer ring:
     /// one multishot recv stays armed for the stream's life and the kernel
     /// fills buffers of a ring shared by the context's streams as data
@@ -80,6 +91,8 @@ public:
     [[nodiscard]] endpoint remote_endpoint() const;
 
 private:
+    task<std::size_t> receive(std::span<std::byte> buffer, deadline d, std::error_code* ec);
+
     io_context* m_ctx = nullptr;
     int m_fd = -1;
     detail::stream_receiver* m_rx = nullptr;

@@ -96,8 +96,12 @@ task<void> watch_for_disconnect(io::io_context& ctx, io::tcp_stream& s, request_
                 co_await io::sleep_for(ctx, std::chrono::hours(1));  // until cancelled
                 continue;
             }
-            const std::size_t n = co_await s.read_some(buffer);
-            if (n == 0) break;
+            // The handler finishing first cancels this read, once per
+            // request: reported as a code, it costs no exception.
+            std::error_code ec;
+            const std::size_t n = co_await s.read_some(buffer, ec);
+            if (ec == std::errc::operation_canceled) co_return;
+            if (ec || n == 0) break;  // reset or closed by the peer: gone
             parser.feed(std::span<const std::byte>(buffer.data(), n));
         }
     } catch (const operation_cancelled&) {
