@@ -39,9 +39,11 @@ bool valid(const json& schema, const json& v, const json& root) {
     if (schema.is_boolean()) return schema.get<bool>();
     if (schema.contains("$ref")) {
         const std::string ref = schema["$ref"];
-        if (ref == "#") return valid(root, v, root);
         const std::string name = ref.substr(ref.find('/', 2) + 1);
-        return valid(root[ref.starts_with("#/$defs/") ? "$defs" : "definitions"][name], v, root);
+        if (!valid(ref == "#" ? root : root[ref.starts_with("#/$defs/") ? "$defs" : "definitions"][name], v, root)) {
+            return false;
+        }
+        // Keywords beside the reference apply too (JSON Schema 2019-09).
     }
     for (const json& b : schema.value("allOf", json::array())) {
         if (!valid(b, v, root)) return false;
@@ -221,10 +223,33 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": 1}}})",
          "properties.n.uniqueItems: must be a boolean"},
         {R"({"type": "object", "patternProperties": {"^x": {}}})", "patternProperties: this keyword is not supported"},
-        {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}, {"maxLength": 3}]}}})",
-         "properties.a.allOf: more than one schema (an intersection) is not supported"},
-        {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}], "maxLength": 3}}})",
-         "properties.a: 'allOf' beside other constraints is not supported"},
+        {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}, {"type": "integer"}]}}})",
+         "properties.a: the intersection's schemas have no type in common"},
+        {R"({"type": "object", "properties": {"a": {"allOf": [{"pattern": "^a"}, {"pattern": "b$"}]}}})",
+         "properties.a.allOf[1].pattern: 'pattern' differs from another schema's in the intersection: not supported"},
+        {R"({"type": "object", "properties": {"a": {"allOf": [{"enum": [1, 2]}], "enum": [3]}}})",
+         "properties.a.enum: no value is in every schema's 'enum'"},
+        {R"({"type": "object", "properties": {"a": {"allOf": [{"properties": {"x": {}}, "additionalProperties": false},
+             {"properties": {"y": {}}, "required": ["y"]}]}}})",
+         "properties.a.allOf[0].additionalProperties: 'y' is required, but this schema does not declare it"},
+        {R"({"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
+             "$defs": {"A": {"allOf": [{"$ref": "#/$defs/A"}, {"type": "string"}]}}})",
+         "nest too deeply (does a schema include itself?)"},
+        {R"({"type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}, "$defs": {
+             "d0": {"allOf": [{"$ref": "#/$defs/d1"}, {"$ref": "#/$defs/d1"}]},
+             "d1": {"allOf": [{"$ref": "#/$defs/d2"}, {"$ref": "#/$defs/d2"}]},
+             "d2": {"allOf": [{"$ref": "#/$defs/d3"}, {"$ref": "#/$defs/d3"}]},
+             "d3": {"allOf": [{"$ref": "#/$defs/d4"}, {"$ref": "#/$defs/d4"}]},
+             "d4": {"allOf": [{"$ref": "#/$defs/d5"}, {"$ref": "#/$defs/d5"}]},
+             "d5": {"allOf": [{"$ref": "#/$defs/d6"}, {"$ref": "#/$defs/d6"}]},
+             "d6": {"allOf": [{"$ref": "#/$defs/d7"}, {"$ref": "#/$defs/d7"}]},
+             "d7": {"allOf": [{"$ref": "#/$defs/d8"}, {"$ref": "#/$defs/d8"}]},
+             "d8": {"type": "string"}}})",
+         "the intersection gathers more than 256 schemas"},
+        {R"({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing", "maxLength": 3}}})",
+         "properties.a.$ref: '#/$defs/missing' is not defined"},
+        {R"({"type": "object", "properties": {"a": {"const": "x", "enum": ["y", "z"]}}})",
+         "properties.a: 'const' is not one of the 'enum' values"},
         {R"({"type": "object", "properties": {"a": {"allOf": []}}})", "properties.a.allOf: must be a non-empty array"},
         {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "strin"}]}}})",
          "properties.a.allOf[0].type: 'strin' is not a JSON Schema type"},
@@ -377,6 +402,59 @@ TEST_CASE("allOf of one schema is that schema, as pydantic v1 writes a described
     check_documents(v1, {R"({"ship_to":{"city":"Lyon"}})", R"({"kind":"letter","ship_to":{"city":""}})"},
                     {R"({"ship_to":{}})", R"({"ship_to":{"city":"Lyon"},"kind":"box"})", R"({"kind":"letter"})"});
     walk_and_validate(v1, 200, 15);
+}
+
+TEST_CASE("allOf of several schemas, and a reference beside other keywords, take what all of them accept",
+          "[json][schema]") {
+    // A model extending a base (OpenAPI's and zod's `.and()` style), a
+    // reference narrowed beside it, nested intersections and bounds.
+    const json shop = json::parse(R"({"type": "object", "properties": {
+        "item": {"allOf": [{"$ref": "#/$defs/base"},
+                           {"type": "object", "properties": {"price": {"type": "number", "minimum": 0},
+                                                             "id": {"maximum": 99}},
+                            "required": ["price"]}]},
+        "code": {"$ref": "#/$defs/code", "maxLength": 3, "description": "short"},
+        "size": {"allOf": [{"type": "number"}, {"type": ["integer", "null"], "minimum": 1},
+                           {"allOf": [{"maximum": 5}, {"maximum": 9}]}]},
+        "colour": {"allOf": [{"enum": ["red", "green", "blue"]}, {"enum": ["blue", "red", "black"]}]},
+        "tags": {"allOf": [{"type": "array", "items": {"type": "string"}},
+                           {"items": {"maxLength": 2}, "maxItems": 2}]}},
+        "required": ["item"],
+        "$defs": {"base": {"type": "object", "properties": {"id": {"type": "integer", "minimum": 1}},
+                           "required": ["id"]},
+                  "code": {"type": "string", "minLength": 2}}})");
+    check_documents(shop,
+                    {R"({"item":{"id":1,"price":0}})", R"({"item":{"id":99,"price":2.5},"code":"AB"})",
+                     R"({"item":{"id":5,"price":1},"size":5,"colour":"blue","tags":["ab",""]})",
+                     R"({"item":{"id":5,"price":1},"colour":"red"})"},
+                    {R"({"item":{"id":1}})", R"({"item":{"price":1}})", R"({"item":{"id":0,"price":1}})",
+                     R"({"item":{"id":100,"price":1}})", R"({"item":{"id":1,"price":-1}})",
+                     R"({"item":{"id":1,"price":1},"code":"A"})", R"({"item":{"id":1,"price":1},"code":"ABCD"})",
+                     R"({"item":{"id":1,"price":1},"size":6})", R"({"item":{"id":1,"price":1},"size":1.5})",
+                     R"({"item":{"id":1,"price":1},"size":0})", R"({"item":{"id":1,"price":1},"size":null})",
+                     R"({"item":{"id":1,"price":1},"colour":"green"})",
+                     R"({"item":{"id":1,"price":1},"tags":["abc"]})", R"({"item":{"id":1,"price":1},"tags":[1]})",
+                     R"({"item":{"id":1,"price":1},"tags":["a","b","c"]})"});
+    walk_and_validate(shop, 300, 16);
+
+    // A closed schema in an intersection shuts out what only the others
+    // declare, and every schema's additionalProperties holds for the rest.
+    const json closed = json::parse(R"({"type": "object", "properties": {
+        "o": {"allOf": [{"properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+                         "additionalProperties": false},
+                        {"properties": {"a": {"minimum": 3}, "c": {"type": "string"}}, "required": ["a"]}]},
+        "m": {"allOf": [{"type": "object", "additionalProperties": {"type": "integer"}},
+                        {"additionalProperties": {"maximum": 10}}]},
+        "p": {"allOf": [{"type": "object", "additionalProperties": {"type": "integer"}},
+                        {"properties": {"n": {"type": "number"}}}]}},
+        "required": ["o"]})");
+    check_documents(closed,
+                    {R"({"o":{"a":3}})", R"({"o":{"a":4,"b":"x"}})", R"({"o":{"a":3},"m":{"k":10,"j":-3}})",
+                     R"({"o":{"a":3},"p":{"n":2}})"},
+                    {R"({"o":{"a":2}})", R"({"o":{"a":3,"c":"x"}})", R"({"o":{"b":"x"}})",
+                     R"({"o":{"a":3},"m":{"k":11}})", R"({"o":{"a":3},"m":{"k":1.5}})",
+                     R"({"o":{"a":3},"p":{"n":2.5}})"});
+    walk_and_validate(closed, 300, 17);
 }
 
 TEST_CASE("uniqueItems over enum values offers each value once per array", "[json][schema]") {

@@ -2,6 +2,7 @@
 
 #include "json_format.hpp"
 #include "json_pattern.hpp"
+#include "json_schema_merge.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -20,10 +21,6 @@ namespace {
 
 using json = nlohmann::json;
 
-const std::set<std::string, std::less<>> annotations{"title",    "description", "default",  "examples",
-                                                      "$schema",  "$id",         "$comment", "strict",
-                                                      "deprecated", "readOnly",  "writeOnly", "$defs",
-                                                      "definitions"};
 const std::set<std::string, std::less<>> keywords{"type",       "enum",     "const",    "properties",
                                                    "required",   "additionalProperties", "items", "minItems",
                                                    "maxItems",   "minLength", "maxLength", "anyOf",
@@ -87,29 +84,33 @@ private:
         }
         if (!s.is_object()) fail(path, "a schema must be an object");
         for (const auto& [key, value] : s.items()) {
-            if (!annotations.contains(key) && !keywords.contains(key)) {
+            if (!detail::is_schema_annotation(key) && !keywords.contains(key)) {
                 fail(at_path(path, key), "this keyword is not supported");
             }
         }
         auto constraint_keys = [&] {
             std::vector<std::string> out;
             for (const auto& [key, value] : s.items()) {
-                if (!annotations.contains(key)) out.push_back(key);
+                if (!detail::is_schema_annotation(key)) out.push_back(key);
             }
             return out;
         };
-        if (const auto ref = s.find("$ref"); ref != s.end()) {
-            if (constraint_keys().size() != 1) fail(path, "'$ref' beside other constraints is not supported");
+        const auto ref = s.find("$ref");
+        const auto all = s.find("allOf");
+        const std::size_t constraints = constraint_keys().size();
+        if (ref != s.end() && constraints == 1) {
             if (!ref->is_string()) fail(at_path(path, "$ref"), "must be a string");
             return resolve(ref->get<std::string>(), at_path(path, "$ref"));
         }
-        if (const auto all = s.find("allOf"); all != s.end()) {
+        if (all != s.end() && constraints == 1 && all->is_array() && all->size() == 1) {
             // One schema, as pydantic v1 wraps a `$ref` that has a description.
-            if (constraint_keys().size() != 1) fail(path, "'allOf' beside other constraints is not supported");
-            const std::string all_path = at_path(path, "allOf");
-            if (!all->is_array() || all->empty()) fail(all_path, "must be a non-empty array of schemas");
-            if (all->size() != 1) fail(all_path, "more than one schema (an intersection) is not supported");
-            return compile(all->front(), all_path + "[0]", memo_key);
+            return compile(all->front(), at_path(path, "allOf") + "[0]", memo_key);
+        }
+        if (ref != s.end() || all != s.end()) {
+            // An intersection: allOf, or a reference beside other keywords
+            // (the same thing since JSON Schema 2019-09), as one schema.
+            const json merged = detail::merge_all_of(m_doc, s, path);
+            return compile(merged, path, memo_key);
         }
         const bool any_of = s.contains("anyOf"), one_of = s.contains("oneOf");
         if (any_of || one_of) {
@@ -154,10 +155,16 @@ private:
         // enum / const: the values, serialised, of the kinds the type allows.
         if (s.contains("enum") || s.contains("const")) {
             std::vector<json> values;
-            if (const auto c = s.find("const"); c != s.end()) values.push_back(*c);
             if (const auto e = s.find("enum"); e != s.end()) {
                 if (!e->is_array() || e->empty()) fail(at_path(path, "enum"), "must be a non-empty array");
-                for (const json& v : *e) values.push_back(v);
+                values.assign(e->begin(), e->end());
+            }
+            if (const auto c = s.find("const"); c != s.end()) {
+                // Both: the value must satisfy both.
+                if (!values.empty() && std::find(values.begin(), values.end(), *c) == values.end()) {
+                    fail(path, "'const' is not one of the 'enum' values");
+                }
+                values = {*c};
             }
             std::array<bool, json_schema::kind_count> literal_kinds{};
             for (const json& v : values) {
@@ -393,29 +400,7 @@ private:
     std::uint16_t resolve(const std::string& ref, const std::string& path) {
         if (const auto it = m_refs.find(ref); it != m_refs.end()) return it->second;
         if (ref == "#") fail(path, "'#' refers to a schema that is still being read");
-        const json* target = nullptr;
-        for (std::string_view prefix : {"#/$defs/", "#/definitions/"}) {
-            if (!ref.starts_with(prefix)) continue;
-            std::string name;
-            for (std::size_t i = prefix.size(); i < ref.size(); ++i) {
-                if (ref[i] == '~' && i + 1 < ref.size() && (ref[i + 1] == '0' || ref[i + 1] == '1')) {
-                    name += ref[++i] == '0' ? '~' : '/';
-                } else if (ref[i] == '/') {
-                    fail(path, fmt::format("'{}': only references to #/$defs/NAME are supported", ref));
-                } else {
-                    name += ref[i];
-                }
-            }
-            if (m_doc.is_object()) {
-                const auto defs = m_doc.find(prefix == "#/$defs/" ? "$defs" : "definitions");
-                if (defs != m_doc.end() && defs->is_object()) {
-                    if (const auto it = defs->find(name); it != defs->end()) target = &*it;
-                }
-            }
-            if (target == nullptr) fail(path, fmt::format("'{}' is not defined", ref));
-            break;
-        }
-        if (target == nullptr) fail(path, fmt::format("'{}': only references to #/$defs/NAME are supported", ref));
+        const json* target = &detail::find_definition(m_doc, ref, path);
         if (!m_resolving.insert(ref).second) fail(path, fmt::format("'{}' refers to itself", ref));
         const std::uint16_t idx = compile(*target, ref, ref);
         m_resolving.erase(ref);

@@ -7,7 +7,8 @@
 /// below into a small graph of nodes; anything outside it is an error that
 /// names the keyword, never silently ignored (an ignored constraint would be
 /// output the caller's validator rejects):
-/// - `type` (a name or a list of names), `enum`, `const` (scalar values);
+/// - `type` (a name or a list of names), `enum`, `const` (scalar values; both
+///   together: the const, which must be one of the enum's values);
 /// - objects: `properties`, `required`, `additionalProperties` (without
 ///   `properties`: false for `{}` only, a schema for the values of any keys,
 ///   true or absent for any values); with `properties`, only the declared
@@ -41,8 +42,15 @@
 ///   (a discriminated union, as pydantic's `Literal` tags make): that
 ///   property is generated first and its value picks the branch;
 /// - `$ref` to `#/$defs/...` or `#/definitions/...`, recursion included;
-/// - `allOf` of one schema (as pydantic v1 wraps a `$ref` with a
-///   description): that schema;
+/// - `allOf` (one schema, as pydantic v1 wraps a `$ref` with a description,
+///   or several, as a model extending a base is written) and `$ref` beside
+///   other keywords (JSON Schema 2019-09 reads it as an `allOf`): the schemas
+///   merged into one that accepts what all of them accept: types in common,
+///   properties and required names joined (a property two schemas declare
+///   meets both; `additionalProperties: false` in one shuts out what only
+///   the others declare), enum values in common, the tighter bound of each;
+///   other keywords that two schemas give different values (`pattern`,
+///   `format`, `anyOf`, ...) are refused;
 /// - annotations (`title`, `description`, `default`, `examples`, `$schema`,
 ///   `$id`, `$comment`, `strict`, `deprecated`, `readOnly`, `writeOnly`).
 /// The top-level value must be an object. At most 64 properties per object
