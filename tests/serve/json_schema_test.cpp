@@ -72,6 +72,7 @@ bool valid(const json& schema, const json& v, const json& root) {
         if (std::find(e.begin(), e.end(), v) == e.end()) return false;
     }
     if (v.is_object()) {
+        if (v.size() < schema.value("minProperties", 0u) || v.size() > schema.value("maxProperties", ~0u)) return false;
         const json props = schema.value("properties", json::object());
         for (const json& r : schema.value("required", json::array())) {
             if (!v.contains(r.get<std::string>())) return false;
@@ -248,6 +249,17 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
          "the intersection gathers more than 256 schemas"},
         {R"({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing", "maxLength": 3}}})",
          "properties.a.$ref: '#/$defs/missing' is not defined"},
+        {R"({"type": "object", "properties": {"a": {"type": "object", "minProperties": 2, "maxProperties": 1}}})",
+         "properties.a: minProperties is above maxProperties"},
+        {R"({"type": "object", "properties": {"a": {"type": "object", "properties": {"x": {}, "y": {}},
+             "required": ["x", "y"], "maxProperties": 1}}})",
+         "properties.a.maxProperties: below the 2 required properties"},
+        {R"({"type": "object", "properties": {"a": {"type": "object", "properties": {"x": {}}, "minProperties": 2}}})",
+         "properties.a.minProperties: above the 1 properties"},
+        {R"({"type": "object", "properties": {"a": {"type": "object", "additionalProperties": false, "minProperties": 1}}})",
+         "properties.a.minProperties: above 0, but additionalProperties false allows no key"},
+        {R"({"type": "object", "properties": {"a": {"type": "object", "minProperties": -1}}})",
+         "properties.a.minProperties: must not be negative"},
         {R"({"type": "object", "properties": {"a": {"const": "x", "enum": ["y", "z"]}}})",
          "properties.a: 'const' is not one of the 'enum' values"},
         {R"({"type": "object", "properties": {"a": {"allOf": []}}})", "properties.a.allOf: must be a non-empty array"},
@@ -455,6 +467,33 @@ TEST_CASE("allOf of several schemas, and a reference beside other keywords, take
                      R"({"o":{"a":3},"m":{"k":11}})", R"({"o":{"a":3},"m":{"k":1.5}})",
                      R"({"o":{"a":3},"p":{"n":2.5}})"});
     walk_and_validate(closed, 300, 17);
+}
+
+TEST_CASE("minProperties and maxProperties bound an object's keys, leaving room for the required ones",
+          "[json][schema]") {
+    // pydantic's dict[str, int] = Field(min_length=1, max_length=2), and
+    // declared properties of which at most two (one of them required).
+    const json sized = json::parse(R"({"type": "object", "properties": {
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}, "minProperties": 1,
+                   "maxProperties": 2},
+        "pick": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"},
+                                                  "c": {"type": "integer"}},
+                 "required": ["c"], "maxProperties": 2, "minProperties": 2},
+        "none": {"type": "object", "maxProperties": 0}},
+        "required": ["counts", "pick"]})");
+    check_documents(sized,
+                    {R"({"counts":{"x":1},"pick":{"a":1,"c":2}})", R"({"counts":{"x":1,"y":2},"pick":{"c":2,"b":1}})",
+                     R"({"counts":{"x":1},"pick":{"a":1,"c":2},"none":{}})"},
+                    {R"({"counts":{},"pick":{"a":1,"c":2}})", R"({"counts":{"x":1,"y":2,"z":3},"pick":{"a":1,"c":2}})",
+                     R"({"counts":{"x":1},"pick":{"c":2}})", R"({"counts":{"x":1},"pick":{"a":1,"b":2}})",
+                     R"({"counts":{"x":1},"pick":{"a":1,"c":2,"b":3}})", R"({"counts":{"x":1},"pick":{"a":1,"c":2},"none":{"k":1}})"});
+    walk_and_validate(sized, 300, 18);
+    // After a non-required key, the last place goes to the required one.
+    const json_schema s = json_schema::parse(sized.dump());
+    json_matcher m(&s);
+    REQUIRE(m.feed(R"({"counts":{"x":1},"pick":{"a":1,")"));
+    CHECK_FALSE(m.accepts("b"));
+    CHECK(m.accepts("c"));
 }
 
 TEST_CASE("uniqueItems over enum values offers each value once per array", "[json][schema]") {

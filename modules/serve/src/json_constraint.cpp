@@ -264,7 +264,7 @@ bool json_matcher::close(bool array) noexcept {
     if (m_schema != nullptr) {
         const frame& f = m_frames[m_depth - 1];
         const json_schema::node& n = node_at(f.node);
-        if (array ? f.count < n.min_items : (n.required & ~f.seen) != 0) return false;
+        if (array ? f.count < n.min_items : (n.required & ~f.seen) != 0 || f.count < n.min_properties) return false;
     }
     --m_depth;
     value_done();
@@ -290,6 +290,13 @@ std::uint64_t json_matcher::open_properties() const noexcept {
     const frame& f = m_frames[m_depth - 1];
     const json_schema::node& n = node_at(f.node);
     std::uint64_t out = low_bits(n.properties.size()) & ~f.seen;
+    if (n.max_properties != json_schema::unbounded) {
+        // Room for another key, and once only enough is left for the
+        // required keys not given yet, one of them.
+        const auto missing = static_cast<std::uint32_t>(std::popcount(n.required & ~f.seen));
+        if (f.count >= n.max_properties) return 0;
+        if (f.count + missing >= n.max_properties) out &= n.required;
+    }
     for (std::uint64_t left = out; left != 0; left &= left - 1) {
         const auto i = static_cast<std::size_t>(std::countr_zero(left));
         if (!can_start(n.properties[i].node)) out &= ~(std::uint64_t{1} << i);
@@ -303,10 +310,11 @@ bool json_matcher::start_key() noexcept {
     m_plain_ok = true;
     m_match_key = false;
     if (m_schema == nullptr) return true;
-    const frame& f = m_frames[m_depth - 1];
+    frame& f = m_frames[m_depth - 1];
     const json_schema::node& n = node_at(f.node);
-    if (n.properties.empty()) return can_start(n.additional);
+    if (n.properties.empty()) return f.count++ < n.max_properties && can_start(n.additional);
     m_candidates = open_properties();
+    ++f.count;
     m_pos = 0;
     m_match_key = true;
     m_plain_ok = false;
@@ -316,7 +324,7 @@ bool json_matcher::start_key() noexcept {
 bool json_matcher::may_continue_object() const noexcept {
     const frame& f = m_frames[m_depth - 1];
     const json_schema::node& n = node_at(f.node);
-    return n.properties.empty() ? can_start(n.additional) : open_properties() != 0;
+    return n.properties.empty() ? f.count < n.max_properties && can_start(n.additional) : open_properties() != 0;
 }
 
 bool json_matcher::key_byte(std::uint8_t c) noexcept {

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -27,7 +28,7 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
                                                    "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
                                                    "format", "pattern", "prefixItems", "additionalItems", "uniqueItems",
-                                                   "allOf"};
+                                                   "allOf", "minProperties", "maxProperties"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -221,6 +222,7 @@ private:
                 n.additional = compile(*a, at_path(path, "additionalProperties"));
             }
         }
+        object_size(s, path, n);
         // Arrays.
         n.min_items = count(s, "minItems", path, 0);
         n.max_items = count(s, "maxItems", path, json_schema::unbounded);
@@ -535,6 +537,26 @@ private:
             fail(at_path(path, "pattern"),
                  fmt::format("its matches take more than the {} bytes a patterned string may have",
                              json_schema::max_pattern_bytes));
+        }
+    }
+
+    /// minProperties / maxProperties, checked against what the object can
+    /// hold: an object generated with properties has only those keys.
+    static void object_size(const json& s, const std::string& path, json_schema::node& n) {
+        n.min_properties = count(s, "minProperties", path, 0);
+        n.max_properties = count(s, "maxProperties", path, json_schema::unbounded);
+        if (n.by_kind[json_schema::object_kind] < 0) return; // it constrains objects only
+        if (n.min_properties > n.max_properties) fail(path, "minProperties is above maxProperties");
+        const auto required = static_cast<std::uint32_t>(std::popcount(n.required));
+        if (n.max_properties < required) {
+            fail(at_path(path, "maxProperties"), fmt::format("below the {} required properties", required));
+        }
+        if (!n.properties.empty() && n.min_properties > n.properties.size()) {
+            fail(at_path(path, "minProperties"),
+                 fmt::format("above the {} properties, the only keys generated beside 'properties'", n.properties.size()));
+        }
+        if (n.properties.empty() && n.additional < 0 && n.min_properties > 0) {
+            fail(at_path(path, "minProperties"), "above 0, but additionalProperties false allows no key");
         }
     }
 

@@ -132,10 +132,12 @@ json both(const json& a, const json& b) {
 }
 
 bool is_lower_bound(std::string_view key) {
-    return key == "minimum" || key == "exclusiveMinimum" || key == "minLength" || key == "minItems";
+    return key == "minimum" || key == "exclusiveMinimum" || key == "minLength" || key == "minItems" ||
+           key == "minProperties";
 }
 bool is_upper_bound(std::string_view key) {
-    return key == "maximum" || key == "exclusiveMaximum" || key == "maxLength" || key == "maxItems";
+    return key == "maximum" || key == "exclusiveMaximum" || key == "maxLength" || key == "maxItems" ||
+           key == "maxProperties";
 }
 
 } // namespace

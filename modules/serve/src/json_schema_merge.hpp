@@ -12,7 +12,7 @@
 // - `required`: the union; `additionalProperties`: `false` if any is, else
 //   every schema's (an `allOf`);
 // - `enum`: the values common to all; `const`: the one value;
-// - lower bounds (`minimum`, `minLength`, `minItems`, ...): the highest;
+// - lower bounds (`minimum`, `minLength`, `minProperties`, ...): the highest;
 //   upper bounds the lowest; `uniqueItems`: true if any is;
 // - `items` (a schema): both (an `allOf`), `false` if either is.
 // Any other keyword two schemas give different values (`pattern`, `format`,

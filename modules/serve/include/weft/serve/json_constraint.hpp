@@ -157,7 +157,7 @@ private:
     /// An open container under a schema.
     struct frame {
         std::uint64_t seen = 0;  // objects: bit i, property i was given (uniqueItems arrays: literal i)
-        std::uint32_t count = 0; // arrays: elements begun
+        std::uint32_t count = 0; // arrays: elements begun; objects: keys begun
         std::uint16_t node = 0;
     };
 

@@ -14,6 +14,8 @@
 ///   true or absent for any values); with `properties`, only the declared
 ///   keys are generated (each at most once, in any order, the required ones
 ///   before the object may close), as OpenAI's strict mode asks;
+///   `minProperties` and `maxProperties` (pydantic's `dict` with
+///   `min_length` / `max_length`);
 /// - arrays: `items`, `minItems`, `maxItems`, and tuples: `prefixItems`
 ///   (then `items`, `false` for no more elements), or `items` as a list of
 ///   schemas with `additionalItems` (the older drafts' spelling);
@@ -121,6 +123,11 @@ public:
         std::uint64_t required = 0; ///< bit i: properties[i] is required
         /// Without properties: the node of every key's value, or -1 for none.
         std::int32_t additional = any;
+        /// minProperties / maxProperties: how many keys the object has.
+        /// With properties, max leaves room for the required ones still
+        /// missing, and min is at most their number.
+        std::uint32_t min_properties = 0;
+        std::uint32_t max_properties = unbounded;
         // Arrays: element i is matched against prefix_items[i] (a tuple),
         // later ones against items.
         std::vector<std::uint16_t> prefix_items;
