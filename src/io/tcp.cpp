@@ -161,6 +161,14 @@ void prepare_recv(detail::operation& op, int fd, std::span<std::byte> buffer, de
     op.length = buffer.size();
     set_deadline(op, d);
 }
+
+void prepare_send(detail::operation& op, int fd, std::span<const std::byte> data, deadline d) {
+    op.kind = detail::op_kind::send;
+    op.fd = fd;
+    op.buffer = const_cast<std::byte*>(data.data()); // the kernel only reads it
+    op.length = data.size();
+    set_deadline(op, d);
+}
 } // namespace
 
 // --- tcp_stream -------------------------------------------------------------------
@@ -300,27 +308,58 @@ task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
 }
 
 task<void> tcp_stream::read_exact(std::span<std::byte> buffer, deadline d) {
-    while (!buffer.empty()) {
-        const std::size_t n = co_await read_some(buffer, d);
-        if (n == 0) {
-            throw std::system_error(std::make_error_code(std::errc::connection_reset),
-                                    "read_exact: end of stream before the buffer was full");
-        }
-        buffer = buffer.subspan(n);
-    }
+    co_await receive_all(buffer, d, nullptr);
 }
 
+task<std::size_t> tcp_stream::read_exact(std::span<std::byte> buffer, std::error_code& ec, deadline d) {
+    return receive_all(buffer, d, &ec);
+}
+
+task<std::size_t> tcp_stream::receive_all(std::span<std::byte> buffer, deadline d, std::error_code* ec) {
+    std::size_t got = 0;
+    while (got < buffer.size()) {
+        const std::size_t n = co_await receive(buffer.subspan(got), d, ec);
+        if (ec != nullptr && *ec) {
+            break;
+        }
+        if (n == 0) {
+            const auto reset = std::make_error_code(std::errc::connection_reset);
+            if (ec == nullptr) {
+                throw std::system_error(reset, "read_exact: end of stream before the buffer was full");
+            }
+            *ec = reset;
+            break;
+        }
+        got += n;
+    }
+    co_return got;
+}
+
+// The throwing form has its own loop rather than a wrapper around the
+// error-code one: it is the HTTP server's hot path, and a wrapper would cost
+// a coroutine frame per write.
 task<void> tcp_stream::write_all(std::span<const std::byte> data, deadline d) {
     while (!data.empty()) {
         detail::op_awaiter aw(*m_ctx, "send");
-        detail::operation& op = aw.op();
-        op.kind = detail::op_kind::send;
-        op.fd = m_fd;
-        op.buffer = const_cast<std::byte*>(data.data());
-        op.length = data.size();
-        set_deadline(op, d);
+        prepare_send(aw.op(), m_fd, data, d);
         data = data.subspan(static_cast<std::size_t>(co_await aw));
     }
+}
+
+task<std::size_t> tcp_stream::write_all(std::span<const std::byte> data, std::error_code& ec, deadline d) {
+    ec.clear();
+    std::size_t sent = 0;
+    while (sent < data.size()) {
+        detail::op_awaiter aw(*m_ctx, "send");
+        aw.report_errors_to(ec);
+        prepare_send(aw.op(), m_fd, data.subspan(sent), d);
+        const int n = co_await aw;
+        if (ec) {
+            break;
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+    co_return sent;
 }
 
 // --- tcp_listener -------------------------------------------------------------------
@@ -380,6 +419,17 @@ tcp_listener tcp_listener::bind(io_context& ctx, endpoint at, int backlog, bool 
 endpoint tcp_listener::local_endpoint() const { return socket_name(m_fd, false); }
 
 task<tcp_stream> tcp_listener::accept(deadline d) {
+    return take(d, nullptr);
+}
+
+task<tcp_stream> tcp_listener::accept(std::error_code& ec, deadline d) {
+    return take(d, &ec);
+}
+
+task<tcp_stream> tcp_listener::take(deadline d, std::error_code* ec) {
+    if (ec != nullptr) {
+        ec->clear();
+    }
     if (m_acceptor == nullptr && m_fd >= 0 && m_ctx->internals().m_backend->multishot_accept_possible()) {
         m_acceptor = new detail::multishot_acceptor(m_ctx->internals(), m_fd);
     }
@@ -390,21 +440,38 @@ task<tcp_stream> tcp_listener::accept(deadline d) {
                 co_return tcp_stream(*m_ctx, fd);
             }
             if (const int e = m_acceptor->take_error(); e != 0) {
-                throw std::system_error(-e, std::system_category(), "accept");
+                if (ec == nullptr) {
+                    throw std::system_error(-e, std::system_category(), "accept");
+                }
+                ec->assign(-e, std::system_category());
+                co_return tcp_stream();
             }
             if (m_acceptor->unsupported()) {
                 break; // single accepts from now on
             }
             m_acceptor->ensure_armed();
-            co_await detail::state_wait(*m_ctx, *m_acceptor, d.at(), "accept");
+            detail::state_wait wait(*m_ctx, *m_acceptor, d.at(), "accept");
+            if (ec != nullptr) {
+                wait.report_errors_to(*ec);
+            }
+            co_await wait;
+            if (ec != nullptr && *ec) {
+                co_return tcp_stream();
+            }
         }
     }
     detail::op_awaiter aw(*m_ctx, "accept");
+    if (ec != nullptr) {
+        aw.report_errors_to(*ec);
+    }
     detail::operation& op = aw.op();
     op.kind = detail::op_kind::accept;
     op.fd = m_fd;
     set_deadline(op, d);
     const int fd = co_await aw;
+    if (fd < 0) {
+        co_return tcp_stream();
+    }
     set_nodelay(fd);
     co_return tcp_stream(*m_ctx, fd);
 }

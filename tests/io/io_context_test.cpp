@@ -199,6 +199,64 @@ TEST_CASE("read_some with an error code reports a stop, a deadline and the peer'
     ctx.run(body());
 }
 
+TEST_CASE("accept, read_exact and write_all with an error code report failures without throwing", "[io]") {
+    io_context ctx(backend_under_test());
+    const bool ring = GENERATE(false, true);
+    auto listener = tcp_listener::bind(ctx, endpoint::loopback(0));
+    auto body = [&]() -> task<void> {
+        // accept: past its deadline, then stopped, then a connection.
+        std::error_code ec;
+        tcp_stream none = co_await listener.accept(ec, deadline::after(10ms));
+        CHECK(ec == std::errc::timed_out);
+        CHECK_FALSE(none.is_open());
+        std::stop_source stop;
+        auto stopper = [&]() -> task<void> {
+            co_await weft::io::sleep_for(ctx, 5ms);
+            stop.request_stop();
+        };
+        auto acceptor = [&]() -> task<tcp_stream> { co_return co_await listener.accept(ec); };
+        auto [stopped, _] = co_await weft::when_all(weft::with_stop_token(acceptor(), stop.get_token()), stopper());
+        CHECK(ec == std::errc::operation_canceled);
+        CHECK_FALSE(stopped.is_open());
+        auto [client, server] = co_await weft::when_all(tcp_stream::connect(ctx, listener.local_endpoint()),
+                                                        acceptor());
+        CHECK_FALSE(ec);
+        REQUIRE(server.is_open());
+        if (ring) server.use_buffer_ring();
+
+        // read_exact: a whole buffer, then one the peer ends before filling.
+        std::array<std::byte, 8> buf{};
+        const std::string text = "abcdefghijk";
+        const std::size_t sent = co_await client.write_all(bytes(text), ec);
+        CHECK(sent == text.size());
+        CHECK_FALSE(ec);
+        const std::size_t whole = co_await server.read_exact(buf, ec, deadline::after(5s));
+        CHECK(whole == 8);
+        CHECK_FALSE(ec);
+        client.shutdown();
+        const std::size_t part = co_await server.read_exact(buf, ec, deadline::after(5s));
+        CHECK(part == 3);
+        CHECK(ec == std::errc::connection_reset);
+
+        // write_all: to a peer that reads nothing, until the deadline (the
+        // bytes the kernel took are counted); then to a peer that is gone.
+        std::vector<std::byte> big(32u << 20);
+        const std::size_t taken = co_await server.write_all(big, ec, deadline::after(50ms));
+        CHECK(ec == std::errc::timed_out);
+        CHECK(taken < big.size());
+        const ::linger abort{1, 0};
+        REQUIRE(::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort) == 0);
+        client.close();
+        std::size_t tries = 0;
+        do {
+            co_await weft::io::sleep_for(ctx, 1ms);
+            (void)co_await server.write_all(big, ec, deadline::after(5s));
+        } while (!ec && ++tries < 100);
+        CHECK((ec == std::errc::connection_reset || ec == std::errc::broken_pipe));
+    };
+    ctx.run(body());
+}
+
 TEST_CASE("stop requested from a foreign thread cancels a pending accept and recv", "[io]") {
     io_context ctx(backend_under_test());
     auto listener = tcp_listener::bind(ctx, endpoint::loopback(0));

@@ -78,8 +78,19 @@ public:
     task<std::span<const std::byte>> read_view(deadline d = {});
     /// Fills `buffer`; an early end of stream throws errc::connection_reset.
     task<void> read_exact(std::span<std::byte> buffer, deadline d = {});
+    /// The same, but a failure is reported in `ec` instead of thrown, as by
+    /// `read_some`'s error-code form (an early end of stream as
+    /// errc::connection_reset); returns the bytes read, all of `buffer`'s
+    /// unless `ec` is set.
+    task<std::size_t> read_exact(std::span<std::byte> buffer, std::error_code& ec, deadline d = {});
     /// Writes all of `data`.
     task<void> write_all(std::span<const std::byte> data, deadline d = {});
+    /// The same, but a failure is reported in `ec` instead of thrown (a peer
+    /// gone as errc::broken_pipe or errc::connection_reset, a stop request
+    /// as errc::operation_canceled, the deadline as errc::timed_out);
+    /// returns the bytes the kernel took, all of `data`'s unless `ec` is set.
+    /// For a server writing to many clients, where one that leaves is routine.
+    task<std::size_t> write_all(std::span<const std::byte> data, std::error_code& ec, deadline d = {});
     /// Shuts down the sending side (the peer reads end of stream).
     void shutdown();
     /// Closes the socket (idempotent).
@@ -92,6 +103,7 @@ public:
 
 private:
     task<std::size_t> receive(std::span<std::byte> buffer, deadline d, std::error_code* ec);
+    task<std::size_t> receive_all(std::span<std::byte> buffer, deadline d, std::error_code* ec);
 
     io_context* m_ctx = nullptr;
     int m_fd = -1;
@@ -117,12 +129,20 @@ public:
     /// wait queued while nobody accepts). Kernels without multishot accept,
     /// and the epoll backend, accept one connection per call.
     task<tcp_stream> accept(deadline d = {});
+    /// The same, but a failure is reported in `ec` instead of thrown (a stop
+    /// request as errc::operation_canceled, the deadline as errc::timed_out,
+    /// EMFILE and the like as themselves), with a closed stream returned:
+    /// an accept loop that meets a full file table or a shutdown goes on or
+    /// ends without an exception.
+    task<tcp_stream> accept(std::error_code& ec, deadline d = {});
 
     void close() noexcept;
     [[nodiscard]] bool is_open() const noexcept { return m_fd >= 0; }
     [[nodiscard]] endpoint local_endpoint() const;
 
 private:
+    task<tcp_stream> take(deadline d, std::error_code* ec);
+
     io_context* m_ctx = nullptr;
     int m_fd = -1;
     detail::multishot_acceptor* m_acceptor = nullptr;
