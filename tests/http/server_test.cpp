@@ -11,6 +11,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <vector>
+
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -170,6 +179,68 @@ TEST_CASE("server answers 503 beyond max_connections", "[http][server]") {
     };
     const std::string out = run_with(ctx, srv, listener, clients());
     CHECK(out.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+}
+
+TEST_CASE("server pauses accepting while out of file descriptors and then serves the waiting clients",
+          "[http][server]") {
+    const io::io_backend backend = GENERATE(io::io_backend::automatic, io::io_backend::epoll);
+    io::io_context ctx(backend);
+    bool cancelled = false;
+    const router rt = test_router(ctx, cancelled);
+    server srv(ctx, rt);
+    auto listener = io::tcp_listener::bind(ctx, io::endpoint::loopback(0));
+    ::rlimit saved{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    struct restore {
+        ::rlimit limit;
+        bool done = false;
+        void operator()() {
+            if (!done) ::setrlimit(RLIMIT_NOFILE, &limit);
+            done = true;
+        }
+        ~restore() { (*this)(); }
+    } restore_limit{saved};
+    auto clients = [&]() -> task<std::string> {
+        // The clients' sockets first; then no new descriptor can be made (the
+        // limit at the lowest free one), so the server cannot accept them.
+        std::array<int, 2> fds{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+                               ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+        REQUIRE(fds[0] >= 0);
+        REQUIRE(fds[1] >= 0);
+        const int lowest_free = ::dup(0);
+        REQUIRE(lowest_free >= 0);
+        ::close(lowest_free);
+        ::rlimit tight = saved;
+        tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
+        const io::endpoint to = listener.local_endpoint();
+        std::vector<io::tcp_stream> streams;
+        for (const int fd : fds) {
+            // Loopback: the kernel completes the handshake into the backlog.
+            REQUIRE(::connect(fd, to.data(), to.size()) == 0);
+            REQUIRE(::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) == 0); // as the epoll backend needs
+            streams.emplace_back(ctx, fd);
+            co_await streams.back().write_all(bytes_of("GET /hello/fd HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+        }
+        co_await io::sleep_for(ctx, 100ms);
+        const std::uint64_t pauses = srv.accept_pauses();
+        CHECK(pauses >= 2);            // it tried again, without spinning:
+        CHECK(pauses <= 100 / 20 + 1); // one try per 20 ms pause
+        restore_limit();
+        std::string out;
+        for (io::tcp_stream& st : streams) {
+            std::byte buf[4096];
+            for (;;) {
+                const std::size_t n = co_await st.read_some(buf, io::deadline::after(5s));
+                if (n == 0) break;
+                out.append(reinterpret_cast<const char*>(buf), n);
+            }
+        }
+        co_return out;
+    };
+    const std::string out = run_with(ctx, srv, listener, clients());
+    CHECK(out.find("hi fd") != std::string::npos);
+    CHECK(out.find("hi fd", out.find("hi fd") + 1) != std::string::npos);
 }
 
 TEST_CASE("server cancels the handler when the client disconnects", "[http][server]") {

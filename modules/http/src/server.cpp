@@ -133,6 +133,15 @@ task<void> linger_close(io::tcp_stream& s, std::chrono::milliseconds timeout) {
 
 task<void> nap(io::io_context& ctx, std::chrono::milliseconds d) { co_await io::sleep_for(ctx, d); }
 
+/// How long the accept loop waits when the process or the system is out of
+/// file descriptors (or socket memory) before it accepts again.
+constexpr std::chrono::milliseconds accept_pause{20};
+
+bool out_of_descriptors(const std::error_code& ec) noexcept {
+    return ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
+           ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory;
+}
+
 /// Runs a task<void> inline up to its first suspension, so that the caller
 /// learns whether it finished synchronously (most handlers do) and pays for
 /// concurrent work, such as watching the socket, only when it did not.
@@ -300,12 +309,19 @@ task<void> server::run(io::tcp_listener& listener) {
     {
         std::stop_callback on_stop(co_await get_stop_token(), [this]() noexcept { m_accept_stop.request_stop(); });
         while (!m_accept_stop.stop_requested()) {
-            io::tcp_stream s;
-            try {
-                s = co_await with_stop_token(listener.accept(), m_accept_stop.get_token());
-            } catch (const std::system_error&) {
+            std::error_code ec;
+            io::tcp_stream s = co_await with_stop_token(listener.accept(ec), m_accept_stop.get_token());
+            if (ec) {
                 if (m_accept_stop.stop_requested()) break;
-                continue;  // e.g. ECONNABORTED, EMFILE: keep accepting
+                if (out_of_descriptors(ec)) {
+                    // The connection stays in the backlog and the next accept
+                    // would fail at once until a descriptor frees: retrying
+                    // now would spin. Wait a little (the connections being
+                    // served go on meanwhile), as nginx does.
+                    m_accept_pauses.fetch_add(1, std::memory_order_relaxed);
+                    co_await with_stop_token(nap(m_ctx, accept_pause), std::stop_token{});
+                }
+                continue;  // ECONNABORTED and the like: keep accepting
             }
             if (m_connections.size() >= m_options.max_connections) {
                 m_scope.spawn(reject_busy(std::move(s)));

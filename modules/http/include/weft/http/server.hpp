@@ -24,7 +24,10 @@
 /// 501, 505) with `Connection: close`, then the connection is closed; a
 /// connection that sends no complete request within `idle_timeout` gets 408 and
 /// is closed; beyond `max_connections` open connections a new one gets 503 and
-/// is closed at once.
+/// is closed at once. Out of file descriptors (EMFILE, ENFILE) or socket
+/// memory, the server stops accepting for 20 ms at a time (the clients wait
+/// in the listen backlog, the open connections are served) instead of
+/// retrying in a busy loop.
 ///
 /// Shutdown: on stop, the server stops accepting and closes idle connections;
 /// in-flight requests get up to `shutdown_timeout` to finish (their responses
@@ -43,7 +46,9 @@
 #include <weft/io/tcp.hpp>
 #include <weft/task.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <list>
 #include <stop_token>
@@ -76,6 +81,13 @@ public:
     void stop();
 
     std::size_t active_connections() const noexcept { return m_connections.size(); }
+    /// How many times accepting paused because the process or the system
+    /// was out of file descriptors (or socket memory): each pause waits
+    /// 20 ms, serving the open connections, then accepts again. Any thread.
+    std::uint64_t accept_pauses() const noexcept {
+        // relaxed: a count for metrics and tests; nothing is published with it.
+        return m_accept_pauses.load(std::memory_order_relaxed);
+    }
     const server_options& options() const noexcept { return m_options; }
 
 private:
@@ -92,6 +104,7 @@ private:
     server_options m_options;
     std::stop_source m_accept_stop;
     bool m_shutting_down = false;
+    std::atomic<std::uint64_t> m_accept_pauses{0};
     std::list<connection_state> m_connections;
     async_scope m_scope;
 };
