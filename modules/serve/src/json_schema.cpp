@@ -21,6 +21,8 @@ namespace weft::serve {
 namespace {
 
 using json = nlohmann::json;
+using detail::fail;
+using detail::at_path;
 
 const std::set<std::string, std::less<>> keywords{"type",       "enum",     "const",    "properties",
                                                    "required",   "additionalProperties", "items", "minItems",
@@ -39,10 +41,6 @@ json_schema::value_kind kind_of_text(std::string_view text) {
     case 'n': return json_schema::null_kind;
     default: return json_schema::number_kind;
     }
-}
-
-std::string at_path(const std::string& path, std::string_view key) {
-    return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
 }
 
 } // namespace
@@ -65,10 +63,6 @@ public:
     }
 
 private:
-    [[noreturn]] static void fail(const std::string& path, std::string_view why) {
-        throw std::invalid_argument(path.empty() ? std::string(why) : fmt::format("{}: {}", path, why));
-    }
-
     std::uint16_t allocate(const std::string& memo_key) {
         if (m_out.m_nodes.size() >= 65535) fail("", "the schema has too many parts");
         const auto idx = static_cast<std::uint16_t>(m_out.m_nodes.size());

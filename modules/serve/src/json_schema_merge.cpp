@@ -12,6 +12,14 @@
 
 namespace weft::serve::detail {
 
+[[noreturn]] void fail(const std::string& path, std::string_view why) {
+    throw std::invalid_argument(path.empty() ? std::string(why) : fmt::format("{}: {}", path, why));
+}
+
+std::string at_path(const std::string& path, std::string_view key) {
+    return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
+}
+
 namespace {
 
 using json = nlohmann::json;
@@ -27,14 +35,6 @@ constexpr int max_depth = 32;
 /// How many schemas one intersection may gather: each reference is read
 /// again where it is used, so nested allOf of references multiply.
 constexpr std::size_t max_members = 256;
-
-[[noreturn]] void fail(const std::string& path, std::string_view why) {
-    throw std::invalid_argument(path.empty() ? std::string(why) : fmt::format("{}: {}", path, why));
-}
-
-std::string at_path(const std::string& path, std::string_view key) {
-    return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
-}
 
 struct member {
     const json* schema;

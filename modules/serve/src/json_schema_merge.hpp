@@ -1,7 +1,8 @@
 // Structured outputs: an intersection of schemas (`allOf`, or `$ref` beside
 // other keywords, which JSON Schema 2019-09 and later read as the same thing)
 // rewritten as one schema, which json_schema's compiler then reads as any
-// other. Private to the serve module.
+// other. Also the two error helpers both files use. Private to the serve
+// module.
 //
 // The rewrite is exact for the keywords json_schema supports:
 // - `type`: the types the schemas have in common (integer within number);
@@ -25,6 +26,13 @@
 #include <string_view>
 
 namespace weft::serve::detail {
+
+/// Throws std::invalid_argument with `why`, prefixed by `path` (a dotted
+/// place in the schema, such as `properties.a.items`) unless it is empty.
+[[noreturn]] void fail(const std::string& path, std::string_view why);
+
+/// `path` extended by `key`: `key` alone at the top level.
+std::string at_path(const std::string& path, std::string_view key);
 
 /// Whether `key` is a keyword that says nothing about which values a schema
 /// accepts (`title`, `description`, `$defs`, ...).
