@@ -36,9 +36,8 @@ std::span<const std::byte> bytes_of(std::string_view s) {
 }
 
 /// Connects, sends `text`, reads until the server closes (5 s at most).
-task<std::string> exchange(io::io_context& ctx, io::endpoint to, std::string text) {
-    io::tcp_stream s = co_await io::tcp_stream::connect(ctx, to);
-    co_await s.write_all(bytes_of(text));
+/// Everything `s` receives until the peer closes (at most 5 s).
+task<std::string> read_to_end(io::tcp_stream& s) {
     std::string out;
     std::byte buf[4096];
     const auto d = io::deadline::after(5s);
@@ -48,6 +47,12 @@ task<std::string> exchange(io::io_context& ctx, io::endpoint to, std::string tex
         out.append(reinterpret_cast<const char*>(buf), n);
     }
     co_return out;
+}
+
+task<std::string> exchange(io::io_context& ctx, io::endpoint to, std::string text) {
+    io::tcp_stream s = co_await io::tcp_stream::connect(ctx, to);
+    co_await s.write_all(bytes_of(text));
+    co_return co_await read_to_end(s);
 }
 
 router test_router(io::io_context& ctx, bool& cancelled) {
@@ -229,12 +234,8 @@ TEST_CASE("server pauses accepting while out of file descriptors and then serves
         restore_limit();
         std::string out;
         for (io::tcp_stream& st : streams) {
-            std::byte buf[4096];
-            for (;;) {
-                const std::size_t n = co_await st.read_some(buf, io::deadline::after(5s));
-                if (n == 0) break;
-                out.append(reinterpret_cast<const char*>(buf), n);
-            }
+            const std::string got = co_await read_to_end(st);
+            out += got;
         }
         co_return out;
     };

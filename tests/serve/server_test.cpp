@@ -170,6 +170,7 @@ TEST_CASE("server lists its model, and serves health and Prometheus metrics", "[
     CHECK(m.header("content-type").value_or("") == "text/plain; version=0.0.4; charset=utf-8");
     CHECK(metric_value(m.body, "weft_kv_blocks_total") == 256);
     CHECK(m.body.find("weft_time_to_first_token_seconds_bucket") != std::string::npos);
+    CHECK(metric_value(m.body, "weft_http_accept_pauses_total") == 0); // the HTTP servers' counter, summed
 }
 
 TEST_CASE("server reports the prompt tokens it found in the prefix cache in usage and metrics", "[server]") {

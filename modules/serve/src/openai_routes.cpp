@@ -1,5 +1,6 @@
 #include <weft/serve/openai_routes.hpp>
 
+#include <weft/http/server.hpp>
 #include <weft/http/stream_writer.hpp>
 #include <weft/serve/kv_cache.hpp>
 #include <weft/serve/openai_error.hpp>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -222,6 +224,8 @@ void openai_routes::set_ready(engine& e, std::string model_name, chat_template t
     m_phase.compare_exchange_strong(expected, phase::ready, std::memory_order_acq_rel);
 }
 
+void openai_routes::add_http_server(const http::server& s) { m_http_servers.push_back(&s); }
+
 void openai_routes::set_shutting_down() noexcept { m_phase.store(phase::shutting_down, std::memory_order_release); }
 
 void openai_routes::add_to(http::router& routes, io::io_context& loop) {
@@ -343,7 +347,15 @@ void openai_routes::add_to(http::router& routes, io::io_context& loop) {
     routes.get("/metrics", [this](http::request&, http::context&) -> task<http::response> {
         const model_state* m = m_published.load(std::memory_order_acquire);
         if (m == nullptr) co_return error_response(unavailable("The model is still loading: no metrics yet."));
-        co_return http::response(200, m->eng->metrics().render(m->name), std::string(metrics_type));
+        std::string body = m->eng->metrics().render(m->name);
+        std::uint64_t pauses = 0;
+        for (const http::server* s : m_http_servers) pauses += s->accept_pauses();
+        fmt::format_to(std::back_inserter(body),
+                       "# HELP weft_http_accept_pauses_total Times accepting paused for 20 ms, the process or system "
+                       "being out of file descriptors.\n# TYPE weft_http_accept_pauses_total counter\n"
+                       "weft_http_accept_pauses_total {}\n",
+                       pauses);
+        co_return http::response(200, std::move(body), std::string(metrics_type));
     });
 
     // Everything else: OpenAI's error JSON rather than the router's plain text.

@@ -53,6 +53,7 @@ openai_server::openai_server(openai_server_options opts) : m_routes(std::move(op
         }
         m_routes.add_to(s->router, s->ctx);
         s->server = std::make_unique<http::server>(s->ctx, s->router, opts.http);
+        m_routes.add_http_server(*s->server);
         m_shards.push_back(std::move(s));
     }
     for (auto& s : m_shards) {

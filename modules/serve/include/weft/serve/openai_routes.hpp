@@ -45,6 +45,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+namespace weft::http {
+class server;
+} // namespace weft::http
 
 namespace weft::serve {
 
@@ -68,6 +73,10 @@ public:
     /// on `loop`, the context whose thread serves `routes`.
     void add_to(http::router& routes, io::io_context& loop);
 
+    /// /metrics also reports `s`'s accept pauses (summed over every server
+    /// added). Call before any request arrives; `s` must outlive the routes.
+    void add_http_server(const http::server& s);
+
     /// Serves `e` under `model_name` from now on (once; std::logic_error after).
     void set_ready(engine& e, std::string model_name, chat_template tmpl);
     /// New requests get 503 from now on; requests in flight continue.
@@ -80,6 +89,7 @@ public:
 private:
     openai_routes_options m_options;
     std::unique_ptr<model_state> m_model;
+    std::vector<const http::server*> m_http_servers; // fixed before the first request
     std::atomic<const model_state*> m_published{nullptr};
     std::atomic<phase> m_phase{phase::loading};
 };
