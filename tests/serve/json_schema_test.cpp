@@ -214,9 +214,17 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.0000001, "maximum": 0.0000009}}})",
          "no number of at most 18 digits, 6 after the point"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": true}}})",
-         "properties.n.uniqueItems: supported only for arrays whose items are enum or const values"},
-        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: supported only for arrays whose items are strings, or enum or const values"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true}}})",
          "properties.n.uniqueItems: supported only"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": ["string", "null"]}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: supported only"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string", "format": "date"}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: not supported over strings with a format or pattern (an enum of the values is)"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string", "pattern": "^a"}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: not supported over strings with a format"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string"}, "uniqueItems": true, "minItems": 33}}})",
+         "properties.n.uniqueItems: an array of unique strings holds at most 32 elements (minItems is 33)"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"enum": [1, 1.0]}, "uniqueItems": true}}})",
          "properties.n.uniqueItems: the items' values list 1.0 twice"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"enum": [1, 2]}, "uniqueItems": true, "minItems": 3}}})",
@@ -518,6 +526,48 @@ TEST_CASE("uniqueItems over enum values offers each value once per array", "[jso
     CHECK(full.accepts("]"));
 }
 
+TEST_CASE("uniqueItems over strings refuses to close an element as an earlier one's text", "[json][schema]") {
+    // pydantic's set[str], and a set of codes of at most two characters
+    // (the empty one included).
+    const json sets = json::parse(R"({"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": true},
+        "codes": {"type": "array", "items": {"type": "string", "maxLength": 2}, "uniqueItems": true, "minItems": 2}},
+        "required": ["codes"]})");
+    check_documents(sets,
+                    {R"({"codes":["","a"]})", R"({"tags":["a","ab","a\n","b","x/y","\"a"],"codes":["a","b"]})",
+                     R"({"codes":["ab","a","é","b\n"],"tags":[]})"},
+                    {R"({"codes":["a","a"]})", R"({"codes":["",""]})", R"({"codes":["a"],"tags":["ab","ab"]})",
+                     R"({"codes":["a","b"],"tags":["a","b","a"]})", R"({"codes":["a","b"],"tags":["\n","\n"]})",
+                     R"({"codes":["a","b"],"tags":["a\/b"]})", R"({"codes":["a","b"],"tags":["\u0061"]})",
+                     R"({"codes":["ab","ab"]})", R"({"codes":["é","é"]})", R"({"codes":["a\n","a\n"]})"});
+    walk_and_validate(sets, 300, 15);
+
+    const json_schema s = json_schema::parse(sets.dump());
+    // A duplicate may still grow into a new text.
+    json_matcher m(&s);
+    REQUIRE(m.feed(R"({"tags":["a","a)"));
+    CHECK_FALSE(m.accepts("\""));
+    CHECK(m.accepts("b\""));
+    // Each array remembers its own elements only.
+    REQUIRE(m.feed(R"(b"],"codes":["a)"));
+    CHECK(m.accepts(R"(","ab"]})"));
+    // At the greatest length a duplicate is refused at its last character
+    // (a quote is all that could follow it).
+    REQUIRE(m.feed(R"(b","a)"));
+    CHECK(m.accepts("\""));
+    CHECK_FALSE(m.accepts("b"));
+    CHECK(m.accepts("c"));
+    // At most max_unique_strings elements: then the array can only close.
+    json_matcher full(&s);
+    std::string doc = R"({"codes":["a","b"],"tags":[)";
+    for (std::size_t i = 0; i < json_schema::max_unique_strings; ++i) {
+        doc += (i == 0 ? "\"t" : ",\"t") + std::to_string(i) + "\"";
+    }
+    REQUIRE(full.feed(doc));
+    CHECK_FALSE(full.accepts(","));
+    CHECK(full.accepts("]}"));
+}
+
 TEST_CASE("integer bounds let every integer in range through and refuse each digit that leaves it",
           "[json][schema]") {
     const json bounded = json::parse(R"({"type": "object", "properties": {
@@ -614,12 +664,20 @@ TEST_CASE("schema matcher does not offer containers past its depth bound", "[jso
 TEST_CASE("schema constraint masks exactly the tokens the matcher refuses", "[json][schema]") {
     const weft::serve::tokenizer tok(weft::serve::demo_tokenizer(512));
     const auto vocab = std::make_shared<const token_texts>(tok);
-    auto schema = std::make_shared<const json_schema>(json_schema::parse(person.dump()));
+    const auto person_schema = std::make_shared<const json_schema>(json_schema::parse(person.dump()));
+    // Unique strings of at most 3 characters: a plain token that would end
+    // an element at that length as an earlier one's text is refused.
+    const auto set_schema = std::make_shared<const json_schema>(json_schema::parse(
+        R"({"type": "object", "properties": {"s": {"type": "array", "items": {"type": "string", "maxLength": 3},
+            "uniqueItems": true}}})"));
     // Walk valid documents token by token through texts that exist in the
     // vocabulary; the second fills `name` to its bound of 12 characters
     // (and a tag to 3), where the mask decides plain tokens by their length.
-    for (const std::string doc : {R"({"name":"Ann","age":31,"role":"admin","tags":["a"]})",
-                                  R"({"name":"the cat sat.","age":31,"role":"admin","tags":["the"]})"}) {
+    const std::pair<std::shared_ptr<const json_schema>, std::string> walks[] = {
+        {person_schema, R"({"name":"Ann","age":31,"role":"admin","tags":["a"]})"},
+        {person_schema, R"({"name":"the cat sat.","age":31,"role":"admin","tags":["the"]})"},
+        {set_schema, R"({"s":["the","th","cat","ca","he","at"]})"}};
+    for (const auto& [schema, doc] : walks) {
     INFO(doc);
     json_constraint c(vocab, schema);
     std::size_t i = 0;

@@ -11,6 +11,7 @@
 #include <bit>
 #include <limits>
 #include <optional>
+#include <span>
 
 namespace weft::serve {
 
@@ -22,6 +23,9 @@ using detail::is_digit;
 using detail::is_plain_string_byte;
 
 constexpr std::array<std::string_view, 3> literals{"true", "false", "null"};
+
+constexpr std::uint64_t fnv_offset = 0xcbf29ce484222325;
+constexpr std::uint64_t fnv_prime = 0x100000001b3;
 
 /// The kind of value a first byte starts, or -1.
 constexpr int kind_of(std::uint8_t c) noexcept {
@@ -84,6 +88,19 @@ bool json_matcher::accepts(std::string_view bytes) const noexcept {
 }
 
 bool json_matcher::step(std::uint8_t c) noexcept {
+    if (!m_unique_string) return dispatch(c);
+    // An element of a uniqueItems array of strings. One spelling per value,
+    // so equal texts are equal values: no `\/` (`/` as itself) and no `\u`.
+    if (m_phase == phase::escape && (c == '/' || c == 'u')) return false;
+    if (m_phase != phase::string || c != '"') m_text_hash = (m_text_hash ^ c) * fnv_prime;
+    if (!dispatch(c)) return false;
+    // A text at its greatest length can only close, so not as an earlier
+    // element's: refused at its last character, not stuck after it.
+    return !(m_phase == phase::string && m_utf8_left == 0 && m_chars == node_at(m_node).max_length &&
+             unique_seen());
+}
+
+bool json_matcher::dispatch(std::uint8_t c) noexcept {
     switch (m_phase) {
     case phase::string: return string_byte(c);
     case phase::escape:
@@ -213,6 +230,10 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         m_text_size = 0;
         m_plain_ok = n.max_length == json_schema::unbounded && n.format == json_schema::string_format::none &&
                      !m_patterned;
+        // (The elements of a uniqueItems array are strings when not literals.)
+        m_unique_string = c == '"' && m_depth > 0 && (m_arrays >> (m_depth - 1) & 1) != 0 &&
+                          node_at(m_frames[m_depth - 1].node).unique_items;
+        m_text_hash = fnv_offset;
     }
     switch (c) {
     case '"':
@@ -251,6 +272,7 @@ bool json_matcher::open(bool array) noexcept {
     if (m_schema != nullptr) {
         if (m_depth >= schema_depth) return false;
         m_frames[m_depth] = frame{0, 0, m_node};
+        if (array && node_at(m_node).unique_items) m_unique_size = 0; // no container opens inside it
     }
     const std::uint64_t bit = std::uint64_t{1} << m_depth;
     m_arrays = array ? m_arrays | bit : m_arrays & ~bit;
@@ -274,6 +296,22 @@ bool json_matcher::close(bool array) noexcept {
 void json_matcher::value_done() noexcept {
     // The top-level value is the object, so depth 0 means it just closed.
     m_phase = m_depth == 0 ? phase::done : phase::after_value;
+    m_unique_string = false;
+}
+
+/// A string value ends: refused when it is an element of a uniqueItems
+/// array whose earlier element had the same text (the same hash), else
+/// remembered there.
+bool json_matcher::take_unique_string() noexcept {
+    if (!m_unique_string) return true;
+    if (m_unique_size == m_unique.size() || unique_seen()) return false;
+    m_unique[m_unique_size++] = m_text_hash;
+    return true;
+}
+
+bool json_matcher::unique_seen() const noexcept {
+    const auto seen = std::span(m_unique).first(m_unique_size);
+    return std::find(seen.begin(), seen.end(), m_text_hash) != seen.end();
 }
 
 bool json_matcher::can_start(std::int32_t node) const noexcept {
@@ -443,6 +481,7 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
             m_phase = phase::colon;
         } else {
             if (m_schema != nullptr && m_chars < node_at(m_node).min_length) return false;
+            if (!take_unique_string()) return false;
             value_done();
         }
         return true;

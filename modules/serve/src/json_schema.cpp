@@ -279,14 +279,34 @@ private:
 
     /// `uniqueItems: true` over enum / const items: the matcher offers
     /// each value once per array, so an array holds at most as many
-    /// elements as there are values.
+    /// elements as there are values. Over strings: the matcher refuses to
+    /// close an element as an earlier one's text, remembering at most
+    /// max_unique_strings of them.
     void compile_unique(const std::string& path, json_schema::node& n) {
-        const auto unsupported = [&] { fail(path, "supported only for arrays whose items are enum or const values"); };
+        const auto unsupported = [&] {
+            fail(path, "supported only for arrays whose items are strings, or enum or const values");
+        };
         if (!n.prefix_items.empty() || n.items == json_schema::any || !m_done[n.items]) unsupported();
         const json_schema::node& e = m_out.m_nodes[n.items];
-        if (e.literals.empty()) unsupported();
-        for (const std::int32_t b : e.by_kind) {
+        for (std::size_t kind = 0; kind < json_schema::kind_count; ++kind) {
+            const std::int32_t b = e.by_kind[kind];
             if (b >= 0 && b != n.items) unsupported(); // an anyOf of several nodes
+            if (b >= 0 && e.literals.empty() && kind != json_schema::string_kind) unsupported();
+        }
+        if (e.literals.empty()) {
+            if (e.by_kind[json_schema::string_kind] < 0) unsupported();
+            if (e.format != json_schema::string_format::none || e.pattern != nullptr) {
+                // Their values can run out (every date of a month used):
+                // an enum of them says so to the matcher.
+                fail(path, "not supported over strings with a format or pattern (an enum of the values is)");
+            }
+            if (n.min_items > json_schema::max_unique_strings) {
+                fail(path, fmt::format("an array of unique strings holds at most {} elements (minItems is {})",
+                                       json_schema::max_unique_strings, n.min_items));
+            }
+            n.unique_items = true;
+            n.max_items = std::min<std::uint32_t>(n.max_items, json_schema::max_unique_strings);
+            return;
         }
         std::vector<json> values;
         for (const std::string& text : e.literals) {

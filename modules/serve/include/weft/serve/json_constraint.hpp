@@ -12,16 +12,18 @@
 /// does not need and a generator does: nesting is at most `max_depth` levels,
 /// and at most `max_whitespace` whitespace bytes come in a row (enough for
 /// indented output; a model stuck on newlines cannot fill max_tokens with
-/// them). The state is a few hundred bytes (most of them the text of a
-/// string held to a `pattern`), trivially copyable, so trying a token is
-/// copying it and feeding the token's bytes.
+/// them). The state is under a kilobyte (most of it the text of a string
+/// held to a `pattern` and the hashes of a unique array's strings),
+/// trivially copyable, so trying a token is copying it and feeding the
+/// token's bytes.
 ///
 /// Given a `json_schema` (structured outputs), the matcher also holds the
 /// object to the schema: a value may only start as the kinds its schema node
 /// accepts, keys are matched byte by byte against the properties not yet
 /// given, the object closes only after its required ones, arrays and strings
 /// keep to their bounds, strings to their formats, `enum` values are matched
-/// literally. Nesting is then at most `schema_depth`: at the bound, a key or
+/// literally, a string element of a `uniqueItems` array does not close as
+/// an earlier one. Nesting is then at most `schema_depth`: at the bound, a key or
 /// element whose value could only be a container is not offered. Every accepted byte leaves a
 /// completion the schema accepts, except where the schema requires nesting
 /// deeper than the bound.
@@ -90,7 +92,7 @@ public:
     /// accepted, a longer one refused. -1 anywhere else.
     [[nodiscard]] std::int64_t plain_room() const noexcept {
         if (m_phase != phase::string || m_utf8_left != 0 || m_schema == nullptr || m_key || m_match_key ||
-            m_format != json_schema::string_format::none || m_patterned) {
+            m_format != json_schema::string_format::none || m_patterned || m_unique_string) {
             return -1;
         }
         const std::uint32_t max = m_schema->at(m_node).max_length;
@@ -124,6 +126,7 @@ private:
     enum number_state : std::uint8_t { minus, zero, integer, dot, fraction, exponent, exponent_sign, exponent_digits };
 
     bool step(std::uint8_t c) noexcept;
+    bool dispatch(std::uint8_t c) noexcept;
     bool whitespace(std::uint8_t c) noexcept;
     bool start_value(std::uint8_t c) noexcept;
     bool open(bool array) noexcept;
@@ -150,6 +153,8 @@ private:
     std::uint64_t used_literals() const noexcept;
     void use_literal() noexcept;
     bool may_continue_object() const noexcept;
+    bool take_unique_string() noexcept;
+    [[nodiscard]] bool unique_seen() const noexcept;
     bool can_start(std::int32_t node) const noexcept;
     std::uint64_t open_properties() const noexcept;
     [[nodiscard]] const json_schema::node& node_at(std::uint16_t i) const noexcept { return m_schema->at(i); }
@@ -188,6 +193,10 @@ private:
     bool m_pattern_met = false;       // ...which a start of it matches, whatever follows
     std::uint16_t m_text_size = 0;    // ...and has these bytes so far:
     std::array<char, json_schema::max_pattern_bytes> m_text{};
+    bool m_unique_string = false; // the string value is an element of a uniqueItems array of strings,
+    std::uint8_t m_unique_size = 0; // ...whose earlier elements' texts hash to m_unique[0, m_unique_size),
+    std::uint64_t m_text_hash = 0;  // ...and its own text so far to this (FNV-1a, 64 bits)
+    std::array<std::uint64_t, json_schema::max_unique_strings> m_unique{};
     std::uint16_t m_node = 0; // the node of the value being read or about to start
     std::uint16_t m_pos = 0;  // bytes of the key or enum value matched
     std::uint32_t m_chars = 0;       // characters of the string value so far
