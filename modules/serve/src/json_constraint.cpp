@@ -168,7 +168,7 @@ bool json_matcher::dispatch(std::uint8_t c) noexcept {
         if (c == '}') return close(false);
         if (c == ']') return close(true);
         if (c != ',') return false;
-        const bool array = (m_arrays >> (m_depth - 1) & 1) != 0;
+        const bool array = in_array();
         if (m_schema != nullptr) {
             frame& f = m_frames[m_depth - 1];
             const json_schema::node& n = node_at(f.node);
@@ -231,7 +231,7 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         m_plain_ok = n.max_length == json_schema::unbounded && n.format == json_schema::string_format::none &&
                      !m_patterned;
         // (The elements of a uniqueItems array are strings when not literals.)
-        m_unique_string = c == '"' && m_depth > 0 && (m_arrays >> (m_depth - 1) & 1) != 0 &&
+        m_unique_string = c == '"' && in_array() &&
                           node_at(m_frames[m_depth - 1].node).unique_items;
         m_text_hash = fnv_offset;
     }
@@ -282,7 +282,7 @@ bool json_matcher::open(bool array) noexcept {
 }
 
 bool json_matcher::close(bool array) noexcept {
-    if (m_depth == 0 || ((m_arrays >> (m_depth - 1) & 1) != 0) != array) return false;
+    if (m_depth == 0 || in_array() != array) return false;
     if (m_schema != nullptr) {
         const frame& f = m_frames[m_depth - 1];
         const json_schema::node& n = node_at(f.node);
@@ -420,13 +420,13 @@ bool json_matcher::enum_byte(std::uint8_t c) noexcept {
 
 std::uint64_t json_matcher::used_literals() const noexcept {
     // An array's frame keeps, in `seen`, the values its elements used.
-    if (m_depth == 0 || (m_arrays >> (m_depth - 1) & 1) == 0) return 0;
+    if (!in_array()) return 0;
     const frame& f = m_frames[m_depth - 1];
     return node_at(f.node).unique_items ? f.seen : 0;
 }
 
 void json_matcher::use_literal() noexcept {
-    if (m_depth == 0 || (m_arrays >> (m_depth - 1) & 1) == 0) return;
+    if (!in_array()) return;
     frame& f = m_frames[m_depth - 1];
     if (!node_at(f.node).unique_items) return;
     const std::vector<std::string>& values = node_at(m_node).literals;
@@ -440,7 +440,7 @@ void json_matcher::enter_branch() noexcept {
     // In a discriminated union the only key is the tag, so the value just
     // read is the tag: the object goes on as the branch it names, the tag
     // given.
-    if (m_depth == 0 || (m_arrays >> (m_depth - 1) & 1) != 0) return;
+    if (m_depth == 0 || in_array()) return;
     frame& f = m_frames[m_depth - 1];
     const json_schema::node& u = node_at(f.node);
     if (u.branches.empty()) return;

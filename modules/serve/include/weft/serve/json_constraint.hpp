@@ -158,6 +158,8 @@ private:
     bool can_start(std::int32_t node) const noexcept;
     std::uint64_t open_properties() const noexcept;
     [[nodiscard]] const json_schema::node& node_at(std::uint16_t i) const noexcept { return m_schema->at(i); }
+    /// The innermost open container is an array (false at the top level).
+    [[nodiscard]] bool in_array() const noexcept { return m_depth > 0 && (m_arrays >> (m_depth - 1) & 1) != 0; }
 
     /// An open container under a schema.
     struct frame {
