@@ -276,7 +276,10 @@ task<std::size_t> tcp_stream::receive(std::span<std::byte> buffer, deadline d, s
     co_return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
-task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
+task<std::span<const std::byte>> tcp_stream::receive_view(deadline d, std::error_code* ec) {
+    if (ec != nullptr) {
+        ec->clear();
+    }
     if (m_rx != nullptr && !m_rx->unsupported()) {
         m_rx->release_lent();
         for (;;) {
@@ -288,12 +291,23 @@ task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
                 co_return std::span<const std::byte>{};
             }
             if (next == detail::stream_receiver::when_empty::failed) {
-                throw std::system_error(m_rx->failure(), "recv");
+                if (ec == nullptr) {
+                    throw std::system_error(m_rx->failure(), "recv");
+                }
+                *ec = m_rx->failure();
+                co_return std::span<const std::byte>{};
             }
             if (next == detail::stream_receiver::when_empty::plain_recv) {
                 break;
             }
-            co_await detail::state_wait(*m_ctx, *m_rx, d.at(), "recv");
+            detail::state_wait wait(*m_ctx, *m_rx, d.at(), "recv");
+            if (ec != nullptr) {
+                wait.report_errors_to(*ec);
+            }
+            co_await wait;
+            if (ec != nullptr && *ec) {
+                co_return std::span<const std::byte>{};
+            }
         }
     }
     constexpr std::size_t view_buffer_bytes = 16 * 1024;
@@ -302,9 +316,12 @@ task<std::span<const std::byte>> tcp_stream::read_view(deadline d) {
     }
     const std::span<std::byte> into(m_view_buffer.get(), view_buffer_bytes);
     detail::op_awaiter aw(*m_ctx, "recv");
+    if (ec != nullptr) {
+        aw.report_errors_to(*ec);
+    }
     prepare_recv(aw.op(), m_fd, into, d);
-    const auto n = static_cast<std::size_t>(co_await aw);
-    co_return std::span<const std::byte>(m_view_buffer.get(), n);
+    const int n = co_await aw;
+    co_return std::span<const std::byte>(m_view_buffer.get(), n < 0 ? 0 : static_cast<std::size_t>(n));
 }
 
 task<void> tcp_stream::read_exact(std::span<std::byte> buffer, deadline d) {

@@ -199,6 +199,49 @@ TEST_CASE("read_some with an error code reports a stop, a deadline and the peer'
     ctx.run(body());
 }
 
+TEST_CASE("read_view with an error code reports a stop, a deadline and the peer's reset with an empty view", "[io]") {
+    io_context ctx(backend_under_test());
+    const bool ring = GENERATE(false, true);
+    auto listener = tcp_listener::bind(ctx, endpoint::loopback(0));
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await weft::when_all(tcp_stream::connect(ctx, listener.local_endpoint()),
+                                                        listener.accept());
+        if (ring) server.use_buffer_ring();
+        std::error_code ec;
+        const std::span<const std::byte> timed_out = co_await server.read_view(ec, deadline::after(10ms));
+        CHECK(timed_out.empty());
+        CHECK(ec == std::errc::timed_out);
+
+        std::stop_source stop;
+        auto stopper = [&]() -> task<void> {
+            co_await weft::io::sleep_for(ctx, 5ms);
+            stop.request_stop();
+        };
+        auto reader = [&]() -> task<std::size_t> {
+            const std::span<const std::byte> v = co_await server.read_view(ec);
+            co_return v.size();
+        };
+        auto [n, _] = co_await weft::when_all(weft::with_stop_token(reader(), stop.get_token()), stopper());
+        CHECK(n == 0);
+        CHECK(ec == std::errc::operation_canceled);
+
+        // Data clears the code and is the view.
+        const std::string hi = "hi";
+        co_await client.write_all(bytes(hi));
+        const std::span<const std::byte> got = co_await server.read_view(ec, deadline::after(5s));
+        CHECK(std::string(reinterpret_cast<const char*>(got.data()), got.size()) == "hi");
+        CHECK_FALSE(ec);
+
+        const ::linger abort{1, 0};
+        REQUIRE(::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort) == 0);
+        client.close();
+        const std::span<const std::byte> after_reset = co_await server.read_view(ec, deadline::after(5s));
+        CHECK(after_reset.empty());
+        CHECK(ec == std::errc::connection_reset);
+    };
+    ctx.run(body());
+}
+
 TEST_CASE("accept, read_exact and write_all with an error code report failures without throwing", "[io]") {
     io_context ctx(backend_under_test());
     const bool ring = GENERATE(false, true);

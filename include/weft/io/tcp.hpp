@@ -75,7 +75,12 @@ public:
     /// sends it straight back (`write_all(co_await s.read_view())`) where
     /// `read_some` would copy it into a buffer of its own first. Moving the
     /// stream keeps the view valid.
-    task<std::span<const std::byte>> read_view(deadline d = {});
+    task<std::span<const std::byte>> read_view(deadline d = {}) { return receive_view(d, nullptr); }
+    /// The same, but a failure is reported in `ec` with an empty view, as by
+    /// `read_some`'s error-code form.
+    task<std::span<const std::byte>> read_view(std::error_code& ec, deadline d = {}) {
+        return receive_view(d, &ec);
+    }
     /// Fills `buffer`; an early end of stream throws errc::connection_reset.
     task<void> read_exact(std::span<std::byte> buffer, deadline d = {});
     /// The same, but a failure is reported in `ec` instead of thrown, as by
@@ -104,6 +109,7 @@ public:
 private:
     task<std::size_t> receive(std::span<std::byte> buffer, deadline d, std::error_code* ec);
     task<std::size_t> receive_all(std::span<std::byte> buffer, deadline d, std::error_code* ec);
+    task<std::span<const std::byte>> receive_view(deadline d, std::error_code* ec);
 
     io_context* m_ctx = nullptr;
     int m_fd = -1;
