@@ -78,6 +78,7 @@ bool valid(const json& schema, const json& v, const json& root) {
             if (!v.contains(r.get<std::string>())) return false;
         }
         for (const auto& [k, value] : v.items()) {
+            if (schema.contains("propertyNames") && !valid(schema["propertyNames"], json(k), root)) return false;
             if (props.contains(k)) {
                 if (!valid(props[k], value, root)) return false;
             } else if (schema.contains("additionalProperties") && !valid(schema["additionalProperties"], value, root)) {
@@ -232,6 +233,12 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": 1}}})",
          "properties.n.uniqueItems: must be a boolean"},
         {R"({"type": "object", "patternProperties": {"^x": {}}})", "patternProperties: this keyword is not supported"},
+        {R"({"type": "object", "propertyNames": {"pattern": "^x"}})",
+         "propertyNames.pattern: only an enum or const of the names is supported in propertyNames"},
+        {R"({"type": "object", "propertyNames": {"type": "string"}})",
+         "propertyNames: only an enum or const of the names is supported"},
+        {R"({"type": "object", "propertyNames": {"enum": ["a"]}, "properties": {"b": {}}, "required": ["b"]})",
+         "required: \"b\" is not a name propertyNames allows"},
         {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}, {"type": "integer"}]}}})",
          "properties.a: the intersection's schemas have no type in common"},
         {R"({"type": "object", "properties": {"a": {"allOf": [{"pattern": "^a"}, {"pattern": "b$"}]}}})",
@@ -524,6 +531,27 @@ TEST_CASE("uniqueItems over enum values offers each value once per array", "[jso
     REQUIRE(full.feed(R"({"c":["red","green","blue")"));
     CHECK_FALSE(full.accepts(","));
     CHECK(full.accepts("]"));
+}
+
+TEST_CASE("propertyNames of enum names allows those keys only, each once, with additionalProperties' values",
+          "[json][schema]") {
+    // pydantic's dict[Literal["a", "b"], int], dict[Color, str] (the enum
+    // under a $ref), and names that narrow declared properties.
+    const json named = json::parse(R"({"type": "object", "properties": {
+        "d": {"type": "object", "additionalProperties": {"type": "integer"}, "propertyNames": {"enum": ["a", "b"]}},
+        "c": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 3},
+              "propertyNames": {"$ref": "#/$defs/Color"}, "maxProperties": 1},
+        "p": {"type": "object", "properties": {"a": {"type": "boolean"}, "z": {"type": "null"}},
+              "additionalProperties": false, "propertyNames": {"type": "string", "const": "a", "title": "A"}},
+        "any": {"type": "object", "propertyNames": true}},
+        "$defs": {"Color": {"type": "string", "enum": ["red", "green"], "title": "Color"}}})");
+    check_documents(named,
+                    {R"({"d":{"a":1,"b":2}})", R"({"d":{}})", R"({"d":{"b":-3},"c":{"green":"abc"}})",
+                     R"({"p":{"a":true}})", R"({"p":{}})", R"({"any":{"x":[1]}})"},
+                    {R"({"d":{"c":1}})", R"({"d":{"a":"x"}})", R"({"d":{"a":1,"a":2}})", R"({"c":{"blue":"x"}})",
+                     R"({"c":{"red":"x","green":"y"}})", R"({"c":{"red":"long"}})", R"({"p":{"z":null}})",
+                     R"({"p":{"b":true}})"});
+    walk_and_validate(named, 300, 16);
 }
 
 TEST_CASE("uniqueItems over strings refuses to close an element as an earlier one's text", "[json][schema]") {

@@ -30,7 +30,7 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
                                                    "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
                                                    "format", "pattern", "prefixItems", "additionalItems", "uniqueItems",
-                                                   "allOf", "minProperties", "maxProperties"};
+                                                   "allOf", "minProperties", "maxProperties", "propertyNames"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -113,6 +113,7 @@ private:
             return compile_union(s.at(any_of ? "anyOf" : "oneOf"), at_path(path, any_of ? "anyOf" : "oneOf"),
                                  memo_key);
         }
+        if (s.contains("propertyNames")) return compile(with_named_properties(s, path), path, memo_key);
         const std::uint16_t idx = allocate(memo_key);
         json_schema::node n;
         // type
@@ -275,6 +276,62 @@ private:
             return;
         }
         n.items = compile(*rest, rest_path);
+    }
+
+    /// `s` with `propertyNames` given as an enum / const of names (what
+    /// pydantic writes for `dict[Literal[...], V]` and `dict[SomeEnum, V]`)
+    /// rewritten as the properties it allows: each name allowed is a
+    /// property, with its schema in `properties` or else
+    /// `additionalProperties` (left out where that is false), and no other
+    /// key is. Names of other forms (a pattern, a length) are refused.
+    json with_named_properties(const json& s, const std::string& path) const {
+        const std::string names_path = at_path(path, "propertyNames");
+        const json* names = &s.at("propertyNames");
+        if (names->is_object() && names->size() == 1 && names->contains("$ref") && names->at("$ref").is_string()) {
+            names = &detail::find_definition(m_doc, names->at("$ref").get<std::string>(), at_path(names_path, "$ref"));
+        }
+        json out = s;
+        out.erase("propertyNames");
+        if (names->is_boolean() && names->get<bool>()) return out;
+        std::vector<std::string> allowed;
+        if (names->is_object()) {
+            for (const auto& [key, value] : names->items()) {
+                if (key == "type" && value == "string") continue;
+                if (key == "enum" && value.is_array()) {
+                    for (const json& v : value) {
+                        if (v.is_string()) allowed.push_back(v.get<std::string>());
+                    }
+                } else if (key == "const") {
+                    if (value.is_string()) allowed.push_back(value.get<std::string>());
+                } else if (!detail::is_schema_annotation(key)) {
+                    fail(at_path(names_path, key), "only an enum or const of the names is supported in propertyNames");
+                }
+            }
+            if (!names->contains("enum") && !names->contains("const")) {
+                fail(names_path, "only an enum or const of the names is supported");
+            }
+        } else if (!names->is_boolean()) {
+            fail(names_path, "a schema must be an object");
+        }
+        const json declared = s.value("properties", json::object());
+        if (!declared.is_object()) fail(at_path(path, "properties"), "must be an object");
+        const json additional = s.value("additionalProperties", json(true));
+        json properties = json::object();
+        for (const std::string& name : allowed) {
+            if (declared.contains(name)) {
+                properties[name] = declared.at(name);
+            } else if (additional != json(false)) {
+                properties[name] = additional;
+            }
+        }
+        for (const json& name : s.value("required", json::array())) {
+            if (name.is_string() && !properties.contains(name.get<std::string>())) {
+                fail(at_path(path, "required"), fmt::format("{} is not a name propertyNames allows", name.dump()));
+            }
+        }
+        out["properties"] = std::move(properties);
+        out["additionalProperties"] = false;
+        return out;
     }
 
     /// `uniqueItems: true` over enum / const items: the matcher offers

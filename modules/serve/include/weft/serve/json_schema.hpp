@@ -15,7 +15,10 @@
 ///   keys are generated (each at most once, in any order, the required ones
 ///   before the object may close), as OpenAI's strict mode asks;
 ///   `minProperties` and `maxProperties` (pydantic's `dict` with
-///   `min_length` / `max_length`);
+///   `min_length` / `max_length`); `propertyNames` as an `enum` / `const`
+///   of names, directly or under a `$ref` (pydantic's `dict[Literal[...],
+///   V]` or `dict[SomeEnum, V]`): read as those properties, each with its
+///   declared schema or `additionalProperties`, and no other key;
 /// - arrays: `items`, `minItems`, `maxItems`, and tuples: `prefixItems`
 ///   (then `items`, `false` for no more elements), or `items` as a list of
 ///   schemas with `additionalItems` (the older drafts' spelling);
