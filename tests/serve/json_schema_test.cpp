@@ -215,17 +215,19 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.0000001, "maximum": 0.0000009}}})",
          "no number of at most 18 digits, 6 after the point"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": true}}})",
-         "properties.n.uniqueItems: supported only for arrays whose items are strings, or enum or const values"},
-        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: supported only for arrays whose items are strings, integers, or enum or const values"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "number"}, "uniqueItems": true}}})",
          "properties.n.uniqueItems: supported only"},
+        {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "integer", "minimum": 0}, "uniqueItems": true}}})",
+         "properties.n.uniqueItems: not supported over strings with a format or pattern, or bounded integers"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": ["string", "null"]}, "uniqueItems": true}}})",
          "properties.n.uniqueItems: supported only"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string", "format": "date"}, "uniqueItems": true}}})",
-         "properties.n.uniqueItems: not supported over strings with a format or pattern (an enum of the values is)"},
+         "properties.n.uniqueItems: not supported over strings with a format or pattern, or bounded integers (an enum of the values is)"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string", "pattern": "^a"}, "uniqueItems": true}}})",
          "properties.n.uniqueItems: not supported over strings with a format"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"type": "string"}, "uniqueItems": true, "minItems": 33}}})",
-         "properties.n.uniqueItems: an array of unique strings holds at most 32 elements (minItems is 33)"},
+         "properties.n.uniqueItems: an array of unique strings or integers holds at most 32 elements (minItems is 33)"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"enum": [1, 1.0]}, "uniqueItems": true}}})",
          "properties.n.uniqueItems: the items' values list 1.0 twice"},
         {R"({"type": "object", "properties": {"n": {"type": "array", "items": {"enum": [1, 2]}, "uniqueItems": true, "minItems": 3}}})",
@@ -585,15 +587,45 @@ TEST_CASE("uniqueItems over strings refuses to close an element as an earlier on
     CHECK(m.accepts("\""));
     CHECK_FALSE(m.accepts("b"));
     CHECK(m.accepts("c"));
-    // At most max_unique_strings elements: then the array can only close.
+    // At most max_unique_values elements: then the array can only close.
     json_matcher full(&s);
     std::string doc = R"({"codes":["a","b"],"tags":[)";
-    for (std::size_t i = 0; i < json_schema::max_unique_strings; ++i) {
+    for (std::size_t i = 0; i < json_schema::max_unique_values; ++i) {
         doc += (i == 0 ? "\"t" : ",\"t") + std::to_string(i) + "\"";
     }
     REQUIRE(full.feed(doc));
     CHECK_FALSE(full.accepts(","));
     CHECK(full.accepts("]}"));
+}
+
+TEST_CASE("uniqueItems over integers refuses to end an element as an earlier one's digits", "[json][schema]") {
+    // pydantic's set[int].
+    const json ints = json::parse(R"({"type": "object", "properties": {
+        "n": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true, "minItems": 3}},
+        "required": ["n"]})");
+    check_documents(ints, {R"({"n":[0,1,-1]})", R"({"n":[1,10,100,-10]})", R"({"n":[5, 55 ,555]})"},
+                    {R"({"n":[1,2,1]})", R"({"n":[0,0,1]})", R"({"n":[-0,1,2]})", R"({"n":[12,3,12]})",
+                     R"({"n":[-7,1,-7]})", R"({"n":[1.0,2,3]})"});
+    walk_and_validate(ints, 300, 17);
+    // Strings of no characters have one value: the array holds it once.
+    const json empty = json::parse(R"({"type": "object", "properties": {
+        "e": {"type": "array", "items": {"type": "string", "maxLength": 0}, "uniqueItems": true}}})");
+    check_documents(empty, {R"({"e":[""]})", R"({"e":[]})"}, {R"({"e":["",""]})"});
+    const json_schema es = json_schema::parse(empty.dump());
+    json_matcher one(&es);
+    REQUIRE(one.feed(R"({"e":["")"));
+    CHECK_FALSE(one.accepts(",")); // no second element could start
+    CHECK(one.accepts("]}"));
+    const json_schema s = json_schema::parse(ints.dump());
+    json_matcher m(&s);
+    REQUIRE(m.feed(R"({"n":[0,12,-3,)"));
+    // 0 can only end, so a second one is refused at its digit; 12 may grow.
+    CHECK_FALSE(m.accepts("0"));
+    CHECK_FALSE(m.accepts("12,"));
+    CHECK(m.accepts("12"));
+    CHECK(m.accepts("120,"));
+    CHECK(m.accepts("3,"));
+    CHECK_FALSE(m.accepts("-3]"));
 }
 
 TEST_CASE("integer bounds let every integer in range through and refuse each digit that leaves it",

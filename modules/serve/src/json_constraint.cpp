@@ -88,16 +88,25 @@ bool json_matcher::accepts(std::string_view bytes) const noexcept {
 }
 
 bool json_matcher::step(std::uint8_t c) noexcept {
-    if (!m_unique_string) return dispatch(c);
-    // An element of a uniqueItems array of strings. One spelling per value,
-    // so equal texts are equal values: no `\/` (`/` as itself) and no `\u`.
-    if (m_phase == phase::escape && (c == '/' || c == 'u')) return false;
-    if (m_phase != phase::string || c != '"') m_text_hash = (m_text_hash ^ c) * fnv_prime;
+    if (m_unique_value) {
+        // An element of a uniqueItems array of strings or integers. One
+        // spelling per value, so equal texts are equal values: no `\/` (`/`
+        // as itself), no `\u`, no `-0` (0).
+        if (m_phase == phase::escape && (c == '/' || c == 'u')) return false;
+        if (m_phase == phase::number && m_sub == minus && c == '0') return false;
+        if ((m_phase == phase::string && c != '"') || m_phase == phase::escape ||
+            (m_phase == phase::number && is_digit(c))) {
+            m_text_hash = (m_text_hash ^ c) * fnv_prime;
+        }
+    }
     if (!dispatch(c)) return false;
-    // A text at its greatest length can only close, so not as an earlier
-    // element's: refused at its last character, not stuck after it.
-    return !(m_phase == phase::string && m_utf8_left == 0 && m_chars == node_at(m_node).max_length &&
-             unique_seen());
+    if (!m_unique_value) return true; // (set by the element's first byte too)
+    // A text that can only end (a string at its greatest length, the
+    // integer 0) may not be an earlier element's: refused at its last
+    // character, not stuck after it.
+    const bool only_ends = (m_phase == phase::string && m_utf8_left == 0 && m_chars == node_at(m_node).max_length) ||
+                           (m_phase == phase::number && m_sub == zero);
+    return !(only_ends && unique_seen());
 }
 
 bool json_matcher::dispatch(std::uint8_t c) noexcept {
@@ -230,10 +239,11 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         m_text_size = 0;
         m_plain_ok = n.max_length == json_schema::unbounded && n.format == json_schema::string_format::none &&
                      !m_patterned;
-        // (The elements of a uniqueItems array are strings when not literals.)
-        m_unique_string = c == '"' && in_array() &&
-                          node_at(m_frames[m_depth - 1].node).unique_items;
+        // (The elements of a uniqueItems array are strings or integers when
+        // not literals; a number's first byte is part of its text.)
+        m_unique_value = in_array() && node_at(m_frames[m_depth - 1].node).unique_items;
         m_text_hash = fnv_offset;
+        if (c != '"') m_text_hash = (m_text_hash ^ c) * fnv_prime;
     }
     switch (c) {
     case '"':
@@ -296,14 +306,14 @@ bool json_matcher::close(bool array) noexcept {
 void json_matcher::value_done() noexcept {
     // The top-level value is the object, so depth 0 means it just closed.
     m_phase = m_depth == 0 ? phase::done : phase::after_value;
-    m_unique_string = false;
+    m_unique_value = false;
 }
 
-/// A string value ends: refused when it is an element of a uniqueItems
+/// A string or number ends: refused when it is an element of a uniqueItems
 /// array whose earlier element had the same text (the same hash), else
 /// remembered there.
-bool json_matcher::take_unique_string() noexcept {
-    if (!m_unique_string) return true;
+bool json_matcher::take_unique_value() noexcept {
+    if (!m_unique_value) return true;
     if (m_unique_size == m_unique.size() || unique_seen()) return false;
     m_unique[m_unique_size++] = m_text_hash;
     return true;
@@ -481,7 +491,7 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
             m_phase = phase::colon;
         } else {
             if (m_schema != nullptr && m_chars < node_at(m_node).min_length) return false;
-            if (!take_unique_string()) return false;
+            if (!take_unique_value()) return false;
             value_done();
         }
         return true;
@@ -660,6 +670,7 @@ bool json_matcher::number_byte(std::uint8_t c) noexcept {
     }
     // The number is complete and `c` is whatever follows it.
     if (m_bounded && !bounded_in_range()) return false;
+    if (!take_unique_value()) return false;
     value_done();
     return step(c);
 }

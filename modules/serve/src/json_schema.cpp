@@ -336,33 +336,39 @@ private:
 
     /// `uniqueItems: true` over enum / const items: the matcher offers
     /// each value once per array, so an array holds at most as many
-    /// elements as there are values. Over strings: the matcher refuses to
-    /// close an element as an earlier one's text, remembering at most
-    /// max_unique_strings of them.
+    /// elements as there are values. Over strings or integers: the matcher
+    /// refuses to end an element as an earlier one's text, remembering at
+    /// most max_unique_values of them.
     void compile_unique(const std::string& path, json_schema::node& n) {
         const auto unsupported = [&] {
-            fail(path, "supported only for arrays whose items are strings, or enum or const values");
+            fail(path, "supported only for arrays whose items are strings, integers, or enum or const values");
         };
         if (!n.prefix_items.empty() || n.items == json_schema::any || !m_done[n.items]) unsupported();
         const json_schema::node& e = m_out.m_nodes[n.items];
-        for (std::size_t kind = 0; kind < json_schema::kind_count; ++kind) {
-            const std::int32_t b = e.by_kind[kind];
+        std::size_t kinds = 0;
+        for (const std::int32_t b : e.by_kind) {
             if (b >= 0 && b != n.items) unsupported(); // an anyOf of several nodes
-            if (b >= 0 && e.literals.empty() && kind != json_schema::string_kind) unsupported();
+            kinds += b >= 0 ? 1 : 0;
         }
         if (e.literals.empty()) {
-            if (e.by_kind[json_schema::string_kind] < 0) unsupported();
-            if (e.format != json_schema::string_format::none || e.pattern != nullptr) {
-                // Their values can run out (every date of a month used):
-                // an enum of them says so to the matcher.
-                fail(path, "not supported over strings with a format or pattern (an enum of the values is)");
+            const bool strings = e.by_kind[json_schema::string_kind] >= 0;
+            const bool integers = e.by_kind[json_schema::number_kind] >= 0 && e.integer_only;
+            if (kinds != 1 || (!strings && !integers)) unsupported();
+            if (e.format != json_schema::string_format::none || e.pattern != nullptr || e.bounded) {
+                // Their values can run out (every date of a month used, every
+                // integer in range): an enum of them says so to the matcher.
+                fail(path, "not supported over strings with a format or pattern, or bounded integers "
+                           "(an enum of the values is)");
             }
-            if (n.min_items > json_schema::max_unique_strings) {
-                fail(path, fmt::format("an array of unique strings holds at most {} elements (minItems is {})",
-                                       json_schema::max_unique_strings, n.min_items));
+            if (n.min_items > json_schema::max_unique_values) {
+                fail(path, fmt::format("an array of unique strings or integers holds at most {} elements "
+                                       "(minItems is {})",
+                                       json_schema::max_unique_values, n.min_items));
             }
             n.unique_items = true;
-            n.max_items = std::min<std::uint32_t>(n.max_items, json_schema::max_unique_strings);
+            // Strings of no characters: the one value, "".
+            const std::uint32_t values = strings && e.max_length == 0 ? 1 : json_schema::max_unique_values;
+            n.max_items = std::min<std::uint32_t>(n.max_items, values);
             return;
         }
         std::vector<json> values;

@@ -22,8 +22,8 @@
 /// accepts, keys are matched byte by byte against the properties not yet
 /// given, the object closes only after its required ones, arrays and strings
 /// keep to their bounds, strings to their formats, `enum` values are matched
-/// literally, a string element of a `uniqueItems` array does not close as
-/// an earlier one. Nesting is then at most `schema_depth`: at the bound, a key or
+/// literally, a string or integer element of a `uniqueItems` array does not
+/// end as an earlier one. Nesting is then at most `schema_depth`: at the bound, a key or
 /// element whose value could only be a container is not offered. Every accepted byte leaves a
 /// completion the schema accepts, except where the schema requires nesting
 /// deeper than the bound.
@@ -92,7 +92,7 @@ public:
     /// accepted, a longer one refused. -1 anywhere else.
     [[nodiscard]] std::int64_t plain_room() const noexcept {
         if (m_phase != phase::string || m_utf8_left != 0 || m_schema == nullptr || m_key || m_match_key ||
-            m_format != json_schema::string_format::none || m_patterned || m_unique_string) {
+            m_format != json_schema::string_format::none || m_patterned || m_unique_value) {
             return -1;
         }
         const std::uint32_t max = m_schema->at(m_node).max_length;
@@ -153,7 +153,7 @@ private:
     std::uint64_t used_literals() const noexcept;
     void use_literal() noexcept;
     bool may_continue_object() const noexcept;
-    bool take_unique_string() noexcept;
+    bool take_unique_value() noexcept;
     [[nodiscard]] bool unique_seen() const noexcept;
     bool can_start(std::int32_t node) const noexcept;
     std::uint64_t open_properties() const noexcept;
@@ -195,10 +195,10 @@ private:
     bool m_pattern_met = false;       // ...which a start of it matches, whatever follows
     std::uint16_t m_text_size = 0;    // ...and has these bytes so far:
     std::array<char, json_schema::max_pattern_bytes> m_text{};
-    bool m_unique_string = false; // the string value is an element of a uniqueItems array of strings,
+    bool m_unique_value = false; // the string or integer is an element of a uniqueItems array,
     std::uint8_t m_unique_size = 0; // ...whose earlier elements' texts hash to m_unique[0, m_unique_size),
     std::uint64_t m_text_hash = 0;  // ...and its own text so far to this (FNV-1a, 64 bits)
-    std::array<std::uint64_t, json_schema::max_unique_strings> m_unique{};
+    std::array<std::uint64_t, json_schema::max_unique_values> m_unique{};
     std::uint16_t m_node = 0; // the node of the value being read or about to start
     std::uint16_t m_pos = 0;  // bytes of the key or enum value matched
     std::uint32_t m_chars = 0;       // characters of the string value so far

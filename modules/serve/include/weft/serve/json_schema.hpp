@@ -24,12 +24,13 @@
 ///   schemas with `additionalItems` (the older drafts' spelling);
 ///   `uniqueItems` when the items are `enum` / `const` values (pydantic's
 ///   `set[Literal[...]]` or `set[SomeEnum]`): a value already in the array
-///   is not offered again; or strings (`set[str]`, with a length or none;
-///   not with a `format` or `pattern`, whose values can run out): an
-///   element may not end as the text of an earlier one, the elements spell
-///   `/` as itself and write no `\u` escape (so equal texts are equal
-///   values; a control character other than the five with short escapes
-///   cannot appear), and the array holds at most `max_unique_strings`;
+///   is not offered again; or strings or integers (`set[str]`, `set[int]`;
+///   strings with a length or none, not with a `format` or `pattern`, and
+///   integers without bounds, whose values can run out): an element may not
+///   end as the text of an earlier one, the elements spell `/` as itself,
+///   write no `\u` escape and no `-0` (so equal texts are equal values; a
+///   control character other than the five with short escapes cannot
+///   appear), and the array holds at most `max_unique_values`;
 /// - numbers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`,
 ///   `multipleOf`: each digit after which no number in range (and a
 ///   multiple of the step) can follow is refused; such a number has at most
@@ -95,8 +96,8 @@ public:
     static constexpr std::size_t max_tuple_items = 64;
     /// The most bytes a string under `pattern` may take.
     static constexpr std::size_t max_pattern_bytes = 256;
-    /// The most elements of a `uniqueItems` array of strings.
-    static constexpr std::size_t max_unique_strings = 32;
+    /// The most elements of a `uniqueItems` array of strings or integers.
+    static constexpr std::size_t max_unique_values = 32;
     /// Node 0 accepts any JSON value.
     static constexpr std::uint16_t any = 0;
 
@@ -147,8 +148,8 @@ public:
         }
         /// `uniqueItems`: items is a node of literals, each used at most
         /// once per array (max_items is at most their number), or a node of
-        /// strings, each text at most once (max_items at most
-        /// max_unique_strings).
+        /// strings or of integers, each text at most once (max_items at most
+        /// max_unique_values).
         bool unique_items = false;
         std::uint32_t min_items = 0;
         std::uint32_t max_items = unbounded;
