@@ -83,8 +83,9 @@ bool json_matcher::accepts(std::string_view bytes) const noexcept {
         return std::all_of(bytes.begin(), bytes.end(),
                            [&](char ch) { return format_byte(state, chars, static_cast<std::uint8_t>(ch)); });
     }
+    // One copy, stepped in place (feed would copy it again).
     json_matcher copy = *this;
-    return copy.feed(bytes);
+    return std::all_of(bytes.begin(), bytes.end(), [&](char ch) { return copy.step(static_cast<std::uint8_t>(ch)); });
 }
 
 bool json_matcher::step(std::uint8_t c) noexcept {
@@ -802,8 +803,8 @@ std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
     // Most tokens fail on their first byte: try each byte once.
     std::array<bool, 256> first{};
     for (std::size_t b = 1; b < first.size(); ++b) { // byte 0 stands for "empty" too: never accepted
-        json_matcher m = m_matcher;
-        first[b] = m.feed(static_cast<std::uint8_t>(b));
+        const char ch = static_cast<char>(b);
+        first[b] = m_matcher.accepts(std::string_view(&ch, 1));
     }
     const std::span<const std::uint8_t> first_bytes = vocab.first_bytes();
     const bool in_string = m_matcher.in_plain_string();
