@@ -324,14 +324,6 @@ task<std::span<const std::byte>> tcp_stream::receive_view(deadline d, std::error
     co_return std::span<const std::byte>(m_view_buffer.get(), n < 0 ? 0 : static_cast<std::size_t>(n));
 }
 
-task<void> tcp_stream::read_exact(std::span<std::byte> buffer, deadline d) {
-    co_await receive_all(buffer, d, nullptr);
-}
-
-task<std::size_t> tcp_stream::read_exact(std::span<std::byte> buffer, std::error_code& ec, deadline d) {
-    return receive_all(buffer, d, &ec);
-}
-
 task<std::size_t> tcp_stream::receive_all(std::span<std::byte> buffer, deadline d, std::error_code* ec) {
     std::size_t got = 0;
     while (got < buffer.size()) {

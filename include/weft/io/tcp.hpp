@@ -82,12 +82,17 @@ public:
         return receive_view(d, &ec);
     }
     /// Fills `buffer`; an early end of stream throws errc::connection_reset.
-    task<void> read_exact(std::span<std::byte> buffer, deadline d = {});
+    /// Returns `buffer.size()`.
+    task<std::size_t> read_exact(std::span<std::byte> buffer, deadline d = {}) {
+        return receive_all(buffer, d, nullptr);
+    }
     /// The same, but a failure is reported in `ec` instead of thrown, as by
     /// `read_some`'s error-code form (an early end of stream as
     /// errc::connection_reset); returns the bytes read, all of `buffer`'s
     /// unless `ec` is set.
-    task<std::size_t> read_exact(std::span<std::byte> buffer, std::error_code& ec, deadline d = {});
+    task<std::size_t> read_exact(std::span<std::byte> buffer, std::error_code& ec, deadline d = {}) {
+        return receive_all(buffer, d, &ec);
+    }
     /// Writes all of `data`.
     task<void> write_all(std::span<const std::byte> data, deadline d = {});
     /// The same, but a failure is reported in `ec` instead of thrown (a peer
