@@ -86,10 +86,12 @@ task<void> write_error(byte_sink& sink, int status, std::string_view reason) {
 /// Reads while a suspended handler runs: buffers pipelined bytes into the
 /// parser (up to `cap` buffered bytes); when the client closes its side (or
 /// the connection fails), stops `handler_stop` and returns. Ends quietly when
-/// cancelled.
+/// cancelled through `cancelled` (the token it runs under); a cancellation
+/// it did not ask for (the kernel's ECANCELED) counts as the connection
+/// failing.
 task<void> watch_for_disconnect(io::io_context& ctx, io::tcp_stream& s, request_parser& parser,
                                 std::span<std::byte> buffer, std::size_t cap, std::stop_source& handler_stop,
-                                bool& gone) {
+                                bool& gone, const std::stop_token& cancelled) {
     try {
         for (;;) {
             if (parser.buffered() >= cap) {
@@ -100,7 +102,7 @@ task<void> watch_for_disconnect(io::io_context& ctx, io::tcp_stream& s, request_
             // request: reported as a code, it costs no exception.
             std::error_code ec;
             const std::size_t n = co_await s.read_some(buffer, ec);
-            if (ec == std::errc::operation_canceled) co_return;
+            if (ec == std::errc::operation_canceled && cancelled.stop_requested()) co_return;
             if (ec || n == 0) break;  // reset or closed by the peer: gone
             parser.feed(std::span<const std::byte>(buffer.data(), n));
         }
@@ -276,7 +278,8 @@ task<void> server::serve_connection(io::tcp_stream stream, connection_state& sta
                 bool gone = false;
                 std::stop_source watch_stop;
                 const std::stop_token watch_token = watch_stop.get_token();
-                task<void> watch = watch_for_disconnect(m_ctx, stream, parser, buffer, cap, state.stop, gone);
+                task<void> watch =
+                    watch_for_disconnect(m_ctx, stream, parser, buffer, cap, state.stop, gone, watch_token);
                 inline_run watching(watch);
                 co_await watching.start(&watch_token);
                 std::exception_ptr failure;
