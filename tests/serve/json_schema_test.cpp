@@ -817,6 +817,28 @@ TEST_CASE("a discriminated union takes its tag first and goes on as the branch i
     walk_and_validate(pets, 300, 6);
 }
 
+TEST_CASE("a discriminated union as pydantic writes it, with OpenAPI's discriminator beside the oneOf",
+          "[json][schema]") {
+    // Model(pet: Union[Cat, Dog] = Field(discriminator="pet_type"), n: int),
+    // from pydantic 2's model_json_schema().
+    const json model = json::parse(R"({"$defs": {
+        "Cat": {"properties": {"pet_type": {"const": "cat", "title": "Pet Type", "type": "string"},
+                               "meows": {"title": "Meows", "type": "integer"}},
+                "required": ["pet_type", "meows"], "title": "Cat", "type": "object"},
+        "Dog": {"properties": {"pet_type": {"const": "dog", "title": "Pet Type", "type": "string"},
+                               "barks": {"title": "Barks", "type": "number"}},
+                "required": ["pet_type", "barks"], "title": "Dog", "type": "object"}},
+      "properties": {
+        "pet": {"discriminator": {"mapping": {"cat": "#/$defs/Cat", "dog": "#/$defs/Dog"}, "propertyName": "pet_type"},
+                "oneOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}], "title": "Pet"},
+        "n": {"title": "N", "type": "integer"}},
+      "required": ["pet", "n"], "title": "Model", "type": "object"})");
+    check_documents(model, {R"({"pet":{"pet_type":"cat","meows":3},"n":1})", R"({"n":0,"pet":{"pet_type":"dog","barks":0.5}})"},
+                    {R"({"pet":{"pet_type":"cow","meows":3},"n":1})", R"({"pet":{"pet_type":"cat","barks":1},"n":1})",
+                     R"({"pet":{"pet_type":"dog"},"n":1})"});
+    walk_and_validate(model, 300, 18);
+}
+
 TEST_CASE("object branches without a distinct constant tag are refused", "[json][schema]") {
     for (const char* schema : {
              R"({"type": "object", "properties": {"a": {"anyOf": [

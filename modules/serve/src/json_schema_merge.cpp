@@ -26,7 +26,11 @@ using json = nlohmann::json;
 
 const std::set<std::string, std::less<>> annotation_keys{
     "title",  "description", "default", "examples", "$schema",   "$id",   "$comment",
-    "strict", "deprecated",  "readOnly", "writeOnly", "$defs", "definitions"};
+    "strict", "deprecated",  "readOnly", "writeOnly", "$defs", "definitions",
+    // OpenAPI's hint beside a oneOf of tagged objects (pydantic writes it for
+    // Field(discriminator=...)): the branches' own constant tags already say
+    // everything it does.
+    "discriminator"};
 
 /// How deep references and nested allOf may go while merging: beyond it
 /// one of them refers back to itself (`{"allOf": [{"$ref": "#/$defs/A"}]}`

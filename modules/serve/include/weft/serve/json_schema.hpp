@@ -63,7 +63,9 @@
 ///   other keywords that two schemas give different values (`pattern`,
 ///   `format`, `anyOf`, ...) are refused;
 /// - annotations (`title`, `description`, `default`, `examples`, `$schema`,
-///   `$id`, `$comment`, `strict`, `deprecated`, `readOnly`, `writeOnly`).
+///   `$id`, `$comment`, `strict`, `deprecated`, `readOnly`, `writeOnly`, and
+///   OpenAPI's `discriminator` beside a union of tagged objects, which its
+///   branches' tags already express).
 /// The top-level value must be an object. At most 64 properties per object
 /// and 64 values per `enum`.
 ///
