@@ -308,6 +308,12 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"a": {"$ref": "http://x/y"}}})", "only references to #/$defs/NAME"},
         {R"({"type": "object", "properties": {"a": {"anyOf": [{"type": "object"}, {"type": "object"}]}}})",
          "both accept a value of the same kind"},
+        {R"({"type": "object", "properties": {"a": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "number", "maximum": 5}]}}})",
+         "properties.a.anyOf: branches 0 and 1 both accept a value of the same kind"},
+        {R"({"type": "object", "properties": {"a": {"oneOf": [{"type": "integer"}, {"type": "number"}]}}})",
+         "properties.a.oneOf: branches 0 and 1 both accept a value of the same kind"},
+        {R"({"type": "object", "properties": {"a": {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 3}]}}})",
+         "properties.a.anyOf: branches 0 and 1 both accept a value of the same kind"},
         {R"({"type": "object", "properties": {"a": {"enum": [{"x": 1}]}}})", "objects or arrays are not supported"},
         {R"({"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 2}}})",
          "minItems is above maxItems"},
@@ -837,6 +843,21 @@ TEST_CASE("a discriminated union as pydantic writes it, with OpenAPI's discrimin
                     {R"({"pet":{"pet_type":"cow","meows":3},"n":1})", R"({"pet":{"pet_type":"cat","barks":1},"n":1})",
                      R"({"pet":{"pet_type":"dog"},"n":1})"});
     walk_and_validate(model, 300, 18);
+}
+
+TEST_CASE("a union whose branch takes every value of a kind is that branch for the kind", "[json][schema]") {
+    // pydantic's Union[int, float], a string or a date (any string), and a
+    // list of anything or of integers.
+    const json unions = json::parse(R"({"type": "object", "properties": {
+        "x": {"anyOf": [{"type": "integer"}, {"type": "number"}]},
+        "s": {"anyOf": [{"type": "string", "format": "date"}, {"type": "string"}, {"type": "null"}]},
+        "l": {"anyOf": [{"type": "array"}, {"type": "array", "items": {"type": "integer"}}]},
+        "b": {"anyOf": [{"type": "boolean"}, {"const": true}]}}})");
+    check_documents(unions,
+                    {R"({"x":1})", R"({"x":1.5})", R"({"x":-2e3})", R"({"s":"2024-01-01"})", R"({"s":"any"})",
+                     R"({"s":null})", R"({"l":[1,"a",{}]})", R"({"b":false})"},
+                    {R"({"x":"1"})", R"({"s":1})", R"({"l":{}})", R"({"b":null})"});
+    walk_and_validate(unions, 300, 19);
 }
 
 TEST_CASE("object branches without a distinct constant tag are refused", "[json][schema]") {

@@ -111,7 +111,7 @@ private:
         if (any_of || one_of) {
             if (constraint_keys().size() != 1) fail(path, "'anyOf' / 'oneOf' beside other constraints is not supported");
             return compile_union(s.at(any_of ? "anyOf" : "oneOf"), at_path(path, any_of ? "anyOf" : "oneOf"),
-                                 memo_key);
+                                 memo_key, one_of && !any_of);
         }
         if (s.contains("propertyNames")) return compile(with_named_properties(s, path), path, memo_key);
         const std::uint16_t idx = allocate(memo_key);
@@ -383,7 +383,9 @@ private:
         n.max_items = std::min<std::uint32_t>(n.max_items, static_cast<std::uint32_t>(values.size()));
     }
 
-    std::uint16_t compile_union(const json& branches, const std::string& path, const std::string& memo_key) {
+    /// anyOf, or oneOf (`exclusive`: a value may match one branch only).
+    std::uint16_t compile_union(const json& branches, const std::string& path, const std::string& memo_key,
+                                bool exclusive) {
         if (!branches.is_array() || branches.empty()) fail(path, "must be a non-empty array of schemas");
         const std::uint16_t idx = allocate(memo_key);
         json_schema::node n;
@@ -406,6 +408,15 @@ private:
                     continue;
                 }
                 if (n.by_kind[k] >= 0 && n.by_kind[k] != bn.by_kind[k]) {
+                    // In an anyOf, one branch taking every value of the kind
+                    // is the union of both there (pydantic's Union[int,
+                    // float]); a oneOf would refuse the values both take.
+                    if (!exclusive && takes_every(n.by_kind[k], k)) continue;
+                    if (!exclusive && takes_every(bn.by_kind[k], k)) {
+                        n.by_kind[k] = bn.by_kind[k];
+                        owner[k] = i;
+                        continue;
+                    }
                     fail(path, fmt::format("branches {} and {} both accept a value of the same kind: only branches "
                                            "that start differently (object, array, string, number, boolean, null) "
                                            "are supported",
@@ -420,6 +431,26 @@ private:
         m_out.m_nodes[idx] = std::move(n);
         m_done[idx] = true;
         return idx;
+    }
+
+    /// Whether `node` accepts every value of kind `k` (a finished node with
+    /// no constraint on that kind); objects are not asked.
+    bool takes_every(std::int32_t node, std::size_t k) const {
+        if (node < 0 || !m_done[static_cast<std::size_t>(node)]) return false;
+        const json_schema::node& n = m_out.m_nodes[static_cast<std::size_t>(node)];
+        if (!n.literals.empty()) return false;
+        switch (k) {
+        case json_schema::string_kind:
+            return n.min_length == 0 && n.max_length == json_schema::unbounded &&
+                   n.format == json_schema::string_format::none && n.pattern == nullptr;
+        case json_schema::number_kind: return !n.integer_only && !n.bounded;
+        case json_schema::array_kind:
+            return n.items == json_schema::any && n.prefix_items.empty() && n.min_items == 0 &&
+                   n.max_items == json_schema::unbounded && !n.unique_items;
+        case json_schema::boolean_kind:
+        case json_schema::null_kind: return true;
+        default: return false;
+        }
     }
 
     /// The constant string of `node`'s property `name`, when it is required
