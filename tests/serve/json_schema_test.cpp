@@ -860,6 +860,16 @@ TEST_CASE("a union whose branch takes every value of a kind is that branch for t
     walk_and_validate(unions, 300, 19);
 }
 
+TEST_CASE("OpenAPI's password and binary formats take any string", "[json][schema]") {
+    // pydantic's SecretStr and bytes fields.
+    const json secrets = json::parse(R"({"type": "object", "properties": {
+        "key": {"format": "password", "title": "Key", "type": "string", "writeOnly": true},
+        "blob": {"format": "binary", "title": "Blob", "type": "string", "maxLength": 4}}})");
+    check_documents(secrets, {R"({"key":"hunter2","blob":"a\nb"})", R"({"key":""})"},
+                    {R"({"key":1})", R"({"blob":"12345"})"});
+    walk_and_validate(secrets, 100, 20);
+}
+
 TEST_CASE("object branches without a distinct constant tag are refused", "[json][schema]") {
     for (const char* schema : {
              R"({"type": "object", "properties": {"a": {"anyOf": [

@@ -37,7 +37,8 @@
 ///   18 digits, 6 after the point, and no exponent;
 /// - strings: `minLength`, `maxLength` (in code points), `format` (`date`,
 ///   `time`, `date-time`, `duration` as RFC 3339 writes them, `uuid`,
-///   `ipv4`, `ipv6`, `hostname`, `email`, `uri` as an http(s) URL): a formatted string is
+///   `ipv4`, `ipv6`, `hostname`, `email`, `uri` as an http(s) URL; OpenAPI's
+///   `password` and `binary` take any string): a formatted string is
 ///   generated character by character within its grammar (`2023-02-29` is refused at its last
 ///   digit) and within `maxLength`; `minLength` beside it may not exceed the format's shortest
 ///   value; `format` on a node that accepts no string constrains nothing there and is allowed;
