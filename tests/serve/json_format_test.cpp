@@ -103,6 +103,12 @@ bool valid_format(std::string_view f, const std::string& s) {
         static const std::regex re(R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})");
         return std::regex_match(s, re);
     }
+    if (f.size() == 5 && f.starts_with("uuid")) {
+        // Python's UUID(s).version: the version nibble, given RFC 4122's
+        // variant (the top bits of the clock sequence 10).
+        const int variant = std::stoi(s.substr(19, 1), nullptr, 16) >> 2;
+        return valid_format("uuid", s) && s[14] == f[4] && variant == 2;
+    }
     if (f == "hostname") return valid_hostname(s, 1);
     if (f == "email") return valid_email(s);
     if (f == "uri") return valid_http_uri(s);
@@ -123,6 +129,8 @@ const json formats = json::parse(R"({"type": "object", "properties": {
     "date-time": {"type": "string", "format": "date-time"},
     "duration": {"type": "string", "format": "duration"},
     "uuid": {"type": "string", "format": "uuid"},
+    "uuid1": {"type": "string", "format": "uuid1"},
+    "uuid4": {"type": "string", "format": "uuid4"},
     "ipv4": {"type": "string", "format": "ipv4"},
     "ipv6": {"type": "string", "format": "ipv6"},
     "hostname": {"type": "string", "format": "hostname"},
@@ -148,6 +156,8 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
         {"duration", {"P1D", "P1Y2M3D", "P2M", "PT1H", "PT1H30M", "PT45S", "P1DT12H", "P3W", "P1Y2M3DT4H5M6S",
                       "P0D", "P1MT2M"}},
         {"uuid", {"123e4567-e89b-12d3-a456-426614174000", "ABCDEF01-2345-6789-abcd-ef0123456789"}},
+        {"uuid1", {"123e4567-e89b-12d3-a456-426614174000", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"}},
+        {"uuid4", {"f47ac10b-58cc-4372-a567-0e02b2c3d479", "00000000-0000-4000-B000-000000000000"}},
         {"ipv4", {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.20.30.40"}},
         {"ipv6", {"::", "::1", "1::", "2001:db8::8a2e:370:7334", "2001:0db8:0000:0000:0000:ff00:0042:8329",
                   "fe80::1:2:3:4:5:6", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "ABCD:ef01::"}},
@@ -167,6 +177,9 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
                       "P1234567890D"}},
         {"uuid", {"123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400", "g23e4567-e89b-12d3-a456-426614174000",
                   "123e4567-e89b-12d3-a456-4266141740000"}},
+        {"uuid1", {"f47ac10b-58cc-4372-a567-0e02b2c3d479", "123e4567-e89b-12d3-c456-426614174000"}},
+        {"uuid4", {"123e4567-e89b-12d3-a456-426614174000", "f47ac10b-58cc-4372-7567-0e02b2c3d479",
+                   "f47ac10b-58cc-4372-a567-0e02b2c3d47"}},
         {"ipv4", {"256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1..2.3", "1.2.3.4.5", "1.2.3.00", ""}},
         {"ipv6", {"", ":", ":::", "1:::2", "1::2::3", ":1::", "1:", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9",
                   "12345::", "g::", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8::", "1::2:3:4:5:6:7:8", "::ffff:1.2.3.4"}},
@@ -250,7 +263,7 @@ TEST_CASE("formatted strings can always finish, and what they finish a validator
 TEST_CASE("formatted strings end within maxLength, which may be as short as a format's shortest value",
           "[json][schema][format]") {
     const std::vector<std::pair<std::string, std::uint32_t>> shortest{
-        {"date", 10}, {"time", 9},     {"date-time", 20}, {"duration", 3}, {"uuid", 36},
+        {"date", 10}, {"time", 9},     {"date-time", 20}, {"duration", 3}, {"uuid", 36}, {"uuid4", 36},
         {"ipv4", 7},  {"ipv6", 2},     {"hostname", 2},   {"email", 6},    {"uri", 9}};
     for (const auto& [format, least] : shortest) {
         INFO(format);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <string_view>
 #include <utility>
 
 namespace weft::serve::detail {
@@ -189,12 +190,29 @@ std::uint32_t duration_need(cursor s) noexcept {
 // uuid: 36 characters, '-' at 8, 13, 18 and 23, hexadecimal digits elsewhere.
 constexpr std::uint32_t uuid_end = 36;
 
-bool uuid_step(cursor& s, std::uint8_t c) noexcept {
+/// `version`: 0 for any uuid, else the digit the version must be (with
+/// RFC 4122's variant, which a uuid's version is only defined for).
+bool uuid_step(cursor& s, std::uint8_t c, char version) noexcept {
     if (s.pos >= uuid_end) return false;
     const bool dash = s.pos == 8 || s.pos == 13 || s.pos == 18 || s.pos == 23;
     if (dash ? c != '-' : !is_hex(c)) return false;
+    if (version != 0 && s.pos == 14 && c != static_cast<std::uint8_t>(version)) return false;
+    if (version != 0 && s.pos == 19 && std::string_view("89abAB").find(static_cast<char>(c)) == std::string_view::npos) {
+        return false;
+    }
     ++s.pos;
     return true;
+}
+
+/// The version digit of a versioned uuid format, 0 for any other.
+constexpr char uuid_version(string_format f) noexcept {
+    switch (f) {
+    case string_format::uuid1: return '1';
+    case string_format::uuid3: return '3';
+    case string_format::uuid4: return '4';
+    case string_format::uuid5: return '5';
+    default: return 0;
+    }
 }
 
 // ipv4: data: the part (bits 0-1), its digits (2-3), its value (4-11).
@@ -514,7 +532,11 @@ bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept
     case string_format::time: ok = time_step(s, c); break;
     case string_format::date_time: ok = date_time_step(s, c); break;
     case string_format::duration: ok = duration_step(s, c); break;
-    case string_format::uuid: ok = uuid_step(s, c); break;
+    case string_format::uuid:
+    case string_format::uuid1:
+    case string_format::uuid3:
+    case string_format::uuid4:
+    case string_format::uuid5: ok = uuid_step(s, c, uuid_version(f)); break;
     case string_format::ipv4: ok = ipv4_step(s, c); break;
     case string_format::ipv6: ok = ipv6_step(s, c); break;
     case string_format::hostname: ok = host_step(hostname_rules, s.data, c); break;
@@ -533,7 +555,11 @@ bool format_complete(string_format f, std::uint32_t state) noexcept {
     case string_format::time: return s.pos == time_end;
     case string_format::date_time: return s.pos == time_start + time_end;
     case string_format::duration: return s.pos == 3 || s.pos == 6 || s.pos == 7;
-    case string_format::uuid: return s.pos == uuid_end;
+    case string_format::uuid:
+    case string_format::uuid1:
+    case string_format::uuid3:
+    case string_format::uuid4:
+    case string_format::uuid5: return s.pos == uuid_end;
     case string_format::ipv4: return (s.data & 0x3u) == 3 && (s.data >> 2 & 0x3u) != 0;
     case string_format::ipv6: return ipv6_complete(s);
     case string_format::hostname: return host_complete(hostname_rules, s.data);
@@ -554,7 +580,11 @@ std::uint32_t format_need(string_format f, std::uint32_t state) noexcept {
         if (s.pos <= date_end) return date_end - s.pos + 1 + time_need({0, 0});
         return time_need({s.pos - time_start, s.data});
     case string_format::duration: return duration_need(s);
-    case string_format::uuid: return uuid_end - s.pos;
+    case string_format::uuid:
+    case string_format::uuid1:
+    case string_format::uuid3:
+    case string_format::uuid4:
+    case string_format::uuid5: return uuid_end - s.pos;
     case string_format::ipv4: {
         // Each part to come: a '.' and a digit; the current one a digit if it has none.
         const std::uint32_t part = s.data & 0x3u, digits = s.data >> 2 & 0x3u;
@@ -589,6 +619,8 @@ constexpr std::pair<std::string_view, string_format> format_table[]{
     {"uuid", string_format::uuid},         {"ipv4", string_format::ipv4},
     {"ipv6", string_format::ipv6},         {"hostname", string_format::hostname},
     {"email", string_format::email},       {"uri", string_format::uri},
+    {"uuid1", string_format::uuid1},       {"uuid3", string_format::uuid3},
+    {"uuid4", string_format::uuid4},       {"uuid5", string_format::uuid5},
 };
 
 } // namespace

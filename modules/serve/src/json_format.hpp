@@ -16,7 +16,10 @@
 // - duration: RFC 3339 appendix A (ISO 8601): P, then years / months / days
 //   (each unit followed only by the next one), then T and hours / minutes /
 //   seconds likewise, or weeks alone; at most 9 digits a number;
-// - uuid: 8-4-4-4-12 hexadecimal digits;
+// - uuid: 8-4-4-4-12 hexadecimal digits; uuid1, uuid3, uuid4, uuid5 (as
+//   pydantic's UUID1 ... UUID5 ask): the same, of RFC 4122's variant (the
+//   fourth group starts with 8, 9, a or b) and that version (the third
+//   group starts with its digit);
 // - ipv4: a dotted quad, each part 0-255 without leading zeros;
 // - ipv6: eight colon-joined groups of 1-4 hexadecimal digits, or fewer
 //   around one `::` (no IPv4 tail);

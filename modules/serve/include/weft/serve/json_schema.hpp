@@ -37,7 +37,8 @@
 ///   18 digits, 6 after the point, and no exponent;
 /// - strings: `minLength`, `maxLength` (in code points), `format` (`date`,
 ///   `time`, `date-time`, `duration` as RFC 3339 writes them, `uuid`,
-///   `ipv4`, `ipv6`, `hostname`, `email`, `uri` as an http(s) URL; OpenAPI's
+///   `ipv4`, `ipv6`, `hostname`, `email`, `uri` as an http(s) URL; pydantic's
+///   `uuid1`, `uuid3`, `uuid4`, `uuid5`; OpenAPI's
 ///   `password` and `binary` take any string): a formatted string is
 ///   generated character by character within its grammar (`2023-02-29` is refused at its last
 ///   digit) and within `maxLength`; `minLength` beside it may not exceed the format's shortest
@@ -107,7 +108,10 @@ public:
     static constexpr std::uint16_t any = 0;
 
     /// The string formats the matcher generates (see json_format.hpp).
-    enum class string_format : std::uint8_t { none, date, time, date_time, duration, uuid, ipv4, ipv6, hostname, email, uri };
+    enum class string_format : std::uint8_t {
+        none, date, time, date_time, duration, uuid, ipv4, ipv6, hostname, email, uri,
+        uuid1, uuid3, uuid4, uuid5 // RFC 4122 uuids of one version
+    };
 
     struct property {
         std::string name;
