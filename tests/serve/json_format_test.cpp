@@ -106,8 +106,9 @@ bool valid_format(std::string_view f, const std::string& s) {
     if (f.size() == 5 && f.starts_with("uuid")) {
         // Python's UUID(s).version: the version nibble, given RFC 4122's
         // variant (the top bits of the clock sequence 10).
+        if (!valid_format("uuid", s)) return false;
         const int variant = std::stoi(s.substr(19, 1), nullptr, 16) >> 2;
-        return valid_format("uuid", s) && s[14] == f[4] && variant == 2;
+        return s[14] == f[4] && variant == 2;
     }
     if (f == "hostname") return valid_hostname(s, 1);
     if (f == "email") return valid_email(s);
@@ -120,6 +121,7 @@ bool valid_format(std::string_view f, const std::string& s) {
         in6_addr a{};
         return inet_pton(AF_INET6, s.c_str(), &a) == 1;
     }
+    if (f == "ipvanyaddress") return valid_format("ipv4", s) || valid_format("ipv6", s);
     return true;
 }
 
@@ -133,6 +135,7 @@ const json formats = json::parse(R"({"type": "object", "properties": {
     "uuid4": {"type": "string", "format": "uuid4"},
     "ipv4": {"type": "string", "format": "ipv4"},
     "ipv6": {"type": "string", "format": "ipv6"},
+    "ipvanyaddress": {"type": "string", "format": "ipvanyaddress"},
     "hostname": {"type": "string", "format": "hostname"},
     "email": {"type": "string", "format": "email"},
     "uri": {"type": "string", "format": "uri"}}})");
@@ -161,6 +164,7 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
         {"ipv4", {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.20.30.40"}},
         {"ipv6", {"::", "::1", "1::", "2001:db8::8a2e:370:7334", "2001:0db8:0000:0000:0000:ff00:0042:8329",
                   "fe80::1:2:3:4:5:6", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "ABCD:ef01::"}},
+        {"ipvanyaddress", {"0.0.0.0", "10.20.30.40", "::", "2001:db8::8a2e:370:7334", "1:2:3:4:5:6:7:8"}},
         {"hostname", {"localhost", "example.com", "a-b.c-d.example.org", "x1.io", "EXAMPLE.COM"}},
         {"email", {"jane.doe@example.com", "a+tag@b.co", "first_last-1@mail.example.org", "x@y-z.eu"}},
         {"uri", {"http://ab", "https://example.com", "https://example.com/", "http://localhost:8080/v1/models",
@@ -183,6 +187,7 @@ TEST_CASE("formatted strings take every value of their format and refuse others"
         {"ipv4", {"256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1..2.3", "1.2.3.4.5", "1.2.3.00", ""}},
         {"ipv6", {"", ":", ":::", "1:::2", "1::2::3", ":1::", "1:", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9",
                   "12345::", "g::", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8::", "1::2:3:4:5:6:7:8", "::ffff:1.2.3.4"}},
+        {"ipvanyaddress", {"", "1.2.3", "256.0.0.1", "1::2::3", "1.2.3.4:", "::1.2", "1.2:3"}},
         {"hostname", {"", "-a.com", "a-.com", "a..com", "example.", ".com", "example.c0m", "10.0.0.1", "a_b.com",
                       "x", "h\u00e9.com"}},
         {"email", {"jane", "@example.com", "jane@", "jane@localhost", "jane.@example.com", ".jane@example.com",
@@ -264,7 +269,7 @@ TEST_CASE("formatted strings end within maxLength, which may be as short as a fo
           "[json][schema][format]") {
     const std::vector<std::pair<std::string, std::uint32_t>> shortest{
         {"date", 10}, {"time", 9},     {"date-time", 20}, {"duration", 3}, {"uuid", 36}, {"uuid4", 36},
-        {"ipv4", 7},  {"ipv6", 2},     {"hostname", 2},   {"email", 6},    {"uri", 9}};
+        {"ipv4", 7},  {"ipv6", 2},     {"ipvanyaddress", 2},     {"hostname", 2},   {"email", 6},    {"uri", 9}};
     for (const auto& [format, least] : shortest) {
         INFO(format);
         const auto schema_of = [&, f = format](std::uint32_t max) {

@@ -296,6 +296,55 @@ bool ipv6_complete(cursor s) noexcept {
     return s.pos == v6_double || (s.pos == v6_group && (doubled != 0 || groups == 8));
 }
 
+bool ipv4_complete(cursor s) noexcept { return (s.data & 0x3u) == 3 && (s.data >> 2 & 0x3u) != 0; }
+
+std::uint32_t ipv4_need(cursor s) noexcept {
+    // Each part to come: a '.' and a digit; the current one a digit if it has none.
+    const std::uint32_t part = s.data & 0x3u, digits = s.data >> 2 & 0x3u;
+    return (digits == 0 ? 1 : 0) + (3 - part) * 2;
+}
+
+// ipvanyaddress (pydantic's IPvAnyAddress): an ipv4 or an ipv6 address, the
+// two automata run side by side while each still can. Pos: the ipv6 one's.
+// Data: the ipv4 one's (bits 0-11), the ipv6 one's (12-19), whether the
+// ipv4 one (20) or the ipv6 one (21) has refused a byte.
+struct either_ip {
+    cursor v4;
+    cursor v6;
+    bool v4_out;
+    bool v6_out;
+
+    static either_ip of(cursor s) noexcept {
+        return {{0, s.data & 0xfffu}, {s.pos, s.data >> 12 & 0xffu}, (s.data >> 20 & 1u) != 0,
+                (s.data >> 21 & 1u) != 0};
+    }
+    [[nodiscard]] cursor packed() const noexcept {
+        return {v6.pos, v4.data | v6.data << 12 | static_cast<std::uint32_t>(v4_out) << 20 |
+                            static_cast<std::uint32_t>(v6_out) << 21};
+    }
+};
+
+bool ipvany_step(cursor& s, std::uint8_t c) noexcept {
+    either_ip e = either_ip::of(s);
+    e.v4_out = e.v4_out || !ipv4_step(e.v4, c);
+    e.v6_out = e.v6_out || !ipv6_step(e.v6, c);
+    if (e.v4_out && e.v6_out) return false;
+    s = e.packed();
+    return true;
+}
+
+bool ipvany_complete(cursor s) noexcept {
+    const either_ip e = either_ip::of(s);
+    return (!e.v4_out && ipv4_complete(e.v4)) || (!e.v6_out && ipv6_complete(e.v6));
+}
+
+std::uint32_t ipvany_need(cursor s) noexcept {
+    const either_ip e = either_ip::of(s);
+    if (e.v4_out) return ipv6_need(e.v6);
+    if (e.v6_out) return ipv4_need(e.v4);
+    return std::min(ipv4_need(e.v4), ipv6_need(e.v6));
+}
+
 // hostname (and an email's domain): labels of letters, digits and inner
 // hyphens, 1-63 each, joined by dots, 253 characters in all, the last of 2
 // or more letters only (a top-level domain: validators differ on others).
@@ -538,6 +587,7 @@ bool format_step(string_format f, std::uint32_t& state, std::uint8_t c) noexcept
     case string_format::uuid4:
     case string_format::uuid5: ok = uuid_step(s, c, uuid_version(f)); break;
     case string_format::ipv4: ok = ipv4_step(s, c); break;
+    case string_format::ipvanyaddress: ok = ipvany_step(s, c); break;
     case string_format::ipv6: ok = ipv6_step(s, c); break;
     case string_format::hostname: ok = host_step(hostname_rules, s.data, c); break;
     case string_format::email: ok = email_step(s, c); break;
@@ -560,7 +610,8 @@ bool format_complete(string_format f, std::uint32_t state) noexcept {
     case string_format::uuid3:
     case string_format::uuid4:
     case string_format::uuid5: return s.pos == uuid_end;
-    case string_format::ipv4: return (s.data & 0x3u) == 3 && (s.data >> 2 & 0x3u) != 0;
+    case string_format::ipv4: return ipv4_complete(s);
+    case string_format::ipvanyaddress: return ipvany_complete(s);
     case string_format::ipv6: return ipv6_complete(s);
     case string_format::hostname: return host_complete(hostname_rules, s.data);
     case string_format::email: return s.pos > 0 && host_complete(domain_rules(s.pos - 1), s.data);
@@ -585,11 +636,8 @@ std::uint32_t format_need(string_format f, std::uint32_t state) noexcept {
     case string_format::uuid3:
     case string_format::uuid4:
     case string_format::uuid5: return uuid_end - s.pos;
-    case string_format::ipv4: {
-        // Each part to come: a '.' and a digit; the current one a digit if it has none.
-        const std::uint32_t part = s.data & 0x3u, digits = s.data >> 2 & 0x3u;
-        return (digits == 0 ? 1 : 0) + (3 - part) * 2;
-    }
+    case string_format::ipv4: return ipv4_need(s);
+    case string_format::ipvanyaddress: return ipvany_need(s);
     case string_format::ipv6: return ipv6_need(s);
     case string_format::hostname: return host_need(hostname_rules, host_state::of(s.data));
     case string_format::email: {
@@ -621,6 +669,7 @@ constexpr std::pair<std::string_view, string_format> format_table[]{
     {"email", string_format::email},       {"uri", string_format::uri},
     {"uuid1", string_format::uuid1},       {"uuid3", string_format::uuid3},
     {"uuid4", string_format::uuid4},       {"uuid5", string_format::uuid5},
+    {"ipvanyaddress", string_format::ipvanyaddress},
 };
 
 } // namespace

@@ -23,6 +23,7 @@
 // - ipv4: a dotted quad, each part 0-255 without leading zeros;
 // - ipv6: eight colon-joined groups of 1-4 hexadecimal digits, or fewer
 //   around one `::` (no IPv4 tail);
+// - ipvanyaddress (pydantic's IPvAnyAddress): ipv4 or ipv6;
 // - hostname: labels of letters, digits and inner hyphens (1-63 characters)
 //   joined by dots, 253 in all, the last label of 2 or more letters;
 // - email: a local part of dot-separated runs of letters, digits and

@@ -38,7 +38,7 @@
 /// - strings: `minLength`, `maxLength` (in code points), `format` (`date`,
 ///   `time`, `date-time`, `duration` as RFC 3339 writes them, `uuid`,
 ///   `ipv4`, `ipv6`, `hostname`, `email`, `uri` as an http(s) URL; pydantic's
-///   `uuid1`, `uuid3`, `uuid4`, `uuid5`; OpenAPI's
+///   `uuid1`, `uuid3`, `uuid4`, `uuid5` and `ipvanyaddress`; OpenAPI's
 ///   `password` and `binary` take any string): a formatted string is
 ///   generated character by character within its grammar (`2023-02-29` is refused at its last
 ///   digit) and within `maxLength`; `minLength` beside it may not exceed the format's shortest
@@ -110,7 +110,8 @@ public:
     /// The string formats the matcher generates (see json_format.hpp).
     enum class string_format : std::uint8_t {
         none, date, time, date_time, duration, uuid, ipv4, ipv6, hostname, email, uri,
-        uuid1, uuid3, uuid4, uuid5 // RFC 4122 uuids of one version
+        uuid1, uuid3, uuid4, uuid5, // RFC 4122 uuids of one version
+        ipvanyaddress               // ipv4 or ipv6
     };
 
     struct property {
