@@ -2,7 +2,9 @@
 // json_format): each takes one byte of UTF-8 text.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace weft::serve::detail {
 
@@ -22,6 +24,45 @@ constexpr bool is_hex(std::uint8_t c) noexcept { return hex_value(c) >= 0; }
 /// quote and the backslash, which need escapes.
 constexpr bool is_plain_string_byte(std::uint8_t c) noexcept {
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/// The characters in `bytes` when it is whole characters that a JSON string
+/// holds as themselves: plain string bytes and well-formed multi-byte UTF-8
+/// (no overlong form, surrogate or code point past U+10FFFF; RFC 3629's
+/// table). -1 when it is not, a character cut short at either end included.
+constexpr long long plain_text_chars(std::string_view bytes) noexcept {
+    long long chars = 0;
+    for (std::size_t i = 0; i < bytes.size(); ++chars) {
+        const auto c = static_cast<std::uint8_t>(bytes[i]);
+        if (c < 0x80) {
+            if (!is_plain_string_byte(c)) return -1;
+            ++i;
+            continue;
+        }
+        std::size_t len = 0;
+        std::uint8_t lo = 0x80;
+        std::uint8_t hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) {
+            len = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            if (c == 0xe0) lo = 0xa0;
+            if (c == 0xed) hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            if (c == 0xf0) lo = 0x90;
+            if (c == 0xf4) hi = 0x8f;
+        } else {
+            return -1;
+        }
+        if (bytes.size() - i < len) return -1;
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto t = static_cast<std::uint8_t>(bytes[i + k]);
+            if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xbf)) return -1;
+        }
+        i += len;
+    }
+    return chars;
 }
 
 } // namespace weft::serve::detail

@@ -20,7 +20,6 @@ namespace {
 constexpr bool is_whitespace(std::uint8_t c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 using detail::hex_value;
 using detail::is_digit;
-using detail::is_plain_string_byte;
 
 constexpr std::array<std::string_view, 3> literals{"true", "false", "null"};
 
@@ -54,22 +53,36 @@ bool json_matcher::feed(std::uint8_t byte) noexcept {
 
 bool json_matcher::feed(std::string_view bytes) noexcept {
     json_matcher next = *this;
-    if (pattern_text_only(bytes)) {
-        // Text in a patterned string: one check for all of it.
-        if (!next.pattern_text(bytes)) return false;
-        *this = next;
-        return true;
-    }
-    for (const char c : bytes) {
-        if (!next.step(static_cast<std::uint8_t>(c))) return false;
-    }
+    if (!next.take(bytes)) return false;
     *this = next;
     return true;
 }
 
+bool json_matcher::take(std::string_view bytes) noexcept {
+    for (std::size_t i = 0; i < bytes.size();) {
+        if (in_pattern()) {
+            // Text in a patterned string: the run up to a quote or an
+            // escape, one check for all of it (and its multi-byte
+            // characters whole).
+            const std::size_t end = std::min(bytes.find_first_of("\"\\", i), bytes.size());
+            if (end > i) {
+                if (!pattern_text(bytes.substr(i, end - i))) return false;
+                i = end;
+                continue;
+            }
+        }
+        if (!step(static_cast<std::uint8_t>(bytes[i]))) return false;
+        ++i;
+    }
+    return true;
+}
+
+bool json_matcher::in_pattern_beyond_ascii() const noexcept {
+    return in_pattern() && !node_at(m_node).pattern->ascii_only();
+}
+
 bool json_matcher::pattern_text_only(std::string_view bytes) const noexcept {
-    return m_phase == phase::string && m_patterned && !m_key &&
-           std::all_of(bytes.begin(), bytes.end(), [](char ch) { return is_plain_string_byte(static_cast<std::uint8_t>(ch)); });
+    return in_pattern() && detail::plain_text_chars(bytes) >= 0;
 }
 
 bool json_matcher::accepts(std::string_view bytes) const noexcept {
@@ -83,9 +96,9 @@ bool json_matcher::accepts(std::string_view bytes) const noexcept {
         return std::all_of(bytes.begin(), bytes.end(),
                            [&](char ch) { return format_byte(state, chars, static_cast<std::uint8_t>(ch)); });
     }
-    // One copy, stepped in place (feed would copy it again).
+    // One copy, taken in place (feed would copy it again).
     json_matcher copy = *this;
-    return std::all_of(bytes.begin(), bytes.end(), [&](char ch) { return copy.step(static_cast<std::uint8_t>(ch)); });
+    return copy.take(bytes);
 }
 
 bool json_matcher::step(std::uint8_t c) noexcept {
@@ -565,19 +578,19 @@ bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
     return pattern_text(std::string_view(&byte, 1));
 }
 
-/// Whether `bytes` may follow a patterned string's text: printable ASCII
-/// written as itself (the pattern sees the bytes as they are, no escape;
-/// one byte a character, so each can be checked as it comes: PCRE2 refuses
-/// to match a subject that ends inside a character), within the length
-/// bounds, with some match still able to begin with the text. Then, whether
-/// a match is complete whatever follows; none when refused.
+/// Whether `bytes` may follow a patterned string's text: whole characters
+/// written as themselves (the pattern sees the bytes as they are, no
+/// escape; whole, because PCRE2 matches no subject that ends inside a
+/// character, so a multi-byte one comes in a token that holds all of it),
+/// within the length bounds, with some match still able to begin with the
+/// text. Then, whether a match is complete whatever follows; none when
+/// refused.
 std::optional<bool> json_matcher::pattern_extends(std::string_view bytes) const noexcept {
     const json_schema::node& n = node_at(m_node);
-    if (bytes.empty() || bytes.size() > m_text.size() - m_text_size || bytes.size() > n.max_length - m_chars) {
+    const long long chars = detail::plain_text_chars(bytes);
+    if (bytes.empty() || chars < 0 || bytes.size() > m_text.size() - m_text_size ||
+        static_cast<unsigned long long>(chars) > n.max_length - m_chars) {
         return std::nullopt;
-    }
-    for (const char ch : bytes) {
-        if (!is_plain_string_byte(static_cast<std::uint8_t>(ch))) return std::nullopt;
     }
     if (m_pattern_met) return true;
     // A longer text is a match's prefix only where each shorter one is, so
@@ -597,7 +610,7 @@ bool json_matcher::pattern_text(std::string_view bytes) noexcept {
     std::copy(bytes.begin(), bytes.end(), m_text.begin() + m_text_size);
     m_pattern_met = *met;
     m_text_size = static_cast<std::uint16_t>(m_text_size + bytes.size());
-    m_chars += static_cast<std::uint32_t>(bytes.size());
+    m_chars += static_cast<std::uint32_t>(detail::plain_text_chars(bytes));
     return true;
 }
 
@@ -806,6 +819,11 @@ std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
         const char ch = static_cast<char>(b);
         first[b] = m_matcher.accepts(std::string_view(&ch, 1));
     }
+    // In a pattern's text, a multi-byte character's first byte alone is
+    // refused but a token that holds the whole character may be taken
+    // (unless the pattern matches ASCII only).
+    std::array<bool, 256> whole = first;
+    if (m_matcher.in_pattern_beyond_ascii()) std::fill(whole.begin() + 0xc2, whole.begin() + 0xf5, true);
     const std::span<const std::uint8_t> first_bytes = vocab.first_bytes();
     const bool in_string = m_matcher.in_plain_string();
     // In a string the schema bounds, a plain token is decided by its length.
@@ -819,10 +837,9 @@ std::size_t json_constraint::allowed(std::vector<std::uint64_t>& bits) const {
             bool ok = in_string && vocab.plain(id);
             if (!ok && room >= 0 && vocab.plain(id)) {
                 ok = vocab.plain_chars(id) <= static_cast<std::uint64_t>(room);
-            } else if (!ok && first[first_bytes[i]]) {
+            } else if (!ok && whole[first_bytes[i]]) {
                 const std::string_view text = vocab[id];
-                ok = true;
-                if (text.size() > 1) ok = m_matcher.accepts(text);
+                ok = text.size() > 1 ? m_matcher.accepts(text) : first[first_bytes[i]];
             }
             word |= std::uint64_t{ok} << (i % 64);
         }

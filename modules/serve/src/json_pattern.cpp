@@ -5,7 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <stdexcept>
+#include <string_view>
 
 namespace weft::serve {
 
@@ -19,6 +21,32 @@ struct match_data_deleter {
 pcre2_match_data* thread_match_data() {
     thread_local std::unique_ptr<pcre2_match_data, match_data_deleter> md{pcre2_match_data_create(1, nullptr)};
     return md.get();
+}
+
+/// See json_pattern::ascii_only.
+bool reads_ascii_only(std::string_view p) noexcept {
+    for (std::size_t i = 0; i < p.size(); ++i) {
+        const auto c = static_cast<unsigned char>(p[i]);
+        if (c >= 0x80 || c == '.') return false;
+        const std::string_view rest = p.substr(i + 1);
+        if (c == '[' && (rest.starts_with('^') || rest.starts_with(":^"))) return false;
+        // An inline option ((?i) folds k to the Kelvin sign) or a verb
+        // such as (*UCP).
+        if (c == '(' && (rest.starts_with('*') || (rest.size() >= 2 && rest[0] == '?' &&
+                                                    std::isalpha(static_cast<unsigned char>(rest[1]))))) {
+            return false;
+        }
+        if (c == '\\' && !rest.empty()) {
+            // Escapes of ASCII only: \d \w \s (ASCII without PCRE2_UCP),
+            // assertions, and the control and punctuation escapes.
+            if (std::string_view("dwsbBAzZGKtnrfeac").find(rest[0]) == std::string_view::npos &&
+                std::isalnum(static_cast<unsigned char>(rest[0]))) {
+                return false;
+            }
+            ++i; // the escaped character is itself
+        }
+    }
+    return true;
 }
 
 } // namespace
@@ -49,7 +77,7 @@ struct json_pattern::code {
         const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
         // The JIT's direct entry skips pcre2_match's checks of the
         // arguments and of the subject's UTF-8: every subject here is valid
-        // UTF-8 (a JSON document's string, or printable ASCII being written).
+        // UTF-8 (a JSON document's string, or whole characters being written).
         if (jit) return pcre2_jit_match(compiled, subject, text.size(), 0, options, thread_match_data(), nullptr);
         return pcre2_match(compiled, subject, text.size(), 0, options, thread_match_data(), nullptr);
     }
@@ -59,7 +87,8 @@ json_pattern::json_pattern(const std::string& pattern)
     : m_search(std::make_unique<code>(pattern, pattern)),
       // A pattern that compiles alone compiles inside a group too, except
       // one that closes it (the search compile has refused that already).
-      m_anchored(std::make_unique<code>("^(?:" + pattern + ")", pattern)) {}
+      m_anchored(std::make_unique<code>("^(?:" + pattern + ")", pattern)),
+      m_ascii_only(reads_ascii_only(pattern)) {}
 
 json_pattern::~json_pattern() = default;
 

@@ -44,11 +44,20 @@ public:
     [[nodiscard]] bool found_in(std::string_view text) const noexcept;
     /// The fewest bytes a match takes (PCRE2's lower bound).
     [[nodiscard]] std::size_t min_length() const noexcept;
+    /// No match holds a non-ASCII character, read from the pattern's text:
+    /// it has none, and no item that matches one (`.`, a negated class, an
+    /// escape such as `\D`, `\h` or `\xe9`, a Unicode property, a
+    /// number escape, an inline option or verb, which may make a letter
+    /// caseless or `\w` Unicode's).
+    /// False where unsure: it only spares the mask the tokens that start
+    /// with a multi-byte character.
+    [[nodiscard]] bool ascii_only() const noexcept { return m_ascii_only; }
 
 private:
     struct code;
     std::unique_ptr<code> m_search;   // P
     std::unique_ptr<code> m_anchored; // ^(?:P)
+    bool m_ascii_only = false;
 };
 
 } // namespace weft::serve

@@ -71,7 +71,8 @@ public:
     explicit json_matcher(const json_schema* schema) noexcept : m_schema(schema) {}
 
     /// Feeds one byte; false (and the state unchanged) when no valid
-    /// document starts with the bytes so far plus this one.
+    /// document starts with the bytes so far plus this one, or when it
+    /// begins a multi-byte character in a pattern's text (see in_pattern).
     bool feed(std::uint8_t byte) noexcept;
     /// Feeds every byte of `bytes`, all or nothing.
     bool feed(std::string_view bytes) noexcept;
@@ -99,6 +100,14 @@ public:
         if (max == json_schema::unbounded) return -1;
         return static_cast<std::int64_t>(max) - static_cast<std::int64_t>(m_chars);
     }
+    /// Inside a patterned string's text (not its key): what follows is
+    /// taken as whole characters, each tested against the pattern; a
+    /// multi-byte character only in one piece (`feed` / `accepts` of a text
+    /// holding all of it), never byte by byte.
+    [[nodiscard]] bool in_pattern() const noexcept { return m_phase == phase::string && m_patterned && !m_key; }
+    /// in_pattern(), with a pattern that may match a non-ASCII character
+    /// (json_pattern::ascii_only).
+    [[nodiscard]] bool in_pattern_beyond_ascii() const noexcept;
     /// The top-level object is closed.
     [[nodiscard]] bool complete() const noexcept { return m_phase == phase::done; }
     /// Containers open at this point.
@@ -139,6 +148,7 @@ private:
     [[nodiscard]] bool pattern_text_only(std::string_view bytes) const noexcept;
     [[nodiscard]] std::optional<bool> pattern_extends(std::string_view bytes) const noexcept;
     bool pattern_text(std::string_view bytes) noexcept;
+    bool take(std::string_view bytes) noexcept;
     bool hex_digit(std::uint8_t c) noexcept;
     bool number_byte(std::uint8_t c) noexcept;
     bool bounded_digit(std::uint8_t c) noexcept;

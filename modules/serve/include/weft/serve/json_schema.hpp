@@ -45,9 +45,11 @@
 ///   value; `format` on a node that accepts no string constrains nothing there and is allowed;
 ///   `pattern` (a regular expression, PCRE2 syntax, which covers ECMA-262's):
 ///   the string is generated as a match from its start, of at most 256
-///   printable ASCII characters written as themselves (no escape), so a
-///   pattern whose matches need a quote, backslash, control or non-ASCII
-///   character cannot finish;
+///   bytes of characters written as themselves (no escape; a multi-byte
+///   character from a token that holds all of it, as PCRE2 matches whole
+///   characters), so a pattern whose matches need a quote, backslash or
+///   control character, or a character no token holds whole, cannot
+///   finish; `maxLength` counts characters;
 /// - `anyOf` / `oneOf` whose branches start with different kinds of value
 ///   (an object or null, a string or an integer, …): the first byte picks the
 ///   branch, as `Optional[...]` fields produce; in an `anyOf`, branches of
