@@ -204,3 +204,46 @@ TEST_CASE("a pattern reads as ASCII only when none of its items can match a non-
                json_pattern(p).found_in("\xc2\xa0"))); // é, the Kelvin sign, a no-break space
     }
 }
+
+TEST_CASE("patternProperties keys are generated as matches of the pattern, their values against its schema",
+          "[json][schema][pattern]") {
+    const json_schema s = json_schema::parse(R"({"type": "object", "properties": {"scores": {"type": "object",
+        "patternProperties": {"^[a-z]{2,8}$": {"type": "integer"}}, "maxProperties": 3}}})");
+    for (const char* doc : {R"({"scores":{}})", R"({"scores":{"ab":1,"xyz":-2}})", R"({"scores":{"abcdefgh":0}})"}) {
+        INFO(doc);
+        CHECK(takes(s, doc));
+    }
+    for (const char* doc : {R"({"scores":{"a":1}})", R"({"scores":{"AB":1}})", R"({"scores":{"ab":"x"}})",
+                            R"({"scores":{"abcdefghi":1}})", R"({"scores":{"ab":1,"cd":2,"ef":3,"gh":4}})",
+                            R"({"scores":{"a\u0062":1}})"}) {
+        INFO(doc);
+        CHECK_FALSE(takes(s, doc));
+    }
+    // A key is refused at the byte after which no match can follow.
+    json_matcher m(&s);
+    REQUIRE(m.feed(R"({"scores":{"a)"));
+    CHECK(m.in_pattern());
+    CHECK_FALSE(json_matcher(m).feed('B'));
+    CHECK_FALSE(json_matcher(m).feed('"'));
+    CHECK(json_matcher(m).feed(R"(b":)"));
+    CHECK(m.accepts("bc"));
+    CHECK_FALSE(m.accepts("b1"));
+
+    // Random documents: every key a match, every value an integer.
+    std::mt19937_64 rng(9);
+    const std::regex key("^[a-z]{2,8}$");
+    std::size_t keys = 0;
+    for (int walk = 0; walk < 200; ++walk) {
+        const std::string doc = weft::serve::test::random_walk(json_matcher(&s), rng, rng() % 120, R"(":,}0)", "},");
+        INFO(doc);
+        const json value = json::parse(doc);
+        if (!value.contains("scores")) continue;
+        CHECK(value["scores"].size() <= 3);
+        for (const auto& [k, v] : value["scores"].items()) {
+            CHECK(std::regex_search(k, key));
+            CHECK(v.is_number_integer());
+            ++keys;
+        }
+    }
+    CHECK(keys > 50);
+}

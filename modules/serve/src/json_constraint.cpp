@@ -78,7 +78,11 @@ bool json_matcher::take(std::string_view bytes) noexcept {
 }
 
 bool json_matcher::in_pattern_beyond_ascii() const noexcept {
-    return in_pattern() && !node_at(m_node).pattern->ascii_only();
+    return in_pattern() && !text_pattern().ascii_only();
+}
+
+const json_pattern& json_matcher::text_pattern() const noexcept {
+    return m_key ? *node_at(m_frames[m_depth - 1].node).key_pattern : *node_at(m_node).pattern;
 }
 
 bool json_matcher::pattern_text_only(std::string_view bytes) const noexcept {
@@ -371,10 +375,20 @@ bool json_matcher::start_key() noexcept {
     m_phase = phase::string;
     m_plain_ok = true;
     m_match_key = false;
+    m_patterned = false;
     if (m_schema == nullptr) return true;
     frame& f = m_frames[m_depth - 1];
     const json_schema::node& n = node_at(f.node);
-    if (n.properties.empty()) return f.count++ < n.max_properties && can_start(n.additional);
+    if (n.properties.empty()) {
+        if (n.key_pattern) {
+            m_patterned = true;
+            m_pattern_met = false;
+            m_text_size = 0;
+            m_chars = 0;
+            m_plain_ok = false;
+        }
+        return f.count++ < n.max_properties && can_start(n.additional);
+    }
     m_candidates = open_properties();
     ++f.count;
     m_pos = 0;
@@ -497,7 +511,7 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
         value_done();
         return true;
     }
-    if (m_patterned && !m_key) return pattern_byte(c);
+    if (m_patterned) return pattern_byte(c);
     if (m_utf8_left > 0) return utf8_byte(c);
     if (c == '"') {
         if (m_key) {
@@ -566,12 +580,17 @@ bool json_matcher::format_byte(std::uint32_t& state, std::uint32_t& chars, std::
 
 bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
     if (c == '"') {
-        const json_schema::node& n = node_at(m_node);
-        if (m_chars < n.min_length ||
-            (!m_pattern_met && !n.pattern->matches_from_start(std::string_view(m_text.data(), m_text_size)))) {
+        if ((!m_key && m_chars < node_at(m_node).min_length) ||
+            (!m_pattern_met && !text_pattern().matches_from_start(std::string_view(m_text.data(), m_text_size)))) {
             return false;
         }
-        value_done();
+        if (m_key) {
+            // A patternProperties key: its value follows the pattern's schema.
+            m_node = static_cast<std::uint16_t>(node_at(m_frames[m_depth - 1].node).additional);
+            m_phase = phase::colon;
+        } else {
+            value_done();
+        }
         return true;
     }
     const char byte = static_cast<char>(c);
@@ -586,10 +605,10 @@ bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
 /// text. Then, whether a match is complete whatever follows; none when
 /// refused.
 std::optional<bool> json_matcher::pattern_extends(std::string_view bytes) const noexcept {
-    const json_schema::node& n = node_at(m_node);
+    const std::uint32_t max_length = m_key ? json_schema::unbounded : node_at(m_node).max_length;
     const long long chars = detail::plain_text_chars(bytes);
     if (bytes.empty() || chars < 0 || bytes.size() > m_text.size() - m_text_size ||
-        static_cast<unsigned long long>(chars) > n.max_length - m_chars) {
+        static_cast<unsigned long long>(chars) > max_length - m_chars) {
         return std::nullopt;
     }
     if (m_pattern_met) return true;
@@ -598,7 +617,7 @@ std::optional<bool> json_matcher::pattern_extends(std::string_view bytes) const 
     std::array<char, json_schema::max_pattern_bytes> text;
     std::copy_n(m_text.begin(), m_text_size, text.begin());
     std::copy(bytes.begin(), bytes.end(), text.begin() + m_text_size);
-    const auto state = n.pattern->prefix(std::string_view(text.data(), m_text_size + bytes.size()));
+    const auto state = text_pattern().prefix(std::string_view(text.data(), m_text_size + bytes.size()));
     if (state == json_pattern::prefix_state::none) return std::nullopt;
     return state == json_pattern::prefix_state::matched;
 }

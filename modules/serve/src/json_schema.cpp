@@ -30,7 +30,8 @@ const std::set<std::string, std::less<>> keywords{"type",       "enum",     "con
                                                    "oneOf",      "$ref",     "minimum",  "maximum",
                                                    "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
                                                    "format", "pattern", "prefixItems", "additionalItems", "uniqueItems",
-                                                   "allOf", "minProperties", "maxProperties", "propertyNames"};
+                                                   "allOf", "minProperties", "maxProperties", "propertyNames",
+                                                   "patternProperties"};
 
 json_schema::value_kind kind_of_text(std::string_view text) {
     switch (text.front()) {
@@ -217,6 +218,7 @@ private:
                 n.additional = compile(*a, at_path(path, "additionalProperties"));
             }
         }
+        if (const auto p = s.find("patternProperties"); p != s.end()) key_pattern(*p, at_path(path, "patternProperties"), n);
         object_size(s, path, n);
         // Arrays.
         n.min_items = count(s, "minItems", path, 0);
@@ -631,6 +633,33 @@ private:
         n.format = *format;
     }
 
+    /// patternProperties: its one pattern's keys, each value against its
+    /// schema. Keys that match no pattern would be additionalProperties':
+    /// none is generated, so that needs no node.
+    void key_pattern(const json& p, const std::string& path, json_schema::node& n) {
+        if (!p.is_object()) fail(path, "must be an object");
+        if (p.empty()) return;
+        if (p.size() > 1) fail(path, "more than one pattern is not supported");
+        if (!n.properties.empty()) fail(path, "beside 'properties' is not supported");
+        const auto& [pattern, values] = *p.items().begin();
+        n.key_pattern = compile_pattern(pattern, at_path(path, pattern));
+        n.additional = compile(values, at_path(path, pattern));
+    }
+
+    static std::shared_ptr<const json_pattern> compile_pattern(const std::string& pattern, const std::string& path) {
+        std::shared_ptr<const json_pattern> out;
+        try {
+            out = std::make_shared<const json_pattern>(pattern);
+        } catch (const std::invalid_argument& e) {
+            fail(path, e.what());
+        }
+        if (out->min_length() > json_schema::max_pattern_bytes) {
+            fail(path, fmt::format("its matches take more than the {} bytes a patterned string may have",
+                                   json_schema::max_pattern_bytes));
+        }
+        return out;
+    }
+
     /// pattern: compiled once, shared by the matchers. Like format, it
     /// constrains strings only.
     static void string_pattern(const json& s, const std::string& path, bool strings, json_schema::node& n) {
@@ -639,16 +668,7 @@ private:
         if (!it->is_string()) fail(at_path(path, "pattern"), "must be a string");
         if (!strings) return;
         if (n.format != json_schema::string_format::none) fail(path, "'pattern' beside 'format' is not supported");
-        try {
-            n.pattern = std::make_shared<const json_pattern>(it->get<std::string>());
-        } catch (const std::invalid_argument& e) {
-            fail(at_path(path, "pattern"), e.what());
-        }
-        if (n.pattern->min_length() > json_schema::max_pattern_bytes) {
-            fail(at_path(path, "pattern"),
-                 fmt::format("its matches take more than the {} bytes a patterned string may have",
-                             json_schema::max_pattern_bytes));
-        }
+        n.pattern = compile_pattern(it->get<std::string>(), at_path(path, "pattern"));
     }
 
     /// minProperties / maxProperties, checked against what the object can

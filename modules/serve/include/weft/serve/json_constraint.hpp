@@ -100,11 +100,12 @@ public:
         if (max == json_schema::unbounded) return -1;
         return static_cast<std::int64_t>(max) - static_cast<std::int64_t>(m_chars);
     }
-    /// Inside a patterned string's text (not its key): what follows is
-    /// taken as whole characters, each tested against the pattern; a
-    /// multi-byte character only in one piece (`feed` / `accepts` of a text
-    /// holding all of it), never byte by byte.
-    [[nodiscard]] bool in_pattern() const noexcept { return m_phase == phase::string && m_patterned && !m_key; }
+    /// Inside a patterned string's text (a value under `pattern` or a key
+    /// under `patternProperties`): what follows is taken as whole
+    /// characters, each tested against the pattern; a multi-byte character
+    /// only in one piece (`feed` / `accepts` of a text holding all of it),
+    /// never byte by byte.
+    [[nodiscard]] bool in_pattern() const noexcept { return m_phase == phase::string && m_patterned; }
     /// in_pattern(), with a pattern that may match a non-ASCII character
     /// (json_pattern::ascii_only).
     [[nodiscard]] bool in_pattern_beyond_ascii() const noexcept;
@@ -145,6 +146,7 @@ private:
     bool utf8_byte(std::uint8_t c) noexcept;
     bool format_byte(std::uint32_t& state, std::uint32_t& chars, std::uint8_t c) const noexcept;
     bool pattern_byte(std::uint8_t c) noexcept;
+    [[nodiscard]] const json_pattern& text_pattern() const noexcept;
     [[nodiscard]] bool pattern_text_only(std::string_view bytes) const noexcept;
     [[nodiscard]] std::optional<bool> pattern_extends(std::string_view bytes) const noexcept;
     bool pattern_text(std::string_view bytes) noexcept;
@@ -201,7 +203,7 @@ private:
     std::uint64_t m_magnitude = 0;  // ...all of them, as one integer
     json_schema::string_format m_format = json_schema::string_format::none; // the string value's format
     std::uint32_t m_format_state = 0; // ...and how far into it (json_format.hpp)
-    bool m_patterned = false;         // the string value is held to its node's pattern
+    bool m_patterned = false;         // the string (value or key) is held to a pattern
     bool m_pattern_met = false;       // ...which a start of it matches, whatever follows
     std::uint16_t m_text_size = 0;    // ...and has these bytes so far:
     std::array<char, json_schema::max_pattern_bytes> m_text{};

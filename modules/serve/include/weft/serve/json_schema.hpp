@@ -15,7 +15,10 @@
 ///   keys are generated (each at most once, in any order, the required ones
 ///   before the object may close), as OpenAI's strict mode asks;
 ///   `minProperties` and `maxProperties` (pydantic's `dict` with
-///   `min_length` / `max_length`); `propertyNames` as an `enum` / `const`
+///   `min_length` / `max_length`); `patternProperties` with one pattern and
+///   no `properties` (pydantic's `dict[constr(pattern=...), V]`): each key
+///   generated as a match of the pattern (see `pattern`), its value against
+///   the pattern's schema; `propertyNames` as an `enum` / `const`
 ///   of names, directly or under a `$ref` (pydantic's `dict[Literal[...],
 ///   V]` or `dict[SomeEnum, V]`): read as those properties, each with its
 ///   declared schema or `additionalProperties`, and no other key;
@@ -146,6 +149,9 @@ public:
         std::uint64_t required = 0; ///< bit i: properties[i] is required
         /// Without properties: the node of every key's value, or -1 for none.
         std::int32_t additional = any;
+        /// `patternProperties` (one pattern, no properties): every key is
+        /// generated as a match of it, its value against `additional`.
+        std::shared_ptr<const json_pattern> key_pattern;
         /// minProperties / maxProperties: how many keys the object has.
         /// With properties, max leaves room for the required ones still
         /// missing, and min is at most their number.
