@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <memory>
 #include <random>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,9 +80,19 @@ bool valid(const json& schema, const json& v, const json& root) {
         }
         for (const auto& [k, value] : v.items()) {
             if (schema.contains("propertyNames") && !valid(schema["propertyNames"], json(k), root)) return false;
+            // A key that some patternProperties pattern matches meets
+            // that pattern's schema and is not an additional one.
+            bool patterned = false;
+            const json patterns = schema.value("patternProperties", json::object());
+            for (const auto& [p, sub] : patterns.items()) {
+                if (!std::regex_search(k, std::regex(p))) continue;
+                patterned = true;
+                if (!valid(sub, value, root)) return false;
+            }
             if (props.contains(k)) {
                 if (!valid(props[k], value, root)) return false;
-            } else if (schema.contains("additionalProperties") && !valid(schema["additionalProperties"], value, root)) {
+            } else if (!patterned && schema.contains("additionalProperties") &&
+                       !valid(schema["additionalProperties"], value, root)) {
                 return false;
             }
         }
@@ -121,6 +132,11 @@ bool valid(const json& schema, const json& v, const json& root) {
     if (v.is_string()) {
         const std::size_t n = code_points(v.get<std::string>());
         if (n < schema.value("minLength", 0u) || n > schema.value("maxLength", ~0u)) return false;
+        // (ASCII patterns here: std::regex reads bytes.)
+        if (schema.contains("pattern") &&
+            !std::regex_search(v.get<std::string>(), std::regex(schema["pattern"].get<std::string>()))) {
+            return false;
+        }
     }
     return true;
 }
@@ -241,8 +257,10 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "patternProperties": {"^(x": {}}})", "patternProperties.^(x: '^(x' is not a valid regular expression"},
         {R"({"type": "object", "patternProperties": {"^x": {"type": "strin"}}})", "'strin' is not a JSON Schema type"},
         {R"({"type": "object", "patternProperties": []})", "patternProperties: must be an object"},
-        {R"({"type": "object", "propertyNames": {"pattern": "^x"}})",
-         "propertyNames.pattern: only an enum or const of the names is supported in propertyNames"},
+        {R"({"type": "object", "propertyNames": {"pattern": "^x", "maxLength": 3}})",
+         "propertyNames.maxLength: only a pattern, or an enum or const of the names, is supported in propertyNames"},
+        {R"({"type": "object", "properties": {"a": {}}, "propertyNames": {"pattern": "^x"}})",
+         "propertyNames: a pattern beside 'properties' or 'patternProperties' is not supported"},
         {R"({"type": "object", "propertyNames": {"type": "string"}})",
          "propertyNames: only an enum or const of the names is supported"},
         {R"({"type": "object", "propertyNames": {"enum": ["a"]}, "properties": {"b": {}}, "required": ["b"]})",
@@ -891,4 +909,21 @@ TEST_CASE("object branches without a distinct constant tag are refused", "[json]
         INFO(schema);
         CHECK_THROWS_WITH(json_schema::parse(schema), Catch::Contains("both accept a value of the same kind"));
     }
+}
+
+TEST_CASE("keys under patternProperties or a propertyNames pattern match it, their values meet its schema",
+          "[json][schema][pattern]") {
+    const json schema = json::parse(R"({"type": "object", "properties": {
+        "scores": {"type": "object", "patternProperties": {"^[a-z]{1,4}$": {"type": "integer"}}, "maxProperties": 4},
+        "labels": {"type": "object", "propertyNames": {"type": "string", "pattern": "^L[0-9]+$"},
+                   "additionalProperties": {"type": "string", "maxLength": 3}},
+        "none": {"type": "object", "propertyNames": {"pattern": "^x"}, "additionalProperties": false},
+        "free": {"type": "object", "propertyNames": {"pattern": "^[A-Z]+$"}}}})");
+    check_documents(schema,
+                    {R"({"scores":{"a":1,"bcd":-20}})", R"({"labels":{"L1":"abc","L22":""}})", R"({"none":{}})",
+                     R"({"free":{"AB":[true,{"x":null}]}})"},
+                    {R"({"scores":{"abcde":1}})", R"({"scores":{"a":"1"}})", R"({"labels":{"l1":"a"}})",
+                     R"({"labels":{"L1":"abcd"}})", R"({"labels":{"L":"a"}})", R"({"none":{"x":1}})",
+                     R"({"free":{"Ab":1}})"});
+    walk_and_validate(schema, 300, 17);
 }

@@ -285,7 +285,8 @@ private:
     /// rewritten as the properties it allows: each name allowed is a
     /// property, with its schema in `properties` or else
     /// `additionalProperties` (left out where that is false), and no other
-    /// key is. Names of other forms (a pattern, a length) are refused.
+    /// key is. A pattern of names is read as patternProperties
+    /// (with_pattern_names); names of other forms (a length) are refused.
     json with_named_properties(const json& s, const std::string& path) const {
         const std::string names_path = at_path(path, "propertyNames");
         const json* names = &s.at("propertyNames");
@@ -295,6 +296,7 @@ private:
         json out = s;
         out.erase("propertyNames");
         if (names->is_boolean() && names->get<bool>()) return out;
+        if (names->is_object() && names->contains("pattern")) return with_pattern_names(s, *names, out, path);
         std::vector<std::string> allowed;
         if (names->is_object()) {
             for (const auto& [key, value] : names->items()) {
@@ -333,6 +335,27 @@ private:
         }
         out["properties"] = std::move(properties);
         out["additionalProperties"] = false;
+        return out;
+    }
+
+    /// `out` (`s` less its propertyNames) with `names`, a pattern, read as
+    /// patternProperties: keys that match it, each value against
+    /// `additionalProperties`.
+    static json with_pattern_names(const json& s, const json& names, json out, const std::string& path) {
+        const std::string names_path = at_path(path, "propertyNames");
+        for (const auto& [key, value] : names.items()) {
+            if ((key == "type" && value == "string") || key == "pattern" || detail::is_schema_annotation(key)) continue;
+            fail(at_path(names_path, key), "only a pattern, or an enum or const of the names, is supported in propertyNames");
+        }
+        if (!names.at("pattern").is_string()) fail(at_path(names_path, "pattern"), "must be a string");
+        if (!s.value("properties", json::object()).empty() || s.contains("patternProperties")) {
+            fail(names_path, "a pattern beside 'properties' or 'patternProperties' is not supported");
+        }
+        const json additional = s.value("additionalProperties", json(true));
+        if (additional == json(false)) return out; // no key at all
+        out.erase("additionalProperties");
+        out["patternProperties"] = json::object({{names.at("pattern").get<std::string>(),
+                                                  additional == json(true) ? json::object() : additional}});
         return out;
     }
 

@@ -21,7 +21,9 @@
 ///   the pattern's schema; `propertyNames` as an `enum` / `const`
 ///   of names, directly or under a `$ref` (pydantic's `dict[Literal[...],
 ///   V]` or `dict[SomeEnum, V]`): read as those properties, each with its
-///   declared schema or `additionalProperties`, and no other key;
+///   declared schema or `additionalProperties`, and no other key; or as a
+///   `pattern` (no `properties`): read as `patternProperties` of that
+///   pattern with `additionalProperties`' schema;
 /// - arrays: `items`, `minItems`, `maxItems`, and tuples: `prefixItems`
 ///   (then `items`, `false` for no more elements), or `items` as a list of
 ///   schemas with `additionalItems` (the older drafts' spelling);
