@@ -330,7 +330,9 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "properties": {"a": {}}, "required": ["b"]})", "\"b\" is not one of"},
         {R"({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})", "is not defined"},
         {R"({"type": "object", "properties": {"a": {"$ref": "http://x/y"}}})", "only references to #/$defs/NAME"},
-        {R"({"type": "object", "properties": {"a": {"anyOf": [{"type": "object"}, {"type": "object"}]}}})",
+        {R"({"type": "object", "properties": {"a": {"oneOf": [{"type": "object"}, {"type": "object", "maxProperties": 1}]}}})",
+         "both accept a value of the same kind"},
+        {R"({"type": "object", "properties": {"a": {"anyOf": [{"type": "object", "minProperties": 1}, {"type": "object", "maxProperties": 1}]}}})",
          "both accept a value of the same kind"},
         {R"({"type": "object", "properties": {"a": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "number", "maximum": 5}]}}})",
          "properties.a.anyOf: branches 0 and 1 both accept a value of the same kind"},
@@ -926,4 +928,15 @@ TEST_CASE("keys under patternProperties or a propertyNames pattern match it, the
                      R"({"labels":{"L1":"abcd"}})", R"({"labels":{"L":"a"}})", R"({"none":{"x":1}})",
                      R"({"free":{"Ab":1}})"});
     walk_and_validate(schema, 300, 17);
+}
+
+TEST_CASE("an anyOf branch that takes every object stands for all the object branches", "[json][schema]") {
+    // Union[Point, dict[str, Any]], as pydantic writes it.
+    const json schema = json::parse(R"({"type": "object", "$defs": {"Point": {"type": "object",
+        "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}, "required": ["x", "y"]}},
+        "properties": {"p": {"anyOf": [{"$ref": "#/$defs/Point"}, {"type": "object", "additionalProperties": true},
+                                       {"type": "null"}]}}})");
+    check_documents(schema, {R"({"p":{"x":1,"y":2}})", R"({"p":{"z":[1,"a"]}})", R"({"p":{}})", R"({"p":null})"},
+                    {R"({"p":[]})", R"({"p":1})"});
+    walk_and_validate(schema, 200, 23);
 }

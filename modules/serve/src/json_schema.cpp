@@ -451,6 +451,13 @@ private:
                 owner[k] = i;
             }
         }
+        if (objects.size() > 1 && !exclusive) {
+            // As for the other kinds: an anyOf branch that takes every
+            // object (`Union[Model, dict]`) is the union of them all.
+            const auto every = std::find_if(objects.begin(), objects.end(),
+                                            [&](std::uint16_t o) { return takes_every(o, json_schema::object_kind); });
+            if (every != objects.end()) objects = {*every};
+        }
         if (objects.size() == 1) n.by_kind[json_schema::object_kind] = objects[0];
         if (objects.size() > 1) n.by_kind[json_schema::object_kind] = discriminated(objects, object_branches, path);
         m_out.m_nodes[idx] = std::move(n);
@@ -459,7 +466,7 @@ private:
     }
 
     /// Whether `node` accepts every value of kind `k` (a finished node with
-    /// no constraint on that kind); objects are not asked.
+    /// no constraint on that kind).
     bool takes_every(std::int32_t node, std::size_t k) const {
         if (node < 0 || !m_done[static_cast<std::size_t>(node)]) return false;
         const json_schema::node& n = m_out.m_nodes[static_cast<std::size_t>(node)];
@@ -472,6 +479,9 @@ private:
         case json_schema::array_kind:
             return n.items == json_schema::any && n.prefix_items.empty() && n.min_items == 0 &&
                    n.max_items == json_schema::unbounded && !n.unique_items;
+        case json_schema::object_kind:
+            return n.properties.empty() && n.additional == json_schema::any && n.key_pattern == nullptr &&
+                   n.min_properties == 0 && n.max_properties == json_schema::unbounded && n.branches.empty();
         case json_schema::boolean_kind:
         case json_schema::null_kind: return true;
         default: return false;

@@ -59,7 +59,8 @@
 ///   (an object or null, a string or an integer, …): the first byte picks the
 ///   branch, as `Optional[...]` fields produce; in an `anyOf`, branches of
 ///   one kind where one of them takes every value of it (`Union[int,
-///   float]`: any number); several object branches when
+///   float]`: any number; `Union[Model, dict]`: any object); several
+///   object branches when
 ///   a property they all require has a different constant string in each
 ///   (a discriminated union, as pydantic's `Literal` tags make): that
 ///   property is generated first and its value picks the branch;
