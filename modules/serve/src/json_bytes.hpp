@@ -26,6 +26,32 @@ constexpr bool is_plain_string_byte(std::uint8_t c) noexcept {
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
+/// What a UTF-8 lead byte asks of the bytes after it: how many
+/// continuation bytes (0: not a lead byte), and the range of the first,
+/// which shuts out overlong forms, surrogates and code points past
+/// U+10FFFF (RFC 3629's table; the others are 0x80..0xbf).
+struct utf8_lead {
+    std::uint8_t continuations = 0;
+    std::uint8_t lo = 0x80;
+    std::uint8_t hi = 0xbf;
+};
+
+constexpr utf8_lead lead_of(std::uint8_t c) noexcept {
+    utf8_lead l;
+    if (c >= 0xc2 && c <= 0xdf) {
+        l.continuations = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        l.continuations = 2;
+        if (c == 0xe0) l.lo = 0xa0;
+        if (c == 0xed) l.hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        l.continuations = 3;
+        if (c == 0xf0) l.lo = 0x90;
+        if (c == 0xf4) l.hi = 0x8f;
+    }
+    return l;
+}
+
 /// The characters in `bytes` when it is whole characters that a JSON string
 /// holds as themselves: plain string bytes and well-formed multi-byte UTF-8
 /// (no overlong form, surrogate or code point past U+10FFFF; RFC 3629's
@@ -39,26 +65,12 @@ constexpr long long plain_text_chars(std::string_view bytes) noexcept {
             ++i;
             continue;
         }
-        std::size_t len = 0;
-        std::uint8_t lo = 0x80;
-        std::uint8_t hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            if (c == 0xe0) lo = 0xa0;
-            if (c == 0xed) hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            if (c == 0xf0) lo = 0x90;
-            if (c == 0xf4) hi = 0x8f;
-        } else {
-            return -1;
-        }
-        if (bytes.size() - i < len) return -1;
+        const utf8_lead l = lead_of(c);
+        const std::size_t len = std::size_t{l.continuations} + 1;
+        if (l.continuations == 0 || bytes.size() - i < len) return -1;
         for (std::size_t k = 1; k < len; ++k) {
             const auto t = static_cast<std::uint8_t>(bytes[i + k]);
-            if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xbf)) return -1;
+            if (t < (k == 1 ? l.lo : 0x80) || t > (k == 1 ? l.hi : 0xbf)) return -1;
         }
         i += len;
     }

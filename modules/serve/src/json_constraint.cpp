@@ -546,21 +546,11 @@ bool json_matcher::utf8_byte(std::uint8_t c) noexcept {
         return true;
     }
     if (c < 0x80) return true;
-    // A lead byte: how many continuation bytes follow, and the range of the
-    // first one that excludes overlong forms, surrogates and > U+10FFFF.
-    if (c >= 0xc2 && c <= 0xdf) {
-        m_utf8_left = 1;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        m_utf8_left = 2;
-        if (c == 0xe0) m_utf8_lo = 0xa0;
-        if (c == 0xed) m_utf8_hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        m_utf8_left = 3;
-        if (c == 0xf0) m_utf8_lo = 0x90;
-        if (c == 0xf4) m_utf8_hi = 0x8f;
-    } else {
-        return false;
-    }
+    const detail::utf8_lead l = detail::lead_of(c);
+    if (l.continuations == 0) return false;
+    m_utf8_left = l.continuations;
+    m_utf8_lo = l.lo;
+    m_utf8_hi = l.hi;
     return true;
 }
 
