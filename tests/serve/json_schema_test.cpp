@@ -257,6 +257,8 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "patternProperties": {"^(x": {}}})", "patternProperties.^(x: '^(x' is not a valid regular expression"},
         {R"({"type": "object", "patternProperties": {"^x": {"type": "strin"}}})", "'strin' is not a JSON Schema type"},
         {R"({"type": "object", "patternProperties": []})", "patternProperties: must be an object"},
+        {R"({"type": "object", "allOf": [{"patternProperties": {"^x": {}}}, {"additionalProperties": false}]})",
+         "allOf[0].patternProperties: not supported in an intersection (allOf, or beside $ref)"},
         {R"({"type": "object", "propertyNames": {"pattern": "^x", "maxLength": 3}})",
          "propertyNames.maxLength: only a pattern, or an enum or const of the names, is supported in propertyNames"},
         {R"({"type": "object", "properties": {"a": {}}, "propertyNames": {"pattern": "^x"}})",

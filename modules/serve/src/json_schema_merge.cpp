@@ -204,6 +204,10 @@ json merge_all_of(const json& doc, const json& schema, const std::string& path) 
                 }
             } else if (key == "additionalProperties") {
                 // Applied below, once every schema's properties are known.
+            } else if (key == "patternProperties") {
+                // Another schema's additionalProperties would hold these
+                // keys too, which one merged schema cannot say.
+                fail(key_path, "not supported in an intersection (allOf, or beside $ref)");
             } else if (!out.contains(key)) {
                 out[key] = value;
             } else if (json& have = out[key]; have == value) {
