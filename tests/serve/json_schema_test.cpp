@@ -259,12 +259,16 @@ TEST_CASE("json schema names each keyword it does not support", "[json][schema]"
         {R"({"type": "object", "patternProperties": []})", "patternProperties: must be an object"},
         {R"({"type": "object", "allOf": [{"patternProperties": {"^x": {}}}, {"additionalProperties": false}]})",
          "allOf[0].patternProperties: not supported in an intersection (allOf, or beside $ref)"},
-        {R"({"type": "object", "propertyNames": {"pattern": "^x", "maxLength": 3}})",
-         "propertyNames.maxLength: only a pattern, or an enum or const of the names, is supported in propertyNames"},
+        {R"({"type": "object", "propertyNames": {"pattern": "^x", "format": "email"}})",
+         "propertyNames.format: only a pattern and lengths, or an enum or const of the names, are supported"},
+        {R"({"type": "object", "propertyNames": {"maxLength": 3}, "properties": {"a": {}}})",
+         "propertyNames: key lengths beside 'properties' are not supported"},
+        {R"({"type": "object", "propertyNames": {"minLength": 3, "maxLength": 2}})",
+         "propertyNames: minLength is above maxLength"},
         {R"({"type": "object", "properties": {"a": {}}, "propertyNames": {"pattern": "^x"}})",
          "propertyNames: a pattern beside 'properties' or 'patternProperties' is not supported"},
-        {R"({"type": "object", "propertyNames": {"type": "string"}})",
-         "propertyNames: only an enum or const of the names is supported"},
+        {R"({"type": "object", "propertyNames": {"type": "string", "enum": ["a"], "minLength": 1}})",
+         "propertyNames.minLength: only a pattern and lengths, or an enum or const of the names, are supported"},
         {R"({"type": "object", "propertyNames": {"enum": ["a"]}, "properties": {"b": {}}, "required": ["b"]})",
          "required: \"b\" is not a name propertyNames allows"},
         {R"({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}, {"type": "integer"}]}}})",
@@ -941,4 +945,29 @@ TEST_CASE("an anyOf branch that takes every object stands for all the object bra
     check_documents(schema, {R"({"p":{"x":1,"y":2}})", R"({"p":{"z":[1,"a"]}})", R"({"p":{}})", R"({"p":null})"},
                     {R"({"p":[]})", R"({"p":1})"});
     walk_and_validate(schema, 200, 23);
+}
+
+TEST_CASE("propertyNames lengths bound each key, in characters", "[json][schema]") {
+    // dict[constr(max_length=3), int], and with a pattern too, as pydantic writes them.
+    const json schema = json::parse(R"({"type": "object", "properties": {
+        "short": {"type": "object", "propertyNames": {"maxLength": 3, "minLength": 1},
+                  "additionalProperties": {"type": "integer"}},
+        "coded": {"type": "object", "patternProperties": {"^[a-z]+$": {"type": "boolean"}},
+                  "propertyNames": {"maxLength": 2}},
+        "named": {"type": "object", "propertyNames": {"type": "string", "pattern": "^k", "maxLength": 3}},
+        "any": {"type": "object", "propertyNames": {"type": "string"}}}})");
+    check_documents(schema,
+                    {R"({"short":{"a":1,"bcd":2,"é€x":3}})", R"({"short":{"\u00e9":1}})", R"({"coded":{"ab":true}})",
+                     R"({"named":{"k":1,"kab":[]}})", R"({"any":{"":1,"anything at all":null}})"},
+                    {R"({"short":{"":1}})", R"({"short":{"abcd":1}})", R"({"short":{"é€xy":1}})",
+                     R"({"short":{"a":"x"}})", R"({"coded":{"abc":true}})", R"({"coded":{"A":true}})",
+                     R"({"named":{"kabc":1}})", R"({"named":{"ab":1}})"});
+    walk_and_validate(schema, 300, 29);
+    // A bounded key takes no plain token unchecked.
+    const json_schema compiled = json_schema::parse(schema.dump());
+    json_matcher m(&compiled);
+    REQUIRE(m.feed(R"({"short":{"ab)"));
+    CHECK_FALSE(m.in_plain_string());
+    CHECK(m.accepts("c"));
+    CHECK_FALSE(m.accepts("cd"));
 }

@@ -85,6 +85,14 @@ const json_pattern& json_matcher::text_pattern() const noexcept {
     return m_key ? *node_at(m_frames[m_depth - 1].node).key_pattern : *node_at(m_node).pattern;
 }
 
+std::uint32_t json_matcher::text_min_length() const noexcept {
+    return m_key ? node_at(m_frames[m_depth - 1].node).key_min_length : node_at(m_node).min_length;
+}
+
+std::uint32_t json_matcher::text_max_length() const noexcept {
+    return m_key ? node_at(m_frames[m_depth - 1].node).key_max_length : node_at(m_node).max_length;
+}
+
 bool json_matcher::pattern_text_only(std::string_view bytes) const noexcept {
     return in_pattern() && detail::plain_text_chars(bytes) >= 0;
 }
@@ -380,12 +388,13 @@ bool json_matcher::start_key() noexcept {
     frame& f = m_frames[m_depth - 1];
     const json_schema::node& n = node_at(f.node);
     if (n.properties.empty()) {
+        m_chars = 0;
+        // A key the schema bounds takes no plain token unchecked.
+        m_plain_ok = !n.key_pattern && n.key_min_length == 0 && n.key_max_length == json_schema::unbounded;
         if (n.key_pattern) {
             m_patterned = true;
             m_pattern_met = false;
             m_text_size = 0;
-            m_chars = 0;
-            m_plain_ok = false;
         }
         return f.count++ < n.max_properties && can_start(n.additional);
     }
@@ -515,7 +524,10 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
     if (m_utf8_left > 0) return utf8_byte(c);
     if (c == '"') {
         if (m_key) {
-            if (m_schema != nullptr) m_node = static_cast<std::uint16_t>(node_at(m_frames[m_depth - 1].node).additional);
+            if (m_schema != nullptr) {
+                if (m_chars < text_min_length()) return false;
+                m_node = static_cast<std::uint16_t>(node_at(m_frames[m_depth - 1].node).additional);
+            }
             m_phase = phase::colon;
         } else {
             if (m_schema != nullptr && m_chars < node_at(m_node).min_length) return false;
@@ -525,9 +537,11 @@ bool json_matcher::string_byte(std::uint8_t c) noexcept {
         return true;
     }
     if (c < 0x20) return false; // control characters must be escaped
-    if (m_schema != nullptr && !m_key) {
-        // A character begins (a byte, a lead byte or an escape).
-        if (m_chars >= node_at(m_node).max_length) return false;
+    if (m_schema != nullptr) {
+        // A character begins (a byte, a lead byte or an escape) of a value
+        // or a key under propertyNames' lengths (a key of declared
+        // properties is key_byte's).
+        if (m_chars >= text_max_length()) return false;
         ++m_chars;
     }
     if (c == '\\') {
@@ -570,7 +584,7 @@ bool json_matcher::format_byte(std::uint32_t& state, std::uint32_t& chars, std::
 
 bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
     if (c == '"') {
-        if ((!m_key && m_chars < node_at(m_node).min_length) ||
+        if (m_chars < text_min_length() ||
             (!m_pattern_met && !text_pattern().matches_from_start(std::string_view(m_text.data(), m_text_size)))) {
             return false;
         }
@@ -595,7 +609,7 @@ bool json_matcher::pattern_byte(std::uint8_t c) noexcept {
 /// text. Then, whether a match is complete whatever follows; none when
 /// refused.
 std::optional<bool> json_matcher::pattern_extends(std::string_view bytes) const noexcept {
-    const std::uint32_t max_length = m_key ? json_schema::unbounded : node_at(m_node).max_length;
+    const std::uint32_t max_length = text_max_length();
     const long long chars = detail::plain_text_chars(bytes);
     if (bytes.empty() || chars < 0 || bytes.size() > m_text.size() - m_text_size ||
         static_cast<unsigned long long>(chars) > max_length - m_chars) {

@@ -114,7 +114,9 @@ private:
             return compile_union(s.at(any_of ? "anyOf" : "oneOf"), at_path(path, any_of ? "anyOf" : "oneOf"),
                                  memo_key, one_of && !any_of);
         }
-        if (s.contains("propertyNames")) return compile(with_named_properties(s, path), path, memo_key);
+        if (s.contains("propertyNames") && !lengths_only(s.at("propertyNames"))) {
+            return compile(with_named_properties(s, path), path, memo_key);
+        }
         const std::uint16_t idx = allocate(memo_key);
         json_schema::node n;
         // type
@@ -219,6 +221,7 @@ private:
             }
         }
         if (const auto p = s.find("patternProperties"); p != s.end()) key_pattern(*p, at_path(path, "patternProperties"), n);
+        if (const auto p = s.find("propertyNames"); p != s.end()) key_lengths(*p, at_path(path, "propertyNames"), n);
         object_size(s, path, n);
         // Arrays.
         n.min_items = count(s, "minItems", path, 0);
@@ -308,7 +311,8 @@ private:
                 } else if (key == "const") {
                     if (value.is_string()) allowed.push_back(value.get<std::string>());
                 } else if (!detail::is_schema_annotation(key)) {
-                    fail(at_path(names_path, key), "only an enum or const of the names is supported in propertyNames");
+                    fail(at_path(names_path, key),
+                         "only a pattern and lengths, or an enum or const of the names, are supported in propertyNames");
                 }
             }
             if (!names->contains("enum") && !names->contains("const")) {
@@ -343,10 +347,17 @@ private:
     /// `additionalProperties`.
     static json with_pattern_names(const json& s, const json& names, json out, const std::string& path) {
         const std::string names_path = at_path(path, "propertyNames");
+        json lengths = json::object();
         for (const auto& [key, value] : names.items()) {
-            if ((key == "type" && value == "string") || key == "pattern" || detail::is_schema_annotation(key)) continue;
-            fail(at_path(names_path, key), "only a pattern, or an enum or const of the names, is supported in propertyNames");
+            if (is_length(key)) lengths[key] = value;
+            if (is_length(key) || (key == "type" && value == "string") || key == "pattern" ||
+                detail::is_schema_annotation(key)) {
+                continue;
+            }
+            fail(at_path(names_path, key),
+                 "only a pattern and lengths, or an enum or const of the names, are supported in propertyNames");
         }
+        if (!lengths.empty()) out["propertyNames"] = std::move(lengths);
         if (!names.at("pattern").is_string()) fail(at_path(names_path, "pattern"), "must be a string");
         if (!s.value("properties", json::object()).empty() || s.contains("patternProperties")) {
             fail(names_path, "a pattern beside 'properties' or 'patternProperties' is not supported");
@@ -678,6 +689,26 @@ private:
         n.key_pattern = compile_pattern(pattern, at_path(path, pattern));
         n.additional = compile(values, at_path(path, pattern));
     }
+
+    /// propertyNames left with lengths only (see lengths_only): each key's.
+    static void key_lengths(const json& names, const std::string& path, json_schema::node& n) {
+        if (!n.properties.empty()) fail(path, "key lengths beside 'properties' are not supported");
+        n.key_min_length = count(names, "minLength", path, 0);
+        n.key_max_length = count(names, "maxLength", path, json_schema::unbounded);
+        if (n.key_min_length > n.key_max_length) fail(path, "minLength is above maxLength");
+    }
+
+    /// A propertyNames schema that bounds the keys' lengths and nothing
+    /// else, read by key_lengths where the others are rewritten.
+    static bool lengths_only(const json& names) {
+        if (!names.is_object()) return false;
+        return std::all_of(names.items().begin(), names.items().end(), [](const auto& item) {
+            const std::string& key = item.key();
+            return is_length(key) || (key == "type" && item.value() == "string") || detail::is_schema_annotation(key);
+        });
+    }
+
+    static bool is_length(std::string_view key) { return key == "minLength" || key == "maxLength"; }
 
     static std::shared_ptr<const json_pattern> compile_pattern(const std::string& pattern, const std::string& path) {
         std::shared_ptr<const json_pattern> out;

@@ -147,6 +147,8 @@ private:
     bool format_byte(std::uint32_t& state, std::uint32_t& chars, std::uint8_t c) const noexcept;
     bool pattern_byte(std::uint8_t c) noexcept;
     [[nodiscard]] const json_pattern& text_pattern() const noexcept;
+    [[nodiscard]] std::uint32_t text_min_length() const noexcept;
+    [[nodiscard]] std::uint32_t text_max_length() const noexcept;
     [[nodiscard]] bool pattern_text_only(std::string_view bytes) const noexcept;
     [[nodiscard]] std::optional<bool> pattern_extends(std::string_view bytes) const noexcept;
     bool pattern_text(std::string_view bytes) noexcept;

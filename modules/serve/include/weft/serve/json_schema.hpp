@@ -23,7 +23,9 @@
 ///   V]` or `dict[SomeEnum, V]`): read as those properties, each with its
 ///   declared schema or `additionalProperties`, and no other key; or as a
 ///   `pattern` (no `properties`): read as `patternProperties` of that
-///   pattern with `additionalProperties`' schema;
+///   pattern with `additionalProperties`' schema; its `minLength` /
+///   `maxLength` bound each key (pydantic's `dict[constr(max_length=...),
+///   V]`);
 /// - arrays: `items`, `minItems`, `maxItems`, and tuples: `prefixItems`
 ///   (then `items`, `false` for no more elements), or `items` as a list of
 ///   schemas with `additionalItems` (the older drafts' spelling);
@@ -155,6 +157,10 @@ public:
         /// `patternProperties` (one pattern, no properties): every key is
         /// generated as a match of it, its value against `additional`.
         std::shared_ptr<const json_pattern> key_pattern;
+        /// `propertyNames` with `minLength` / `maxLength` (no properties):
+        /// how many characters each key has.
+        std::uint32_t key_min_length = 0;
+        std::uint32_t key_max_length = unbounded;
         /// minProperties / maxProperties: how many keys the object has.
         /// With properties, max leaves room for the required ones still
         /// missing, and min is at most their number.
