@@ -118,7 +118,13 @@ summary summarize_run(const std::vector<request_record>& records, std::vector<do
         if (cfg.stream) {
             max_itls.push_back(r.max_itl_s);
         }
-        if (tokens < cfg.max_tokens) {
+        // Short of max_tokens: fewer tokens than asked by the server's
+        // count; without one, events are counted, which may each carry
+        // several tokens (a character split across tokens is sent whole),
+        // so a "length" finish says max_tokens was reached.
+        const bool reached = tokens >= cfg.max_tokens ||
+                             (r.usage_completion_tokens < 0 && r.finish_reason == "length");
+        if (!reached) {
             ++s.incomplete_outputs;
         }
         if (cfg.stream && r.usage_completion_tokens >= 0 && r.usage_completion_tokens != r.output_tokens) {

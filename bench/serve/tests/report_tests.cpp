@@ -19,6 +19,11 @@ request_record ok(double ttft, double e2e, int tokens, double max_itl = 0) {
     return r;
 }
 
+request_record stopped(request_record r) {
+    r.finish_reason = "stop";
+    return r;
+}
+
 request_record failed(error_kind kind, int status = 0) {
     request_record r;
     r.error = kind;
@@ -58,7 +63,7 @@ TEST_CASE("run summary computes TPOT, throughput and goodput as vLLM does", "[lo
         ok(0.010, 0.110, 11, 0.02), // TPOT 10 ms: good
         ok(0.060, 0.160, 11, 0.03), // TTFT over: not good
         ok(0.010, 0.210, 11, 0.05), // TPOT 20 ms: not good
-        ok(0.020, 0.020, 1),        // one token: TPOT counts as 0, good; short of max_tokens
+        stopped(ok(0.020, 0.020, 1)), // one token: TPOT counts as 0, good; short of max_tokens
         failed(error_kind::http_status, 503),
         failed(error_kind::reset),
     };
@@ -81,7 +86,8 @@ TEST_CASE("run summary computes TPOT, throughput and goodput as vLLM does", "[lo
     CHECK(s.errors[static_cast<std::size_t>(error_kind::http_status)] == 1);
     CHECK(s.errors[static_cast<std::size_t>(error_kind::reset)] == 1);
     CHECK(s.http_status.at(503) == 1);
-    CHECK(s.finish_reasons.at("length") == 4);
+    CHECK(s.finish_reasons.at("length") == 3);
+    CHECK(s.finish_reasons.at("stop") == 1);
     CHECK(s.error_samples.size() == 2);
 }
 
@@ -96,6 +102,19 @@ TEST_CASE("run summary counts the server's completion tokens when a stream's eve
     CHECK(s.tpot.median == Approx(10.0)); // 150 ms over 15 tokens after the first
     CHECK(s.incomplete_outputs == 0);
     CHECK(s.usage_mismatches == 1);       // still reported: events and tokens differ
+}
+
+TEST_CASE("run summary takes a length finish as max_tokens reached when events are all it counts", "[loadgen][report]") {
+    run_config cfg;
+    cfg.max_tokens = 16;
+    cfg.stream = true;
+    // 12 events without the server's count: a length finish reached 16
+    // tokens, a stop did not.
+    const summary s = summarize_run({ok(0.010, 0.160, 12), stopped(ok(0.010, 0.160, 12))}, {}, 1.0, cfg);
+    CHECK(s.incomplete_outputs == 1);
+    request_record counted = ok(0.010, 0.160, 12);
+    counted.usage_completion_tokens = 12; // the server's count says short, whatever the finish
+    CHECK(summarize_run({counted}, {}, 1.0, cfg).incomplete_outputs == 1);
 }
 
 TEST_CASE("run summary without SLOs has no goodput and JSON carries the configuration", "[loadgen][report]") {
