@@ -288,8 +288,9 @@ private:
     /// rewritten as the properties it allows: each name allowed is a
     /// property, with its schema in `properties` or else
     /// `additionalProperties` (left out where that is false), and no other
-    /// key is. A pattern of names is read as patternProperties
-    /// (with_pattern_names); names of other forms (a length) are refused.
+    /// key is. A pattern of names (and lengths) is read as
+    /// patternProperties (with_pattern_names); lengths alone are read by
+    /// key_lengths; names of other forms (a format) are refused.
     json with_named_properties(const json& s, const std::string& path) const {
         const std::string names_path = at_path(path, "propertyNames");
         const json* names = &s.at("propertyNames");
@@ -492,7 +493,8 @@ private:
                    n.max_items == json_schema::unbounded && !n.unique_items;
         case json_schema::object_kind:
             return n.properties.empty() && n.additional == json_schema::any && n.key_pattern == nullptr &&
-                   n.min_properties == 0 && n.max_properties == json_schema::unbounded && n.branches.empty();
+                   n.key_min_length == 0 && n.key_max_length == json_schema::unbounded && n.min_properties == 0 &&
+                   n.max_properties == json_schema::unbounded && n.branches.empty();
         case json_schema::boolean_kind:
         case json_schema::null_kind: return true;
         default: return false;
