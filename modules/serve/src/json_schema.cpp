@@ -687,9 +687,9 @@ private:
         if (p.empty()) return;
         if (p.size() > 1) fail(path, "more than one pattern is not supported");
         if (!n.properties.empty()) fail(path, "beside 'properties' is not supported");
-        const auto& [pattern, values] = *p.items().begin();
+        const std::string& pattern = p.begin().key();
         n.key_pattern = compile_pattern(pattern, at_path(path, pattern));
-        n.additional = compile(values, at_path(path, pattern));
+        n.additional = compile(p.begin().value(), at_path(path, pattern));
     }
 
     /// propertyNames left with lengths only (see lengths_only): each key's.
@@ -704,10 +704,12 @@ private:
     /// else, read by key_lengths where the others are rewritten.
     static bool lengths_only(const json& names) {
         if (!names.is_object()) return false;
-        return std::all_of(names.items().begin(), names.items().end(), [](const auto& item) {
-            const std::string& key = item.key();
-            return is_length(key) || (key == "type" && item.value() == "string") || detail::is_schema_annotation(key);
-        });
+        for (const auto& [key, value] : names.items()) {
+            if (!is_length(key) && !(key == "type" && value == "string") && !detail::is_schema_annotation(key)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     static bool is_length(std::string_view key) { return key == "minLength" || key == "maxLength"; }
