@@ -5,7 +5,8 @@
 #      errors, requests/s, p50 end-to-end (closed loop, with the default compute
 #      threads and with one); the same load offered
 #      open-loop at 2000 requests/s over 1000 connections.
-#   2. small demo model: output tokens/s at 32 concurrent streams against 1.
+#   2. small demo model: output tokens/s at 32 concurrent streams against 1,
+#      in GOAL2_ROUNDS alternating rounds (default 7; the median round counts).
 #   3. small demo model: the longest inter-token gap of 16 decoding streams,
 #      with and without a 2000-token prompt arriving in the middle.
 #
@@ -49,10 +50,18 @@ m=$(model_name 18181)
   --no-stream --json "$out/calibrate.json" >/dev/null
 words_for() { python3 -c "import json; j=json.load(open('$out/calibrate.json')); print(max(1, round(1000 * $1 / max(1, j['total_input_tokens']))))"; }
 words=$(words_for 16)
-"$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 12 --max-tokens 64 --prompt-tokens "$words" \
-  --stream-usage --warmup 1 --label "small c=1" --json "$out/goal2-c1.json" | grep -E "throughput|Successful"
-"$loadgen" --port 18181 --model "$m" --concurrency 32 --requests 96 --max-tokens 64 --prompt-tokens "$words" \
-  --stream-usage --label "small c=32" --json "$out/goal2-c32.json" | grep -E "throughput|Successful"
+# One stream against 32, in alternating rounds: a run lasts seconds, and on a
+# shared 2-core machine one round's ratio can be off by a quarter either way.
+# The summary takes the round with the median ratio, and keeps every round.
+rounds="${GOAL2_ROUNDS:-7}"
+for r in $(seq "$rounds"); do
+  "$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 12 --max-tokens 64 --prompt-tokens "$words" \
+    --stream-usage --warmup 1 --label "small c=1, round $r" --json "$out/goal2-c1-r$r.json" >/dev/null
+  "$loadgen" --port 18181 --model "$m" --concurrency 32 --requests 96 --max-tokens 64 --prompt-tokens "$words" \
+    --stream-usage --label "small c=32, round $r" --json "$out/goal2-c32-r$r.json" >/dev/null
+  python3 -c "import json; a, b = (json.load(open('$out/goal2-c%s-r$r.json' % c))['output_throughput'] for c in (1, 32)); \
+print('round $r: %.0f vs %.0f tok/s = %.2fx' % (b, a, b / a))"
+done
 
 echo "== goal 3: 16 decoding streams, with and without a 2000-token prompt arriving"
 words=$(words_for 2000)
@@ -72,7 +81,18 @@ import json, sys, os
 out = sys.argv[1]
 load = lambda n: json.load(open(os.path.join(out, n)))
 c, o, c1t = load("goal1-closed.json"), load("goal1-open.json"), load("goal1-closed-t1.json")
-c1, c32 = load("goal2-c1.json"), load("goal2-c32.json")
+rounds2 = []
+r = 1
+while os.path.exists(os.path.join(out, f"goal2-c1-r{r}.json")):
+    a, b = load(f"goal2-c1-r{r}.json"), load(f"goal2-c32-r{r}.json")
+    rounds2.append({"tokens_per_s_c1": a["output_throughput"], "tokens_per_s_c32": b["output_throughput"],
+                    "ratio": b["output_throughput"] / a["output_throughput"], "c1": a, "c32": b})
+    r += 1
+by_ratio = sorted(rounds2, key=lambda x: x["ratio"])
+median2 = by_ratio[(len(by_ratio) - 1) // 2]  # the lower median: a real round, not an average of two
+c1, c32 = median2["c1"], median2["c32"]
+json.dump(c1, open(os.path.join(out, "goal2-c1.json"), "w"), indent=2)
+json.dump(c32, open(os.path.join(out, "goal2-c32.json"), "w"), indent=2)
 base, stall, long_ = load("goal3-base.json"), load("goal3-stall.json"), load("goal3-long.json")
 errors = lambda j: j["failed"]
 summary = {
@@ -85,7 +105,10 @@ summary = {
                         "p99_e2e_ms": o["e2el_ms"]["p99"], "errors": errors(o), "completed": o["completed"]},
     "goal2": {"tokens_per_s_c1": c1["output_throughput"], "tokens_per_s_c32": c32["output_throughput"],
               "ratio": c32["output_throughput"] / c1["output_throughput"],
-              "prompt_tokens_per_request": c32["total_input_tokens"] / max(1, c32["completed"])},
+              "prompt_tokens_per_request": c32["total_input_tokens"] / max(1, c32["completed"]),
+              "round": "the round with the median ratio", "min_ratio": by_ratio[0]["ratio"],
+              "max_ratio": by_ratio[-1]["ratio"], "rounds_at_or_above_8x": sum(x["ratio"] >= 8 for x in rounds2),
+              "rounds": [{k: x[k] for k in ("tokens_per_s_c1", "tokens_per_s_c32", "ratio")} for x in rounds2]},
     "goal3": {"max_itl_ms_without": base["itl_ms"]["max"], "max_itl_ms_with": stall["itl_ms"]["max"],
               "ratio": stall["itl_ms"]["max"] / base["itl_ms"]["max"],
               "long_prompt_tokens": long_["total_input_tokens"], "long_prompt_e2e_ms": long_["e2el_ms"]["median"]},
@@ -98,7 +121,7 @@ lines = [
     f"| 1. tiny, 1000 clients closed loop | {g1['requests_per_s']:.0f} req/s, p50 e2e {g1['p50_e2e_ms']:.0f} ms, {g1['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
     f"| 1. the same, --threads 1 | {g1t['requests_per_s']:.0f} req/s, p50 e2e {g1t['p50_e2e_ms']:.0f} ms, {g1t['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
     f"| 1. tiny, 2000 req/s offered, 1000 connections | {g1o['requests_per_s']:.0f} req/s, p50 e2e {g1o['p50_e2e_ms']:.0f} ms, {g1o['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
-    f"| 2. small, 32 streams vs 1 ({g2['prompt_tokens_per_request']:.0f}-token prompts, 64 out) | {g2['tokens_per_s_c32']:.0f} vs {g2['tokens_per_s_c1']:.0f} tok/s = {g2['ratio']:.1f}x | >= 8x |",
+    f"| 2. small, 32 streams vs 1 ({g2['prompt_tokens_per_request']:.0f}-token prompts, 64 out) | {g2['tokens_per_s_c32']:.0f} vs {g2['tokens_per_s_c1']:.0f} tok/s = {g2['ratio']:.1f}x (median of {len(g2['rounds'])} rounds: {g2['min_ratio']:.1f}x to {g2['max_ratio']:.1f}x, {g2['rounds_at_or_above_8x']} at 8x or more) | >= 8x |",
     f"| 3. longest gap of 16 streams, {g3['long_prompt_tokens']}-token prompt arriving | {g3['max_itl_ms_with']:.0f} ms vs {g3['max_itl_ms_without']:.0f} ms = {g3['ratio']:.2f}x | <= 2x |",
 ]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
