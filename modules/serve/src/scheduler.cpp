@@ -95,7 +95,7 @@ admit_result scheduler::add(sequence_request request) {
     s->arrival = m_arrivals++;
     s->queue_key = ++m_queue_back;
     s->waiting_since = m_steps;
-    m_waiting.push_back(s.get());
+    m_waiting.push(s->priority, s->queue_key, s->waiting_since, s.get());
     m_sequences.emplace(request.id, std::move(s));
     return admit_result::accepted;
 }
@@ -225,7 +225,7 @@ void scheduler::preempt(sequence& s, build& b) {
     std::erase(m_running, &s);
     s.queue_key = --m_queue_front; // head of its class
     s.waiting_since = b.step;
-    m_waiting.push_back(&s);
+    m_waiting.push(s.priority, s.queue_key, s.waiting_since, &s);
     b.preempted.push_back(s.id);
     ++m_preemptions;
 }
@@ -234,28 +234,13 @@ void scheduler::admit_waiting(build& b) {
     if (m_waiting.empty() || m_running.size() >= m_config.max_running || b.budget == 0) {
         return; // no room: skip ordering a queue that may hold thousands
     }
-    const std::uint64_t calls_before = b.step - 1;
-    const auto effective = [&](const sequence* s) {
-        // A sequence preempted by this very call has not waited at all yet.
-        const std::uint64_t waited = calls_before > s->waiting_since ? calls_before - s->waiting_since : 0;
-        const auto aged = m_config.aging_steps != 0 ? static_cast<std::int64_t>(waited / m_config.aging_steps) : 0;
-        return std::int64_t{s->priority} - aged;
-    };
-    // Each key computed once, then taken in order from a heap: thousands
-    // may wait and only the first few fit, so a full sort would be wasted.
-    // (queue_key is unique: the order is total, the same as a sort's.)
-    m_order.clear();
-    for (sequence* s : m_waiting) m_order.push_back({effective(s), s->queue_key, s});
-    const auto later = [](const waiting_key& x, const waiting_key& y) {
-        return std::pair(x.effective, x.queue_key) > std::pair(y.effective, y.queue_key);
-    };
-    std::make_heap(m_order.begin(), m_order.end(), later);
+    // Aging counts the schedule() calls before this one (a sequence preempted
+    // by this very call has not waited at all yet). Thousands may wait and
+    // only the first few fit: the queue yields them in order one at a time.
+    auto order = m_waiting.order(b.step - 1, m_config.aging_steps);
     const std::size_t chunk_cap = prefill_cap();
-    bool admitted = false;
-    while (!m_order.empty()) {
-        std::pop_heap(m_order.begin(), m_order.end(), later);
-        sequence* s = m_order.back().seq;
-        m_order.pop_back();
+    m_admitted.clear();
+    while (sequence* s = order.next()) {
         if (m_running.size() >= m_config.max_running || b.budget == 0) {
             break;
         }
@@ -292,13 +277,11 @@ void scheduler::admit_waiting(build& b) {
         }
         s->running = true;
         m_running.push_back(s);
+        m_admitted.push_back(s);
         b.entries.push_back({s, s->computed, n});
         b.budget -= n;
-        admitted = true;
     }
-    if (admitted) {
-        std::erase_if(m_waiting, [](const sequence* s) { return s->running; });
-    }
+    for (const sequence* s : m_admitted) m_waiting.erase(s->priority, s->queue_key);
 }
 
 void scheduler::commit(const step_plan& plan, std::span<const token_id> sampled) {
@@ -419,7 +402,11 @@ bool scheduler::remove(seq_id id) {
     }
     sequence* s = it->second.get();
     release_blocks(*s);
-    std::erase(s->running ? m_running : m_waiting, s);
+    if (s->running) {
+        std::erase(m_running, s);
+    } else {
+        m_waiting.erase(s->priority, s->queue_key);
+    }
     m_sequences.erase(it);
     return true;
 }

@@ -69,6 +69,7 @@
 #include <weft/serve/block_manager.hpp>
 #include <weft/serve/prefix_cache.hpp>
 #include <weft/serve/token.hpp>
+#include <weft/serve/waiting_queue.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -232,13 +233,8 @@ private:
     std::unique_ptr<prefix_cache> m_prefix; // after m_blocks: it refers to it
     std::unordered_map<seq_id, std::unique_ptr<sequence>> m_sequences;
     std::vector<sequence*> m_running; // admission order
-    std::vector<sequence*> m_waiting; // unordered; admit_waiting orders it
-    struct waiting_key {
-        std::int64_t effective; // priority less aging
-        std::int64_t queue_key;
-        sequence* seq;
-    };
-    std::vector<waiting_key> m_order; // admit_waiting's scratch: m_waiting's keys as a heap, next to admit on top
+    waiting_queue<sequence> m_waiting; // by priority class with aging, then queue key
+    std::vector<sequence*> m_admitted; // admit_waiting's scratch: taken off m_waiting after its pass
     std::uint64_t m_steps = 0;        // schedule() calls so far
     std::uint64_t m_committed = 0;    // step of the last committed plan
     std::uint64_t m_draft_tokens = 0;
