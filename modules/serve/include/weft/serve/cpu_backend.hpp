@@ -52,6 +52,9 @@ public:
 
     /// Runs the step on the backend's step thread; resumes the awaiter there.
     task<void> step(const batch& b, step_output& out) override;
+    /// True: the step thread runs the next step as soon as the coroutine it
+    /// resumed awaits it, without a hand-off.
+    bool continues_on_step_thread() const noexcept override { return true; }
     /// Runs the step on the calling thread (with the pool's help), for tests
     /// and benchmarks.
     void step_sync(const batch& b, step_output& out);

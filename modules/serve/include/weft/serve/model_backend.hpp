@@ -38,6 +38,13 @@ public:
     virtual std::string describe() const = 0;
 
     virtual task<void> step(const batch& b, step_output& out) = 0;
+
+    /// True when the coroutine a step resumed may stay on that backend
+    /// thread, schedule there, and await the next step from it: the CPU
+    /// backend's step thread then takes the next batch as soon as it is
+    /// built, with no thread to wake in between. False (the default): the
+    /// engine hops back to its own thread after every step.
+    virtual bool continues_on_step_thread() const noexcept { return false; }
 };
 
 } // namespace weft::serve
