@@ -88,21 +88,26 @@ public:
     public:
         T* next() {
             head* best = nullptr;
+            const entry* best_entry = nullptr;
             std::int64_t best_effective = 0;
-            std::int64_t best_key = 0;
             for (head& h : m_heads) {
                 const entry* e = h.peek(m_now, m_aging);
                 if (e == nullptr) {
                     continue;
                 }
                 const std::int64_t eff = h.priority - aged(*e, m_now, m_aging);
-                if (best == nullptr || std::pair(eff, e->queue_key) < std::pair(best_effective, best_key)) {
+                if (best == nullptr ||
+                    std::pair(eff, e->queue_key) < std::pair(best_effective, best_entry->queue_key)) {
                     best = &h;
+                    best_entry = e;
                     best_effective = eff;
-                    best_key = e->queue_key;
                 }
             }
-            return best != nullptr ? best->take(m_now, m_aging)->item : nullptr;
+            if (best == nullptr) {
+                return nullptr;
+            }
+            best->pass(best_entry);
+            return best_entry->item;
         }
 
     private:
@@ -122,14 +127,13 @@ public:
                 }
                 return before(*a, *r, now, aging) ? a : r;
             }
-            const entry* take(std::uint64_t now, std::uint64_t aging) {
-                const entry* e = peek(now, aging);
+            /// Moves past `e`, the entry peek() returned.
+            void pass(const entry* e) {
                 if (run != run_end && e == &run->second) {
                     ++run;
                 } else {
                     ++next_apart;
                 }
-                return e;
             }
         };
         std::vector<head> m_heads;
