@@ -17,8 +17,7 @@ struct scheduler::sequence {
     bool reuse_prefix = true;
     std::size_t max_chunk = 0;       // 0: the config's
     std::uint64_t arrival = 0;       // add() order: preemption victims are the latest
-    std::int64_t queue_key = 0;      // order within a priority class while waiting
-    std::uint64_t waiting_since = 0; // schedule() calls before it began waiting
+    std::int64_t queue_key = 0;      // order within a priority class while waiting (m_waiting's key)
     std::size_t computed = 0;        // positions whose KV entries exist
     std::vector<block_id> blocks;
     std::vector<token_id> draft;     // proposed tokens after the last one (see propose)
@@ -94,8 +93,7 @@ admit_result scheduler::add(sequence_request request) {
     s->max_chunk = request.max_chunk;
     s->arrival = m_arrivals++;
     s->queue_key = ++m_queue_back;
-    s->waiting_since = m_steps;
-    m_waiting.push(s->priority, s->queue_key, s->waiting_since, s.get());
+    m_waiting.push(s->priority, s->queue_key, m_steps, s.get()); // waiting since m_steps schedule() calls
     m_sequences.emplace(request.id, std::move(s));
     return admit_result::accepted;
 }
@@ -224,8 +222,7 @@ void scheduler::preempt(sequence& s, build& b) {
     s.running = false;
     std::erase(m_running, &s);
     s.queue_key = --m_queue_front; // head of its class
-    s.waiting_since = b.step;
-    m_waiting.push(s.priority, s.queue_key, s.waiting_since, &s);
+    m_waiting.push(s.priority, s.queue_key, b.step, &s); // waiting from this call on
     b.preempted.push_back(s.id);
     ++m_preemptions;
 }
