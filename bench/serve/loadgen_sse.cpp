@@ -1,5 +1,7 @@
 #include "loadgen_sse.hpp"
 
+#include <cstring>
+
 namespace weft::loadgen {
 
 namespace {
@@ -38,6 +40,21 @@ void sse_parser::reset() noexcept {
     m_at_start = true;
 }
 
+namespace {
+
+/// The first CR or LF of `s`, or npos. Two memchr passes: string_view's
+/// find_first_of calls memchr on the two-character set once per character
+/// of `s`, a fifth of the load generator's time under goal 1's load.
+std::size_t line_end(std::string_view s) noexcept {
+    const void* lf = std::memchr(s.data(), '\n', s.size());
+    const std::size_t n = lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - s.data()) : s.size();
+    const void* cr = std::memchr(s.data(), '\r', n);
+    if (cr) return static_cast<std::size_t>(static_cast<const char*>(cr) - s.data());
+    return lf ? n : std::string_view::npos;
+}
+
+} // namespace
+
 sse_parser::step sse_parser::next(std::string_view& input, std::string_view& data) {
     if (m_dispatched) {
         m_data.clear();
@@ -58,7 +75,7 @@ sse_parser::step sse_parser::next(std::string_view& input, std::string_view& dat
                 continue;
             }
         }
-        const auto end = input.find_first_of("\r\n");
+        const std::size_t end = line_end(input);
         if (end == std::string_view::npos) {
             if (m_line.size() + input.size() > m_max_event_bytes) {
                 return step::error;
