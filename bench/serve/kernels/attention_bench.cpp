@@ -95,6 +95,10 @@ int main(int argc, char** argv) {
         }
     }
     const shape shapes[] = {
+        // Short contexts: a prompt's first positions, and the serving goals'
+        // 16-token prompts; most of their keys are in a partial group of 8.
+        {"tiny demo (2 per KV head, dim 16)", 2, 16, 2, 20},
+        {"small demo (2 per KV head, dim 64)", 2, 64, 4, 77},
         {"small demo (2 per KV head, dim 64)", 2, 64, 4, 512},
         {"Llama-3 8B (4 per KV head, dim 128)", 4, 128, 8, 512},
         {"Llama-3 8B (4 per KV head, dim 128)", 4, 128, 8, 4096},
