@@ -57,14 +57,21 @@ levels=()
 for ((c = 1; c < max_c; c *= 2)); do levels+=("$c"); done
 levels+=("$max_c")
 
+# Each level its own prompts (seed = the level's concurrency, unless one is
+# given after "--"): with one seed, a level's prompt i is the previous
+# level's prompt i, and the server's prefix cache would skip its prefill.
+own_seed=1
+for a in "${extra[@]}"; do [[ $a == --seed || $a == --seed=* ]] && own_seed=0; done
+
 mkdir -p "$out_dir"
 rm -f "$out_dir"/c*.json
 for c in "${levels[@]}"; do
+  seed=(); ((own_seed)) && seed=(--seed "$c")
   requests=$((per_client * c > min_requests ? per_client * c : min_requests))
   echo "sweep.sh: concurrency $c, $requests requests" >&2
   # A level where every request failed still has its JSON: keep going.
   "$loadgen" --host "$host" --port "$port" --concurrency "$c" --requests "$requests" \
-    --max-tokens "$max_tokens" --label "$label c=$c" --json "$out_dir/c$c.json" "${extra[@]}" \
+    --max-tokens "$max_tokens" --label "$label c=$c" --json "$out_dir/c$c.json" "${seed[@]}" "${extra[@]}" \
     >"$out_dir/c$c.txt" || true
   [[ -s $out_dir/c$c.json ]] || { echo "sweep.sh: weft-loadgen wrote no result at concurrency $c" >&2; exit 1; }
 done
