@@ -76,6 +76,58 @@ TEST_CASE("scheduler gives prefill a share of a decoding step in proportion to i
     CHECK(chunk_size(plan, 100) == 512);
 }
 
+TEST_CASE("scheduler counts a prompt's later positions as more of a decoding step's prefill share",
+          "[scheduler]") {
+    scheduler_config cfg = limits(512, 64);
+    cfg.max_context = 8192;
+    cfg.min_prefill_tokens = 8;
+    cfg.prefill_context_cost = 100; // position p counts as 1 + p / 100 tokens
+    scheduler s(cfg, 4096, 16);
+    driver d(s, 64);
+    for (seq_id id = 1; id <= 20; ++id) d.add(request(id, 4, 4000));
+    d.step(); // the 20 prompts, then all 20 decode: a share of 20
+    d.add(request(100, 6000, 10));
+    auto plan = d.step();
+    CHECK(chunk_size(plan, 100) == 18); // 18 + (0 + 1 + ... + 17) / 100 = 19.53; 19 would be 20.71
+    CHECK(plan.num_tokens == 38);
+    std::size_t done = 18;
+    while (done < 500) {
+        plan = d.step();
+        const std::size_t n = chunk_size(plan, 100);
+        REQUIRE(n >= 1);
+        done += n;
+    }
+    // From position 500 on (up to 565) 3 fit: 3 + (3 x 500 + 3) / 100 = 18.03; 4 would be 24.06.
+    REQUIRE(done <= 565);
+    plan = d.step();
+    CHECK(chunk_size(plan, 100) == 3);
+    // Without decodes the whole budget is open, in plain tokens.
+    for (seq_id id = 1; id <= 20; ++id) {
+        CHECK(s.finish(id));
+        d.live.erase(id);
+    }
+    plan = d.step();
+    CHECK(chunk_size(plan, 100) == 512);
+}
+
+TEST_CASE("scheduler still computes one prompt token a step where a single position outweighs the share",
+          "[scheduler]") {
+    scheduler_config cfg = limits(512, 64);
+    cfg.min_prefill_tokens = 8;
+    cfg.prefill_context_cost = 1; // position p counts as 1 + p tokens
+    scheduler s(cfg, 1024, 16);
+    driver d(s, 64);
+    for (seq_id id = 1; id <= 4; ++id) d.add(request(id, 4, 1000));
+    d.step();
+    d.add(request(100, 200, 10));
+    auto plan = d.step();
+    CHECK(chunk_size(plan, 100) == 3); // 3 + (0 + 1 + 2) = 6 <= 8; 4 would be 10
+    for (int i = 0; i < 20; ++i) {
+        plan = d.step();
+        CHECK(chunk_size(plan, 100) == 1);
+    }
+}
+
 TEST_CASE("scheduler puts decoding sequences before prefill chunks", "[scheduler]") {
     scheduler_config cfg = limits(64, 16);
     cfg.prefill_per_decode = 0; // the whole budget is open to prefill

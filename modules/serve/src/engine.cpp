@@ -93,16 +93,30 @@ struct pending_token {
 } // namespace
 
 struct engine::impl {
-    /// submit() bounds the waiting queue exactly, counting requests not yet
-    /// handed over; the scheduler itself must not refuse what was accepted.
-    static scheduler_config unbounded_queue(scheduler_config c) {
+    /// The scheduler's configuration for this engine. submit() bounds the
+    /// waiting queue exactly, counting requests not yet handed over: the
+    /// scheduler itself must not refuse what was accepted. Unless given, the
+    /// context at which a prompt position's attention costs what its
+    /// projections do: the projections' multiply-adds per token over
+    /// attention's per position of context, halved because the attention
+    /// kernel reaches about half the F32 products' rate (the attention bench
+    /// against the model bench; quantized products are faster still, so for
+    /// them this errs towards longer chunks). The small demo model: ~1340.
+    static scheduler_config scheduler_config_for(scheduler_config c, const model_config& m) {
         c.max_waiting = std::numeric_limits<std::size_t>::max();
+        if (c.prefill_context_cost == 0) {
+            const double projections = static_cast<double>(m.n_layer) *
+                static_cast<double>(m.n_embd * (2 * m.q_dim() + 2 * m.kv_dim()) + 3 * m.n_embd * m.n_ff);
+            const double attention = 2.0 * static_cast<double>(m.n_layer * m.n_head * m.head_dim);
+            if (attention > 0) c.prefill_context_cost = std::max<std::size_t>(1, static_cast<std::size_t>(projections / attention / 2));
+        }
         return c;
     }
 
     impl(std::unique_ptr<model_backend> b, std::shared_ptr<const tokenizer> t, engine_options o)
         : backend(std::move(b)), tok(std::move(t)), opts(std::move(o)),
-          sched(unbounded_queue(opts.scheduler), backend->num_kv_blocks(), backend->kv_block_size()) {
+          sched(scheduler_config_for(opts.scheduler, backend->config()), backend->num_kv_blocks(),
+                backend->kv_block_size()) {
         metrics.kv_blocks_total = sched.blocks().num_blocks();
     }
 

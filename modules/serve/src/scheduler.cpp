@@ -1,6 +1,7 @@
 #include <weft/serve/scheduler.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -40,12 +41,39 @@ struct scheduler::build {
         sequence* seq;
         std::size_t start;
         std::size_t size;
-        std::size_t draft = 0; // of seq->draft, after the size tokens
+        std::size_t draft = 0;  // of seq->draft, after the size tokens
+        std::size_t charge = 0; // taken from the budget for the size tokens
     };
     std::vector<entry> entries;
     std::size_t budget;
     std::vector<seq_id>& preempted;
     std::uint64_t step;
+    /// Non-zero once the budget is the prefill share of a decoding step and
+    /// prefill_context_cost weighs chunks by their positions.
+    double context_cost = 0;
+
+    /// What positions [start, start + n) of a prefill take from the budget:
+    /// their count, or with context_cost the decode-token equivalents
+    /// sum(1 + p / context_cost), at most what is left.
+    std::size_t charge(std::size_t start, std::size_t n) const noexcept {
+        if (context_cost <= 0.0) return n;
+        return std::min(budget, static_cast<std::size_t>(std::ceil(cost(start, n))));
+    }
+    double cost(std::size_t start, std::size_t n) const noexcept {
+        const auto dn = static_cast<double>(n);
+        return dn + (dn * static_cast<double>(start) + dn * (dn - 1.0) / 2.0) / context_cost;
+    }
+    /// The most of `n` tokens from `start` whose cost fits the budget; at
+    /// least one while any budget is left, so a prompt always progresses.
+    std::size_t fit(std::size_t start, std::size_t n) const noexcept {
+        if (context_cost <= 0.0 || n == 0 || cost(start, n) <= static_cast<double>(budget)) return n;
+        std::size_t lo = 1, hi = n; // cost(hi) exceeds the budget; the cost grows with n
+        while (hi - lo > 1) {
+            const std::size_t mid = lo + (hi - lo) / 2;
+            (cost(start, mid) <= static_cast<double>(budget) ? lo : hi) = mid;
+        }
+        return lo;
+    }
 };
 
 scheduler::scheduler(const scheduler_config& config, std::size_t num_blocks, std::size_t block_size)
@@ -117,13 +145,15 @@ step_plan scheduler::schedule() {
         // Keep the streams' next token close to a pure decode step's time.
         const auto share = static_cast<std::size_t>(m_config.prefill_per_decode * static_cast<double>(decoding));
         b.budget = std::min(b.budget, std::max(share, m_config.min_prefill_tokens));
+        b.context_cost = static_cast<double>(m_config.prefill_context_cost);
     }
     for (sequence* s : running) {
         if (b.budget == 0) {
             break;
         }
         if (s->running && !s->done() && s->uncomputed() > 1) {
-            schedule_running(*s, std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)}), b);
+            schedule_running(*s, b.fit(s->computed, std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)})),
+                             b);
         }
     }
     // Blocks just ran out: admitting now would only preempt again.
@@ -186,8 +216,9 @@ std::size_t scheduler::prefill_cap() const noexcept {
 void scheduler::schedule_running(sequence& s, std::size_t n, build& b) {
     const std::size_t start = s.computed;
     if (reserve(s, start + n, b)) {
-        b.entries.push_back({&s, start, n});
-        b.budget -= n;
+        const std::size_t charge = b.charge(start, n);
+        b.entries.push_back({&s, start, n, 0, charge});
+        b.budget -= charge;
     }
 }
 
@@ -213,7 +244,7 @@ bool scheduler::reserve(sequence& s, std::size_t positions, build& b) {
 void scheduler::preempt(sequence& s, build& b) {
     auto entry = std::find_if(b.entries.begin(), b.entries.end(), [&](const auto& e) { return e.seq == &s; });
     if (entry != b.entries.end()) {
-        b.budget += entry->size;
+        b.budget += entry->charge;
         b.entries.erase(entry);
     }
     release_blocks(s);
@@ -260,7 +291,7 @@ void scheduler::admit_waiting(build& b) {
                 continue;
             }
         }
-        const std::size_t n = std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)});
+        const std::size_t n = b.fit(s->computed, std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)}));
         const std::size_t need = block_manager::blocks_for(s->computed + n, m_blocks.block_size());
         if (!allocate_blocks(need - s->blocks.size(), s->blocks)) {
             release_blocks(*s);
@@ -275,8 +306,9 @@ void scheduler::admit_waiting(build& b) {
         s->running = true;
         m_running.push_back(s);
         m_admitted.push_back(s);
-        b.entries.push_back({s, s->computed, n});
-        b.budget -= n;
+        const std::size_t charge = b.charge(s->computed, n);
+        b.entries.push_back({s, s->computed, n, 0, charge});
+        b.budget -= charge;
     }
     for (const sequence* s : m_admitted) m_waiting.erase(s->priority, s->queue_key);
 }

@@ -21,6 +21,10 @@
 /// `prefill_per_decode` is non-zero): a step's cost grows with its tokens,
 /// so this bounds how much a prompt arriving among decoding streams slows
 /// their next token (with the default 1.0, a step at most about doubles).
+/// With `prefill_context_cost` C non-zero, a prefill position p counts there
+/// as 1 + p / C tokens: attention makes the late chunks of a long prompt
+/// cost more than its first, and the share bounds the step's time, not its
+/// token count (at least one prompt token still goes into each step).
 ///
 /// Before a chunk is added, the sequence's block table is grown to cover all
 /// its positions up to the end of the chunk. When blocks run out, the running
@@ -91,6 +95,11 @@ struct scheduler_config {
     double prefill_per_decode = 1.0;
     /// ...but at least this many prefill tokens per step, so prompts progress.
     std::size_t min_prefill_tokens = 32;
+    /// In that share, prefill position p counts as 1 + p / this many tokens
+    /// (0: every position as one): the context length at which a position's
+    /// attention costs about what its projections do. The engine sets it
+    /// from the model when left at 0.
+    std::size_t prefill_context_cost = 0;
     /// Reuse the KV blocks of common prompt prefixes (see the file comment).
     bool prefix_caching = true;
     /// Drafts (`propose`) only fill a step up to this many tokens in all: a
