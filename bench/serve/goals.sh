@@ -14,7 +14,7 @@
 #
 # Builds what it needs (release preset), starts and stops its own servers on
 # loopback ports 18180-18182, and writes each run's JSON plus summary.json and
-# summary.md to OUT_DIR. Takes about 5 minutes.
+# summary.md to OUT_DIR. Takes about 2 minutes once built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 

@@ -8,14 +8,15 @@
 #
 # Each level sends max(MIN_REQUESTS, PER_CLIENT * concurrency) requests
 # (environment: MIN_REQUESTS=64, PER_CLIENT=8); options after "--" go to every
-# weft-loadgen run (e.g. -- --endpoint chat --prompt-tokens 256 --duration 30).
+# weft-loadgen run (e.g. -- --endpoint chat --prompt-tokens 256 --duration 30);
+# without --model there, the server's first model (GET /v1/models) is asked for.
 # HOST (default 127.0.0.1), LABEL and LOADGEN (the binary; default: built
 # from this tree with the release preset) may be set too. OUT_DIR defaults
 # to build/bench-serve-sweep. Installs jq and gnuplot-nox (Debian) if missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 (($# >= 2)) || usage
 port=$1 max_c=$2
 shift 2
@@ -62,6 +63,14 @@ levels+=("$max_c")
 # level's prompt i, and the server's prefix cache would skip its prefill.
 own_seed=1
 for a in "${extra[@]}"; do [[ $a == --seed || $a == --seed=* ]] && own_seed=0; done
+# The server's first model, unless one is given after "--".
+model=()
+has_model=0
+for a in "${extra[@]}"; do [[ $a == --model || $a == --model=* ]] && has_model=1; done
+if ((!has_model)); then
+  id=$(curl -fsS "http://$host:$port/v1/models" | jq -r '.data[0].id // empty') || true
+  [[ -n $id ]] && model=(--model "$id")
+fi
 
 mkdir -p "$out_dir"
 rm -f "$out_dir"/c*.json
@@ -71,7 +80,7 @@ for c in "${levels[@]}"; do
   echo "sweep.sh: concurrency $c, $requests requests" >&2
   # A level where every request failed still has its JSON: keep going.
   "$loadgen" --host "$host" --port "$port" --concurrency "$c" --requests "$requests" \
-    --max-tokens "$max_tokens" --label "$label c=$c" --json "$out_dir/c$c.json" "${seed[@]}" "${extra[@]}" \
+    --max-tokens "$max_tokens" --label "$label c=$c" --json "$out_dir/c$c.json" "${seed[@]}" "${model[@]}" "${extra[@]}" \
     >"$out_dir/c$c.txt" || true
   [[ -s $out_dir/c$c.json ]] || { echo "sweep.sh: weft-loadgen wrote no result at concurrency $c" >&2; exit 1; }
 done
