@@ -62,16 +62,12 @@ TEST_CASE("scheduler gives prefill a share of a decoding step in proportion to i
     CHECK(chunk_size(plan, 100) == 40); // 2 x 20 decodes
     CHECK(plan.num_tokens == 60);
     // With fewer decoders the floor applies.
-    for (seq_id id = 1; id <= 19; ++id) {
-        CHECK(s.finish(id));
-        d.live.erase(id);
-    }
+    for (seq_id id = 1; id <= 19; ++id) d.finish(id);
     plan = d.step();
     CHECK(chunk_size(plan, 100) == 8);
     CHECK(plan.num_tokens == 9);
     // Without decodes the whole budget is open.
-    CHECK(s.finish(20));
-    d.live.erase(20);
+    d.finish(20);
     plan = d.step();
     CHECK(chunk_size(plan, 100) == 512);
 }
@@ -102,10 +98,7 @@ TEST_CASE("scheduler counts a prompt's later positions as more of a decoding ste
     plan = d.step();
     CHECK(chunk_size(plan, 100) == 3);
     // Without decodes the whole budget is open, in plain tokens.
-    for (seq_id id = 1; id <= 20; ++id) {
-        CHECK(s.finish(id));
-        d.live.erase(id);
-    }
+    for (seq_id id = 1; id <= 20; ++id) d.finish(id);
     plan = d.step();
     CHECK(chunk_size(plan, 100) == 512);
 }

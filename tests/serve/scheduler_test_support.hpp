@@ -197,11 +197,16 @@ struct driver {
         for (const scheduled_chunk& c : plan.chunks) {
             if (c.samples && sched.num_generated(c.id) == max_new[c.id]) {
                 outputs[c.id] = *sched.tokens(c.id);
-                REQUIRE(sched.finish(c.id));
-                live.erase(c.id);
+                finish(c.id);
             }
         }
         return plan;
+    }
+
+    /// Ends sequence `id` as the engine does (finish), whatever it generated.
+    void finish(seq_id id) {
+        REQUIRE(sched.finish(id));
+        live.erase(id);
     }
 
     void run(std::size_t max_steps) {

@@ -108,7 +108,10 @@ struct engine::impl {
             const double projections = static_cast<double>(m.n_layer) *
                 static_cast<double>(m.n_embd * (2 * m.q_dim() + 2 * m.kv_dim()) + 3 * m.n_embd * m.n_ff);
             const double attention = 2.0 * static_cast<double>(m.n_layer * m.n_head * m.head_dim);
-            if (attention > 0) c.prefill_context_cost = std::max<std::size_t>(1, static_cast<std::size_t>(projections / attention / 2));
+            if (attention > 0) {
+                const auto context = static_cast<std::size_t>(projections / attention / 2);
+                c.prefill_context_cost = std::max<std::size_t>(1, context);
+            }
         }
         return c;
     }

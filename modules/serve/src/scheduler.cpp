@@ -63,6 +63,17 @@ struct scheduler::build {
         const auto dn = static_cast<double>(n);
         return dn + (dn * static_cast<double>(start) + dn * (dn - 1.0) / 2.0) / context_cost;
     }
+    /// The next prefill chunk of `s`: its uncomputed tokens up to the
+    /// budget, `cap` and its own limit, fitted to the weighted budget.
+    std::size_t prefill_chunk(const sequence& s, std::size_t cap) const noexcept {
+        return fit(s.computed, std::min({s.uncomputed(), budget, s.chunk_limit(cap)}));
+    }
+    /// Puts tokens [start, start + n) of `s` in the step, charging the budget.
+    void add(sequence& s, std::size_t start, std::size_t n) {
+        const std::size_t c = charge(start, n);
+        entries.push_back({&s, start, n, 0, c});
+        budget -= c;
+    }
     /// The most of `n` tokens from `start` whose cost fits the budget; at
     /// least one while any budget is left, so a prompt always progresses.
     std::size_t fit(std::size_t start, std::size_t n) const noexcept {
@@ -152,8 +163,7 @@ step_plan scheduler::schedule() {
             break;
         }
         if (s->running && !s->done() && s->uncomputed() > 1) {
-            schedule_running(*s, b.fit(s->computed, std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)})),
-                             b);
+            schedule_running(*s, b.prefill_chunk(*s, chunk_cap), b);
         }
     }
     // Blocks just ran out: admitting now would only preempt again.
@@ -216,9 +226,7 @@ std::size_t scheduler::prefill_cap() const noexcept {
 void scheduler::schedule_running(sequence& s, std::size_t n, build& b) {
     const std::size_t start = s.computed;
     if (reserve(s, start + n, b)) {
-        const std::size_t charge = b.charge(start, n);
-        b.entries.push_back({&s, start, n, 0, charge});
-        b.budget -= charge;
+        b.add(s, start, n);
     }
 }
 
@@ -291,7 +299,7 @@ void scheduler::admit_waiting(build& b) {
                 continue;
             }
         }
-        const std::size_t n = b.fit(s->computed, std::min({s->uncomputed(), b.budget, s->chunk_limit(chunk_cap)}));
+        const std::size_t n = b.prefill_chunk(*s, chunk_cap);
         const std::size_t need = block_manager::blocks_for(s->computed + n, m_blocks.block_size());
         if (!allocate_blocks(need - s->blocks.size(), s->blocks)) {
             release_blocks(*s);
@@ -306,9 +314,7 @@ void scheduler::admit_waiting(build& b) {
         s->running = true;
         m_running.push_back(s);
         m_admitted.push_back(s);
-        const std::size_t charge = b.charge(s->computed, n);
-        b.entries.push_back({s, s->computed, n, 0, charge});
-        b.budget -= charge;
+        b.add(*s, s->computed, n);
     }
     for (const sequence* s : m_admitted) m_waiting.erase(s->priority, s->queue_key);
 }
