@@ -61,13 +61,17 @@ levels+=("$max_c")
 # Each level its own prompts (seed = the level's concurrency, unless one is
 # given after "--"): with one seed, a level's prompt i is the previous
 # level's prompt i, and the server's prefix cache would skip its prefill.
+# given OPTION: whether OPTION is among the options after "--".
+given() {
+  local a
+  for a in "${extra[@]}"; do [[ $a == "$1" || $a == "$1"=* ]] && return 0; done
+  return 1
+}
 own_seed=1
-for a in "${extra[@]}"; do [[ $a == --seed || $a == --seed=* ]] && own_seed=0; done
+given --seed && own_seed=0
 # The server's first model, unless one is given after "--".
 model=()
-has_model=0
-for a in "${extra[@]}"; do [[ $a == --model || $a == --model=* ]] && has_model=1; done
-if ((!has_model)); then
+if ! given --model; then
   id=$(curl -fsS "http://$host:$port/v1/models" | jq -r '.data[0].id // empty') || true
   [[ -n $id ]] && model=(--model "$id")
 fi
