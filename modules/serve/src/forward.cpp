@@ -11,22 +11,36 @@ namespace weft::serve {
 
 namespace {
 
-/// Below this much work a job runs on the calling thread alone: handing
-/// parts to the team and joining them costs about 10 us, and the helpers
-/// may share their cores with other threads.
-constexpr double fork_join_ns = 20'000;
-
 /// Rough costs per element of the per-token kernels, in nanoseconds, for
-/// that decision only (results never depend on it).
+/// the decision to split a job across the team (cpu_backend_options::
+/// min_split_us; results never depend on it).
 constexpr double norm_ns = 0.15;     // rmsnorm: one pass to sum, one to scale
 constexpr double quantize_ns = 1.5;  // Q8_0 activations: block maxima, rounding, packing
 constexpr double rotate_ns = 1.0;    // RoPE, and storing K/V into the cache
 constexpr double gate_ns = 0.5;      // swiglu: an exponential and a division
 
+/// The same for products and attention: one thread's multiply-add rate, and
+/// its rate of streaming weights from memory (a decode step of few tokens
+/// is bound by that).
+constexpr double float_mac_ns = 0.02;    // F32 / F16 / BF16 weights: ~50 G/s on one AVX-512 core
+constexpr double integer_mac_ns = 0.01;  // quantized weights: integer dot products
+constexpr double weight_byte_ns = 0.06;  // ~16 GB/s
+constexpr double attend_call_ns = 150;   // one token's query heads of one KV head, before the positions
+constexpr double attend_mac_ns = 0.06;   // per multiply-add of the scores and of the weighted sum
+
+/// About how long `tokens` rows times `w` take on one thread.
+double matmul_ns(const weight_matrix& w, std::size_t tokens) noexcept {
+    const bool float_weights = w.type == ggml_type::f32 || w.type == ggml_type::f16 || w.type == ggml_type::bf16;
+    const double macs = static_cast<double>(tokens) * static_cast<double>(w.rows) * static_cast<double>(w.cols);
+    const double bytes = static_cast<double>(w.bytes());
+    return std::max(macs * (float_weights ? float_mac_ns : integer_mac_ns), bytes * weight_byte_ns);
+}
+
 } // namespace
 
-cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache)
-    : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache),
+cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache,
+                         double min_split_ns)
+    : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache), m_min_split_ns(min_split_ns),
       m_rope(m_config.rope_dim, m_config.rope_freq_base, m_config.rope),
       m_scratch(team.size()) {
     // F32 weights go to the panel kernel, which batches far better than
@@ -84,7 +98,7 @@ void cpu_forward::validate(const batch& b) const {
 
 kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k) {
     const double ns_per_token = quantize_ns * static_cast<double>(k);
-    if (vec_dot_type(wt) == ggml_type::f32 || !worth_splitting(tokens, ns_per_token)) {
+    if (vec_dot_type(wt) == ggml_type::f32 || !worth_forking(static_cast<double>(tokens) * ns_per_token)) {
         return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
     }
     // Quantizing a big batch's rows is worth sharing between the threads.
@@ -112,7 +126,8 @@ std::pair<std::size_t, std::size_t> cpu_forward::matmul_part(const weight_matrix
     return {begin, end};
 }
 
-std::size_t cpu_forward::matmul_chunks(std::size_t rows) const noexcept {
+std::size_t cpu_forward::matmul_chunks(std::size_t rows, double ns) const noexcept {
+    if (!worth_forking(ns)) return 1;
     // A few chunks per thread: a thread descheduled mid-product delays one
     // chunk while the other threads take the rest, yet each chunk stays
     // long enough (tens of rows at least) to stream its weights. Results do
@@ -122,17 +137,17 @@ std::size_t cpu_forward::matmul_chunks(std::size_t rows) const noexcept {
 }
 
 void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, float* y) {
-    m_team.run_chunks(matmul_chunks(w.rows),
+    m_team.run_chunks(matmul_chunks(w.rows, matmul_ns(w, x.rows)),
                       [&](std::size_t part, std::size_t parts) { matmul_part(w, x, y, part, parts); });
 }
 
-bool cpu_forward::worth_splitting(std::size_t tokens, double ns_per_token) const noexcept {
-    return m_team.size() > 1 && static_cast<double>(tokens) * ns_per_token >= fork_join_ns;
+bool cpu_forward::worth_forking(double ns) const noexcept {
+    return m_team.size() > 1 && ns >= m_min_split_ns;
 }
 
 template <class F>
 void cpu_forward::per_token(std::size_t tokens, double ns_per_token, F&& fn) {
-    if (!worth_splitting(tokens, ns_per_token)) {
+    if (!worth_forking(static_cast<double>(tokens) * ns_per_token)) {
         for (std::size_t t = 0; t < tokens; ++t) fn(t);
         return;
     }
@@ -185,7 +200,8 @@ void cpu_forward::run(const batch& b, step_output& out) {
         kernels::activations xa = prepare(w.wq.type, m_xn.data(), T, E);
         if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
             // One fork-join for the three products (they share the activations).
-            const std::size_t chunks = matmul_chunks(std::min({w.wq.rows, w.wk.rows, w.wv.rows}));
+            const std::size_t chunks = matmul_chunks(std::min({w.wq.rows, w.wk.rows, w.wv.rows}),
+                                                     matmul_ns(w.wq, T) + matmul_ns(w.wk, T) + matmul_ns(w.wv, T));
             m_team.run_chunks(chunks, [&](std::size_t part, std::size_t parts) {
                 matmul_part(w.wq, xa, m_q.data(), part, parts);
                 matmul_part(w.wk, xa, m_k.data(), part, parts);
@@ -236,7 +252,8 @@ void cpu_forward::run(const batch& b, step_output& out) {
             // rows (nothing crosses parts). The row splits are multiples of
             // 32, so every element takes the same SIMD or scalar path as in a
             // whole-row swiglu.
-            m_team.run_chunks(matmul_chunks(F), [&](std::size_t part, std::size_t parts) {
+            const double ns = matmul_ns(w.w_gate, T) + matmul_ns(w.w_up, T) + gate_ns * static_cast<double>(T * F);
+            m_team.run_chunks(matmul_chunks(F, ns), [&](std::size_t part, std::size_t parts) {
                 matmul_part(w.w_gate, xa, m_gate.data(), part, parts);
                 const auto [begin, end] = matmul_part(w.w_up, xa, m_up.data(), part, parts);
                 for (std::size_t t = 0; begin < end && t < T; ++t) {
@@ -253,7 +270,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
         xa = prepare(w.w_down.type, m_gate.data(), T, F);
         // The residual add joins the product: each part adds the rows it
         // computed, one fork-join for both.
-        m_team.run_chunks(matmul_chunks(E), [&](std::size_t part, std::size_t parts) {
+        m_team.run_chunks(matmul_chunks(E, matmul_ns(w.w_down, T)), [&](std::size_t part, std::size_t parts) {
             const auto [begin, end] = matmul_part(w.w_down, xa, m_xn.data(), part, parts);
             for (std::size_t t = 0; begin < end && t < T; ++t) {
                 kernels::add_inplace(&m_x[t * E + begin], &m_xn[t * E + begin], end - begin);
@@ -321,7 +338,7 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<
     // (token, KV head), so the threads still split the work.
     const std::size_t heads_per_item = m_slots.size() >= 4 * m_team.size() ? c.n_head_kv : 1;
     const std::size_t items = m_slots.size() * c.n_head_kv / heads_per_item;
-    m_team.run_chunks(items, [&](std::size_t item, std::size_t, std::size_t part) {
+    auto run_item = [&](std::size_t item, std::size_t, std::size_t part) {
         for (std::size_t i = item * heads_per_item; i < (item + 1) * heads_per_item; ++i) {
             const std::size_t t = i / c.n_head_kv;
             const std::size_t g = i % c.n_head_kv;
@@ -332,7 +349,19 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<
             const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
             kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[part].data());
         }
-    });
+    };
+    // Short contexts of a small model are not worth a fork-join.
+    double ns = 0;
+    const double macs_per_position = 2.0 * static_cast<double>(group * c.head_dim);
+    for (const token_slot& s : m_slots) {
+        ns += static_cast<double>(c.n_head_kv) *
+              (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
+    }
+    if (!worth_forking(ns)) {
+        for (std::size_t item = 0; item < items; ++item) run_item(item, items, 0);
+        return;
+    }
+    m_team.run_chunks(items, run_item);
 }
 
 } // namespace weft::serve

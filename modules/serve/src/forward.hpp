@@ -23,7 +23,9 @@ namespace weft::serve {
 
 class cpu_forward {
 public:
-    cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache);
+    /// Jobs estimated below `min_split_ns` on one thread run on the calling
+    /// thread alone (cpu_backend_options::min_split_us).
+    cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache, double min_split_ns);
 
     /// Runs one step (see batch.hpp); throws std::invalid_argument for a
     /// batch that does not fit the model or the cache, before touching it.
@@ -53,21 +55,24 @@ private:
     /// Row granularity of a product's chunks.
     static constexpr std::size_t matmul_grain = 32;
     /// How many chunks the team takes a product of `rows` rows in (for a
-    /// fused job: its smallest matrix's rows).
-    [[nodiscard]] std::size_t matmul_chunks(std::size_t rows) const noexcept;
+    /// fused job: its smallest matrix's rows) that takes about `ns` on one
+    /// thread: 1, run by the calling thread alone, when that is too little
+    /// to split.
+    [[nodiscard]] std::size_t matmul_chunks(std::size_t rows, double ns) const noexcept;
     kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
     /// fn(t) for every token, split across the team when the work, about
     /// `ns_per_token` nanoseconds a token, outweighs a fork-join.
     template <class F>
     void per_token(std::size_t tokens, double ns_per_token, F&& fn);
-    /// Whether `tokens` jobs of about `ns_per_token` each are worth a
-    /// fork-join across the team.
-    [[nodiscard]] bool worth_splitting(std::size_t tokens, double ns_per_token) const noexcept;
+    /// Whether a job of about `ns` on one thread is worth a fork-join
+    /// across the team.
+    [[nodiscard]] bool worth_forking(double ns) const noexcept;
 
     std::shared_ptr<const model> m_model;
     const model_config& m_config;
     kernels::compute_team& m_team;
     kv_cache& m_cache;
+    double m_min_split_ns;
     kernels::rope_table m_rope;
 
     std::vector<token_slot> m_slots;
