@@ -288,6 +288,26 @@ TEST_CASE("the stream ends with the text of the tokens and usage counts", "[engi
     CHECK(r[0].text == expected);
 }
 
+TEST_CASE("every forward step is counted with its tokens and the backend's time on it", "[engine][metrics]") {
+    auto e = make_engine(64, config(256, 16));
+    auto tok = demo_tokenizer(512);
+    const tokenizer t(tok);
+    const std::vector<token_id> prompt = t.encode("count the steps", true);
+    const auto r = run_all(*e, {greedy(prompt, 6)});
+    REQUIRE(r[0].tokens.size() == 6);
+    const serve_metrics& m = e->metrics();
+    const std::uint64_t steps = m.steps.load();
+    CHECK(steps >= 6);
+    CHECK(m.step_tokens.count() == steps);
+    CHECK(m.step_compute.count() == steps);
+    // The prompt, then every generated token but the last goes back in.
+    CHECK(m.step_tokens.sum() == static_cast<double>(prompt.size() + 5));
+    CHECK(m.step_compute.sum() > 0);
+    const std::string text = m.render("x");
+    CHECK_THAT(text, Catch::Contains("weft_engine_step_tokens_count " + std::to_string(steps) + "\n"));
+    CHECK_THAT(text, Catch::Contains("# TYPE weft_engine_step_compute_seconds histogram"));
+}
+
 TEST_CASE("a stop string ends generation and is not part of the text", "[engine]") {
     auto e = make_engine(64, config(256, 16));
     const tokenizer t(demo_tokenizer(512));

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <exception>
+#include <chrono>
 #include <mutex>
 #include <thread>
 
@@ -33,7 +34,7 @@ struct cpu_backend::impl {
             job* j = std::exchange(pending, nullptr);
             lock.unlock();
             try {
-                forward.run(*j->b, *j->out);
+                run_timed(*j->b, *j->out);
             } catch (...) {
                 j->error = std::current_exception();
             }
@@ -41,6 +42,12 @@ struct cpu_backend::impl {
             weft::detail::resume(j->waiter);
             lock.lock();
         }
+    }
+
+    void run_timed(const batch& b, step_output& out) {
+        const auto start = std::chrono::steady_clock::now();
+        forward.run(b, out);
+        out.compute_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
 
     struct step_awaiter {
@@ -110,6 +117,6 @@ task<void> cpu_backend::step(const batch& b, step_output& out) {
     co_await impl::step_awaiter{m_impl.get(), impl::job{&b, &out, nullptr, {}}};
 }
 
-void cpu_backend::step_sync(const batch& b, step_output& out) { m_impl->forward.run(b, out); }
+void cpu_backend::step_sync(const batch& b, step_output& out) { m_impl->run_timed(b, out); }
 
 } // namespace weft::serve

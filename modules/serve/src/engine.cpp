@@ -679,6 +679,8 @@ struct engine::impl {
                 co_await ctx.schedule(); // back from the backend's thread
             }
             metrics.steps.fetch_add(1, std::memory_order_relaxed);
+            metrics.step_tokens.observe(static_cast<double>(step_batch.num_tokens()));
+            if (step_out.compute_seconds > 0) metrics.step_compute.observe(step_out.compute_seconds);
             if (failure) {
                 std::string why = "model step failed";
                 try {

@@ -34,6 +34,11 @@ std::uint64_t histogram::count() const {
     return m_count;
 }
 
+double histogram::sum() const {
+    std::lock_guard lock(m_mutex);
+    return m_sum;
+}
+
 void histogram::render(std::string& out, std::string_view name, std::string_view help) const {
     std::vector<std::uint64_t> counts;
     double sum = 0;
@@ -59,11 +64,19 @@ namespace {
 std::vector<double> latency_bounds() {
     return {0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0};
 }
+
+/// A forward step: 100 us (a tiny model's decode) to seconds (a long prompt).
+std::vector<double> step_bounds() {
+    return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+}
+std::vector<double> token_bounds() {
+    return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+}
 } // namespace
 
 serve_metrics::serve_metrics()
     : time_to_first_token(latency_bounds()), inter_token_latency(latency_bounds()), e2e_latency(latency_bounds()),
-      queue_time(latency_bounds()) {}
+      queue_time(latency_bounds()), step_compute(step_bounds()), step_tokens(token_bounds()) {}
 
 namespace {
 /// A label value in the text format: backslash, double quote and line feed escaped.
@@ -127,6 +140,9 @@ std::string serve_metrics::render(std::string_view raw_model_name) const {
     inter_token_latency.render(out, "weft_inter_token_latency_seconds", "Time between consecutive tokens of a request.");
     e2e_latency.render(out, "weft_e2e_request_latency_seconds", "Arrival to the last token.");
     queue_time.render(out, "weft_request_queue_time_seconds", "Arrival to first scheduled step.");
+    step_compute.render(out, "weft_engine_step_compute_seconds",
+                        "Backend time per forward step (the rest of a step's period is the engine's own work).");
+    step_tokens.render(out, "weft_engine_step_tokens", "Tokens (prompt and decode) per forward step.");
     return out;
 }
 

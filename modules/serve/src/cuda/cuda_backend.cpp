@@ -2,6 +2,7 @@
 // cuda::stream_ready, plus the device queries.
 #include "cuda/cuda_forward.hpp"
 
+#include <chrono>
 #include <weft/serve/cuda/stream_ready.hpp>
 #include <weft/serve/cuda_backend.hpp>
 #include <weft/sync_wait.hpp>
@@ -53,8 +54,10 @@ std::string cuda_backend::describe() const {
 
 task<void> cuda_backend::step(const batch& b, step_output& out) {
     impl& s = *m_impl;
+    const auto start = std::chrono::steady_clock::now();
     const std::size_t rows = s.forward.enqueue(b, b.argmax_only);
     co_await cuda::stream_ready(s.forward.stream(), s.resume_pool);
+    out.compute_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (b.argmax_only) {
         out.vocab = config().n_vocab;
         out.logits.clear();

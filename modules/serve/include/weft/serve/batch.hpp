@@ -60,6 +60,9 @@ struct step_output {
     std::size_t vocab = 0;
     std::vector<float> logits;
     std::vector<token_id> argmax;
+    /// Seconds the backend spent on the step, from taking the batch to
+    /// its results being ready (0: the backend does not measure it).
+    double compute_seconds = 0.0;
 
     [[nodiscard]] std::size_t rows() const noexcept { return vocab == 0 ? 0 : logits.size() / vocab; }
     [[nodiscard]] std::span<float> row(std::size_t i) noexcept { return {logits.data() + i * vocab, vocab}; }

@@ -21,7 +21,7 @@
 
 namespace weft::serve {
 
-/// A cumulative histogram with fixed upper bounds (seconds).
+/// A cumulative histogram with fixed upper bounds (seconds, or a count).
 class histogram {
 public:
     explicit histogram(std::vector<double> bounds);
@@ -29,6 +29,7 @@ public:
     /// Appends the _bucket/_sum/_count lines of metric `name`.
     void render(std::string& out, std::string_view name, std::string_view help) const;
     [[nodiscard]] std::uint64_t count() const;
+    [[nodiscard]] double sum() const;
 
 private:
     std::vector<double> m_bounds;
@@ -68,6 +69,8 @@ public:
     histogram inter_token_latency;   ///< seconds between tokens of one request
     histogram e2e_latency;           ///< seconds, arrival to finish
     histogram queue_time;            ///< seconds, arrival to first scheduled
+    histogram step_compute;          ///< seconds the backend computed each forward step
+    histogram step_tokens;           ///< tokens (prompt and decode) in each forward step
 
     void count_finished(finish_reason r) noexcept {
         finished[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
