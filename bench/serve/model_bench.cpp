@@ -93,11 +93,12 @@ struct bench_run {
     std::size_t block_size = 16;
 
     bench_run(const std::filesystem::path& path, std::size_t threads, std::size_t max_seqs, std::size_t max_len,
-              ggml_type kv_type) {
+              ggml_type kv_type, double split_step_us) {
         m = model::load(path);
         const std::size_t blocks_per_seq = (max_len + block_size - 1) / block_size;
         backend = std::make_unique<cpu_backend>(
-            m, cpu_backend_options{.threads = threads, .kv_blocks = max_seqs * blocks_per_seq, .kv_block_size = block_size, .kv_type = kv_type});
+            m, cpu_backend_options{.threads = threads, .kv_blocks = max_seqs * blocks_per_seq, .kv_block_size = block_size, .kv_type = kv_type,
+                                    .split_step_us = split_step_us});
     }
 
     std::vector<bench_sequence> make(std::size_t count, std::size_t prompt, std::size_t max_len) {
@@ -163,6 +164,7 @@ int main(int argc, char** argv) {
     std::size_t steps = 16;
     std::vector<std::size_t> batches{1, 2, 4, 8, 16, 32, 64};
     std::string kv_type_name = "f16";
+    double split_step_us = cpu_backend_options{}.split_step_us;
     std::size_t rounds = 3;
     app.add_option("--size", size)->capture_default_str();
     app.add_option("--types", types)->delimiter(',')->capture_default_str();
@@ -173,6 +175,10 @@ int main(int argc, char** argv) {
     app.add_option("--batches", batches, "decode batch sizes (the first is the reference)")->delimiter(',');
     app.add_option("--rounds", rounds, "rounds over the batch sizes (medians over all)")->capture_default_str()
         ->check(CLI::PositiveNumber);
+    app.add_option("--split-step-us", split_step_us,
+                   "steps estimated below this on one thread run unsplit (cpu_backend_options::split_step_us)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     app.add_option("--kv-type", kv_type_name, "KV cache element type: f16 (the backend's default) or f32")
         ->capture_default_str()->check(CLI::IsMember({"f16", "f32"}));
     CLI11_PARSE(app, argc, argv);
@@ -185,6 +191,7 @@ int main(int argc, char** argv) {
     report["bandwidth_gb_s"] = bandwidth / 1e9;
     report["model"] = size;
     report["kv_type"] = kv_type_name;
+    report["split_step_us"] = split_step_us;
     report["rounds"] = rounds;
     report["steps_per_round"] = steps;
     const weft::bench::compute_peak peak = weft::bench::measure_compute_peak(threads);
@@ -200,7 +207,7 @@ int main(int argc, char** argv) {
         const auto path = ensure_demo_model(size, type, cache);
         const std::size_t context = 64;
         const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
-        bench_run run(path, threads, max_batch + 1, 600, kv_type);
+        bench_run run(path, threads, max_batch + 1, 600, kv_type, split_step_us);
         const double weight_bytes = static_cast<double>(run.m->step_weight_bytes());
         const double floor_s = weight_bytes / bandwidth;
         // Float weights multiply float activations; quantized ones, int8

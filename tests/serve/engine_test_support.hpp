@@ -36,7 +36,7 @@ inline std::shared_ptr<const model> tiny_model() {
 inline std::unique_ptr<cpu_backend> tiny_backend(std::size_t threads, std::size_t kv_blocks, std::size_t block_size = 4) {
     return std::make_unique<cpu_backend>(
         tiny_model(), cpu_backend_options{.threads = threads, .kv_blocks = kv_blocks, .kv_block_size = block_size,
-                                           .min_split_us = 0}); // split even this model's small jobs
+                                           .split_step_us = 0}); // split even this model's small jobs
 }
 
 inline std::unique_ptr<engine> engine_over(std::unique_ptr<model_backend> backend, scheduler_config sc,

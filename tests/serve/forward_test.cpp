@@ -55,7 +55,7 @@ TEST_CASE("cpu forward pass matches a float64 reference on random f32 models", "
                 // without the rounding the error is ~2e-4 to 5e-4).
                 const auto expected = reference_logits(*m, tokens, kv == ggml_type::f16);
                 const double tolerance = kv == ggml_type::f16 ? 2e-4 : 1e-4;
-                cpu_backend backend(m, {.threads = 2, .kv_blocks = 8, .kv_block_size = 8, .kv_type = kv, .min_split_us = 0});
+                cpu_backend backend(m, {.threads = 2, .kv_blocks = 8, .kv_block_size = 8, .kv_type = kv, .split_step_us = 0});
                 const auto got = run_sequence(backend, make_sequence(1, tokens, {5, 2, 7, 0, 3}), 1, true);
                 REQUIRE(got.size() == tokens.size());
                 double worst = 0;
@@ -91,7 +91,7 @@ TEST_CASE("quantized models stay close to the reference on their own dequantized
             const auto m = random_model(c, k.type, 5);
             const std::vector<token_id> tokens = random_tokens(12, c.n_vocab, 9);
             const auto expected = reference_logits(*m, tokens);
-            cpu_backend backend(m, {.threads = 2, .kv_blocks = 4, .kv_block_size = 16, .kv_type = ggml_type::f32, .min_split_us = 0});
+            cpu_backend backend(m, {.threads = 2, .kv_blocks = 4, .kv_block_size = 16, .kv_type = ggml_type::f32, .split_step_us = 0});
             const auto got = run_sequence(backend, make_sequence(1, tokens, {0}), 0, false);
             REQUIRE(got.size() == 1);
             CHECK(relative_error(got[0], expected.back()) < k.tolerance);
@@ -105,7 +105,7 @@ TEST_CASE("prefill in chunks gives bitwise the same logits as prefill in one pie
                             std::pair{ggml_type::q8_0, ggml_type::f16}}) {
         INFO(type_info(kv).name << " kv cache");
         const auto m = random_model(c, type, 13);
-        cpu_backend backend(m, {.threads = 2, .kv_blocks = 16, .kv_block_size = 4, .kv_type = kv, .min_split_us = 0});
+        cpu_backend backend(m, {.threads = 2, .kv_blocks = 16, .kv_block_size = 4, .kv_type = kv, .split_step_us = 0});
         const std::vector<token_id> tokens = random_tokens(37, c.n_vocab, 21);
         const auto whole = run_sequence(backend, make_sequence(1, tokens, block_range(0, 10)), 0, false);
         for (std::size_t chunk : {1, 3, 8, 16}) {
@@ -125,7 +125,7 @@ TEST_CASE("a sequence's logits are bitwise identical whatever shares its step", 
         for (auto [threads, kv] : {std::pair{std::size_t{1}, ggml_type::f16}, std::pair{std::size_t{2}, ggml_type::f16},
                                    std::pair{std::size_t{2}, ggml_type::f32}}) {
             INFO(threads << " threads, " << type_info(kv).name << " kv cache");
-            cpu_backend backend(m, {.threads = threads, .kv_blocks = 64, .kv_block_size = 8, .kv_type = kv, .min_split_us = 0});
+            cpu_backend backend(m, {.threads = threads, .kv_blocks = 64, .kv_block_size = 8, .kv_type = kv, .split_step_us = 0});
             const auto [alone, shared] = shared_step_logits(backend, c);
             REQUIRE(shared.size() == alone.size());
             for (std::size_t i = 0; i < alone.size(); ++i) {
@@ -143,9 +143,9 @@ TEST_CASE("a step gives bitwise the same logits whether its jobs are split acros
         INFO(type_info(type).name);
         const auto m = random_model(c, type, 23);
         const std::vector<token_id> tokens = random_tokens(30, c.n_vocab, 8);
-        auto logits = [&](std::size_t threads, double min_split_us, std::size_t chunk) {
+        auto logits = [&](std::size_t threads, double split_step_us, std::size_t chunk) {
             cpu_backend backend(m, {.threads = threads, .kv_blocks = 8, .kv_block_size = 8,
-                                    .min_split_us = min_split_us});
+                                    .split_step_us = split_step_us});
             return run_sequence(backend, make_sequence(1, tokens, block_range(0, 4)), chunk, chunk == 1);
         };
         // One thread; two splitting every job; two with the default
@@ -154,7 +154,7 @@ TEST_CASE("a step gives bitwise the same logits whether its jobs are split acros
             INFO((chunk == 1 ? "one token a step" : "the prompt in one step"));
             const auto one = logits(1, 0, chunk);
             const auto split = logits(2, 0, chunk);
-            const auto unsplit = logits(2, cpu_backend_options{}.min_split_us, chunk);
+            const auto unsplit = logits(2, cpu_backend_options{}.split_step_us, chunk);
             REQUIRE(split.size() == one.size());
             REQUIRE(unsplit.size() == one.size());
             for (std::size_t i = 0; i < one.size(); ++i) {
@@ -169,7 +169,7 @@ TEST_CASE("a step gives bitwise the same logits whether its jobs are split acros
 TEST_CASE("a step awaited from a coroutine resumes with the logits", "[forward]") {
     const model_config c = small_config(512, 64, 1, 4, 2, 96);
     const auto m = random_model(c);
-    cpu_backend backend(m, {.threads = 2, .kv_blocks = 4, .kv_block_size = 16, .min_split_us = 0});
+    cpu_backend backend(m, {.threads = 2, .kv_blocks = 4, .kv_block_size = 16, .split_step_us = 0});
     test_sequence s = make_sequence(1, random_tokens(10, c.n_vocab, 4), {2});
     batch b;
     b.chunks.push_back(s.next_chunk(0, true));

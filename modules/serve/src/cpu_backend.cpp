@@ -16,7 +16,7 @@ namespace weft::serve {
 struct cpu_backend::impl {
     impl(std::shared_ptr<const model> m, const cpu_backend_options& o)
         : options(o), cache(m->config(), o.kv_blocks, o.kv_block_size, o.kv_type), team(o.threads),
-          forward(std::move(m), team, cache, o.min_split_us * 1000.0) {}
+          forward(std::move(m), team, cache, o.split_step_us * 1000.0) {}
 
     /// One step handed to the step thread.
     struct job {

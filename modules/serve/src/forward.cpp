@@ -5,15 +5,20 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 namespace weft::serve {
 
 namespace {
 
+/// In a step worth splitting (cpu_backend_options::split_step_us), a job
+/// below this runs on the calling thread alone: handing parts to the team
+/// and joining them costs about 10 us (docs/pitfalls.md §18).
+constexpr double fork_join_ns = 20'000;
+
 /// Rough costs per element of the per-token kernels, in nanoseconds, for
-/// the decision to split a job across the team (cpu_backend_options::
-/// min_split_us; results never depend on it).
+/// the decisions to split (results never depend on them).
 constexpr double norm_ns = 0.15;     // rmsnorm: one pass to sum, one to scale
 constexpr double quantize_ns = 1.5;  // Q8_0 activations: block maxima, rounding, packing
 constexpr double rotate_ns = 1.0;    // RoPE, and storing K/V into the cache
@@ -39,8 +44,8 @@ double matmul_ns(const weight_matrix& w, std::size_t tokens) noexcept {
 } // namespace
 
 cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache,
-                         double min_split_ns)
-    : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache), m_min_split_ns(min_split_ns),
+                         double split_step_ns)
+    : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache), m_split_step_ns(split_step_ns),
       m_rope(m_config.rope_dim, m_config.rope_freq_base, m_config.rope),
       m_scratch(team.size()) {
     // F32 weights go to the panel kernel, which batches far better than
@@ -142,7 +147,30 @@ void cpu_forward::matmul(const weight_matrix& w, const kernels::activations& x, 
 }
 
 bool cpu_forward::worth_forking(double ns) const noexcept {
-    return m_team.size() > 1 && ns >= m_min_split_ns;
+    return m_team.size() > 1 && ns >= m_job_split_ns;
+}
+
+void cpu_forward::plan_split(const batch& b) {
+    const model_config& c = m_config;
+    const std::size_t T = m_slots.size();
+    // One layer's attention: a call per (token, KV head), then its positions.
+    const double macs_per_position = 2.0 * static_cast<double>(c.n_head / c.n_head_kv * c.head_dim);
+    m_attention_ns = 0;
+    for (const token_slot& s : m_slots) {
+        m_attention_ns += static_cast<double>(c.n_head_kv) *
+                          (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
+    }
+    if (m_split_step_ns <= 0) {
+        m_job_split_ns = 0; // every job, however small
+        return;
+    }
+    double step = m_attention_ns * static_cast<double>(c.n_layer) + matmul_ns(m_model->output, b.num_logits());
+    for (const layer_weights& w : m_model->layers) {
+        for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+            step += matmul_ns(*x, T);
+        }
+    }
+    m_job_split_ns = step < m_split_step_ns ? std::numeric_limits<double>::infinity() : fork_join_ns;
 }
 
 template <class F>
@@ -172,6 +200,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
         max_pos = std::max(max_pos, ch.start + ch.tokens.size());
     }
     const std::size_t T = m_slots.size();
+    plan_split(b);
     m_rope.reserve(max_pos);
     for (auto& s : m_scratch) s.resize(c.n_head / c.n_head_kv * max_pos);
     m_x.resize(T * E); m_xn.resize(T * E);
@@ -350,14 +379,7 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<
             kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[part].data());
         }
     };
-    // Short contexts of a small model are not worth a fork-join.
-    double ns = 0;
-    const double macs_per_position = 2.0 * static_cast<double>(group * c.head_dim);
-    for (const token_slot& s : m_slots) {
-        ns += static_cast<double>(c.n_head_kv) *
-              (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
-    }
-    if (!worth_forking(ns)) {
+    if (!worth_forking(m_attention_ns)) {
         for (std::size_t item = 0; item < items; ++item) run_item(item, items, 0);
         return;
     }

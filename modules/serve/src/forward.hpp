@@ -23,9 +23,9 @@ namespace weft::serve {
 
 class cpu_forward {
 public:
-    /// Jobs estimated below `min_split_ns` on one thread run on the calling
-    /// thread alone (cpu_backend_options::min_split_us).
-    cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache, double min_split_ns);
+    /// Steps estimated below `split_step_ns` on one thread run on the
+    /// calling thread alone (cpu_backend_options::split_step_us).
+    cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache, double split_step_ns);
 
     /// Runs one step (see batch.hpp); throws std::invalid_argument for a
     /// batch that does not fit the model or the cache, before touching it.
@@ -65,14 +65,19 @@ private:
     template <class F>
     void per_token(std::size_t tokens, double ns_per_token, F&& fn);
     /// Whether a job of about `ns` on one thread is worth a fork-join
-    /// across the team.
+    /// across the team in this step.
     [[nodiscard]] bool worth_forking(double ns) const noexcept;
+    /// Sets this step's m_attention_ns and m_job_split_ns from its size
+    /// (m_slots filled).
+    void plan_split(const batch& b);
 
     std::shared_ptr<const model> m_model;
     const model_config& m_config;
     kernels::compute_team& m_team;
     kv_cache& m_cache;
-    double m_min_split_ns;
+    double m_split_step_ns;
+    double m_job_split_ns = 0;   ///< this step: jobs below this run unsplit (infinity: the whole step)
+    double m_attention_ns = 0;   ///< this step: one layer's attention on one thread, estimated
     kernels::rope_table m_rope;
 
     std::vector<token_slot> m_slots;

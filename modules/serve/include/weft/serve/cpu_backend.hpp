@@ -36,13 +36,15 @@ struct cpu_backend_options {
     /// Element type of the KV cache: f16 (half the memory and bandwidth) or
     /// f32 (exact keys and values).
     ggml_type kv_type = ggml_type::f16;
-    /// A job of a step (a product, the attention, a per-token kernel) that
-    /// would take less than this on one thread runs on the step thread
-    /// alone instead of being split across the team. A split costs a
-    /// fork-join and keeps the helpers spinning for the next job on cores
-    /// that other threads (the server's HTTP loop, clients) may need; 0
-    /// splits every job that has parts to split.
-    double min_split_us = 50;
+    /// A step whose products and attention would take less than this on
+    /// one thread runs on the step thread alone. In a longer step, each job
+    /// (a product, the attention, a per-token kernel) worth a fork-join is
+    /// split across the team. A helper that takes a part spins for the
+    /// next one, on a core that other threads (the server's HTTP loop,
+    /// clients) may need; a short step's jobs gain less than that costs
+    /// (docs/pitfalls.md §22). 0 splits every job of every step, however
+    /// small: for tests of the split paths.
+    double split_step_us = 500;
 };
 
 class cpu_backend final : public model_backend {
