@@ -58,13 +58,31 @@ words=$(words_for 16)
 # shared 2-core machine one round's ratio can be off by a quarter either way.
 # The summary takes the round with the median ratio, and keeps every round.
 rounds="${GOAL2_ROUNDS:-7}"
+# The engine's counters around each run say what its steps cost: the backend's
+# time per step and tokens per step, and what share of the run the backend
+# computed (the rest is the engine's and the server's own work, or idle).
 for r in $(seq "$rounds"); do
+  engine_counters 18181 >"$out/goal2-c1-r$r.engine-before.json"
   "$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 12 --max-tokens 64 --prompt-tokens "$words" \
     --seed $((1000 + r)) --stream-usage --warmup 1 --label "small c=1, round $r" --json "$out/goal2-c1-r$r.json" >/dev/null
+  engine_counters 18181 >"$out/goal2-c1-r$r.engine-after.json"
+  engine_counters 18181 >"$out/goal2-c32-r$r.engine-before.json"
   "$loadgen" --port 18181 --model "$m" --concurrency 32 --requests 96 --max-tokens 64 --prompt-tokens "$words" \
     --seed $((2000 + r)) --stream-usage --label "small c=32, round $r" --json "$out/goal2-c32-r$r.json" >/dev/null
-  python3 -c "import json; a, b = (json.load(open('$out/goal2-c%s-r$r.json' % c))['output_throughput'] for c in (1, 32)); \
-print('round $r: %.0f vs %.0f tok/s = %.2fx' % (b, a, b / a))"
+  engine_counters 18181 >"$out/goal2-c32-r$r.engine-after.json"
+  python3 - "$out" "$r" <<'PY'
+import json, os, sys
+out, r = sys.argv[1], sys.argv[2]
+load = lambda n: json.load(open(os.path.join(out, n)))
+def steps(c):
+    a, b = load(f"goal2-c{c}-r{r}.engine-before.json"), load(f"goal2-c{c}-r{r}.engine-after.json")
+    n = max(1.0, b["steps"] - a["steps"])
+    return 1e3 * (b["compute_s"] - a["compute_s"]) / n, (b["tokens"] - a["tokens"]) / n
+t1, t32 = (load(f"goal2-c{c}-r{r}.json")["output_throughput"] for c in (1, 32))
+(ms1, tok1), (ms32, tok32) = steps(1), steps(32)
+print(f"round {r}: {t32:.0f} vs {t1:.0f} tok/s = {t32 / t1:.2f}x "
+      f"(steps {ms32:.2f} ms for {tok32:.1f} tokens vs {ms1:.2f} ms for {tok1:.1f})")
+PY
 done
 
 echo "== goal 3: 16 decoding streams, with and without a 2000-token prompt arriving"
@@ -99,8 +117,17 @@ rounds2 = []
 r = 1
 while os.path.exists(os.path.join(out, f"goal2-c1-r{r}.json")):
     a, b = load(f"goal2-c1-r{r}.json"), load(f"goal2-c32-r{r}.json")
-    rounds2.append({"tokens_per_s_c1": a["output_throughput"], "tokens_per_s_c32": b["output_throughput"],
-                    "ratio": b["output_throughput"] / a["output_throughput"], "c1": a, "c32": b})
+    row = {"tokens_per_s_c1": a["output_throughput"], "tokens_per_s_c32": b["output_throughput"],
+           "ratio": b["output_throughput"] / a["output_throughput"], "c1": a, "c32": b}
+    for streams, run in (("c1", a), ("c32", b)):
+        e0 = load(f"goal2-{streams}-r{r}.engine-before.json")
+        e1 = load(f"goal2-{streams}-r{r}.engine-after.json")
+        n = max(1.0, e1["steps"] - e0["steps"])
+        row[f"step_ms_{streams}"] = 1e3 * (e1["compute_s"] - e0["compute_s"]) / n
+        row[f"tokens_per_step_{streams}"] = (e1["tokens"] - e0["tokens"]) / n
+        if streams == "c32":  # (the c=1 run's warm-up request is in the counters, not in its duration)
+            row["compute_share_c32"] = (e1["compute_s"] - e0["compute_s"]) / max(1e-9, run["duration_s"])
+    rounds2.append(row)
     r += 1
 by_ratio = sorted(rounds2, key=lambda x: x["ratio"])
 median2 = by_ratio[(len(by_ratio) - 1) // 2]  # the lower median: a real round, not an average of two
@@ -123,9 +150,13 @@ summary = {
     "goal2": {"tokens_per_s_c1": c1["output_throughput"], "tokens_per_s_c32": c32["output_throughput"],
               "ratio": c32["output_throughput"] / c1["output_throughput"],
               "prompt_tokens_per_request": c32["total_input_tokens"] / max(1, c32["completed"]),
+              "step_ms_c1": median2["step_ms_c1"], "step_ms_c32": median2["step_ms_c32"],
+              "tokens_per_step_c1": median2["tokens_per_step_c1"],
+              "tokens_per_step_c32": median2["tokens_per_step_c32"],
+              "compute_share_c32": median2["compute_share_c32"],
               "round": "the round with the median ratio", "min_ratio": by_ratio[0]["ratio"],
               "max_ratio": by_ratio[-1]["ratio"], "rounds_at_or_above_8x": sum(x["ratio"] >= 8 for x in rounds2),
-              "rounds": [{k: x[k] for k in ("tokens_per_s_c1", "tokens_per_s_c32", "ratio")} for x in rounds2]},
+              "rounds": [{k: v for k, v in x.items() if k not in ("c1", "c32")} for x in rounds2]},
     "goal3": {"max_itl_ms_without": base["itl_ms"]["max"], "max_itl_ms_with": stall["itl_ms"]["max"],
               "ratio": stall["itl_ms"]["max"] / base["itl_ms"]["max"],
               "long_prompt_tokens": long_["total_input_tokens"], "long_prompt_e2e_ms": long_["e2el_ms"]["median"],
@@ -141,7 +172,7 @@ lines = [
     f"| 1. tiny, 1000 clients closed loop | {g1['requests_per_s']:.0f} req/s, p50 e2e {g1['p50_e2e_ms']:.0f} ms, {g1['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
     f"| 1. the same, --threads 1 | {g1t['requests_per_s']:.0f} req/s, p50 e2e {g1t['p50_e2e_ms']:.0f} ms, {g1t['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
     f"| 1. tiny, 2000 req/s offered, 1000 connections | {g1o['requests_per_s']:.0f} req/s, p50 e2e {g1o['p50_e2e_ms']:.0f} ms, {g1o['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
-    f"| 2. small, 32 streams vs 1 ({g2['prompt_tokens_per_request']:.0f}-token prompts, 64 out) | {g2['tokens_per_s_c32']:.0f} vs {g2['tokens_per_s_c1']:.0f} tok/s = {g2['ratio']:.1f}x (median of {len(g2['rounds'])} rounds: {g2['min_ratio']:.1f}x to {g2['max_ratio']:.1f}x, {g2['rounds_at_or_above_8x']} at 8x or more) | >= 8x |",
+    f"| 2. small, 32 streams vs 1 ({g2['prompt_tokens_per_request']:.0f}-token prompts, 64 out) | {g2['tokens_per_s_c32']:.0f} vs {g2['tokens_per_s_c1']:.0f} tok/s = {g2['ratio']:.1f}x (median of {len(g2['rounds'])} rounds: {g2['min_ratio']:.1f}x to {g2['max_ratio']:.1f}x, {g2['rounds_at_or_above_8x']} at 8x or more; steps of {g2['step_ms_c32']:.1f} ms for {g2['tokens_per_step_c32']:.0f} tokens vs {g2['step_ms_c1']:.2f} ms for {g2['tokens_per_step_c1']:.1f}, the backend computing {100 * g2['compute_share_c32']:.0f}% of the 32-stream run) | >= 8x |",
     f"| 3. longest gap of 16 streams, {g3['long_prompt_tokens']}-token prompt arriving | {g3['max_itl_ms_with']:.0f} ms vs {g3['max_itl_ms_without']:.0f} ms = {g3['ratio']:.2f}x{'' if g3['long_prompt_within_streams'] else ' (NOT VALID: the prompt finished after the streams)'} | <= 2x |",
 ]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
