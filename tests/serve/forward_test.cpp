@@ -166,6 +166,32 @@ TEST_CASE("a step gives bitwise the same logits whether its jobs are split acros
     }
 }
 
+TEST_CASE("a short step stays on the step thread and a long one is split across the team", "[forward]") {
+    const model_config c = small_config(512, 64, 2, 4, 2, 96);
+    const auto m = random_model(c, ggml_type::f32, 29);
+    const std::vector<token_id> prompt = random_tokens(512, c.n_vocab, 5);
+    auto split_jobs = [&](double split_step_us, std::size_t prompt_tokens) {
+        cpu_backend backend(m, {.threads = 2, .kv_blocks = 40, .kv_block_size = 16, .split_step_us = split_step_us});
+        std::vector<token_id> tokens(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(prompt_tokens));
+        test_sequence s = make_sequence(1, tokens, block_range(0, 40));
+        batch b;
+        b.chunks.push_back(s.next_chunk(0, true));
+        step_output out;
+        backend.step_sync(b, out);
+        CHECK(out.rows() == 1);
+        return backend.split_jobs();
+    };
+    // A 128-token prompt of this model is a few hundred microseconds on one
+    // thread, some of its products over the 20 us a fork-join is worth; a
+    // 512-token prompt is milliseconds.
+    const double by_default = cpu_backend_options{}.split_step_us;
+    CHECK(split_jobs(by_default, 128) == 0);
+    CHECK(split_jobs(1, 128) > 0); // the same step where any step may split
+    CHECK(split_jobs(by_default, 512) > 0);
+    CHECK(split_jobs(1, 4) == 0);  // jobs too small for a fork-join
+    CHECK(split_jobs(0, 4) > 0);   // 0: every job splits
+}
+
 TEST_CASE("a step awaited from a coroutine resumes with the logits", "[forward]") {
     const model_config c = small_config(512, 64, 1, 4, 2, 96);
     const auto m = random_model(c);

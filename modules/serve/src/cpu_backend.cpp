@@ -100,6 +100,7 @@ std::size_t cpu_backend::num_kv_blocks() const noexcept { return m_impl->cache.n
 std::size_t cpu_backend::kv_block_size() const noexcept { return m_impl->cache.block_size(); }
 const model& cpu_backend::weights() const noexcept { return m_impl->forward.weights(); }
 std::size_t cpu_backend::threads() const noexcept { return m_impl->team.size(); }
+std::uint64_t cpu_backend::split_jobs() const noexcept { return m_impl->team.jobs_split(); }
 
 std::string cpu_backend::describe() const {
     const char* isa = "scalar";

@@ -143,6 +143,7 @@ void compute_team::run_job(job_fn fn, void* ctx) {
     }
     m_fn = fn;
     m_ctx = ctx;
+    m_jobs_split.fetch_add(1, std::memory_order_relaxed);
     m_pending.store(m_helpers.size(), std::memory_order_relaxed);
     m_to_post.clear();
     for (std::size_t i = 0; i < m_helpers.size(); ++i) {

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -37,6 +38,9 @@ public:
     compute_team& operator=(const compute_team&) = delete;
 
     [[nodiscard]] std::size_t size() const noexcept { return m_helpers.size() + 1; }
+    /// Jobs handed to the helpers so far (run or run_chunks calls that did
+    /// not run inline).
+    [[nodiscard]] std::uint64_t jobs_split() const noexcept { return m_jobs_split.load(std::memory_order_relaxed); }
 
     /// Calls fn(part, parts) once for every part in [0, size()), the calling
     /// thread running part 0 and any part no helper has started by the end
@@ -110,6 +114,9 @@ private:
     bool m_quit = false;
     // Helpers still running the current job; the caller waits for zero.
     std::atomic<std::size_t> m_pending{0};
+    // Written by the calling thread only; atomic so that a test may read it
+    // from another thread (relaxed: a count, ordered by the step's hand-off).
+    std::atomic<std::uint64_t> m_jobs_split{0};
 };
 
 } // namespace weft::serve::kernels

@@ -23,6 +23,7 @@
 #include <weft/serve/model_backend.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <thread>
 
@@ -70,6 +71,10 @@ public:
 
     [[nodiscard]] const model& weights() const noexcept;
     [[nodiscard]] std::size_t threads() const noexcept;
+    /// Jobs the compute team has split across its threads so far (the
+    /// rest ran on the step thread alone; see split_step_us). For tests
+    /// and benchmarks; read it between steps.
+    [[nodiscard]] std::uint64_t split_jobs() const noexcept;
 
 private:
     struct impl;
