@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 
 using namespace weft::serve;
@@ -306,6 +307,35 @@ TEST_CASE("every forward step is counted with its tokens and the backend's time 
     const std::string text = m.render("x");
     CHECK_THAT(text, Catch::Contains("weft_engine_step_tokens_count " + std::to_string(steps) + "\n"));
     CHECK_THAT(text, Catch::Contains("# TYPE weft_engine_step_compute_seconds histogram"));
+}
+
+/// Steps through the inner backend, then fails every step after the first
+/// `good` ones.
+class failing_backend final : public wrapping_backend {
+public:
+    failing_backend(std::unique_ptr<model_backend> inner, std::size_t good)
+        : wrapping_backend(std::move(inner)), m_good(good) {}
+    weft::task<void> step(const batch& b, step_output& out) override {
+        if (m_steps++ >= m_good) throw std::runtime_error("the device fell over");
+        co_await inner().step(b, out);
+    }
+
+private:
+    std::size_t m_good;
+    std::size_t m_steps = 0; // the engine's thread only
+};
+
+TEST_CASE("a failed step counts as a step but records no backend time", "[engine][metrics]") {
+    const auto e = engine_over(std::make_unique<failing_backend>(tiny_backend(1, 64), 3), config(256, 16));
+    auto tok = demo_tokenizer(512);
+    const tokenizer t(tok);
+    const auto r = run_all(*e, {greedy(t.encode("fail later", true), 8)});
+    CHECK(r[0].finish == finish_reason::error);
+    CHECK_THAT(r[0].error, Catch::Contains("the device fell over"));
+    const serve_metrics& m = e->metrics();
+    CHECK(m.steps.load() == 4);
+    CHECK(m.step_tokens.count() == 4);
+    CHECK(m.step_compute.count() == 3); // not the third step's time again
 }
 
 TEST_CASE("a stop string ends generation and is not part of the text", "[engine]") {

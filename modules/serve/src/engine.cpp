@@ -668,6 +668,7 @@ struct engine::impl {
             build_batch(plan, now);
             publish_gauges();
             std::exception_ptr failure;
+            step_out.compute_seconds = 0; // this step's, if the backend measures it and the step succeeds
             try {
                 // The step first: it hands the batch to the backend's threads
                 // and suspends; between_steps then runs here meanwhile.
