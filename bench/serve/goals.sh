@@ -70,18 +70,24 @@ for r in $(seq "$rounds"); do
   "$loadgen" --port 18181 --model "$m" --concurrency 32 --requests 96 --max-tokens 64 --prompt-tokens "$words" \
     --seed $((2000 + r)) --stream-usage --label "small c=32, round $r" --json "$out/goal2-c32-r$r.json" >/dev/null
   engine_counters 18181 >"$out/goal2-c32-r$r.engine-after.json"
+  # The round's steps go to goal2-steps-r$r.json, which the summary reads.
   python3 - "$out" "$r" <<'PY'
 import json, os, sys
 out, r = sys.argv[1], sys.argv[2]
 load = lambda n: json.load(open(os.path.join(out, n)))
-def steps(c):
-    a, b = load(f"goal2-c{c}-r{r}.engine-before.json"), load(f"goal2-c{c}-r{r}.engine-after.json")
+runs = {c: load(f"goal2-{c}-r{r}.json") for c in ("c1", "c32")}
+steps = {}
+for c in runs:
+    a, b = load(f"goal2-{c}-r{r}.engine-before.json"), load(f"goal2-{c}-r{r}.engine-after.json")
     n = max(1.0, b["steps"] - a["steps"])
-    return 1e3 * (b["compute_s"] - a["compute_s"]) / n, (b["tokens"] - a["tokens"]) / n
-t1, t32 = (load(f"goal2-c{c}-r{r}.json")["output_throughput"] for c in (1, 32))
-(ms1, tok1), (ms32, tok32) = steps(1), steps(32)
-print(f"round {r}: {t32:.0f} vs {t1:.0f} tok/s = {t32 / t1:.2f}x "
-      f"(steps {ms32:.2f} ms for {tok32:.1f} tokens vs {ms1:.2f} ms for {tok1:.1f})")
+    steps[f"step_ms_{c}"] = 1e3 * (b["compute_s"] - a["compute_s"]) / n
+    steps[f"tokens_per_step_{c}"] = (b["tokens"] - a["tokens"]) / n
+    if c == "c32":  # (the c=1 run's warm-up request is in the counters, not in its duration)
+        steps["compute_share_c32"] = (b["compute_s"] - a["compute_s"]) / max(1e-9, runs[c]["duration_s"])
+json.dump(steps, open(os.path.join(out, f"goal2-steps-r{r}.json"), "w"), indent=2)
+t1, t32 = runs["c1"]["output_throughput"], runs["c32"]["output_throughput"]
+print(f"round {r}: {t32:.0f} vs {t1:.0f} tok/s = {t32 / t1:.2f}x (steps {steps['step_ms_c32']:.2f} ms for "
+      f"{steps['tokens_per_step_c32']:.1f} tokens vs {steps['step_ms_c1']:.2f} ms for {steps['tokens_per_step_c1']:.1f})")
 PY
 done
 
@@ -117,17 +123,9 @@ rounds2 = []
 r = 1
 while os.path.exists(os.path.join(out, f"goal2-c1-r{r}.json")):
     a, b = load(f"goal2-c1-r{r}.json"), load(f"goal2-c32-r{r}.json")
-    row = {"tokens_per_s_c1": a["output_throughput"], "tokens_per_s_c32": b["output_throughput"],
-           "ratio": b["output_throughput"] / a["output_throughput"], "c1": a, "c32": b}
-    for streams, run in (("c1", a), ("c32", b)):
-        e0 = load(f"goal2-{streams}-r{r}.engine-before.json")
-        e1 = load(f"goal2-{streams}-r{r}.engine-after.json")
-        n = max(1.0, e1["steps"] - e0["steps"])
-        row[f"step_ms_{streams}"] = 1e3 * (e1["compute_s"] - e0["compute_s"]) / n
-        row[f"tokens_per_step_{streams}"] = (e1["tokens"] - e0["tokens"]) / n
-        if streams == "c32":  # (the c=1 run's warm-up request is in the counters, not in its duration)
-            row["compute_share_c32"] = (e1["compute_s"] - e0["compute_s"]) / max(1e-9, run["duration_s"])
-    rounds2.append(row)
+    rounds2.append({"tokens_per_s_c1": a["output_throughput"], "tokens_per_s_c32": b["output_throughput"],
+                    "ratio": b["output_throughput"] / a["output_throughput"], "c1": a, "c32": b,
+                    **load(f"goal2-steps-r{r}.json")})
     r += 1
 by_ratio = sorted(rounds2, key=lambda x: x["ratio"])
 median2 = by_ratio[(len(by_ratio) - 1) // 2]  # the lower median: a real round, not an average of two

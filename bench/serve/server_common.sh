@@ -36,13 +36,13 @@ start_server() {
 model_name() { curl -fs "http://127.0.0.1:$1/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])'; }
 
 # engine_counters PORT: the engine's step counters from /metrics, as JSON
-# (steps, their backend seconds and tokens, tokens generated); the difference
+# (steps, their backend seconds and tokens); the difference
 # of two calls says what a run between them cost per step.
 engine_counters() {
   curl -fs "http://127.0.0.1:$1/metrics" | python3 -c '
 import json, sys
 names = {"weft_engine_step_compute_seconds_sum": "compute_s", "weft_engine_step_compute_seconds_count": "steps",
-         "weft_engine_step_tokens_sum": "tokens", "weft_generation_tokens_total": "generated"}
+         "weft_engine_step_tokens_sum": "tokens"}
 out = {}
 for line in sys.stdin:
     if line.startswith("#") or not line.strip():

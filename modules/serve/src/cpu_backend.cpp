@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <exception>
-#include <chrono>
 #include <mutex>
 #include <thread>
 
