@@ -93,12 +93,12 @@ struct bench_run {
     std::size_t block_size = 16;
 
     bench_run(const std::filesystem::path& path, std::size_t threads, std::size_t max_seqs, std::size_t max_len,
-              ggml_type kv_type, double split_step_us) {
+              ggml_type kv_type, double split_step_us, bool sequence_lanes) {
         m = model::load(path);
         const std::size_t blocks_per_seq = (max_len + block_size - 1) / block_size;
         backend = std::make_unique<cpu_backend>(
             m, cpu_backend_options{.threads = threads, .kv_blocks = max_seqs * blocks_per_seq, .kv_block_size = block_size, .kv_type = kv_type,
-                                    .split_step_us = split_step_us});
+                                    .split_step_us = split_step_us, .sequence_lanes = sequence_lanes});
     }
 
     std::vector<bench_sequence> make(std::size_t count, std::size_t prompt, std::size_t max_len) {
@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
     std::vector<std::size_t> batches{1, 2, 4, 8, 16, 32, 64};
     std::string kv_type_name = "f16";
     double split_step_us = cpu_backend_options{}.split_step_us;
+    bool sequence_lanes = cpu_backend_options{}.sequence_lanes;
     std::size_t rounds = 3;
     app.add_option("--size", size)->capture_default_str();
     app.add_option("--types", types)->delimiter(',')->capture_default_str();
@@ -179,6 +180,9 @@ int main(int argc, char** argv) {
                    "steps estimated below this on one thread run unsplit (cpu_backend_options::split_step_us)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    app.add_flag("--sequence-lanes,!--no-sequence-lanes", sequence_lanes,
+                 "split steps of many sequences by sequences (cpu_backend_options::sequence_lanes)")
+        ->capture_default_str();
     app.add_option("--kv-type", kv_type_name, "KV cache element type: f16 (the backend's default) or f32")
         ->capture_default_str()->check(CLI::IsMember({"f16", "f32"}));
     CLI11_PARSE(app, argc, argv);
@@ -192,6 +196,7 @@ int main(int argc, char** argv) {
     report["model"] = size;
     report["kv_type"] = kv_type_name;
     report["split_step_us"] = split_step_us;
+    report["sequence_lanes"] = sequence_lanes;
     report["rounds"] = rounds;
     report["steps_per_round"] = steps;
     const weft::bench::compute_peak peak = weft::bench::measure_compute_peak(threads);
@@ -207,7 +212,7 @@ int main(int argc, char** argv) {
         const auto path = ensure_demo_model(size, type, cache);
         const std::size_t context = 64;
         const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
-        bench_run run(path, threads, max_batch + 1, 600, kv_type, split_step_us);
+        bench_run run(path, threads, max_batch + 1, 600, kv_type, split_step_us, sequence_lanes);
         const double weight_bytes = static_cast<double>(run.m->step_weight_bytes());
         const double floor_s = weight_bytes / bandwidth;
         // Float weights multiply float activations; quantized ones, int8

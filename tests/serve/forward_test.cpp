@@ -192,6 +192,90 @@ TEST_CASE("a short step stays on the step thread and a long one is split across 
     CHECK(split_jobs(0, 4) > 0);   // 0: every job splits
 }
 
+TEST_CASE("a step of many sequences runs one lane per thread with the logits of one thread",
+          "[forward][invariance]") {
+    const model_config c = small_config(512, 64, 2, 4, 2, 96);
+    for (ggml_type type : {ggml_type::f32, ggml_type::q8_0}) {
+        INFO(type_info(type).name);
+        const auto m = random_model(c, type, 31);
+        struct result {
+            std::vector<std::vector<float>> rows; // every step's logits, in order
+            std::uint64_t lane_steps = 0;
+            std::uint64_t split_jobs = 0;
+        };
+        // Ten sequences: prompts of 3 to 12 tokens, some in two chunks, then
+        // decode steps, every sequence in every step.
+        auto run = [&](std::size_t threads, bool lanes) {
+            cpu_backend backend(m, {.threads = threads, .kv_blocks = 80, .kv_block_size = 8, .split_step_us = 0,
+                                    .sequence_lanes = lanes});
+            std::vector<test_sequence> seqs;
+            for (std::size_t i = 0; i < 10; ++i) {
+                seqs.push_back(make_sequence(static_cast<seq_id>(i + 1), random_tokens(3 + i, c.n_vocab, 40 + i),
+                                             block_range(static_cast<block_id>(8 * i), 8)));
+            }
+            result r;
+            for (std::size_t step = 0; step < 6; ++step) {
+                batch b;
+                for (std::size_t i = 0; i < seqs.size(); ++i) {
+                    test_sequence& s = seqs[i];
+                    if (s.computed == s.tokens.size()) {
+                        s.tokens.push_back(static_cast<token_id>((step * 17 + i * 5) % c.n_vocab));
+                    }
+                    b.chunks.push_back(s.next_chunk(i % 3 == 0 ? 4 : 0, true));
+                }
+                step_output out;
+                backend.step_sync(b, out);
+                for (std::size_t i = 0; i < out.rows(); ++i) r.rows.emplace_back(out.row(i).begin(), out.row(i).end());
+            }
+            r.lane_steps = backend.lane_steps();
+            r.split_jobs = backend.split_jobs();
+            return r;
+        };
+        const result one = run(1, true);
+        const result lanes = run(2, true);
+        const result rows = run(2, false);
+        CHECK(one.lane_steps == 0);
+        CHECK(lanes.lane_steps > 0);
+        CHECK(rows.lane_steps == 0);
+        // A lane step is one job for the team where a row-split step is several a layer.
+        CHECK(lanes.split_jobs < rows.split_jobs);
+        REQUIRE(lanes.rows.size() == one.rows.size());
+        REQUIRE(rows.rows.size() == one.rows.size());
+        for (std::size_t i = 0; i < one.rows.size(); ++i) {
+            INFO("row " << i);
+            CHECK(std::memcmp(lanes.rows[i].data(), one.rows[i].data(), one.rows[i].size() * sizeof(float)) == 0);
+            CHECK(std::memcmp(rows.rows[i].data(), one.rows[i].data(), one.rows[i].size() * sizeof(float)) == 0);
+        }
+    }
+}
+
+TEST_CASE("lanes are left for steps of few tokens or of sequences too uneven to share out", "[forward]") {
+    const model_config c = small_config(512, 64, 2, 4, 2, 96);
+    const auto m = random_model(c, ggml_type::f32, 37);
+    auto lane_steps = [&](std::vector<std::size_t> chunk_tokens) {
+        cpu_backend backend(m, {.threads = 2, .kv_blocks = 64, .kv_block_size = 16, .split_step_us = 0});
+        std::vector<test_sequence> seqs;
+        batch b;
+        for (std::size_t i = 0; i < chunk_tokens.size(); ++i) {
+            seqs.push_back(make_sequence(static_cast<seq_id>(i + 1), random_tokens(chunk_tokens[i], c.n_vocab, 50 + i),
+                                         block_range(static_cast<block_id>(8 * i), 8)));
+        }
+        for (test_sequence& s : seqs) b.chunks.push_back(s.next_chunk(0, true));
+        step_output out;
+        backend.step_sync(b, out);
+        CHECK(out.rows() == chunk_tokens.size());
+        return backend.lane_steps();
+    };
+    // This model's weights take longer to stream than a few tokens' products:
+    // 4 tokens a thread would each read them for little arithmetic.
+    CHECK(lane_steps({2, 2, 2, 2, 2, 2, 2, 2}) == 1);
+    CHECK(lane_steps({1, 1, 1, 1, 1, 1, 1, 1}) == 0);
+    // A long prompt beside one decode: no even split by whole sequences.
+    CHECK(lane_steps({64, 1}) == 0);
+    CHECK(lane_steps({32, 30}) == 1);
+    CHECK(lane_steps({60}) == 0); // one sequence
+}
+
 TEST_CASE("a step awaited from a coroutine resumes with the logits", "[forward]") {
     const model_config c = small_config(512, 64, 1, 4, 2, 96);
     const auto m = random_model(c);

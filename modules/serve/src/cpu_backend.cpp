@@ -16,7 +16,7 @@ namespace weft::serve {
 struct cpu_backend::impl {
     impl(std::shared_ptr<const model> m, const cpu_backend_options& o)
         : options(o), cache(m->config(), o.kv_blocks, o.kv_block_size, o.kv_type), team(o.threads),
-          forward(std::move(m), team, cache, o.split_step_us * 1000.0) {}
+          forward(std::move(m), team, cache, o.split_step_us * 1000.0, o.sequence_lanes) {}
 
     /// One step handed to the step thread.
     struct job {
@@ -101,6 +101,7 @@ std::size_t cpu_backend::kv_block_size() const noexcept { return m_impl->cache.b
 const model& cpu_backend::weights() const noexcept { return m_impl->forward.weights(); }
 std::size_t cpu_backend::threads() const noexcept { return m_impl->team.size(); }
 std::uint64_t cpu_backend::split_jobs() const noexcept { return m_impl->team.jobs_split(); }
+std::uint64_t cpu_backend::lane_steps() const noexcept { return m_impl->forward.lane_steps(); }
 
 std::string cpu_backend::describe() const {
     const char* isa = "scalar";

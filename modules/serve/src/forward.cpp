@@ -33,6 +33,12 @@ constexpr double weight_byte_ns = 0.06;  // ~16 GB/s
 constexpr double attend_call_ns = 150;   // one token's query heads of one KV head, before the positions
 constexpr double attend_mac_ns = 0.06;   // per multiply-add of the scores and of the weighted sum
 
+/// A step runs one lane per thread (cpu_forward::plan_lanes) when a lane's
+/// multiply-adds take at least this share of the time to stream the weights
+/// once, and its most costly lane is within `lane_balance` of an even share.
+constexpr double lane_compute_share = 0.5;
+constexpr double lane_balance = 1.15;
+
 /// About how long `tokens` rows times `w` take on one thread.
 double matmul_ns(const weight_matrix& w, std::size_t tokens) noexcept {
     const bool float_weights = w.type == ggml_type::f32 || w.type == ggml_type::f16 || w.type == ggml_type::bf16;
@@ -44,10 +50,11 @@ double matmul_ns(const weight_matrix& w, std::size_t tokens) noexcept {
 } // namespace
 
 cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache,
-                         double split_step_ns)
+                         double split_step_ns, bool sequence_lanes)
     : m_model(std::move(m)), m_config(m_model->config()), m_team(team), m_cache(cache), m_split_step_ns(split_step_ns),
+      m_sequence_lanes(sequence_lanes),
       m_rope(m_config.rope_dim, m_config.rope_freq_base, m_config.rope),
-      m_scratch(team.size()) {
+      m_scratch(team.size()), m_lanes(team.size()) {
     // F32 weights go to the panel kernel, which batches far better than
     // dot products over plain rows (see packed_f32.hpp); the copy costs the
     // F32 matrices' size once more in memory.
@@ -75,6 +82,13 @@ cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& 
     }
     pack(m_model->output);
     prepack(m_model->output);
+    for (const layer_weights& w : m_model->layers) {
+        for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+            // Many tokens: the multiply-adds' share alone.
+            m_matmul_token_ns += matmul_ns(*x, 1 << 16) / static_cast<double>(1 << 16);
+            m_weights_ns += static_cast<double>(x->bytes()) * weight_byte_ns;
+        }
+    }
 }
 
 void cpu_forward::validate(const batch& b) const {
@@ -101,13 +115,14 @@ void cpu_forward::validate(const batch& b) const {
     }
 }
 
-kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k) {
+kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k,
+                                          std::vector<std::byte>& buffer) {
     const double ns_per_token = quantize_ns * static_cast<double>(k);
     if (vec_dot_type(wt) == ggml_type::f32 || !worth_forking(static_cast<double>(tokens) * ns_per_token)) {
-        return kernels::prepare_activations(wt, x, k, tokens, k, m_act);
+        return kernels::prepare_activations(wt, x, k, tokens, k, buffer);
     }
     // Quantizing a big batch's rows is worth sharing between the threads.
-    const kernels::activations a = kernels::layout_activations(wt, tokens, k, m_act);
+    const kernels::activations a = kernels::layout_activations(wt, tokens, k, buffer);
     per_token(tokens, ns_per_token, [&](std::size_t t) { kernels::fill_activations(a, x, k, t, t + 1); });
     return a;
 }
@@ -173,6 +188,82 @@ void cpu_forward::plan_split(const batch& b) {
     m_job_split_ns = step < m_split_step_ns ? std::numeric_limits<double>::infinity() : fork_join_ns;
 }
 
+double cpu_forward::token_ns(const token_slot& s) const noexcept {
+    const model_config& c = m_config;
+    const double macs_per_position = 2.0 * static_cast<double>(c.n_head / c.n_head_kv * c.head_dim);
+    const double attend = static_cast<double>(c.n_head_kv) *
+                          (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
+    return m_matmul_token_ns + attend * static_cast<double>(c.n_layer);
+}
+
+bool cpu_forward::plan_lanes(const batch& b) {
+    // A step of many sequences is bound by arithmetic, not by streaming the
+    // weights. Split by rows, each of its ~5 products and its attention per
+    // layer is a fork-join whose last chunk the other thread waits for: on
+    // two cores, 7-15% of a 32-sequence step of `small` went to those joins
+    // (per product against one thread's time). Split by sequences instead,
+    // every thread runs the whole layer stack over its own tokens and the
+    // step has one join. Nothing crosses sequences in a layer (a token's
+    // attention reads its own sequence's cache), and every product and
+    // attention gives a token the same bits whichever tokens share its call.
+    // Each thread then reads all the weights, but the threads go through the
+    // layers together, so the second read comes from the L3 cache: this is
+    // for steps bound by arithmetic, with tokens enough per thread to reuse
+    // each weight many times.
+    const std::size_t parts = m_team.size();
+    m_spans.clear();
+    // Tokens enough that a lane's products are bound by arithmetic, not by
+    // streaming the weights, which each lane does (F32 weights of `small`
+    // with 4 tokens a lane: 20% slower than split by rows; Q8_0, from the L3
+    // cache: 35% faster).
+    const double lane_macs_ns = m_matmul_token_ns * static_cast<double>(m_slots.size() / parts);
+    if (!m_sequence_lanes || parts < 2 || !worth_forking(fork_join_ns) || lane_macs_ns < lane_compute_share * m_weights_ns ||
+        b.chunks.size() < parts) {
+        return false;
+    }
+    // Contiguous runs of chunks of about equal cost: each run ends at the
+    // chunk boundary nearest its share of the total.
+    m_chunk_cost.assign(b.chunks.size(), 0.0);
+    const double logits_ns = matmul_ns(m_model->output, 1 << 16) / static_cast<double>(1 << 16);
+    double total = 0;
+    for (const token_slot& s : m_slots) m_chunk_cost[s.chunk] += token_ns(s);
+    for (std::size_t ci = 0; ci < b.chunks.size(); ++ci) {
+        m_chunk_cost[ci] += logits_ns * static_cast<double>(b.chunks[ci].logits);
+        total += m_chunk_cost[ci];
+    }
+    batch_span sp;
+    double done = 0, worst = 0, before = 0;
+    for (std::size_t ci = 0; ci < b.chunks.size(); ++ci) {
+        const double target = total * static_cast<double>(m_spans.size() + 1) / static_cast<double>(parts);
+        const double after = done + m_chunk_cost[ci];
+        const std::size_t left = b.chunks.size() - ci; // chunks from ci on
+        const std::size_t lanes_left = parts - m_spans.size() - 1;
+        // Close the span before chunk ci when that is nearer the target, or
+        // when the lanes after it need every chunk left.
+        const bool close = sp.chunk_end > sp.chunk_begin && m_spans.size() + 1 < parts &&
+                           (left <= lanes_left || target - done < after - target);
+        if (close) {
+            worst = std::max(worst, done - before);
+            before = done;
+            m_spans.push_back(sp);
+            sp = batch_span{ci, ci, sp.t_end, sp.t_end, sp.s_end, sp.s_end};
+        }
+        sp.chunk_end = ci + 1;
+        sp.t_end += b.chunks[ci].tokens.size();
+        sp.s_end += b.chunks[ci].logits;
+        done = after;
+    }
+    worst = std::max(worst, done - before);
+    m_spans.push_back(sp);
+    // Uneven runs (one long prompt beside a few decodes) keep the row split:
+    // a step waits for its slowest lane.
+    if (m_spans.size() != parts || worst > lane_balance * total / static_cast<double>(parts)) {
+        m_spans.clear();
+        return false;
+    }
+    return true;
+}
+
 template <class F>
 void cpu_forward::per_token(std::size_t tokens, double ns_per_token, F&& fn) {
     if (!worth_forking(static_cast<double>(tokens) * ns_per_token)) {
@@ -217,64 +308,98 @@ void cpu_forward::run(const batch& b, step_output& out) {
             }
         }
     }
+    // The CPU computes the logits anyway; argmax_only is a GPU transfer saving.
+    const std::size_t S = b.num_logits();
+    out.vocab = c.n_vocab;
+    out.argmax.clear();
+    out.logits.resize(S * c.n_vocab);
+    m_out_x.resize(S * E);
+
+    if (plan_lanes(b)) {
+        // Inside a lane every job runs on the lane's thread.
+        const double split = m_job_split_ns;
+        m_job_split_ns = std::numeric_limits<double>::infinity();
+        m_lane_steps.fetch_add(1, std::memory_order_relaxed);
+        m_team.run([&](std::size_t part, std::size_t) { run_span(b, m_spans[part], part, out); });
+        m_job_split_ns = split;
+        return;
+    }
+    run_span(b, batch_span{0, b.chunks.size(), 0, T, 0, S}, 0, out);
+}
+
+void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln, step_output& out) {
+    const model& m = *m_model;
+    const model_config& c = m_config;
+    const std::size_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
+    const std::size_t T = sp.tokens(), t0 = sp.t_begin;
+    std::vector<std::byte>& act = m_lanes[ln].act;
+    // This span's rows of the step's buffers.
+    float* const x = &m_x[t0 * E];
+    float* const xn = &m_xn[t0 * E];
+    float* const q = &m_q[t0 * Q];
+    float* const k = &m_k[t0 * KV];
+    float* const v = &m_v[t0 * KV];
+    float* const att = &m_att[t0 * Q];
+    float* const gate = &m_gate[t0 * F];
+    float* const up = &m_up[t0 * F];
 
     for (std::size_t l = 0; l < c.n_layer; ++l) {
         const layer_weights& w = m.layers[l];
 
         // xn[T][E] = rmsnorm(x) * attn_norm
         per_token(T, norm_ns * static_cast<double>(E),
-                  [&](std::size_t t) { kernels::rmsnorm(&m_x[t * E], w.attn_norm.data(), &m_xn[t * E], E, c.rms_eps); });
+                  [&](std::size_t t) { kernels::rmsnorm(&x[t * E], w.attn_norm.data(), &xn[t * E], E, c.rms_eps); });
 
         // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias)
-        kernels::activations xa = prepare(w.wq.type, m_xn.data(), T, E);
+        kernels::activations xa = prepare(w.wq.type, xn, T, E, act);
         if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
             // One fork-join for the three products (they share the activations).
             const std::size_t chunks = matmul_chunks(std::min({w.wq.rows, w.wk.rows, w.wv.rows}),
                                                      matmul_ns(w.wq, T) + matmul_ns(w.wk, T) + matmul_ns(w.wv, T));
             m_team.run_chunks(chunks, [&](std::size_t part, std::size_t parts) {
-                matmul_part(w.wq, xa, m_q.data(), part, parts);
-                matmul_part(w.wk, xa, m_k.data(), part, parts);
-                matmul_part(w.wv, xa, m_v.data(), part, parts);
+                matmul_part(w.wq, xa, q, part, parts);
+                matmul_part(w.wk, xa, k, part, parts);
+                matmul_part(w.wv, xa, v, part, parts);
             });
         } else {
-            matmul(w.wq, xa, m_q.data());
-            xa = prepare(w.wk.type, m_xn.data(), T, E);
-            matmul(w.wk, xa, m_k.data());
-            xa = prepare(w.wv.type, m_xn.data(), T, E);
-            matmul(w.wv, xa, m_v.data());
+            matmul(w.wq, xa, q);
+            xa = prepare(w.wk.type, xn, T, E, act);
+            matmul(w.wk, xa, k);
+            xa = prepare(w.wv.type, xn, T, E, act);
+            matmul(w.wv, xa, v);
         }
         if (!w.bq.empty()) {
             for (std::size_t t = 0; t < T; ++t) {
-                kernels::add_inplace(&m_q[t * Q], w.bq.data(), Q);
-                kernels::add_inplace(&m_k[t * KV], w.bk.data(), KV);
-                kernels::add_inplace(&m_v[t * KV], w.bv.data(), KV);
+                kernels::add_inplace(&q[t * Q], w.bq.data(), Q);
+                kernels::add_inplace(&k[t * KV], w.bk.data(), KV);
+                kernels::add_inplace(&v[t * KV], w.bv.data(), KV);
             }
         }
 
         // RoPE on q and k at each token's position; k and v into the cache.
         // (The table covers every position already: apply only reads it.)
         per_token(T, rotate_ns * static_cast<double>(Q + 3 * KV), [&](std::size_t t) {
-            const token_slot& s = m_slots[t];
-            m_rope.apply(&m_q[t * Q], c.n_head, c.head_dim, s.pos);
-            m_rope.apply(&m_k[t * KV], c.n_head_kv, c.head_dim, s.pos);
+            const token_slot& s = m_slots[t0 + t];
+            m_rope.apply(&q[t * Q], c.n_head, c.head_dim, s.pos);
+            m_rope.apply(&k[t * KV], c.n_head_kv, c.head_dim, s.pos);
             const batch_chunk& ch = b.chunks[s.chunk];
             const block_id blk = ch.blocks[s.pos / m_cache.block_size()];
             const std::size_t slot = s.pos % m_cache.block_size();
-            m_cache.store(l, blk, slot, &m_k[t * KV], &m_v[t * KV]);
+            m_cache.store(l, blk, slot, &k[t * KV], &v[t * KV]);
         });
 
         // att[T][Q] = softmax(q k^T / sqrt(d)) v, causal, per sequence
-        attention(b, l);
+        attention(b, l, sp, ln);
 
         // x += att . Wo^T
-        xa = prepare(w.wo.type, m_att.data(), T, Q);
-        matmul(w.wo, xa, m_xn.data());
+        xa = prepare(w.wo.type, att, T, Q, act);
+        matmul(w.wo, xa, xn);
         // xn = rmsnorm(x) * ffn_norm; x += (silu(xn . Wgate^T) * (xn . Wup^T)) . Wdown^T
         per_token(T, 2 * norm_ns * static_cast<double>(E), [&](std::size_t t) {
-            kernels::add_inplace(&m_x[t * E], &m_xn[t * E], E);
-            kernels::rmsnorm(&m_x[t * E], w.ffn_norm.data(), &m_xn[t * E], E, c.rms_eps);
+            kernels::add_inplace(&x[t * E], &xn[t * E], E);
+            kernels::rmsnorm(&x[t * E], w.ffn_norm.data(), &xn[t * E], E, c.rms_eps);
         });
-        xa = prepare(w.w_gate.type, m_xn.data(), T, E);
+        xa = prepare(w.w_gate.type, xn, T, E, act);
         if (w.w_up.type == w.w_gate.type) {
             // One fork-join: each part multiplies its rows of gate and up
             // (the same split: both have F rows), then gates exactly those
@@ -283,73 +408,73 @@ void cpu_forward::run(const batch& b, step_output& out) {
             // whole-row swiglu.
             const double ns = matmul_ns(w.w_gate, T) + matmul_ns(w.w_up, T) + gate_ns * static_cast<double>(T * F);
             m_team.run_chunks(matmul_chunks(F, ns), [&](std::size_t part, std::size_t parts) {
-                matmul_part(w.w_gate, xa, m_gate.data(), part, parts);
-                const auto [begin, end] = matmul_part(w.w_up, xa, m_up.data(), part, parts);
+                matmul_part(w.w_gate, xa, gate, part, parts);
+                const auto [begin, end] = matmul_part(w.w_up, xa, up, part, parts);
                 for (std::size_t t = 0; begin < end && t < T; ++t) {
-                    kernels::swiglu(&m_gate[t * F + begin], &m_up[t * F + begin], &m_gate[t * F + begin], end - begin);
+                    kernels::swiglu(&gate[t * F + begin], &up[t * F + begin], &gate[t * F + begin], end - begin);
                 }
             });
         } else {
-            matmul(w.w_gate, xa, m_gate.data());
-            xa = prepare(w.w_up.type, m_xn.data(), T, E);
-            matmul(w.w_up, xa, m_up.data());
+            matmul(w.w_gate, xa, gate);
+            xa = prepare(w.w_up.type, xn, T, E, act);
+            matmul(w.w_up, xa, up);
             per_token(T, gate_ns * static_cast<double>(F),
-                      [&](std::size_t t) { kernels::swiglu(&m_gate[t * F], &m_up[t * F], &m_gate[t * F], F); });
+                      [&](std::size_t t) { kernels::swiglu(&gate[t * F], &up[t * F], &gate[t * F], F); });
         }
-        xa = prepare(w.w_down.type, m_gate.data(), T, F);
+        xa = prepare(w.w_down.type, gate, T, F, act);
         // The residual add joins the product: each part adds the rows it
         // computed, one fork-join for both.
         m_team.run_chunks(matmul_chunks(E, matmul_ns(w.w_down, T)), [&](std::size_t part, std::size_t parts) {
-            const auto [begin, end] = matmul_part(w.w_down, xa, m_xn.data(), part, parts);
+            const auto [begin, end] = matmul_part(w.w_down, xa, xn, part, parts);
             for (std::size_t t = 0; begin < end && t < T; ++t) {
-                kernels::add_inplace(&m_x[t * E + begin], &m_xn[t * E + begin], end - begin);
+                kernels::add_inplace(&x[t * E + begin], &xn[t * E + begin], end - begin);
             }
         });
     }
 
     // logits[S][V] = rmsnorm(x of each chunk's last `logits` tokens) . Wout^T
-    const std::size_t S = b.num_logits();
-    m_out_x.resize(S * E);
+    const std::size_t S = sp.s_end - sp.s_begin;
+    float* const out_x = &m_out_x[sp.s_begin * E];
     {
         std::size_t t = 0, s = 0;
-        for (const batch_chunk& ch : b.chunks) {
+        for (std::size_t ci = sp.chunk_begin; ci < sp.chunk_end; ++ci) {
+            const batch_chunk& ch = b.chunks[ci];
             t += ch.tokens.size();
-            for (std::size_t k = t - ch.logits; k < t; ++k, ++s) {
-                kernels::rmsnorm(&m_x[k * E], m.output_norm.data(), &m_out_x[s * E], E, c.rms_eps);
+            for (std::size_t i = t - ch.logits; i < t; ++i, ++s) {
+                kernels::rmsnorm(&x[i * E], m.output_norm.data(), &out_x[s * E], E, c.rms_eps);
             }
         }
     }
-    // The CPU computes the logits anyway; argmax_only is a GPU transfer saving.
-    out.vocab = c.n_vocab;
-    out.argmax.clear();
-    out.logits.resize(S * c.n_vocab);
     if (S > 0) {
-        const kernels::activations xa = prepare(m.output.type, m_out_x.data(), S, E);
-        matmul(m.output, xa, out.logits.data());
+        const kernels::activations xa = prepare(m.output.type, out_x, S, E, act);
+        matmul(m.output, xa, out.logits.data() + sp.s_begin * c.n_vocab);
     }
 }
 
-void cpu_forward::attention(const batch& b, std::size_t layer) {
+void cpu_forward::attention(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln) {
+    lane& ls = m_lanes[ln];
     if (m_cache.type() == ggml_type::f16) {
-        attention_over<std::uint16_t>(b, layer, m_key_blocks_f16, m_value_blocks_f16);
+        attention_over<std::uint16_t>(b, layer, sp, ln, ls.key_blocks_f16, ls.value_blocks_f16);
     } else {
-        attention_over<float>(b, layer, m_key_blocks, m_value_blocks);
+        attention_over<float>(b, layer, sp, ln, ls.key_blocks, ls.value_blocks);
     }
 }
 
 template <class E>
-void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<const E*>& keys,
-                                 std::vector<const E*>& values) {
+void cpu_forward::attention_over(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln,
+                                 std::vector<const E*>& keys, std::vector<const E*>& values) {
     const model_config& c = m_config;
     const std::size_t group = c.n_head / c.n_head_kv;
     const std::size_t Q = c.q_dim();
+    std::vector<std::size_t>& block_offset = m_lanes[ln].chunk_block_offset;
 
-    // Block pointers of every chunk for this layer, concatenated.
+    // Block pointers of every chunk of the span for this layer, concatenated.
     keys.clear();
     values.clear();
-    m_chunk_block_offset.clear();
-    for (const batch_chunk& ch : b.chunks) {
-        m_chunk_block_offset.push_back(keys.size());
+    block_offset.clear();
+    for (std::size_t ci = sp.chunk_begin; ci < sp.chunk_end; ++ci) {
+        const batch_chunk& ch = b.chunks[ci];
+        block_offset.push_back(keys.size());
         const std::size_t used = (ch.start + ch.tokens.size() + m_cache.block_size() - 1) / m_cache.block_size();
         for (std::size_t i = 0; i < used; ++i) {
             keys.push_back(m_cache.keys_as<E>(layer, ch.blocks[i]));
@@ -365,22 +490,24 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, std::vector<
     // hardware prefetcher follows, where items of one head each would read
     // every other run of it. Few tokens (a lone decode): one item per
     // (token, KV head), so the threads still split the work.
-    const std::size_t heads_per_item = m_slots.size() >= 4 * m_team.size() ? c.n_head_kv : 1;
-    const std::size_t items = m_slots.size() * c.n_head_kv / heads_per_item;
-    auto run_item = [&](std::size_t item, std::size_t, std::size_t part) {
+    const std::size_t T = sp.tokens();
+    const std::size_t heads_per_item = T >= 4 * m_team.size() ? c.n_head_kv : 1;
+    const std::size_t items = T * c.n_head_kv / heads_per_item;
+    auto run_item = [&](std::size_t item, std::size_t, std::size_t scratch) {
         for (std::size_t i = item * heads_per_item; i < (item + 1) * heads_per_item; ++i) {
-            const std::size_t t = i / c.n_head_kv;
+            const std::size_t t = sp.t_begin + i / c.n_head_kv;
             const std::size_t g = i % c.n_head_kv;
             const token_slot& s = m_slots[t];
-            const std::size_t off = m_chunk_block_offset[s.chunk];
+            const std::size_t off = block_offset[s.chunk - sp.chunk_begin];
             const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off,
                                                          m_cache.block_size()};
             const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
-            kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[part].data());
+            kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[scratch].data());
         }
     };
     if (!worth_forking(m_attention_ns)) {
-        for (std::size_t item = 0; item < items; ++item) run_item(item, items, 0);
+        // On this thread: the lane's scratch (a lane is one of the team's parts).
+        for (std::size_t item = 0; item < items; ++item) run_item(item, items, ln);
         return;
     }
     m_team.run_chunks(items, run_item);

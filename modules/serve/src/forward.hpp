@@ -13,7 +13,9 @@
 #include <weft/serve/kv_cache.hpp>
 #include <weft/serve/model.hpp>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <unordered_map>
 #include <utility>
@@ -24,14 +26,18 @@ namespace weft::serve {
 class cpu_forward {
 public:
     /// Steps estimated below `split_step_ns` on one thread run on the
-    /// calling thread alone (cpu_backend_options::split_step_us).
-    cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache, double split_step_ns);
+    /// calling thread alone (cpu_backend_options::split_step_us); with
+    /// `sequence_lanes`, some steps run one lane per thread (plan_lanes).
+    cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& team, kv_cache& cache, double split_step_ns,
+                bool sequence_lanes);
 
     /// Runs one step (see batch.hpp); throws std::invalid_argument for a
     /// batch that does not fit the model or the cache, before touching it.
     void run(const batch& b, step_output& out);
 
     [[nodiscard]] const model& weights() const noexcept { return *m_model; }
+    /// Steps run one lane per thread so far.
+    [[nodiscard]] std::uint64_t lane_steps() const noexcept { return m_lane_steps.load(std::memory_order_relaxed); }
 
 private:
     /// Per token of the batch: where it sits.
@@ -40,12 +46,35 @@ private:
         std::size_t pos;
     };
 
+    /// A run of whole chunks of the batch: chunks [chunk_begin, chunk_end),
+    /// their tokens [t_begin, t_end) and their logits rows [s_begin, s_end).
+    struct batch_span {
+        std::size_t chunk_begin = 0, chunk_end = 0;
+        std::size_t t_begin = 0, t_end = 0;
+        std::size_t s_begin = 0, s_end = 0;
+        [[nodiscard]] std::size_t tokens() const noexcept { return t_end - t_begin; }
+    };
+
+    /// What one lane writes while it runs a span: a step runs one lane over
+    /// the whole batch (its jobs split across the team), or one lane per
+    /// thread, each over its own sequences (see plan_lanes).
+    struct lane {
+        std::vector<std::byte> act; // activations converted for the matmul kernels
+        // Per chunk block pointers, concatenated; the pair matching the cache's type is used.
+        std::vector<const float*> key_blocks, value_blocks;
+        std::vector<const std::uint16_t*> key_blocks_f16, value_blocks_f16;
+        std::vector<std::size_t> chunk_block_offset;
+    };
+
     void validate(const batch& b) const;
-    void attention(const batch& b, std::size_t layer);
+    /// The layers and the logits of the span's tokens, by lane `ln`.
+    void run_span(const batch& b, const batch_span& sp, std::size_t ln, step_output& out);
+    void attention(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln);
     /// attention() over a cache of element type E, gathering the block
     /// pointers into `keys` and `values`.
     template <class E>
-    void attention_over(const batch& b, std::size_t layer, std::vector<const E*>& keys, std::vector<const E*>& values);
+    void attention_over(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln,
+                        std::vector<const E*>& keys, std::vector<const E*>& values);
     /// y[T][w.rows] = x[T][w.cols] . w^T, rows split across the team.
     void matmul(const weight_matrix& w, const kernels::activations& x, float* y);
     /// Rows [begin, end) of chunk `part` of `parts` of that product; returns
@@ -59,7 +88,8 @@ private:
     /// thread: 1, run by the calling thread alone, when that is too little
     /// to split.
     [[nodiscard]] std::size_t matmul_chunks(std::size_t rows, double ns) const noexcept;
-    kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k);
+    kernels::activations prepare(ggml_type wt, const float* x, std::size_t tokens, std::size_t k,
+                                 std::vector<std::byte>& buffer);
     /// fn(t) for every token, split across the team when the work, about
     /// `ns_per_token` nanoseconds a token, outweighs a fork-join.
     template <class F>
@@ -70,24 +100,35 @@ private:
     /// Sets this step's m_attention_ns and m_job_split_ns from its size
     /// (m_slots filled).
     void plan_split(const batch& b);
+    /// Whether this step runs one lane per thread, each over a run of whole
+    /// sequences (filling m_spans), rather than one lane whose jobs the
+    /// team splits: see the definition.
+    bool plan_lanes(const batch& b);
+    /// About how long token slot `s` takes on one thread through the
+    /// layers (products and attention; the logits apart).
+    [[nodiscard]] double token_ns(const token_slot& s) const noexcept;
 
     std::shared_ptr<const model> m_model;
     const model_config& m_config;
     kernels::compute_team& m_team;
     kv_cache& m_cache;
     double m_split_step_ns;
+    bool m_sequence_lanes;
+    // Written by the step's thread only; atomic so that a test may read it
+    // from another thread (relaxed: a count, ordered by the step's hand-off).
+    std::atomic<std::uint64_t> m_lane_steps{0};
     double m_job_split_ns = 0;   ///< this step: jobs below this run unsplit (infinity: the whole step)
     double m_attention_ns = 0;   ///< this step: one layer's attention on one thread, estimated
     kernels::rope_table m_rope;
 
     std::vector<token_slot> m_slots;
     std::vector<float> m_x, m_xn, m_q, m_k, m_v, m_att, m_gate, m_up, m_out_x;
-    std::vector<std::byte> m_act;          // activations converted for the matmul kernels
-    std::vector<std::vector<float>> m_scratch; // per team part: attention scores
-    // Per chunk block pointers, concatenated; the pair matching the cache's type is used.
-    std::vector<const float*> m_key_blocks, m_value_blocks;
-    std::vector<const std::uint16_t*> m_key_blocks_f16, m_value_blocks_f16;
-    std::vector<std::size_t> m_chunk_block_offset;
+    std::vector<std::vector<float>> m_scratch; // per team part (and lane): attention scores
+    std::vector<lane> m_lanes;                 // one per team part
+    std::vector<batch_span> m_spans;           // this step's lanes' spans (plan_lanes)
+    std::vector<double> m_chunk_cost;          // plan_lanes: each chunk's estimated time
+    double m_matmul_token_ns = 0;              // one token's multiply-adds in every layer's products, one thread
+    double m_weights_ns = 0;                   // streaming every layer's weights from memory, one thread
     /// F32 matrices repacked into row panels, by their data in the file.
     std::unordered_map<const std::byte*, kernels::packed_f32> m_packed;
     /// Q8_0 matrices prepacked in 16-row panels for the AVX-512 kernels, by their data in the file.

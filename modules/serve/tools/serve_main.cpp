@@ -48,6 +48,7 @@ struct cli_options {
     std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
     std::size_t http_threads = 1;
     double split_step_us = cpu_backend_options{}.split_step_us;
+    bool sequence_lanes = cpu_backend_options{}.sequence_lanes;
     std::size_t kv_cache_mb = 256;
     std::size_t max_batch_tokens = 512;
     std::size_t max_running = 256;
@@ -216,6 +217,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
             cpu_backend_options bo;
             bo.threads = std::max<std::size_t>(1, o.threads);
             bo.split_step_us = o.split_step_us;
+            bo.sequence_lanes = o.sequence_lanes;
             bo.kv_type = parse_weight_type(o.kv_type); // f16 or f32 (checked by the option)
             per_block = kv_cache::bytes_per_block(c, bo.kv_block_size, bo.kv_type);
             bo.kv_blocks = std::max<std::size_t>(1, o.kv_cache_mb * 1024 * 1024 / per_block);
@@ -285,6 +287,10 @@ int main(int argc, char** argv) {
                    "steps estimated below this on one thread run on one compute thread (0: split every job)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    app.add_flag("--sequence-lanes,!--no-sequence-lanes", o.sequence_lanes,
+                 "split a step of many sequences by sequences, each compute thread running every layer over its "
+                 "own (on by default); off: every product split by rows")
+        ->capture_default_str();
     app.add_option("--http-threads", o.http_threads, "HTTP loop threads (SO_REUSEPORT shards)")->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_option("--kv-cache-mb", o.kv_cache_mb, "KV cache memory in MiB")->capture_default_str()
