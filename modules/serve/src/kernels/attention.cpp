@@ -161,35 +161,49 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const std::uint16_t
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-/// softmax_rows on 8 lanes: the maximum, then e^(s - max) summed lane-wise
-/// (tail positions one at a time into lane 0), then one fixed horizontal sum.
+/// softmax_rows on 8 lanes: the maximum, then e^(s - max) summed lane-wise,
+/// then one fixed horizontal sum. The positions past the last multiple of
+/// eight go through the same lanes under a mask (a short context is mostly
+/// that tail: an exponential each would cost more than the rest).
 __attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n) noexcept {
+    const std::size_t full = n & ~std::size_t{7};
+    const std::size_t tail = n - full;
+    // Lanes [0, tail) of the last, partial vector: read with a masked load,
+    // written back through a buffer (AMD cores microcode vmaskmovps stores).
+    const __m256i tail_lanes =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(tail)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 tail_mask = _mm256_castsi256_ps(tail_lanes);
+    const float minus_inf = -std::numeric_limits<float>::infinity();
+    alignas(32) float buf[8];
     for (std::size_t h = 0; h < rows; ++h) {
         float* s = scores + h * n;
-        __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-        std::size_t j = 0;
-        for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-        float max = -std::numeric_limits<float>::infinity();
-        alignas(32) float lanes[8];
-        _mm256_store_ps(lanes, vmax);
-        for (float v : lanes) max = v > max ? v : max;
-        for (; j < n; ++j) max = s[j] > max ? s[j] : max;
+        __m256 vmax = _mm256_set1_ps(minus_inf);
+        for (std::size_t j = 0; j < full; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+        // The tail's missing lanes read as -inf, which no maximum takes.
+        const __m256 last =
+            _mm256_blendv_ps(_mm256_set1_ps(minus_inf), _mm256_maskload_ps(s + full, tail_lanes), tail_mask);
+        vmax = _mm256_max_ps(vmax, last);
+        _mm256_store_ps(buf, vmax);
+        float max = minus_inf;
+        for (float v : buf) max = v > max ? v : max;
 
         const __m256 vm = _mm256_set1_ps(max);
         __m256 vsum = _mm256_setzero_ps();
-        for (j = 0; j + 8 <= n; j += 8) {
+        for (std::size_t j = 0; j < full; j += 8) {
             const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
             _mm256_storeu_ps(s + j, e);
             vsum = _mm256_add_ps(vsum, e);
         }
-        for (; j < n; ++j) {
-            const __m256 e = exp_avx2(_mm256_set1_ps(s[j] - max));
-            s[j] = _mm256_cvtss_f32(e);
-            vsum = _mm256_add_ps(vsum, _mm256_and_ps(e, _mm256_castsi256_ps(_mm256_setr_epi32(-1, 0, 0, 0, 0, 0, 0, 0))));
+        if (tail != 0) {
+            // exp of the clamped -inf is tiny, not zero: the mask zeroes it.
+            const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(last, vm)), tail_mask);
+            vsum = _mm256_add_ps(vsum, e);
+            _mm256_store_ps(buf, e);
         }
-        const __m256 inv = _mm256_set1_ps(1.0f / hsum_avx2(vsum));
-        for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
-        for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
+        const float inv = 1.0f / hsum_avx2(vsum);
+        const __m256 vinv = _mm256_set1_ps(inv);
+        for (std::size_t j = 0; j < full; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
+        for (std::size_t i = 0; i < tail; ++i) s[full + i] = buf[i] * inv;
     }
 }
 
@@ -266,6 +280,14 @@ __attribute__((target("avx2,fma,f16c"))) void weighted_rows_avx2(const float* co
     for (; d0 + Vecs <= vecs; d0 += Vecs) {
         for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
         weighted_sum_avx2<Vecs, Heads>(p, n, blocks, bs, head_dim, offset + 8 * d0, at);
+    }
+    // A short head (16 floats: two vectors) in one pass over the positions,
+    // not one pass a vector: a pass's cost is mostly per position.
+    if constexpr (Vecs > 2) {
+        for (; d0 + 2 <= vecs; d0 += 2) {
+            for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
+            weighted_sum_avx2<2, Heads>(p, n, blocks, bs, head_dim, offset + 8 * d0, at);
+        }
     }
     for (; d0 < vecs; ++d0) {
         for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
