@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <exception>
 #include <limits>
 #include <stdexcept>
 
@@ -320,8 +321,20 @@ void cpu_forward::run(const batch& b, step_output& out) {
         const double split = m_job_split_ns;
         m_job_split_ns = std::numeric_limits<double>::infinity();
         m_lane_steps.fetch_add(1, std::memory_order_relaxed);
-        m_team.run([&](std::size_t part, std::size_t) { run_span(b, m_spans[part], part, out); });
+        // A team's job must not throw: a lane's failure (a buffer it could
+        // not grow) is rethrown here once every lane is done.
+        std::vector<std::exception_ptr> errors(m_spans.size());
+        m_team.run([&](std::size_t part, std::size_t) {
+            try {
+                run_span(b, m_spans[part], part, out);
+            } catch (...) {
+                errors[part] = std::current_exception();
+            }
+        });
         m_job_split_ns = split;
+        for (const std::exception_ptr& e : errors) {
+            if (e) std::rethrow_exception(e);
+        }
         return;
     }
     run_span(b, batch_span{0, b.chunks.size(), 0, T, 0, S}, 0, out);
