@@ -130,9 +130,9 @@ kernels::activations cpu_forward::prepare(ggml_type wt, const float* x, std::siz
 
 std::pair<std::size_t, std::size_t> cpu_forward::matmul_part(const weight_matrix& w, const kernels::activations& x,
                                                              float* y, std::size_t part, std::size_t parts) {
-    // Rows in multiples of 32, so each chunk keeps whole kernel tiles and
-    // whole pairs of F32 panels (the batched tile's 32 rows).
-    static_assert(kernels::packed_f32::panel_rows * 2 == matmul_grain);
+    // Rows in multiples of 48, so each chunk keeps whole kernel tiles and
+    // whole groups of three F32 panels (the batched tile's 48 rows).
+    static_assert(kernels::packed_f32::panel_rows * 3 == matmul_grain);
     const auto [begin, end] = kernels::compute_team::split(w.rows, part, parts, matmul_grain);
     if (begin >= end) return {begin, end};
     if (auto it = m_packed.find(w.data); it != m_packed.end()) {
@@ -417,7 +417,7 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
             // One fork-join: each part multiplies its rows of gate and up
             // (the same split: both have F rows), then gates exactly those
             // rows (nothing crosses parts). The row splits are multiples of
-            // 32, so every element takes the same SIMD or scalar path as in a
+            // 48, so every element takes the same SIMD or scalar path as in a
             // whole-row swiglu.
             const double ns = matmul_ns(w.w_gate, T) + matmul_ns(w.w_up, T) + gate_ns * static_cast<double>(T * F);
             m_team.run_chunks(matmul_chunks(F, ns), [&](std::size_t part, std::size_t parts) {

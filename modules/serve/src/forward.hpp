@@ -82,7 +82,7 @@ private:
     std::pair<std::size_t, std::size_t> matmul_part(const weight_matrix& w, const kernels::activations& x, float* y,
                                                     std::size_t part, std::size_t parts);
     /// Row granularity of a product's chunks.
-    static constexpr std::size_t matmul_grain = 32;
+    static constexpr std::size_t matmul_grain = 48;
     /// How many chunks the team takes a product of `rows` rows in (for a
     /// fused job: its smallest matrix's rows) that takes about `ns` on one
     /// thread: 1, run by the calling thread alone, when that is too little
