@@ -347,14 +347,15 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
     const std::size_t T = sp.tokens(), t0 = sp.t_begin;
     std::vector<std::byte>& act = m_lanes[ln].act;
     // This span's rows of the step's buffers.
-    float* const x = &m_x[t0 * E];
-    float* const xn = &m_xn[t0 * E];
-    float* const q = &m_q[t0 * Q];
-    float* const k = &m_k[t0 * KV];
-    float* const v = &m_v[t0 * KV];
-    float* const att = &m_att[t0 * Q];
-    float* const gate = &m_gate[t0 * F];
-    float* const up = &m_up[t0 * F];
+    // (data() + offset: a buffer may be empty, and [] of an empty vector is undefined.)
+    float* const x = m_x.data() + t0 * E;
+    float* const xn = m_xn.data() + t0 * E;
+    float* const q = m_q.data() + t0 * Q;
+    float* const k = m_k.data() + t0 * KV;
+    float* const v = m_v.data() + t0 * KV;
+    float* const att = m_att.data() + t0 * Q;
+    float* const gate = m_gate.data() + t0 * F;
+    float* const up = m_up.data() + t0 * F;
 
     for (std::size_t l = 0; l < c.n_layer; ++l) {
         const layer_weights& w = m.layers[l];
@@ -447,7 +448,7 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
 
     // logits[S][V] = rmsnorm(x of each chunk's last `logits` tokens) . Wout^T
     const std::size_t S = sp.s_end - sp.s_begin;
-    float* const out_x = &m_out_x[sp.s_begin * E];
+    float* const out_x = m_out_x.data() + sp.s_begin * E;
     {
         std::size_t t = 0, s = 0;
         for (std::size_t ci = sp.chunk_begin; ci < sp.chunk_end; ++ci) {
