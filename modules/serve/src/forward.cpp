@@ -40,12 +40,16 @@ constexpr double attend_mac_ns = 0.06;   // per multiply-add of the scores and o
 constexpr double lane_compute_share = 0.5;
 constexpr double lane_balance = 1.15;
 
-/// About how long `tokens` rows times `w` take on one thread.
-double matmul_ns(const weight_matrix& w, std::size_t tokens) noexcept {
+/// About how long one token's multiply-adds with `w` take on one thread.
+double macs_ns(const weight_matrix& w) noexcept {
     const bool float_weights = w.type == ggml_type::f32 || w.type == ggml_type::f16 || w.type == ggml_type::bf16;
-    const double macs = static_cast<double>(tokens) * static_cast<double>(w.rows) * static_cast<double>(w.cols);
-    const double bytes = static_cast<double>(w.bytes());
-    return std::max(macs * (float_weights ? float_mac_ns : integer_mac_ns), bytes * weight_byte_ns);
+    return static_cast<double>(w.rows) * static_cast<double>(w.cols) * (float_weights ? float_mac_ns : integer_mac_ns);
+}
+
+/// About how long `tokens` rows times `w` take on one thread: the
+/// multiply-adds, or streaming the weights, whichever is longer.
+double matmul_ns(const weight_matrix& w, std::size_t tokens) noexcept {
+    return std::max(static_cast<double>(tokens) * macs_ns(w), static_cast<double>(w.bytes()) * weight_byte_ns);
 }
 
 } // namespace
@@ -85,11 +89,11 @@ cpu_forward::cpu_forward(std::shared_ptr<const model> m, kernels::compute_team& 
     prepack(m_model->output);
     for (const layer_weights& w : m_model->layers) {
         for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
-            // Many tokens: the multiply-adds' share alone.
-            m_matmul_token_ns += matmul_ns(*x, 1 << 16) / static_cast<double>(1 << 16);
+            m_matmul_token_ns += macs_ns(*x);
             m_weights_ns += static_cast<double>(x->bytes()) * weight_byte_ns;
         }
     }
+    m_logits_token_ns = macs_ns(m_model->output);
 }
 
 void cpu_forward::validate(const batch& b) const {
@@ -169,13 +173,8 @@ bool cpu_forward::worth_forking(double ns) const noexcept {
 void cpu_forward::plan_split(const batch& b) {
     const model_config& c = m_config;
     const std::size_t T = m_slots.size();
-    // One layer's attention: a call per (token, KV head), then its positions.
-    const double macs_per_position = 2.0 * static_cast<double>(c.n_head / c.n_head_kv * c.head_dim);
     m_attention_ns = 0;
-    for (const token_slot& s : m_slots) {
-        m_attention_ns += static_cast<double>(c.n_head_kv) *
-                          (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
-    }
+    for (const token_slot& s : m_slots) m_attention_ns += attention_ns(s);
     if (m_split_step_ns <= 0) {
         m_job_split_ns = 0; // every job, however small
         return;
@@ -189,12 +188,12 @@ void cpu_forward::plan_split(const batch& b) {
     m_job_split_ns = step < m_split_step_ns ? std::numeric_limits<double>::infinity() : fork_join_ns;
 }
 
-double cpu_forward::token_ns(const token_slot& s) const noexcept {
+double cpu_forward::attention_ns(const token_slot& s) const noexcept {
+    // A call per KV head, then its positions.
     const model_config& c = m_config;
     const double macs_per_position = 2.0 * static_cast<double>(c.n_head / c.n_head_kv * c.head_dim);
-    const double attend = static_cast<double>(c.n_head_kv) *
-                          (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
-    return m_matmul_token_ns + attend * static_cast<double>(c.n_layer);
+    return static_cast<double>(c.n_head_kv) *
+           (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
 }
 
 bool cpu_forward::plan_lanes(const batch& b) {
@@ -225,11 +224,11 @@ bool cpu_forward::plan_lanes(const batch& b) {
     // Contiguous runs of chunks of about equal cost: each run ends at the
     // chunk boundary nearest its share of the total.
     m_chunk_cost.assign(b.chunks.size(), 0.0);
-    const double logits_ns = matmul_ns(m_model->output, 1 << 16) / static_cast<double>(1 << 16);
     double total = 0;
-    for (const token_slot& s : m_slots) m_chunk_cost[s.chunk] += token_ns(s);
+    const auto layers = static_cast<double>(m_config.n_layer);
+    for (const token_slot& s : m_slots) m_chunk_cost[s.chunk] += m_matmul_token_ns + layers * attention_ns(s);
     for (std::size_t ci = 0; ci < b.chunks.size(); ++ci) {
-        m_chunk_cost[ci] += logits_ns * static_cast<double>(b.chunks[ci].logits);
+        m_chunk_cost[ci] += m_logits_token_ns * static_cast<double>(b.chunks[ci].logits);
         total += m_chunk_cost[ci];
     }
     batch_span sp;

@@ -104,9 +104,8 @@ private:
     /// sequences (filling m_spans), rather than one lane whose jobs the
     /// team splits: see the definition.
     bool plan_lanes(const batch& b);
-    /// About how long token slot `s` takes on one thread through the
-    /// layers (products and attention; the logits apart).
-    [[nodiscard]] double token_ns(const token_slot& s) const noexcept;
+    /// About how long token slot `s`'s attention takes in one layer, on one thread.
+    [[nodiscard]] double attention_ns(const token_slot& s) const noexcept;
 
     std::shared_ptr<const model> m_model;
     const model_config& m_config;
@@ -129,6 +128,7 @@ private:
     std::vector<double> m_chunk_cost;          // plan_lanes: each chunk's estimated time
     double m_matmul_token_ns = 0;              // one token's multiply-adds in every layer's products, one thread
     double m_weights_ns = 0;                   // streaming every layer's weights from memory, one thread
+    double m_logits_token_ns = 0;              // one token's multiply-adds in the output product, one thread
     /// F32 matrices repacked into row panels, by their data in the file.
     std::unordered_map<const std::byte*, kernels::packed_f32> m_packed;
     /// Q8_0 matrices prepacked in 16-row panels for the AVX-512 kernels, by their data in the file.
