@@ -76,13 +76,17 @@ TEST_CASE("panel-packed f32 results are bitwise the same for any batch and row s
             for (std::size_t at : {std::size_t{0}, tokens / 2, tokens - 1}) {
                 auto x = random_floats(tokens * kk, static_cast<unsigned>(10 + tokens));
                 std::copy(mine.begin(), mine.end(), x.begin() + static_cast<std::ptrdiff_t>(at * kk));
-                std::vector<float> y(tokens * rows);
-                // Row ranges split at panel boundaries, in an odd order.
-                for (auto [b, e] : {std::pair<std::size_t, std::size_t>{48, 80}, {0, 16}, {16, 48}}) {
-                    p.multiply(x.data(), kk, tokens, b, e, y.data(), rows);
+                // Row ranges split at panel boundaries: in an odd order; one
+                // of four panels (the 4-panel tile, 6 tokens wide) and one;
+                // and whole (three panels and two).
+                using split = std::vector<std::pair<std::size_t, std::size_t>>;
+                for (const split& ranges : {split{{48, 80}, {0, 16}, {16, 48}}, split{{0, 64}, {64, 80}},
+                                            split{{0, 80}}}) {
+                    std::vector<float> y(tokens * rows);
+                    for (auto [b, e] : ranges) p.multiply(x.data(), kk, tokens, b, e, y.data(), rows);
+                    INFO(tokens << " tokens, ours at " << at << ", " << ranges.size() << " ranges");
+                    CHECK(std::memcmp(y.data() + at * rows, alone.data(), rows * sizeof(float)) == 0);
                 }
-                INFO(tokens << " tokens, ours at " << at);
-                CHECK(std::memcmp(y.data() + at * rows, alone.data(), rows * sizeof(float)) == 0);
             }
         }
     }

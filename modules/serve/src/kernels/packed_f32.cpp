@@ -72,7 +72,7 @@ struct prefetch_run {
     }
 };
 
-/// Panels (1 or 2) x T tokens with 16-lane accumulators.
+/// Panels (1 to 4) x T tokens with 16-lane accumulators.
 template <std::size_t Panels, std::size_t T>
 WEFT_TARGET_AVX512 void tile_avx512(const float* panel, std::size_t panel_stride, std::size_t k, const float* x,
                                     std::size_t x_stride, float* y, std::size_t y_stride, std::size_t valid,
@@ -85,17 +85,17 @@ WEFT_TARGET_AVX512 void tile_avx512(const float* panel, std::size_t panel_stride
     }
     for (std::size_t kk = 0; kk < k; ++kk) {
         __m512 w[Panels];
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (std::size_t p = 0; p < Panels; ++p) w[p] = _mm512_load_ps(panel + p * panel_stride + kk * P);
         pf.step();
 #pragma GCC unroll 8
         for (std::size_t t = 0; t < T; ++t) {
             const __m512 xb = _mm512_set1_ps(x[t * x_stride + kk]);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
             for (std::size_t p = 0; p < Panels; ++p) acc[p][t] = _mm512_fmadd_ps(w[p], xb, acc[p][t]);
         }
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (std::size_t p = 0; p < Panels; ++p) {
         const std::size_t rows = std::min(P, valid - std::min(valid, p * P));
         const __mmask16 mask = static_cast<__mmask16>(rows >= P ? 0xffffu : (1u << rows) - 1u);
@@ -163,9 +163,16 @@ constexpr std::array<avx2_fn, sizeof...(T)> avx2_table(std::index_sequence<T...>
 // third fewer vectors per FMA: ~3% more of the FMA peak on a batch of 32
 // (111 against 108 GFLOP/s on one core, whose peak is ~116), 15% faster
 // streaming of cached weights for one token.
+// 4 panels x 6 tokens (24 accumulators, 4 weights and a broadcast) loads
+// as few vectors per FMA, and takes four panels that would otherwise leave
+// one (or two) to a narrow tile: 64-row products (a small model's attention
+// output and down projection) in one pass instead of 3 + 1 panels, whose
+// 1-panel tile loads a vector per FMA.
 constexpr std::size_t avx512_panels = 3;
 constexpr std::size_t avx512_tokens = 8;
+constexpr std::size_t avx512_tokens_four = 6;
 constexpr std::size_t avx2_tokens = 6;   // 2 halves x 6 tokens: 12 accumulators
+constexpr auto avx512_panel_four = avx512_table<4>(std::make_index_sequence<avx512_tokens_four>{});
 constexpr auto avx512_panel_three = avx512_table<3>(std::make_index_sequence<avx512_tokens>{});
 constexpr auto avx512_panel_two = avx512_table<2>(std::make_index_sequence<avx512_tokens>{});
 constexpr auto avx512_panel_one = avx512_table<1>(std::make_index_sequence<avx512_tokens>{});
@@ -195,22 +202,38 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
 #if WEFT_KERNELS_X86
     const isa path = active_isa();
     if (path == isa::avx512) {
-        constexpr std::size_t G = avx512_panels;
+        // Panels in groups of three (8 tokens a tile) or four (6 tokens),
+        // chosen so that a range leaves a narrower group only when it has 1,
+        // 2 or 5 panels: 4 -> 4, 7 -> 4+3, 8 -> 4+4, 5 -> 3+2.
+        auto group_panels = [](std::size_t left) -> std::size_t {
+            if (left % 3 == 1 && left >= 4) return 4;
+            if (left % 3 == 2 && left >= 8) return 4;
+            return std::min<std::size_t>(left, left >= 3 ? 3 : 2);
+        };
         for (std::size_t r = row_begin; r < row_end;) {
-            // Groups of three panels; the rest of the range (up to 47 rows)
-            // in one group of up to two, then one.
-            const std::size_t valid = std::min((row_end - r >= G * P ? G : 2) * P, row_end - r);
+            const std::size_t panels = group_panels((row_end - r + P - 1) / P);
+            const std::size_t valid = std::min(panels * P, row_end - r);
             const float* panel = data() + r / P * panel_floats;
-            const auto& table = valid > 2 * P ? avx512_panel_three : valid > P ? avx512_panel_two : avx512_panel_one;
-            // The next group of (up to) three panels of this row range.
-            const std::size_t next_rows = r + valid < row_end ? std::min(G * P, row_end - r - valid) : 0;
-            const float* next = next_rows ? panel + (valid + P - 1) / P * panel_floats : nullptr;
+            const std::size_t width = panels == 4 ? avx512_tokens_four : avx512_tokens;
+            const avx512_fn* table = panels == 4   ? avx512_panel_four.data()
+                                     : panels == 3 ? avx512_panel_three.data()
+                                     : panels == 2 ? avx512_panel_two.data()
+                                                   : avx512_panel_one.data();
+            // The next group's panels of this row range.
+            const std::size_t next_rows =
+                r + valid < row_end ? std::min(group_panels((row_end - r - valid + P - 1) / P) * P, row_end - r - valid)
+                                    : 0;
+            const float* next = next_rows ? panel + panels * panel_floats : nullptr;
             const std::size_t next_bytes = (next_rows + P - 1) / P * panel_floats * sizeof(float);
-            const std::size_t tiles = (tokens + avx512_tokens - 1) / avx512_tokens;
-            for (std::size_t t = 0, tile = 0; t < tokens; t += avx512_tokens, ++tile) {
-                const std::size_t n = std::min(avx512_tokens, tokens - t);
+            // The tokens in tiles of about equal width (20 on 8-token tiles:
+            // 7+7+6, not 8+8+4): a narrow tile loads more per FMA.
+            const std::size_t tiles = (tokens + width - 1) / width;
+            const std::size_t even = tokens / tiles, wider = tokens % tiles;
+            for (std::size_t t = 0, tile = 0; t < tokens; ++tile) {
+                const std::size_t n = even + (tile < wider ? 1 : 0);
                 table[n - 1](panel, panel_floats, m_k, x + t * x_stride, x_stride, y + t * y_stride + r, y_stride,
                              valid, prefetch_run::share(next, next_bytes, tile, tiles, m_k));
+                t += n;
             }
             r += valid;
         }

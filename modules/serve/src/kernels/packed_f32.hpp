@@ -8,9 +8,9 @@
 // ascending order with one FMA per lane: each output element is the same
 // chain of FMAs whatever the number of tokens or the row range, so batch
 // invariance holds as with the dot-product tiles. With no reductions at the
-// end, a tile of 48 rows x 8 tokens does 24 FMAs per three weight loads,
-// which is what batches need; a single token streams the panels like the
-// plain rows.
+// end, a tile of 48 rows x 8 tokens does 24 FMAs per three weight loads
+// (64 rows x 6 tokens: per four), which is what batches need; a single
+// token streams the panels like the plain rows.
 //
 // Threading: a packed matrix is immutable; multiply may run concurrently on
 // disjoint row ranges.
