@@ -3,6 +3,7 @@
 
 #include <weft/serve/ggml_type.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -327,6 +328,24 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_pair(cons
     _mm256_storeu_ps(s1, _mm256_mul_ps(hsum8_avx2(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]), vs));
 }
 
+/// The scaled scores of 8 positions (keys k[0..8)) for one query head: the
+/// chains of scores8_pair, for a head without a partner or a machine
+/// without AVX-512VL.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void scores8_one(const float* qh, const E* const (&k)[8], std::size_t vecs,
+                                                         float scale, float* s) noexcept {
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
+    for (std::size_t d = 0; d < vecs; ++d) {
+        const __m256 qv = _mm256_loadu_ps(qh + 8 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(qv, load8(k[i] + 8 * d), a[i]);
+    }
+    const __m256 sums = hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+    _mm256_storeu_ps(s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+}
+
 /// The same computation for head_dim a multiple of 8, kept in registers.
 /// Each score is one 8-lane FMA chain over the head followed by one fixed
 /// horizontal sum, whether it is computed alone or beside seven others
@@ -355,27 +374,43 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     };
     auto key = [&](std::size_t j) { return at(src.key_blocks, j); };
     auto value = [&](std::size_t j) { return at(src.value_blocks, j); };
-    // Eight positions at a time, reduced together; the positions past the
-    // last multiple of eight one by one. Which path a position takes depends
-    // only on the query's own position, so results stay batch invariant. The
-    // group's query heads take each run of eight keys in turn while it is in
-    // L1: the keys are read from the cache once for the group.
+    // Eight positions at a time, reduced together, the last group padded.
+    // Which path a position takes depends only on the query's own position,
+    // so results stay batch invariant. The group's query heads take each run
+    // of eight keys in turn while it is in L1: the keys are read from the
+    // cache once for the group.
+    const std::size_t row_bytes = head_dim * sizeof(E);
+    const bool runs = bs % 8 == 0; // a group of eight lies within one block
     std::size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         // The cache is read in short runs (one block of one head) that the
         // hardware prefetcher barely starts on: ask for the keys two groups
         // ahead, and for this group's values, which the weighted sum reads
-        // after the softmax.
-        for (std::size_t i = 0; i < 8; ++i) {
-            if (j + 16 + i < n) {
-                const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
-                for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
-            }
-            const char* vp = reinterpret_cast<const char*>(value(j + i));
-            for (std::size_t b = 0; b < head_dim * sizeof(E); b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
-        }
+        // after the softmax. When a group's rows are one run, its lines are
+        // asked for (a tiny head's row is half a line), keys and values in
+        // turn (all keys, then all values: 2% slower steps of `small`).
         const E* k[8];
-        for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + i);
+        if (runs) {
+            const std::size_t ahead = j + 16 < n ? std::min<std::size_t>(n - j - 16, 8) * row_bytes : 0;
+            const char* kp = reinterpret_cast<const char*>(key(ahead != 0 ? j + 16 : j));
+            const char* vp = reinterpret_cast<const char*>(value(j));
+            for (std::size_t b = 0; b < 8 * row_bytes; b += 64) {
+                if (b < ahead) _mm_prefetch(kp + b, _MM_HINT_T0);
+                _mm_prefetch(vp + b, _MM_HINT_T1);
+            }
+            const E* k0 = key(j);
+            for (std::size_t i = 0; i < 8; ++i) k[i] = k0 + i * head_dim;
+        } else {
+            for (std::size_t i = 0; i < 8; ++i) {
+                if (j + 16 + i < n) {
+                    const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
+                    for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
+                }
+                const char* vp = reinterpret_cast<const char*>(value(j + i));
+                for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
+                k[i] = key(j + i);
+            }
+        }
         std::size_t h = 0;
         if (has_avx512vl) {
             for (; h + 2 <= group; h += 2) {
@@ -383,29 +418,27 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
                              scratch + (h + 1) * n + j);
             }
         }
-        for (; h < group; ++h) {
-            const float* qh = q + h * head_dim;
-            __m256 a[8];
-#pragma GCC unroll 8
-            for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
-            for (std::size_t d = 0; d < vecs; ++d) {
-                const __m256 qv = _mm256_loadu_ps(qh + 8 * d);
-#pragma GCC unroll 8
-                for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(qv, load8(k[i] + 8 * d), a[i]);
-            }
-            const __m256 sums = hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
-            _mm256_storeu_ps(scratch + h * n + j, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
-        }
+        for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, scratch + h * n + j);
     }
-    for (; j < n; ++j) {
-        const E* k0 = key(j);
-        for (std::size_t h = 0; h < group; ++h) {
-            const float* qh = q + h * head_dim;
-            __m256 a0 = _mm256_setzero_ps();
-            for (std::size_t d = 0; d < vecs; ++d) {
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * d), load8(k0 + 8 * d), a0);
+    if (j < n) {
+        // The last, partial group: padded with its last key, its extra scores
+        // thrown away. One reduction of eight chains costs less than one lone
+        // chain's latency a position (a short context is mostly this tail).
+        const std::size_t valid = n - j;
+        const E* k[8];
+        for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + (i < valid ? i : valid - 1));
+        alignas(32) float padded[2][8];
+        std::size_t h = 0;
+        if (has_avx512vl) {
+            for (; h + 2 <= group; h += 2) {
+                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, padded[0], padded[1]);
+                std::copy_n(padded[0], valid, scratch + h * n + j);
+                std::copy_n(padded[1], valid, scratch + (h + 1) * n + j);
             }
-            scratch[h * n + j] = hsum_avx2(a0) * scale;
+        }
+        for (; h < group; ++h) {
+            scores8_one(q + h * head_dim, k, vecs, scale, padded[0]);
+            std::copy_n(padded[0], valid, scratch + h * n + j);
         }
     }
     softmax_rows_avx2(scratch, group, n);
