@@ -162,11 +162,22 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const std::uint16_t
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-/// softmax_rows on 8 lanes: the maximum, then e^(s - max) summed lane-wise,
-/// then one fixed horizontal sum. The positions past the last multiple of
-/// eight go through the same lanes under a mask (a short context is mostly
-/// that tail: an exponential each would cost more than the rest).
-__attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n) noexcept {
+/// The maximum of the eight lanes, in every lane.
+__attribute__((target("avx2,fma"))) inline __m256 hmax_avx2(__m256 v) noexcept {
+    v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 0x01));
+    v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
+    return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1));
+}
+
+/// softmax_rows on 8 lanes for R rows of n scores in lockstep: each row's
+/// maximum, then e^(s - max) summed lane-wise, then one fixed horizontal
+/// sum. The rows' chains are independent and interleaved: a short row is a
+/// chain of latencies (the exponential's polynomial, the sums), which R
+/// rows wait out together. The positions past the last multiple of eight go
+/// through the same lanes under a mask (a short context is mostly that tail:
+/// an exponential each would cost more than the rest).
+template <std::size_t R>
+__attribute__((target("avx2,fma"))) void softmax_lockstep(float* scores, std::size_t n) noexcept {
     const std::size_t full = n & ~std::size_t{7};
     const std::size_t tail = n - full;
     // Lanes [0, tail) of the last, partial vector: read with a masked load,
@@ -174,38 +185,69 @@ __attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::s
     const __m256i tail_lanes =
         _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(tail)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     const __m256 tail_mask = _mm256_castsi256_ps(tail_lanes);
-    const float minus_inf = -std::numeric_limits<float>::infinity();
-    alignas(32) float buf[8];
-    for (std::size_t h = 0; h < rows; ++h) {
-        float* s = scores + h * n;
-        __m256 vmax = _mm256_set1_ps(minus_inf);
-        for (std::size_t j = 0; j < full; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-        // The tail's missing lanes read as -inf, which no maximum takes.
-        const __m256 last =
-            _mm256_blendv_ps(_mm256_set1_ps(minus_inf), _mm256_maskload_ps(s + full, tail_lanes), tail_mask);
-        vmax = _mm256_max_ps(vmax, last);
-        _mm256_store_ps(buf, vmax);
-        float max = minus_inf;
-        for (float v : buf) max = v > max ? v : max;
-
-        const __m256 vm = _mm256_set1_ps(max);
-        __m256 vsum = _mm256_setzero_ps();
-        for (std::size_t j = 0; j < full; j += 8) {
-            const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-            _mm256_storeu_ps(s + j, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
-        if (tail != 0) {
-            // exp of the clamped -inf is tiny, not zero: the mask zeroes it.
-            const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(last, vm)), tail_mask);
-            vsum = _mm256_add_ps(vsum, e);
-            _mm256_store_ps(buf, e);
-        }
-        const float inv = 1.0f / hsum_avx2(vsum);
-        const __m256 vinv = _mm256_set1_ps(inv);
-        for (std::size_t j = 0; j < full; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
-        for (std::size_t i = 0; i < tail; ++i) s[full + i] = buf[i] * inv;
+    const __m256 minus_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    float* s[R];
+    __m256 vmax[R], last[R], vsum[R];
+#pragma GCC unroll 4
+    for (std::size_t r = 0; r < R; ++r) {
+        s[r] = scores + r * n;
+        vmax[r] = minus_inf;
+        vsum[r] = _mm256_setzero_ps();
     }
+    for (std::size_t j = 0; j < full; j += 8) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) vmax[r] = _mm256_max_ps(vmax[r], _mm256_loadu_ps(s[r] + j));
+    }
+#pragma GCC unroll 4
+    for (std::size_t r = 0; r < R; ++r) {
+        // The tail's missing lanes read as -inf, which no maximum takes.
+        last[r] = _mm256_blendv_ps(minus_inf, _mm256_maskload_ps(s[r] + full, tail_lanes), tail_mask);
+        vmax[r] = hmax_avx2(_mm256_max_ps(vmax[r], last[r]));
+    }
+    for (std::size_t j = 0; j < full; j += 8) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) {
+            const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s[r] + j), vmax[r]));
+            _mm256_storeu_ps(s[r] + j, e);
+            vsum[r] = _mm256_add_ps(vsum[r], e);
+        }
+    }
+    alignas(32) float buf[R][8];
+    if (tail != 0) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) {
+            // exp of the clamped -inf is tiny, not zero: the mask zeroes it.
+            const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(last[r], vmax[r])), tail_mask);
+            vsum[r] = _mm256_add_ps(vsum[r], e);
+            _mm256_store_ps(buf[r], e);
+        }
+    }
+    __m256 vinv[R];
+#pragma GCC unroll 4
+    for (std::size_t r = 0; r < R; ++r) vinv[r] = _mm256_set1_ps(1.0f / hsum_avx2(vsum[r]));
+    for (std::size_t j = 0; j < full; j += 8) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) _mm256_storeu_ps(s[r] + j, _mm256_mul_ps(_mm256_loadu_ps(s[r] + j), vinv[r]));
+    }
+    if (tail != 0) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) {
+            alignas(32) float scaled[8];
+            _mm256_store_ps(scaled, _mm256_mul_ps(_mm256_load_ps(buf[r]), vinv[r]));
+            std::copy_n(scaled, tail, s[r] + full);
+        }
+    }
+}
+
+/// softmax_rows, rows four, two, then one at a time in lockstep.
+__attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n) noexcept {
+    std::size_t h = 0;
+    for (; h + 4 <= rows; h += 4) softmax_lockstep<4>(scores + h * n, n);
+    if (h + 2 <= rows) {
+        softmax_lockstep<2>(scores + h * n, n);
+        h += 2;
+    }
+    if (h < rows) softmax_lockstep<1>(scores + h * n, n);
 }
 
 /// The eight horizontal sums of a0..a7 as one vector (lane i = sum of a_i).
