@@ -55,6 +55,7 @@ struct cli_options {
     std::size_t max_queue = 1024;
     std::size_t max_context = 0;
     double prefill_per_decode = 1.0;
+    std::size_t min_prefill_tokens = 32;
     bool prefix_caching = true;
     std::size_t speculative_tokens = 0;
     std::string device = "cpu";
@@ -229,6 +230,7 @@ int run(const cli_options& o, weft::io::io_context& control, weft::io::signal_se
         eo.scheduler.max_running = o.max_running;
         eo.scheduler.max_waiting = o.max_queue;
         eo.scheduler.prefill_per_decode = o.prefill_per_decode;
+        eo.scheduler.min_prefill_tokens = o.min_prefill_tokens;
         eo.scheduler.prefix_caching = o.prefix_caching;
         eo.speculative_tokens = o.speculative_tokens;
         eo.scheduler.max_context = o.max_context > 0 ? o.max_context : (c.n_ctx_train > 0 ? c.n_ctx_train : 2048);
@@ -310,6 +312,9 @@ int main(int argc, char** argv) {
     app.add_option("--prefill-per-decode", o.prefill_per_decode,
                    "prompt tokens per decoding stream in a step (0: no limit; 1 keeps a step at most about doubled)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
+    app.add_option("--min-prefill-tokens", o.min_prefill_tokens,
+                   "prompt tokens a decoding step may take whatever --prefill-per-decode allows")
+        ->capture_default_str();
     app.add_flag("--prefix-caching,!--no-prefix-caching", o.prefix_caching,
                  "reuse the KV blocks of prompt prefixes seen before (on by default)");
     app.add_option("--speculative-tokens", o.speculative_tokens,
