@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <span>
 #include <vector>
 
 using namespace weft::serve;
@@ -29,6 +30,21 @@ TEST_CASE("swiglu matches silu(gate) * up in double precision, tails and extreme
     }
 }
 
+TEST_CASE("swiglu gives an element the same bits through its sixteen- and eight-lane paths", "[kernels]") {
+    // Over [0, 24) elements 16..23 take the eight-lane path; over [16, 48)
+    // the same elements take the sixteen-lane one (on CPUs that have it).
+    std::mt19937 rng(5);
+    std::normal_distribution<float> dist(0.0f, 6.0f);
+    std::vector<float> gate(48), up(48), whole(48), first(24), second(32);
+    for (float& g : gate) g = dist(rng);
+    for (float& u : up) u = dist(rng);
+    kernels::swiglu(gate.data(), up.data(), whole.data(), 48);
+    kernels::swiglu(gate.data(), up.data(), first.data(), 24);
+    kernels::swiglu(gate.data() + 16, up.data() + 16, second.data(), 32);
+    for (std::size_t i = 0; i < 24; ++i) CHECK(first[i] == whole[i]);
+    for (std::size_t i = 0; i < 32; ++i) CHECK(second[i] == whole[16 + i]);
+}
+
 TEST_CASE("rmsnorm matches the double-precision formula on SIMD bodies and scalar tails", "[kernels]") {
     std::mt19937 rng(11);
     std::normal_distribution<float> dist(0.0f, 3.0f);
@@ -45,6 +61,31 @@ TEST_CASE("rmsnorm matches the double-precision formula on SIMD bodies and scala
         for (std::size_t i = 0; i < n; ++i) {
             const double expected = x[i] * scale * w[i];
             CHECK(std::abs(out[i] - expected) <= 1e-6 * std::abs(expected) + 1e-6);
+        }
+    }
+}
+
+TEST_CASE("rmsnorm_rows gives every row the bits rmsnorm gives it alone, in place or not", "[kernels]") {
+    std::mt19937 rng(13);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    // Widths the four-row path takes (multiples of 16) and one it leaves to
+    // rmsnorm; row counts with and without a remainder after groups of four.
+    for (std::size_t n : {64u, 16u, 528u, 40u}) {
+        for (std::size_t rows : {0u, 1u, 3u, 4u, 5u, 9u, 12u}) {
+            INFO("n " << n << " rows " << rows);
+            std::vector<float> x(rows * n), w(n), alone(rows * n), together(rows * n);
+            for (float& v : x) v = dist(rng);
+            for (float& v : w) v = dist(rng);
+            if (rows > 1) {
+                for (float& v : std::span(x).subspan(n, n)) v *= 1e-3f; // rows far apart in scale
+            }
+            for (std::size_t r = 0; r < rows; ++r) {
+                kernels::rmsnorm(&x[r * n], w.data(), &alone[r * n], n, 1e-5f);
+            }
+            kernels::rmsnorm_rows(x.data(), w.data(), together.data(), rows, n, 1e-5f);
+            CHECK(together == alone);
+            kernels::rmsnorm_rows(x.data(), w.data(), x.data(), rows, n, 1e-5f);
+            CHECK(x == alone);
         }
     }
 }

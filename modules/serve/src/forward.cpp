@@ -265,13 +265,20 @@ bool cpu_forward::plan_lanes(const batch& b) {
 }
 
 template <class F>
-void cpu_forward::per_token(std::size_t tokens, double ns_per_token, F&& fn) {
+void cpu_forward::per_token_run(std::size_t tokens, double ns_per_token, F&& fn) {
     if (!worth_forking(static_cast<double>(tokens) * ns_per_token)) {
-        for (std::size_t t = 0; t < tokens; ++t) fn(t);
+        fn(std::size_t{0}, tokens);
         return;
     }
     m_team.run([&](std::size_t part, std::size_t parts) {
         const auto [begin, end] = kernels::compute_team::split(tokens, part, parts);
+        fn(begin, end);
+    });
+}
+
+template <class F>
+void cpu_forward::per_token(std::size_t tokens, double ns_per_token, F&& fn) {
+    per_token_run(tokens, ns_per_token, [&](std::size_t begin, std::size_t end) {
         for (std::size_t t = begin; t < end; ++t) fn(t);
     });
 }
@@ -360,8 +367,9 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
         const layer_weights& w = m.layers[l];
 
         // xn[T][E] = rmsnorm(x) * attn_norm
-        per_token(T, norm_ns * static_cast<double>(E),
-                  [&](std::size_t t) { kernels::rmsnorm(&x[t * E], w.attn_norm.data(), &xn[t * E], E, c.rms_eps); });
+        per_token_run(T, norm_ns * static_cast<double>(E), [&](std::size_t begin, std::size_t end) {
+            kernels::rmsnorm_rows(&x[begin * E], w.attn_norm.data(), &xn[begin * E], end - begin, E, c.rms_eps);
+        });
 
         // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias)
         kernels::activations xa = prepare(w.wq.type, xn, T, E, act);
@@ -408,9 +416,9 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
         xa = prepare(w.wo.type, att, T, Q, act);
         matmul(w.wo, xa, xn);
         // xn = rmsnorm(x) * ffn_norm; x += (silu(xn . Wgate^T) * (xn . Wup^T)) . Wdown^T
-        per_token(T, 2 * norm_ns * static_cast<double>(E), [&](std::size_t t) {
-            kernels::add_inplace(&x[t * E], &xn[t * E], E);
-            kernels::rmsnorm(&x[t * E], w.ffn_norm.data(), &xn[t * E], E, c.rms_eps);
+        per_token_run(T, 2 * norm_ns * static_cast<double>(E), [&](std::size_t begin, std::size_t end) {
+            kernels::add_inplace(&x[begin * E], &xn[begin * E], (end - begin) * E);
+            kernels::rmsnorm_rows(&x[begin * E], w.ffn_norm.data(), &xn[begin * E], end - begin, E, c.rms_eps);
         });
         xa = prepare(w.w_gate.type, xn, T, E, act);
         if (w.w_up.type == w.w_gate.type) {

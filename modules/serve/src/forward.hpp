@@ -94,6 +94,10 @@ private:
     /// `ns_per_token` nanoseconds a token, outweighs a fork-join.
     template <class F>
     void per_token(std::size_t tokens, double ns_per_token, F&& fn);
+    /// fn(begin, end) over runs of tokens covering [0, tokens), split as
+    /// per_token splits them: for kernels that take several rows at once.
+    template <class F>
+    void per_token_run(std::size_t tokens, double ns_per_token, F&& fn);
     /// Whether a job of about `ns` on one thread is worth a fork-join
     /// across the team in this step.
     [[nodiscard]] bool worth_forking(double ns) const noexcept;

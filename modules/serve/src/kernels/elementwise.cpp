@@ -1,3 +1,12 @@
+#if defined(__x86_64__)
+// GCC 12's own AVX-512 headers trip its uninitialised-use warnings.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 #include "kernels/kernels.hpp"
 #include "kernels/simd_exp.hpp"
 
@@ -11,6 +20,7 @@ namespace {
 
 #if defined(__x86_64__)
 const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f");
 
 /// Eight lanes at a time with exp_avx2, the tail with std::exp: which path
 /// an element takes depends only on its index, so results stay batch
@@ -26,6 +36,21 @@ __attribute__((target("avx2,fma"))) std::size_t swiglu_avx2(const float* gate, c
         _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
     }
     return i;
+}
+
+/// swiglu_avx2 sixteen lanes at a time (the same operations: the same bits),
+/// then eight, then returns how many it did.
+__attribute__((target("avx2,fma,avx512f"))) std::size_t swiglu_avx512(const float* gate, const float* up, float* out,
+                                                                       std::size_t n) noexcept {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    std::size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 g = _mm512_loadu_ps(gate + i);
+        const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, e));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(silu, _mm512_loadu_ps(up + i)));
+    }
+    return i + swiglu_avx2(gate + i, up + i, out + i, n - i);
 }
 
 /// RoPE on the pairs (2i, 2i + 1) for i < half - half % 4, four pairs a
@@ -124,12 +149,98 @@ __attribute__((target("avx2,fma"))) std::size_t scale_rows_avx2(const float* x, 
     return i;
 }
 
+/// rmsnorm over four rows of n floats (n a multiple of 16) in lockstep:
+/// each row's sum of squares exactly as sum_squares_avx2 orders it, the
+/// four finished in one vector (hadd pairs lanes 0+1 and 2+3 of each row, as
+/// the one-row sum does), then one square root and one division for all
+/// four. A row alone waits out its chain of additions, its square root and
+/// its division; four rows wait them out together. Every operation is the
+/// one-row path's, correctly rounded, so the results are its bits.
+__attribute__((target("avx2,fma"))) void rmsnorm4_avx2(const float* x, const float* weight, float* out,
+                                                        std::size_t n, float eps) noexcept;
+
 __attribute__((target("avx2,fma"))) std::size_t add_avx2(float* x, const float* y, std::size_t n) noexcept {
     std::size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     }
     return i;
+}
+
+__attribute__((target("avx2,fma"))) void rmsnorm4_avx2(const float* x, const float* weight, float* out,
+                                                        std::size_t n, float eps) noexcept {
+    __m256d acc[4][4];
+    for (auto& row : acc) {
+        for (__m256d& a : row) a = _mm256_setzero_pd();
+    }
+    for (std::size_t i = 0; i + 16 <= n; i += 16) {
+        for (std::size_t r = 0; r < 4; ++r) {
+            for (std::size_t j = 0; j < 4; ++j) {
+                const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + r * n + i + 4 * j));
+                acc[r][j] = _mm256_fmadd_pd(v, v, acc[r][j]);
+            }
+        }
+    }
+    __m256d s[4];
+    for (std::size_t r = 0; r < 4; ++r) {
+        s[r] = _mm256_add_pd(_mm256_add_pd(acc[r][0], acc[r][1]), _mm256_add_pd(acc[r][2], acc[r][3]));
+    }
+    // h01 = (s0[0]+s0[1], s1[0]+s1[1], s0[2]+s0[3], s1[2]+s1[3]), h23 likewise.
+    const __m256d h01 = _mm256_hadd_pd(s[0], s[1]);
+    const __m256d h23 = _mm256_hadd_pd(s[2], s[3]);
+    const __m256d lo = _mm256_permute2f128_pd(h01, h23, 0x20); // row r's lanes 0+1
+    const __m256d hi = _mm256_permute2f128_pd(h01, h23, 0x31); // row r's lanes 2+3
+    const __m256d sums = _mm256_add_pd(lo, hi);
+    const __m256d mean = _mm256_add_pd(_mm256_div_pd(sums, _mm256_set1_pd(static_cast<double>(n))),
+                                       _mm256_set1_pd(static_cast<double>(eps)));
+    const __m128 scales = _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), _mm256_sqrt_pd(mean)));
+    alignas(16) float scale[4];
+    _mm_store_ps(scale, scales);
+    for (std::size_t r = 0; r < 4; ++r) scale_rows_avx2(x + r * n, scale[r], weight, out + r * n, n);
+}
+
+/// rmsnorm4_avx2 with the squares summed in 8-lane vectors: lanes 0-3 of
+/// a[0] and a[1] are acc[0] and acc[2] of the 4-lane sum, lanes 4-7 acc[1]
+/// and acc[3], each over the same elements in the same order; their sum is
+/// then formed as (acc0 + acc1) + (acc2 + acc3), so the bits are the same
+/// with half the conversions to double (which bound the 4-lane loop).
+__attribute__((target("avx2,fma,avx512f"))) void rmsnorm4_avx512(const float* x, const float* weight, float* out,
+                                                                  std::size_t n, float eps) noexcept {
+    __m512d acc[4][2];
+    for (auto& row : acc) {
+        for (__m512d& a : row) a = _mm512_setzero_pd();
+    }
+    for (std::size_t i = 0; i + 16 <= n; i += 16) {
+        for (std::size_t r = 0; r < 4; ++r) {
+            for (std::size_t j = 0; j < 2; ++j) {
+                const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + r * n + i + 8 * j));
+                acc[r][j] = _mm512_fmadd_pd(v, v, acc[r][j]);
+            }
+        }
+    }
+    __m256d s[4];
+    for (std::size_t r = 0; r < 4; ++r) {
+        const __m256d a01 = _mm256_add_pd(_mm512_castpd512_pd256(acc[r][0]), _mm512_extractf64x4_pd(acc[r][0], 1));
+        const __m256d a23 = _mm256_add_pd(_mm512_castpd512_pd256(acc[r][1]), _mm512_extractf64x4_pd(acc[r][1], 1));
+        s[r] = _mm256_add_pd(a01, a23);
+    }
+    const __m256d h01 = _mm256_hadd_pd(s[0], s[1]);
+    const __m256d h23 = _mm256_hadd_pd(s[2], s[3]);
+    const __m256d sums = _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20), _mm256_permute2f128_pd(h01, h23, 0x31));
+    const __m256d mean = _mm256_add_pd(_mm256_div_pd(sums, _mm256_set1_pd(static_cast<double>(n))),
+                                       _mm256_set1_pd(static_cast<double>(eps)));
+    const __m128 scales = _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), _mm256_sqrt_pd(mean)));
+    alignas(16) float scale[4];
+    _mm_store_ps(scale, scales);
+    for (std::size_t r = 0; r < 4; ++r) {
+        const __m512 sv = _mm512_set1_ps(scale[r]);
+        const float* xr = x + r * n;
+        float* o = out + r * n;
+        for (std::size_t i = 0; i + 16 <= n; i += 16) {
+            const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xr + i), sv);
+            _mm512_storeu_ps(o + i, _mm512_mul_ps(v, _mm512_loadu_ps(weight + i)));
+        }
+    }
 }
 #endif
 
@@ -159,6 +270,19 @@ void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, flo
     for (; i < n; ++i) {
         out[i] = x[i] * scale * weight[i];
     }
+}
+
+void rmsnorm_rows(const float* x, const float* weight, float* out, std::size_t rows, std::size_t n,
+                  float eps) noexcept {
+    std::size_t r = 0;
+#if defined(__x86_64__)
+    if (has_avx512 && n % 16 == 0) {
+        for (; r + 4 <= rows; r += 4) rmsnorm4_avx512(x + r * n, weight, out + r * n, n, eps);
+    } else if (has_avx2 && n % 16 == 0) {
+        for (; r + 4 <= rows; r += 4) rmsnorm4_avx2(x + r * n, weight, out + r * n, n, eps);
+    }
+#endif
+    for (; r < rows; ++r) rmsnorm(x + r * n, weight, out + r * n, n, eps);
 }
 
 float max_or_nan(const float* x, std::size_t n) noexcept {
@@ -191,7 +315,11 @@ void exp_weights(const float* x, float max, float scale, float* out, std::size_t
 void swiglu(const float* gate, const float* up, float* out, std::size_t n) noexcept {
     std::size_t i = 0;
 #if defined(__x86_64__)
-    if (has_avx2) i = swiglu_avx2(gate, up, out, n);
+    if (has_avx512) {
+        i = swiglu_avx512(gate, up, out, n);
+    } else if (has_avx2) {
+        i = swiglu_avx2(gate, up, out, n);
+    }
 #endif
     for (; i < n; ++i) {
         const float g = gate[i];

@@ -16,6 +16,10 @@ namespace weft::serve::kernels {
 
 /// out = x / sqrt(mean(x^2) + eps) * weight, over n elements (out may be x).
 void rmsnorm(const float* x, const float* weight, float* out, std::size_t n, float eps) noexcept;
+/// rmsnorm of `rows` consecutive rows of n floats (out[r * n] from x[r * n];
+/// out may be x), each the bits rmsnorm gives it alone.
+void rmsnorm_rows(const float* x, const float* weight, float* out, std::size_t rows, std::size_t n,
+                  float eps) noexcept;
 
 /// The largest of x[0, n) (-infinity when n is 0); NaN when any element is NaN.
 float max_or_nan(const float* x, std::size_t n) noexcept;
