@@ -6,7 +6,10 @@
 
 namespace weft::serve {
 
-prefix_cache::prefix_cache(block_manager& blocks) : m_blocks(blocks), m_entries(blocks.num_blocks()) {}
+prefix_cache::prefix_cache(block_manager& blocks)
+    : m_blocks(blocks), m_entries(blocks.num_blocks()), m_tokens(blocks.num_blocks() * blocks.block_size()) {
+    m_index.reserve(blocks.num_blocks()); // at most one entry a block: no rehash while serving
+}
 
 prefix_cache::~prefix_cache() = default;
 
@@ -33,7 +36,10 @@ std::optional<block_id> prefix_cache::find(block_id previous, std::span<const to
     const auto it = m_index.find(hash);
     if (it == m_index.end()) return std::nullopt;
     const entry& e = m_entries[it->second];
-    if (e.previous != previous || !std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin(), tokens.end())) {
+    const std::size_t bs = m_blocks.block_size();
+    if (e.previous != previous ||
+        !std::equal(m_tokens.begin() + static_cast<std::ptrdiff_t>(it->second * bs),
+                    m_tokens.begin() + static_cast<std::ptrdiff_t>((it->second + 1) * bs), tokens.begin(), tokens.end())) {
         return std::nullopt; // another content with the same hash
     }
     return it->second;
@@ -78,7 +84,7 @@ std::optional<block_id> prefix_cache::insert(std::optional<block_id> previous, s
     e.successors = 0;
     e.last_use = ++m_clock;
     e.hash = h;
-    e.tokens.assign(tokens.begin(), tokens.end());
+    std::copy(tokens.begin(), tokens.end(), m_tokens.begin() + static_cast<std::ptrdiff_t>(b * tokens.size()));
     m_index.emplace(h, b);
     if (prev != no_block) {
         take_from_evictable(prev); // it has a successor now

@@ -89,7 +89,6 @@ private:
         std::uint32_t successors = 0; // cached blocks whose `previous` is this one
         std::uint64_t last_use = 0;   // key in m_evictable while evictable
         std::uint64_t hash = 0;
-        std::vector<token_id> tokens;
     };
 
     static std::uint64_t hash_of(block_id previous, std::span<const token_id> tokens) noexcept;
@@ -101,6 +100,10 @@ private:
 
     block_manager& m_blocks;
     std::vector<entry> m_entries;                                  // by block id
+    // A cached block's tokens at [id * block size, (id + 1) * block size):
+    // every entry holds exactly one block's worth, so one array serves all
+    // and caching a block allocates nothing.
+    std::vector<token_id> m_tokens;
     std::unordered_map<std::uint64_t, block_id> m_index;           // content hash -> block
     std::set<std::pair<std::uint64_t, block_id>> m_evictable;      // (last use, block), oldest first
     std::uint64_t m_clock = 0;
