@@ -167,6 +167,22 @@ __attribute__((target("avx2,fma"))) std::size_t add_avx2(float* x, const float* 
     return i;
 }
 
+/// The four rows' scales 1 / sqrt(sum / n + eps) from s[r], row r's four
+/// partial sums of squares: lanes (0 + 1) + (2 + 3) of each, as the one-row
+/// sum adds them (hadd pairs them: h01 = (s0[0]+s0[1], s1[0]+s1[1],
+/// s0[2]+s0[3], s1[2]+s1[3]), h23 likewise), then one square root and one
+/// division for all four.
+__attribute__((target("avx2,fma"))) void rms_scales4(const __m256d* s, std::size_t n, float eps,
+                                                      float* scale) noexcept {
+    const __m256d h01 = _mm256_hadd_pd(s[0], s[1]);
+    const __m256d h23 = _mm256_hadd_pd(s[2], s[3]);
+    const __m256d lo = _mm256_permute2f128_pd(h01, h23, 0x20); // row r's lanes 0+1
+    const __m256d hi = _mm256_permute2f128_pd(h01, h23, 0x31); // row r's lanes 2+3
+    const __m256d mean = _mm256_add_pd(_mm256_div_pd(_mm256_add_pd(lo, hi), _mm256_set1_pd(static_cast<double>(n))),
+                                       _mm256_set1_pd(static_cast<double>(eps)));
+    _mm_storeu_ps(scale, _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), _mm256_sqrt_pd(mean))));
+}
+
 __attribute__((target("avx2,fma"))) void rmsnorm4_avx2(const float* x, const float* weight, float* out,
                                                         std::size_t n, float eps) noexcept {
     __m256d acc[4][4];
@@ -185,17 +201,8 @@ __attribute__((target("avx2,fma"))) void rmsnorm4_avx2(const float* x, const flo
     for (std::size_t r = 0; r < 4; ++r) {
         s[r] = _mm256_add_pd(_mm256_add_pd(acc[r][0], acc[r][1]), _mm256_add_pd(acc[r][2], acc[r][3]));
     }
-    // h01 = (s0[0]+s0[1], s1[0]+s1[1], s0[2]+s0[3], s1[2]+s1[3]), h23 likewise.
-    const __m256d h01 = _mm256_hadd_pd(s[0], s[1]);
-    const __m256d h23 = _mm256_hadd_pd(s[2], s[3]);
-    const __m256d lo = _mm256_permute2f128_pd(h01, h23, 0x20); // row r's lanes 0+1
-    const __m256d hi = _mm256_permute2f128_pd(h01, h23, 0x31); // row r's lanes 2+3
-    const __m256d sums = _mm256_add_pd(lo, hi);
-    const __m256d mean = _mm256_add_pd(_mm256_div_pd(sums, _mm256_set1_pd(static_cast<double>(n))),
-                                       _mm256_set1_pd(static_cast<double>(eps)));
-    const __m128 scales = _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), _mm256_sqrt_pd(mean)));
     alignas(16) float scale[4];
-    _mm_store_ps(scale, scales);
+    rms_scales4(s, n, eps, scale);
     for (std::size_t r = 0; r < 4; ++r) scale_rows_avx2(x + r * n, scale[r], weight, out + r * n, n);
 }
 
@@ -224,14 +231,8 @@ __attribute__((target("avx2,fma,avx512f"))) void rmsnorm4_avx512(const float* x,
         const __m256d a23 = _mm256_add_pd(_mm512_castpd512_pd256(acc[r][1]), _mm512_extractf64x4_pd(acc[r][1], 1));
         s[r] = _mm256_add_pd(a01, a23);
     }
-    const __m256d h01 = _mm256_hadd_pd(s[0], s[1]);
-    const __m256d h23 = _mm256_hadd_pd(s[2], s[3]);
-    const __m256d sums = _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20), _mm256_permute2f128_pd(h01, h23, 0x31));
-    const __m256d mean = _mm256_add_pd(_mm256_div_pd(sums, _mm256_set1_pd(static_cast<double>(n))),
-                                       _mm256_set1_pd(static_cast<double>(eps)));
-    const __m128 scales = _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), _mm256_sqrt_pd(mean)));
     alignas(16) float scale[4];
-    _mm_store_ps(scale, scales);
+    rms_scales4(s, n, eps, scale);
     for (std::size_t r = 0; r < 4; ++r) {
         const __m512 sv = _mm512_set1_ps(scale[r]);
         const float* xr = x + r * n;
