@@ -186,6 +186,12 @@ TEST_CASE("rope rotates pairs as cos/sin of position times the frequency, in bot
                     const double c = std::cos(theta), s = std::sin(theta);
                     CHECK(out[a] == Approx(in[a] * c - in[b] * s).margin(1e-5));
                     CHECK(out[b] == Approx(in[a] * s + in[b] * c).margin(1e-5));
+                    // Every SIMD width gives the scalar formula's bits: two
+                    // float products, then one subtraction or addition.
+                    const float cf = static_cast<float>(c), sf = static_cast<float>(s);
+                    const float ac = in[a] * cf, bs = in[b] * sf, as = in[a] * sf, bc = in[b] * cf;
+                    CHECK(out[a] == ac - bs);
+                    CHECK(out[b] == as + bc);
                 }
                 for (std::size_t e = sh.rope_dim; e < sh.head_dim; ++e) CHECK(out[e] == in[e]);
             }
