@@ -36,10 +36,8 @@ std::optional<block_id> prefix_cache::find(block_id previous, std::span<const to
     const auto it = m_index.find(hash);
     if (it == m_index.end()) return std::nullopt;
     const entry& e = m_entries[it->second];
-    const std::size_t bs = m_blocks.block_size();
-    if (e.previous != previous ||
-        !std::equal(m_tokens.begin() + static_cast<std::ptrdiff_t>(it->second * bs),
-                    m_tokens.begin() + static_cast<std::ptrdiff_t>((it->second + 1) * bs), tokens.begin(), tokens.end())) {
+    const std::span<const token_id> cached = tokens_of(it->second);
+    if (e.previous != previous || !std::equal(cached.begin(), cached.end(), tokens.begin(), tokens.end())) {
         return std::nullopt; // another content with the same hash
     }
     return it->second;
@@ -84,13 +82,23 @@ std::optional<block_id> prefix_cache::insert(std::optional<block_id> previous, s
     e.successors = 0;
     e.last_use = ++m_clock;
     e.hash = h;
-    std::copy(tokens.begin(), tokens.end(), m_tokens.begin() + static_cast<std::ptrdiff_t>(b * tokens.size()));
+    std::copy(tokens.begin(), tokens.end(), tokens_of(b).begin());
     m_index.emplace(h, b);
     if (prev != no_block) {
         take_from_evictable(prev); // it has a successor now
         ++m_entries[prev].successors;
     }
     return b;
+}
+
+std::span<token_id> prefix_cache::tokens_of(block_id b) noexcept {
+    const std::size_t bs = m_blocks.block_size();
+    return std::span(m_tokens).subspan(static_cast<std::size_t>(b) * bs, bs);
+}
+
+std::span<const token_id> prefix_cache::tokens_of(block_id b) const noexcept {
+    const std::size_t bs = m_blocks.block_size();
+    return std::span(m_tokens).subspan(static_cast<std::size_t>(b) * bs, bs);
 }
 
 void prefix_cache::hold(block_id b) {

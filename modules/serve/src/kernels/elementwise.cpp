@@ -158,16 +158,6 @@ __attribute__((target("avx2,fma"))) std::size_t scale_rows_avx2(const float* x, 
     return i;
 }
 
-/// rmsnorm over four rows of n floats (n a multiple of 16) in lockstep:
-/// each row's sum of squares exactly as sum_squares_avx2 orders it, the
-/// four finished in one vector (hadd pairs lanes 0+1 and 2+3 of each row, as
-/// the one-row sum does), then one square root and one division for all
-/// four. A row alone waits out its chain of additions, its square root and
-/// its division; four rows wait them out together. Every operation is the
-/// one-row path's, correctly rounded, so the results are its bits.
-__attribute__((target("avx2,fma"))) void rmsnorm4_avx2(const float* x, const float* weight, float* out,
-                                                        std::size_t n, float eps) noexcept;
-
 __attribute__((target("avx2,fma"))) std::size_t add_avx2(float* x, const float* y, std::size_t n) noexcept {
     std::size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -192,6 +182,12 @@ __attribute__((target("avx2,fma"))) void rms_scales4(const __m256d* s, std::size
     _mm_storeu_ps(scale, _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), _mm256_sqrt_pd(mean))));
 }
 
+/// rmsnorm over four rows of n floats (n a multiple of 16) in lockstep:
+/// each row's sum of squares exactly as sum_squares_avx2 orders it, then
+/// rms_scales4 for all four. A row alone waits out its chain of additions,
+/// its square root and its division; four rows wait them out together.
+/// Every operation is the one-row path's, correctly rounded, so the results
+/// are its bits.
 __attribute__((target("avx2,fma"))) void rmsnorm4_avx2(const float* x, const float* weight, float* out,
                                                         std::size_t n, float eps) noexcept {
     __m256d acc[4][4];

@@ -97,6 +97,9 @@ private:
     void make_evictable_if_idle(block_id b);
     void take_from_evictable(block_id b);
     void hold(block_id b);
+    /// Block `b`'s slot of m_tokens (its tokens while it is cached).
+    [[nodiscard]] std::span<token_id> tokens_of(block_id b) noexcept;
+    [[nodiscard]] std::span<const token_id> tokens_of(block_id b) const noexcept;
 
     block_manager& m_blocks;
     std::vector<entry> m_entries;                                  // by block id
