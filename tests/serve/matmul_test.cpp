@@ -249,6 +249,63 @@ TEST_CASE("activation quantizers match quantize_row bit for bit", "[matmul]") {
     }
 }
 
+TEST_CASE("packed Q8_0 activations hold each block's levels, scale, sum and seed where the AVX-512 tiles read them",
+          "[matmul]") {
+    if (k::best_isa() < k::isa::avx512) {
+        return; // the packed rows exist only for the AVX-512 tiles
+    }
+    // The layout written out by hand (avx512::group_bytes): groups of 8
+    // blocks; 8 vectors of 32 bytes, vector j holding bytes 4j..4j+3 of
+    // block i in its 4-byte lane i; then the 8 scales (f32), the 8 sums of
+    // the levels and the 8 seeds -128 x sum (int32). Missing blocks are zero.
+    constexpr std::size_t group = 352;
+    std::mt19937 rng(21);
+    for (std::size_t kk : {64, 96, 192, 256, 320, 1024}) {
+        INFO("k = " << kk);
+        const std::size_t tokens = 3;
+        auto xf = gaussian(tokens * kk, rng);
+        xf[0] = 127.0f; // exact halves after scaling
+        xf[1] = 0.5f;
+        xf[2] = -2.5f;
+        std::fill_n(xf.data() + kk, 32, 0.0f); // an all-zero block
+        isa_guard guard(k::isa::avx512);
+        std::vector<std::byte> buf;
+        const auto x = k::prepare_activations(ggml_type::q8_0, xf.data(), kk, tokens, kk, buf);
+        REQUIRE(x.packed != nullptr);
+        const std::size_t nb = kk / 32;
+        REQUIRE(x.packed_row_bytes == (nb + 7) / 8 * group);
+        std::vector<block_q8_0> ref(nb);
+        for (std::size_t t = 0; t < tokens; ++t) {
+            quantize_row(ggml_type::q8_0, xf.data() + t * kk, reinterpret_cast<std::byte*>(ref.data()), kk);
+            REQUIRE(std::memcmp(ref.data(), x.data + t * x.row_bytes, nb * sizeof(block_q8_0)) == 0);
+            const std::byte* row = x.packed + t * x.packed_row_bytes;
+            for (std::size_t b = 0; b < (nb + 7) / 8 * 8; ++b) {
+                const std::byte* g = row + b / 8 * group;
+                const std::size_t lane = b % 8;
+                std::int8_t levels[32] = {};
+                float scale = 0.0f;
+                if (b < nb) {
+                    std::memcpy(levels, ref[b].qs, sizeof levels);
+                    scale = f16_to_f32(ref[b].d);
+                }
+                std::int32_t sum = 0;
+                for (std::size_t j = 0; j < 8; ++j) {
+                    CHECK(std::memcmp(g + 32 * j + 4 * lane, levels + 4 * j, 4) == 0);
+                }
+                for (std::int8_t l : levels) sum += l;
+                float packed_scale = 0.0f;
+                std::int32_t packed_sum = 0, packed_seed = 0;
+                std::memcpy(&packed_scale, g + 256 + 4 * lane, 4);
+                std::memcpy(&packed_sum, g + 288 + 4 * lane, 4);
+                std::memcpy(&packed_seed, g + 320 + 4 * lane, 4);
+                CHECK(packed_scale == scale);
+                CHECK(packed_sum == sum);
+                CHECK(packed_seed == -128 * sum);
+            }
+        }
+    }
+}
+
 TEST_CASE("matmul rejects activations prepared for another weight type", "[matmul]") {
     std::vector<float> xf(256, 1.0f);
     std::vector<std::byte> buf;

@@ -129,13 +129,15 @@ void fill_activations(const activations& a, const float* x, std::size_t x_stride
     const isa path = active_isa();
     auto* rows = const_cast<std::byte*>(a.data);
     for (std::size_t t = begin; t < end; ++t) {
-        quantize_activation_row(a.type, x + t * x_stride, rows + t * a.row_bytes, a.k, path);
 #if WEFT_KERNELS_X86
         if (a.packed != nullptr) {
-            pack_q8_0_avx512(reinterpret_cast<const block_q8_0*>(rows + t * a.row_bytes), a.k,
-                             const_cast<std::byte*>(a.packed) + t * a.packed_row_bytes);
+            // Packed rows exist only for Q8_0 under AVX-512 (layout_activations).
+            quantize_pack_q8_0_avx512(x + t * x_stride, a.k, reinterpret_cast<block_q8_0*>(rows + t * a.row_bytes),
+                                      const_cast<std::byte*>(a.packed) + t * a.packed_row_bytes);
+            continue;
         }
 #endif
+        quantize_activation_row(a.type, x + t * x_stride, rows + t * a.row_bytes, a.k, path);
     }
 }
 

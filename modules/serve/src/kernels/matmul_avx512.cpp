@@ -111,7 +111,7 @@ WEFT_TARGET_AVX512 void float_tile(const std::byte* const* wp, const std::byte* 
 // every block, block i in 32-bit lane i. Eight vpdpbusd then leave block i's
 // exact integer dot product in lane i, and one float FMA per (r, t) covers
 // all 8 blocks. The activations are transposed once, by prepare_activations
-// (pack_q8_0_avx512); the weights per row and group, shared by the tokens.
+// (quantize_pack_q8_0_avx512); the weights per row and group, shared by the tokens.
 //
 // VNNI multiplies unsigned by signed bytes, so the weight levels are made
 // unsigned (u = w + offset, offset = 2^shift): sum u x = sum w x +
@@ -325,30 +325,99 @@ std::size_t q8_0_packed_bytes(std::size_t k) noexcept {
     return (k / qk_32 + 7) / 8 * group_bytes;
 }
 
-WEFT_TARGET_AVX512 void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst) {
+namespace {
+
+/// round_away (matmul_avx2.cpp) on 16 lanes: the same operations, so the
+/// same integers.
+WEFT_TARGET_AVX512 inline __m512i round_away16(__m512 v) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512 whole = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 frac = _mm512_andnot_ps(sign, _mm512_sub_ps(v, whole));
+    const __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 step = _mm512_or_ps(_mm512_and_ps(v, sign), _mm512_set1_ps(1.0f));
+    return _mm512_cvttps_epi32(_mm512_mask_add_ps(whole, up, whole, step));
+}
+
+WEFT_TARGET_AVX512 inline __m256 max_pairs(__m256 a, __m256 b) {
+    return _mm256_max_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+}
+
+/// Lane i: the largest of f[i]'s eight lanes.
+WEFT_TARGET_AVX512 inline __m256 hmax8(const __m256 (&f)[8]) {
+    const __m256 a01 = max_pairs(f[0], f[1]);
+    const __m256 a23 = max_pairs(f[2], f[3]);
+    const __m256 a45 = max_pairs(f[4], f[5]);
+    const __m256 a67 = max_pairs(f[6], f[7]);
+    const __m256 b0 = _mm256_max_ps(_mm256_shuffle_ps(a01, a23, 0x44), _mm256_shuffle_ps(a01, a23, 0xEE));
+    const __m256 b1 = _mm256_max_ps(_mm256_shuffle_ps(a45, a67, 0x44), _mm256_shuffle_ps(a45, a67, 0xEE));
+    return _mm256_max_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
+}
+
+} // namespace
+
+// A group's eight blocks go through each step together: their maxima in one
+// vector by a transposed reduction, their scales by two vector divisions
+// and one conversion to halves (for finite inputs what f32_to_f16 gives:
+// both round to nearest even), where a block at a time would wait out each
+// division and reduction alone. Missing blocks of a last group are zeros
+// from the start, so they come out as the layout's zero padding.
+WEFT_TARGET_AVX512 void quantize_pack_q8_0_avx512(const float* x, std::size_t k, block_q8_0* y, std::byte* dst) {
     const std::size_t nb = k / qk_32;
+    const __m512 sign = _mm512_set1_ps(-0.0f);
     const __m256i ones = _mm256_set1_epi8(1);
-    for (std::size_t g = 0; g * 8 < nb; ++g, dst += group_bytes) {
+    for (std::size_t g = 0; g * 8 < nb; ++g, dst += group_bytes, x += 8 * qk_32, y += 8) {
         const std::size_t n = std::min<std::size_t>(8, nb - g * 8);
+        __m512 lo[8], hi[8];
+        __m256 folded[8];
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) {
+            lo[i] = hi[i] = _mm512_setzero_ps();
+            folded[i] = _mm256_setzero_ps();
+            if (i < n) {
+                lo[i] = _mm512_loadu_ps(x + qk_32 * i);
+                hi[i] = _mm512_loadu_ps(x + qk_32 * i + 16);
+                const __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, lo[i]), _mm512_andnot_ps(sign, hi[i]));
+                folded[i] = _mm256_max_ps(_mm512_castps512_ps256(m),
+                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
+            }
+        }
+        // max_abs starts from 0; the order a maximum is taken in does not
+        // change it.
+        const __m256 amax = _mm256_max_ps(_mm256_setzero_ps(), hmax8(folded));
+        const __m256 scale = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+        const __mmask8 nonzero = _mm256_cmp_ps_mask(scale, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        // Lanes 8-15 are never read (the broadcasts below take lanes 0-7).
+        const __m512 inv16 = _mm512_castps256_ps512(_mm256_maskz_div_ps(nonzero, _mm256_set1_ps(1.0f), scale));
+        const __m128i halves = _mm256_cvtps_ph(scale, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        alignas(16) std::uint16_t half[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(half), halves);
         __m256i v[8];
-        alignas(32) float d[8] = {};
+#pragma GCC unroll 8
         for (std::size_t i = 0; i < 8; ++i) {
             v[i] = _mm256_setzero_si256();
             if (i < n) {
-                v[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[g * 8 + i].qs));
-                d[i] = f16_to_f32(row[g * 8 + i].d);
+                const __m512 vinv = _mm512_permutexvar_ps(_mm512_set1_epi32(static_cast<int>(i)), inv16);
+                // Saturating to bytes, as pack_bytes' two saturating packs do.
+                const __m128i q0 = _mm512_cvtsepi32_epi8(round_away16(_mm512_mul_ps(lo[i], vinv)));
+                const __m128i q1 = _mm512_cvtsepi32_epi8(round_away16(_mm512_mul_ps(hi[i], vinv)));
+                v[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
+                y[i].d = half[i];
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), v[i]);
             }
         }
         transpose8(v);
-        __m256i sums = _mm256_setzero_si256();
+        // The levels' sums per block (lane i), in two chains.
+        __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) {
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * j), v[j]);
-            sums = _mm256_dpbusd_epi32(sums, ones, v[j]);
+            sums[j % 2] = _mm256_dpbusd_epi32(sums[j % 2], ones, v[j]);
         }
-        std::memcpy(dst + group_scales, d, sizeof d);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + group_sums), sums);
+        const __m256i sum = _mm256_add_epi32(sums[0], sums[1]);
+        _mm256_storeu_ps(reinterpret_cast<float*>(dst + group_scales), _mm256_cvtph_ps(halves));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + group_sums), sum);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + avx512::group_seeds),
-                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, blocks_q8_0::shift)));
+                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, blocks_q8_0::shift)));
     }
 }
 

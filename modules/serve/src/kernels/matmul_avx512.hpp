@@ -18,7 +18,7 @@ namespace weft::serve::kernels {
 
 namespace avx512 {
 
-/// Q8_0 activation rows as the AVX-512 kernels read them (pack_q8_0_avx512):
+/// Q8_0 activation rows as the AVX-512 kernels read them (quantize_pack_q8_0_avx512):
 /// groups of 8 blocks, each 8 transposed 32-byte vectors (vector j holds
 /// bytes 4j..4j+3 of every block, block i in 32-bit lane i), the 8 block
 /// scales (f32), the 8 block sums of the levels (int32), and the 8 seeds

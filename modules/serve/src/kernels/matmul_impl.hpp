@@ -130,10 +130,13 @@ const tile_set* avx512_tiles(ggml_type wt) noexcept;
 void quantize_q8_0_avx2(const float* x, block_q8_0* y, std::size_t n);
 void quantize_q8_k_avx2(const float* x, block_q8_k* y, std::size_t n);
 
-/// Bytes of one Q8_0 row of `k` elements packed for the AVX-512 tiles, and
-/// the packing (matmul_avx512.cpp).
+/// Bytes of one Q8_0 row of `k` elements packed for the AVX-512 tiles
+/// (matmul_avx512.cpp).
 std::size_t q8_0_packed_bytes(std::size_t k) noexcept;
-void pack_q8_0_avx512(const block_q8_0* row, std::size_t k, std::byte* dst);
+/// A row of `k` floats quantized to Q8_0 into `y` (for finite inputs the
+/// bytes of quantize_row) and, in the same pass, packed for the AVX-512
+/// tiles into `dst` (the layout of avx512::group_bytes).
+void quantize_pack_q8_0_avx512(const float* x, std::size_t k, block_q8_0* y, std::byte* dst);
 
 /// Q8_0 weights prepacked in panels of 16 rows for the AVX-512 kernels
 /// (matmul_avx512_panels.cpp): the bytes of one panel, the packing of one
