@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::IsMember({"completions", "chat"}));
     app.add_option("--model", rc.model, "model name sent in each request")->capture_default_str();
-    app.add_option("--prompt-tokens", rc.prompt_tokens, "prompt length in words (about one token each)")
+    app.add_option("--prompt-tokens", rc.prompt_tokens, "prompt length in words (one token each in a large vocabulary; about 3 in the demo models' vocabularies)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 20));
     app.add_option("--shared-prefix-tokens", rc.shared_prefix,
