@@ -23,30 +23,34 @@ mkdir -p "$out"
 source bench/serve/server_common.sh
 
 echo "== goal 1: tiny model, 1000 concurrent streaming clients, 16 tokens"
-start_server 18180 "$out/serve-tiny.log" --demo-size tiny --max-running 1024 --max-batch-tokens 4096 --max-queue 4096
-m=$(model_name 18180)
-"$loadgen" --port 18180 --model "$m" --concurrency 1000 --duration 15 --max-tokens 16 --prompt-tokens 4 \
-  --warmup 20 --label "tiny closed loop c=1000" --json "$out/goal1-closed.json" | tail -n 32
+# tiny_server LOG ARGS...: goal 1's server, with ARGS added.
+tiny_server() {
+  local log="$1"
+  shift
+  start_server 18180 "$log" --demo-size tiny --max-running 1024 --max-batch-tokens 4096 --max-queue 4096 "$@"
+  m=$(model_name 18180)
+}
+# closed_loop LABEL JSON: goal 1's closed loop against that server.
+closed_loop() {
+  "$loadgen" --port 18180 --model "$m" --concurrency 1000 --duration 15 --max-tokens 16 --prompt-tokens 4 \
+    --warmup 20 --label "$1" --json "$2" | tail -n 32
+}
+tiny_server "$out/serve-tiny.log"
+closed_loop "tiny closed loop c=1000" "$out/goal1-closed.json"
 "$loadgen" --port 18180 --model "$m" --rate 2000 --max-connections 1000 --duration 15 --max-tokens 16 \
   --prompt-tokens 4 --seed 2 --label "tiny open loop 2000 req/s" --json "$out/goal1-open.json" | tail -n 32
 stop_server
 # The same closed loop with one compute thread: here the server's HTTP thread
 # and the load generator need the CPU as much as the model does, and a second
 # compute thread costs them more than it saves (fork-joins on a busy core).
-start_server 18180 "$out/serve-tiny-t1.log" --demo-size tiny --max-running 1024 --max-batch-tokens 4096 \
-  --max-queue 4096 --threads 1
-m=$(model_name 18180)
-"$loadgen" --port 18180 --model "$m" --concurrency 1000 --duration 15 --max-tokens 16 --prompt-tokens 4 \
-  --warmup 20 --label "tiny closed loop c=1000, --threads 1" --json "$out/goal1-closed-t1.json" | tail -n 32
+tiny_server "$out/serve-tiny-t1.log" --threads 1
+closed_loop "tiny closed loop c=1000, --threads 1" "$out/goal1-closed-t1.json"
 stop_server
 # The same closed loop on the tiny model with Q8_0 weights (--demo-type
 # q8_0), as a CPU deployment would serve it: integer products, and
 # activations quantized once per product.
-start_server 18180 "$out/serve-tiny-q8_0.log" --demo-size tiny --demo-type q8_0 --max-running 1024 \
-  --max-batch-tokens 4096 --max-queue 4096
-m=$(model_name 18180)
-"$loadgen" --port 18180 --model "$m" --concurrency 1000 --duration 15 --max-tokens 16 --prompt-tokens 4 \
-  --warmup 20 --label "tiny (Q8_0) closed loop c=1000" --json "$out/goal1-closed-q8_0.json" | tail -n 32
+tiny_server "$out/serve-tiny-q8_0.log" --demo-type q8_0
+closed_loop "tiny (Q8_0) closed loop c=1000" "$out/goal1-closed-q8_0.json"
 stop_server
 
 echo "== goal 2: small model, 1 and 32 concurrent streams"
