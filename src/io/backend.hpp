@@ -123,6 +123,9 @@ struct io_context::impl {
     void abort(detail::operation& op);
     /// Loop thread: fires the timers that are due.
     void expire_timers();
+    /// Any thread, m_mutex held: marks foreign work queued and wakes the
+    /// loop if it sleeps in the backend's poll.
+    void wake_if_sleeping() noexcept;
 
     std::unique_ptr<detail::backend> m_backend;
     io_backend m_kind = io_backend::epoll;
@@ -142,6 +145,15 @@ struct io_context::impl {
     // the mutex when no other thread (nor a stop callback) queued anything.
     // Set under the mutex; the loop re-reads both under the mutex when set.
     std::atomic<bool> m_foreign{false};
+    // Up while the loop thread is about to block, or blocked, in the
+    // backend's poll: a post wakes the backend (a system call, and a
+    // context switch for the woken thread) only then, and only the first
+    // post does, taking the flag down. A loop that is running reads
+    // m_foreign at its next turn without being woken. The loop raises the
+    // flag and then reads m_foreign; a post sets m_foreign and then takes
+    // the flag: both sides seq_cst, so at least one sees the other's store
+    // (the loop does not block, or the post wakes it).
+    std::atomic<bool> m_sleeping{false};
     // Set by stop() on any thread, read and cleared by the loop thread. The
     // wake-up that follows goes through m_mutex, which orders it; the flag
     // itself only needs atomicity, so relaxed suffices.

@@ -117,13 +117,16 @@ void io_context::stop() noexcept {
 
 void io_context::post(std::coroutine_handle<> h) {
     std::lock_guard lock(m_impl->m_mutex);
-    const bool was_empty = m_impl->m_posted.empty() && m_impl->m_cancels.empty();
     m_impl->m_posted.push_back(h);
-    m_impl->m_foreign.store(true, std::memory_order_release);
-    // Under the lock: once it is released the loop may finish and the
-    // context be destroyed.
-    if (was_empty) {
-        m_impl->m_backend->wake();
+    m_impl->wake_if_sleeping();
+}
+
+void io_context::impl::wake_if_sleeping() noexcept {
+    // seq_cst: see m_sleeping. Under the mutex (the callers hold it): once
+    // it is released the loop may finish and the context be destroyed.
+    m_foreign.store(true, std::memory_order_seq_cst);
+    if (m_sleeping.exchange(false, std::memory_order_seq_cst)) {
+        m_backend->wake();
     }
 }
 
@@ -140,13 +143,9 @@ void io_context::request_cancel(detail::operation& op) noexcept {
         }
     }
     std::lock_guard lock(m_impl->m_mutex);
-    const bool was_empty = m_impl->m_posted.empty() && m_impl->m_cancels.empty();
     m_impl->m_cancels.push_back(&op);
     op.cancel_queued.store(true, std::memory_order_release);
-    m_impl->m_foreign.store(true, std::memory_order_release);
-    if (was_empty) {
-        m_impl->m_backend->wake();
-    }
+    m_impl->wake_if_sleeping();
 }
 
 void io_context::withdraw_cancel(detail::operation& op) noexcept {
@@ -273,8 +272,15 @@ void io_context::run_until(std::coroutine_handle<> done) {
         if (done ? done.done() : s.m_stop.exchange(false, std::memory_order_relaxed)) {
             return;
         }
-        s.m_backend->poll(s.m_local_cancels.empty(),
-                          s.m_timers.empty() ? clock::time_point::max() : s.m_timers.top().deadline);
+        bool block = s.m_local_cancels.empty();
+        if (block) {
+            // Raised before m_foreign is read (see m_sleeping): a post from
+            // now on either is seen here or wakes the poll.
+            s.m_sleeping.store(true, std::memory_order_seq_cst);
+            block = !s.m_foreign.load(std::memory_order_seq_cst);
+        }
+        s.m_backend->poll(block, s.m_timers.empty() ? clock::time_point::max() : s.m_timers.top().deadline);
+        s.m_sleeping.store(false, std::memory_order_relaxed);
     }
 }
 

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -90,6 +91,54 @@ TEST_CASE("post from a foreign thread resumes the coroutine on the loop thread",
         co_return on_loop;
     };
     CHECK(ctx.run(body()));
+}
+
+TEST_CASE("posts from another thread resume the loop whether it sleeps, is falling asleep or runs", "[io][stress]") {
+    // The loop is woken only while it sleeps in the backend (or is about to):
+    // a post must never land between its last look at the queue and its
+    // sleep unseen. The other thread posts at once (the loop is still
+    // running or just going to sleep: most rounds, as that is the narrow
+    // window), after a short spin, or after a sleep (the loop is blocked). A
+    // lost wake-up hangs the test.
+    io_context ctx(backend_under_test());
+    constexpr int rounds = 20000;
+    std::atomic<void*> slot{nullptr};
+    std::atomic<bool> done{false};
+    std::thread poster([&] {
+        for (int i = 0; !done.load(std::memory_order_acquire); ) {
+            void* h = slot.exchange(nullptr, std::memory_order_acq_rel);
+            if (h == nullptr) {
+                std::this_thread::yield();
+                continue;
+            }
+            switch (i++ % 8) {
+            case 6:
+                for (int spin = 0; spin < 200; ++spin) std::atomic_signal_fence(std::memory_order_seq_cst);
+                break;
+            case 7: std::this_thread::sleep_for(std::chrono::microseconds(50)); break;
+            default: break;
+            }
+            ctx.post(std::coroutine_handle<>::from_address(h));
+        }
+    });
+    struct hop {
+        std::atomic<void*>& slot;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) { slot.store(h.address(), std::memory_order_release); }
+        void await_resume() const noexcept {}
+    };
+    auto body = [&]() -> task<int> {
+        int n = 0;
+        for (int i = 0; i < rounds; ++i) {
+            co_await hop{slot};
+            ++n;
+        }
+        co_return n;
+    };
+    const int resumed = ctx.run(body());
+    done.store(true, std::memory_order_release);
+    poster.join();
+    CHECK(resumed == rounds);
 }
 
 TEST_CASE("schedule from another thread moves the coroutine onto the loop", "[io]") {
