@@ -155,6 +155,34 @@ TEST_CASE("max_or_nan finds the maximum and any NaN, in SIMD bodies and scalar t
     CHECK(kernels::max_or_nan(nullptr, 0) == -inf);
 }
 
+TEST_CASE("find_first gives the lowest index holding the value, n when none does", "[kernels]") {
+    const float inf = std::numeric_limits<float>::infinity();
+    for (std::size_t n : {1u, 7u, 8u, 31u, 32u, 33u, 64u, 100u, 512u}) {
+        INFO("n " << n);
+        std::vector<float> x(n);
+        for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
+        for (std::size_t at = 0; at < n; ++at) {
+            std::vector<float> y = x;
+            y[at] = 9.0f;
+            CHECK(kernels::find_first(y.data(), n, 9.0f) == at);
+            // A second copy later does not move it; one earlier does.
+            if (at + 1 < n) {
+                y[n - 1] = 9.0f;
+                CHECK(kernels::find_first(y.data(), n, 9.0f) == at);
+            }
+            if (at > 0) {
+                y[at - 1] = 9.0f;
+                CHECK(kernels::find_first(y.data(), n, 9.0f) == at - 1);
+            }
+        }
+        CHECK(kernels::find_first(x.data(), n, 9.0f) == n);
+        CHECK(kernels::find_first(x.data(), n, std::numeric_limits<float>::quiet_NaN()) == n);
+        std::vector<float> banned(n, -inf);
+        CHECK(kernels::find_first(banned.data(), n, -inf) == 0);
+    }
+    CHECK(kernels::find_first(nullptr, 0, 1.0f) == 0);
+}
+
 TEST_CASE("rope rotates pairs as cos/sin of position times the frequency, in both pair layouts and with tails",
           "[kernels]") {
     std::mt19937 rng(11);

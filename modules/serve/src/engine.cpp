@@ -841,6 +841,11 @@ bool generation_stream::next_awaiter::suspend(std::coroutine_handle<> h, const s
 std::optional<generation_update> generation_stream::next_awaiter::await_resume() {
     m_on_stop.reset(); // waits for a stop callback running elsewhere
     detail::request_mailbox& b = *m_stream->m_box;
+    // Room for the engine's next tokens, allocated here: the engine thread
+    // then appends without allocating (it would once per token otherwise,
+    // as each update takes the vector away).
+    std::vector<generated_token> spare;
+    spare.reserve(2);
     std::unique_lock lock(b.mutex);
     if (b.cancelled) {
         lock.unlock();
@@ -850,6 +855,7 @@ std::optional<generation_update> generation_stream::next_awaiter::await_resume()
     if (b.has_pending) {
         generation_update u = std::move(b.pending);
         b.pending = generation_update{};
+        if (!b.finished) b.pending.tokens = std::move(spare);
         b.has_pending = false;
         if (b.finished) b.final_taken = true;
         return u;

@@ -124,8 +124,7 @@ sample_result sampler::sample(std::span<float> logits, std::span<const token_id>
     sample_result result;
     if (m_params.temperature == 0.0f) {
         // The first maximum: the lowest id on ties.
-        const auto first = std::find(logits.begin(), logits.end(), max);
-        result.token = static_cast<token_id>(first - logits.begin());
+        result.token = static_cast<token_id>(kernels::find_first(logits.data(), vocab, max));
     } else {
         result.token = draw(logits, max);
     }

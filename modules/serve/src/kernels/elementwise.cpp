@@ -10,6 +10,7 @@
 #include "kernels/kernels.hpp"
 #include "kernels/simd_exp.hpp"
 
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -111,6 +112,30 @@ __attribute__((target("avx2,fma"))) float max_or_nan_avx2(const float* x, std::s
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 0x55));
     return _mm_cvtss_f32(m);
+}
+
+/// find_first over whole groups of 32 and then 8 floats: 32 compared before
+/// each branch, as a scalar loop would take one branch per element. Returns
+/// where it stopped: at the match, or at n - n % 8 when none was found.
+__attribute__((target("avx2,fma"))) std::size_t find_first_avx2(const float* x, std::size_t n, float value) noexcept {
+    const __m256 v = _mm256_set1_ps(value);
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256 e0 = _mm256_cmp_ps(_mm256_loadu_ps(x + i), v, _CMP_EQ_OQ);
+        const __m256 e1 = _mm256_cmp_ps(_mm256_loadu_ps(x + i + 8), v, _CMP_EQ_OQ);
+        const __m256 e2 = _mm256_cmp_ps(_mm256_loadu_ps(x + i + 16), v, _CMP_EQ_OQ);
+        const __m256 e3 = _mm256_cmp_ps(_mm256_loadu_ps(x + i + 24), v, _CMP_EQ_OQ);
+        const auto bits = static_cast<unsigned>(_mm256_movemask_ps(e0)) |
+                          static_cast<unsigned>(_mm256_movemask_ps(e1)) << 8 |
+                          static_cast<unsigned>(_mm256_movemask_ps(e2)) << 16 |
+                          static_cast<unsigned>(_mm256_movemask_ps(e3)) << 24;
+        if (bits != 0) return i + static_cast<std::size_t>(std::countr_zero(bits));
+    }
+    for (; i + 8 <= n; i += 8) {
+        const auto bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), v, _CMP_EQ_OQ)));
+        if (bits != 0) return i + static_cast<std::size_t>(std::countr_zero(bits));
+    }
+    return i;
 }
 
 /// exp_weights on eight lanes at a time; returns how many it did.
@@ -306,6 +331,20 @@ float max_or_nan(const float* x, std::size_t n) noexcept {
         max = x[i] > max ? x[i] : max;
     }
     return nan ? std::numeric_limits<float>::quiet_NaN() : max;
+}
+
+std::size_t find_first(const float* x, std::size_t n, float value) noexcept {
+    std::size_t i = 0;
+#if defined(__x86_64__)
+    if (has_avx2) {
+        i = find_first_avx2(x, n, value);
+        if (i < n - n % 8) return i;
+    }
+#endif
+    for (; i < n; ++i) {
+        if (x[i] == value) return i;
+    }
+    return n;
 }
 
 void exp_weights(const float* x, float max, float scale, float* out, std::size_t n) noexcept {

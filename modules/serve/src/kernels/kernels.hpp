@@ -24,6 +24,11 @@ void rmsnorm_rows(const float* x, const float* weight, float* out, std::size_t r
 /// The largest of x[0, n) (-infinity when n is 0); NaN when any element is NaN.
 float max_or_nan(const float* x, std::size_t n) noexcept;
 
+/// The index of the first element of x[0, n) equal to `value`, n when none
+/// is (a NaN value equals nothing). With max_or_nan's result it is the
+/// greedy token: the lowest id among the largest logits.
+std::size_t find_first(const float* x, std::size_t n, float value) noexcept;
+
 /// out[i] = e^((x[i] - max) * scale), 0 where x[i] is -infinity (max is at
 /// least every x[i], scale > 0): unnormalized softmax weights. Relative error
 /// ~1e-7; results below ~1.6e-38 come out as about that.
