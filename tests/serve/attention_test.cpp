@@ -77,14 +77,14 @@ void check_attention(std::size_t group, std::size_t head_dim, std::size_t pos, s
     std::vector<float> q(group * head_dim);
     for (float& x : q) x = d(gen);
 
-    std::vector<float> out(group * head_dim), scratch(group * (pos + 1));
+    std::vector<float> out(group * head_dim), scratch(k::attend_scratch_size(group, pos));
     k::attend(q.data(), group, head_dim, kv_head, pos, cache.source(), out.data(), scratch.data());
 
     std::size_t off = 0, bitwise_alone = 0;
     double worst = 0;
     for (std::size_t h = 0; h < group; ++h) {
         // The head alone: a group of one.
-        std::vector<float> alone(head_dim), scratch1(pos + 1);
+        std::vector<float> alone(head_dim), scratch1(k::attend_scratch_size(1, pos));
         k::attend(q.data() + h * head_dim, 1, head_dim, kv_head, pos, cache.source(), alone.data(), scratch1.data());
         bitwise_alone += std::memcmp(alone.data(), out.data() + h * head_dim, head_dim * sizeof(float)) == 0 ? 1 : 0;
 

@@ -311,7 +311,7 @@ TEST_CASE("cuda paged attention matches the cpu kernel for decode tokens and pro
                 }
             }
             std::vector<float> want(static_cast<std::size_t>(T) * Q);
-            std::vector<float> scratch(static_cast<std::size_t>(group) * 1024);
+            std::vector<float> scratch(kernels::attend_scratch_size(static_cast<std::size_t>(group), 1023));
             for (int i = 0; i < T; ++i) {
                 std::vector<const float*> keys, values;
                 for (int b = 0; b * bs <= positions[i]; ++b) {

@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
         cache c = make_cache(s, gen);
         const k::attention_source_f16 src{c.key_ptrs.data(), c.value_ptrs.data(), block_size};
         std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-        std::vector<float> q(s.kv_heads * s.group * s.head_dim), out(q.size()), scratch(s.group * s.context);
+        std::vector<float> q(s.kv_heads * s.group * s.head_dim), out(q.size()), scratch(k::attend_scratch_size(s.group, s.context - 1));
         for (float& x : q) x = d(gen);
         const std::size_t pos = s.context - 1;
         const double grouped = per_layer(

@@ -300,7 +300,7 @@ void cpu_forward::run(const batch& b, step_output& out) {
     const std::size_t T = m_slots.size();
     plan_split(b);
     m_rope.reserve(max_pos);
-    for (auto& s : m_scratch) s.resize(c.n_head / c.n_head_kv * max_pos);
+    for (auto& s : m_scratch) s.resize(kernels::attend_scratch_size(c.n_head / c.n_head_kv, max_pos));
     m_x.resize(T * E); m_xn.resize(T * E);
     m_q.resize(T * Q); m_k.resize(T * KV); m_v.resize(T * KV); m_att.resize(T * Q);
     m_gate.resize(T * F); m_up.resize(T * F);

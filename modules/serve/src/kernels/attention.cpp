@@ -169,28 +169,31 @@ __attribute__((target("avx2,fma"))) inline __m256 hmax_avx2(__m256 v) noexcept {
     return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1));
 }
 
-/// softmax_rows on 8 lanes for R rows of n scores in lockstep: each row's
-/// maximum, then e^(s - max) summed lane-wise, then one fixed horizontal
-/// sum. The rows' chains are independent and interleaved: a short row is a
-/// chain of latencies (the exponential's polynomial, the sums), which R
-/// rows wait out together. The positions past the last multiple of eight go
-/// through the same lanes under a mask (a short context is mostly that tail:
-/// an exponential each would cost more than the rest).
+/// softmax_rows on 8 lanes for R rows of n scores in lockstep, each row
+/// `stride` floats (n rounded up to a multiple of eight) after the last: each
+/// row's maximum, then e^(s - max) summed lane-wise, then one fixed
+/// horizontal sum. The rows' chains are independent and interleaved: a short
+/// row is a chain of latencies (the exponential's polynomial, the sums),
+/// which R rows wait out together. The positions past the last multiple of
+/// eight go through the same lanes under a mask (a short context is mostly
+/// that tail: an exponential each would cost more than the rest).
 template <std::size_t R>
-__attribute__((target("avx2,fma"))) void softmax_lockstep(float* scores, std::size_t n) noexcept {
+__attribute__((target("avx2,fma"))) void softmax_lockstep(float* scores, std::size_t n, std::size_t stride) noexcept {
     const std::size_t full = n & ~std::size_t{7};
     const std::size_t tail = n - full;
-    // Lanes [0, tail) of the last, partial vector: read with a masked load,
-    // written back through a buffer (AMD cores microcode vmaskmovps stores).
-    const __m256i tail_lanes =
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(tail)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    const __m256 tail_mask = _mm256_castsi256_ps(tail_lanes);
+    // Lanes [0, tail) of the last, partial vector. The row's padding holds
+    // whatever was stored there (finite scores of the padded keys): read
+    // whole, those lanes are replaced by -inf; written whole, they take the
+    // zeros the mask leaves them (a masked load and store, or a copy of the
+    // tail, cost more than the row's arithmetic in a short context).
+    const __m256 tail_mask = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(tail)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
     const __m256 minus_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
     float* s[R];
     __m256 vmax[R], last[R], vsum[R];
 #pragma GCC unroll 4
     for (std::size_t r = 0; r < R; ++r) {
-        s[r] = scores + r * n;
+        s[r] = scores + r * stride;
         vmax[r] = minus_inf;
         vsum[r] = _mm256_setzero_ps();
     }
@@ -201,7 +204,7 @@ __attribute__((target("avx2,fma"))) void softmax_lockstep(float* scores, std::si
 #pragma GCC unroll 4
     for (std::size_t r = 0; r < R; ++r) {
         // The tail's missing lanes read as -inf, which no maximum takes.
-        last[r] = _mm256_blendv_ps(minus_inf, _mm256_maskload_ps(s[r] + full, tail_lanes), tail_mask);
+        last[r] = tail != 0 ? _mm256_blendv_ps(minus_inf, _mm256_loadu_ps(s[r] + full), tail_mask) : minus_inf;
         vmax[r] = hmax_avx2(_mm256_max_ps(vmax[r], last[r]));
     }
     for (std::size_t j = 0; j < full; j += 8) {
@@ -212,14 +215,12 @@ __attribute__((target("avx2,fma"))) void softmax_lockstep(float* scores, std::si
             vsum[r] = _mm256_add_ps(vsum[r], e);
         }
     }
-    alignas(32) float buf[R][8];
     if (tail != 0) {
 #pragma GCC unroll 4
         for (std::size_t r = 0; r < R; ++r) {
             // exp of the clamped -inf is tiny, not zero: the mask zeroes it.
-            const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(last[r], vmax[r])), tail_mask);
-            vsum[r] = _mm256_add_ps(vsum[r], e);
-            _mm256_store_ps(buf[r], e);
+            last[r] = _mm256_and_ps(exp_avx2(_mm256_sub_ps(last[r], vmax[r])), tail_mask);
+            vsum[r] = _mm256_add_ps(vsum[r], last[r]);
         }
     }
     __m256 vinv[R];
@@ -231,23 +232,21 @@ __attribute__((target("avx2,fma"))) void softmax_lockstep(float* scores, std::si
     }
     if (tail != 0) {
 #pragma GCC unroll 4
-        for (std::size_t r = 0; r < R; ++r) {
-            alignas(32) float scaled[8];
-            _mm256_store_ps(scaled, _mm256_mul_ps(_mm256_load_ps(buf[r]), vinv[r]));
-            std::copy_n(scaled, tail, s[r] + full);
-        }
+        for (std::size_t r = 0; r < R; ++r) _mm256_storeu_ps(s[r] + full, _mm256_mul_ps(last[r], vinv[r]));
     }
 }
 
-/// softmax_rows, rows four, two, then one at a time in lockstep.
-__attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n) noexcept {
+/// softmax_rows over rows `stride` floats apart (n rounded up to a multiple
+/// of eight), rows four, two, then one at a time in lockstep.
+__attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n,
+                                                           std::size_t stride) noexcept {
     std::size_t h = 0;
-    for (; h + 4 <= rows; h += 4) softmax_lockstep<4>(scores + h * n, n);
+    for (; h + 4 <= rows; h += 4) softmax_lockstep<4>(scores + h * stride, n, stride);
     if (h + 2 <= rows) {
-        softmax_lockstep<2>(scores + h * n, n);
+        softmax_lockstep<2>(scores + h * stride, n, stride);
         h += 2;
     }
-    if (h < rows) softmax_lockstep<1>(scores + h * n, n);
+    if (h < rows) softmax_lockstep<1>(scores + h * stride, n, stride);
 }
 
 /// The eight horizontal sums of a0..a7 as one vector (lane i = sum of a_i).
@@ -402,6 +401,8 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
                                                           const basic_attention_source<E>& src, float* out,
                                                           float* scratch) noexcept {
     const std::size_t n = pos + 1;
+    // Each head's row of scores, padded to whole vectors (see attend_scratch_size).
+    const std::size_t stride = (n + 7) & ~std::size_t{7};
     const std::size_t bs = src.block_size;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const std::size_t offset = kv_head * bs * head_dim;
@@ -456,34 +457,30 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
         std::size_t h = 0;
         if (has_avx512vl) {
             for (; h + 2 <= group; h += 2) {
-                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, scratch + h * n + j,
-                             scratch + (h + 1) * n + j);
+                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, scratch + h * stride + j,
+                             scratch + (h + 1) * stride + j);
             }
         }
-        for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, scratch + h * n + j);
+        for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, scratch + h * stride + j);
     }
     if (j < n) {
         // The last, partial group: padded with its last key, its extra scores
-        // thrown away. One reduction of eight chains costs less than one lone
-        // chain's latency a position (a short context is mostly this tail).
+        // landing in the row's padding, where the softmax ignores them. One
+        // reduction of eight chains costs less than one lone chain's latency
+        // a position (a short context is mostly this tail).
         const std::size_t valid = n - j;
         const E* k[8];
         for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + (i < valid ? i : valid - 1));
-        alignas(32) float padded[2][8];
         std::size_t h = 0;
         if (has_avx512vl) {
             for (; h + 2 <= group; h += 2) {
-                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, padded[0], padded[1]);
-                std::copy_n(padded[0], valid, scratch + h * n + j);
-                std::copy_n(padded[1], valid, scratch + (h + 1) * n + j);
+                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, scratch + h * stride + j,
+                             scratch + (h + 1) * stride + j);
             }
         }
-        for (; h < group; ++h) {
-            scores8_one(q + h * head_dim, k, vecs, scale, padded[0]);
-            std::copy_n(padded[0], valid, scratch + h * n + j);
-        }
+        for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, scratch + h * stride + j);
     }
-    softmax_rows_avx2(scratch, group, n);
+    softmax_rows_avx2(scratch, group, n, stride);
     // The weighted sums of values, query heads four, then two, then one at a
     // time sharing each pass over the values; every output element sums its
     // positions in ascending order whichever pass computes it.
@@ -492,7 +489,7 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     float* o[4];
     auto heads = [&](std::size_t count) {
         for (std::size_t i = 0; i < count; ++i) {
-            p[i] = scratch + (h + i) * n;
+            p[i] = scratch + (h + i) * stride;
             o[i] = out + (h + i) * head_dim;
         }
         h += count;

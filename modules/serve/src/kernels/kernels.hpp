@@ -74,10 +74,17 @@ using attention_source_f16 = basic_attention_source<std::uint16_t>;
 /// Causal attention of one token at position `pos` for the query heads of
 /// one KV head: q holds `group` heads of `head_dim` floats (consecutive),
 /// attends over positions 0..pos of KV head `kv_head`; writes `group` heads to
-/// out. `scratch` must hold group * (pos + 1) floats. Scores, softmax and the
-/// weighted sum are computed in float whatever the cache's type.
+/// out. `scratch` must hold attend_scratch_size(group, pos) floats. Scores,
+/// softmax and the weighted sum are computed in float whatever the cache's
+/// type.
 void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
             const attention_source& src, float* out, float* scratch) noexcept;
+/// The floats `attend` needs in `scratch` at position `pos`: a row of scores
+/// per query head, each padded to a multiple of eight positions, so that the
+/// SIMD path reads and writes whole vectors at a row's end.
+constexpr std::size_t attend_scratch_size(std::size_t group, std::size_t pos) noexcept {
+    return group * ((pos + 8) & ~std::size_t{7});
+}
 void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
             const attention_source_f16& src, float* out, float* scratch) noexcept;
 
