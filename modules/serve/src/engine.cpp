@@ -88,6 +88,9 @@ struct pending_token {
     clock::time_point sampled_at;
     bool delivered = false;
     bool closes_json = false; // JSON mode: the token completes the object
+    /// The request, for the sampling step that appended the token only
+    /// (deliver() looks requests up again: one may have ended since).
+    active_request* owner = nullptr;
 };
 
 } // namespace
@@ -341,9 +344,10 @@ struct engine::impl {
             const std::size_t first_row = row;
             row += rows;
             if (rows == 0) continue;
+            // A request finished since the step was planned has left both
+            // `active` and the scheduler (finish() removes it from each).
             auto it = active.find(c.id);
-            const std::vector<token_id>* all = sched.tokens(c.id);
-            if (it == active.end() || all == nullptr) {
+            if (it == active.end()) {
                 if (c.samples) sampled.push_back(0); // finished meanwhile; commit skips it
                 continue;
             }
@@ -373,7 +377,7 @@ struct engine::impl {
                 accepted.back() = good;
                 for (std::size_t i = 0; i <= good; ++i) {
                     const token_id t = i < good ? c.draft[i] : next;
-                    undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now});
+                    undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now, false, false, &r});
                     if (ends_generation(r.request, *tok, t)) break; // nothing after the end
                 }
                 continue;
@@ -384,7 +388,7 @@ struct engine::impl {
                 // The backend picked the greedy token itself (argmax_only).
                 const token_id t = step_out.argmax[sample_row];
                 sampled.push_back(t);
-                undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now});
+                undelivered.push_back({c.id, generated_token{t, 0.0f, {}}, now, false, false, &r});
                 continue;
             }
             if (r.json) {
@@ -399,12 +403,12 @@ struct engine::impl {
                 r.json_allowed_ready = false;
             }
             const std::size_t prompt_len = r.request.prompt.size();
-            const std::span<const token_id> tokens(*all);
+            const std::span<const token_id> tokens(*sched.tokens(c.id)); // the penalties read them
             const sample_result s = r.sampler_.sample(logits, tokens.first(prompt_len), tokens.subspan(prompt_len));
             sampled.push_back(s.token);
             // The mask left only tokens the constraint takes.
             const bool closes_json = r.json && r.json->advance(s.token) && r.json->complete();
-            undelivered.push_back({c.id, generated_token{s.token, s.logprob, s.top}, now, false, closes_json});
+            undelivered.push_back({c.id, generated_token{s.token, s.logprob, s.top}, now, false, closes_json, &r});
         }
         accepted.resize(sampled.size(), 0);
         sched.commit(plan, sampled, accepted);
@@ -413,7 +417,7 @@ struct engine::impl {
         for (std::size_t i = first_new; i < undelivered.size(); ++i) {
             const pending_token& p = undelivered[i];
             nth = i > first_new && undelivered[i - 1].id == p.id ? nth + 1 : 0;
-            const active_request& r = active.at(p.id);
+            const active_request& r = *p.owner; // alive: nothing ended it since it was sampled
             // The previous step's tokens are delivered: r.generated counts
             // every token before this step's.
             if (ends_generation(r.request, *tok, p.token.id) || r.generated + nth + 1 >= r.request.max_tokens ||
@@ -442,7 +446,7 @@ struct engine::impl {
             last = id;
             const std::vector<token_id>* all = sched.tokens(id);
             if (all == nullptr) continue; // ended with this step's tokens
-            active_request& r = active.at(id);
+            active_request& r = *undelivered[i].owner;
             if (!plain_greedy(r.request)) continue;
             if (r.draft_length == 0) r.draft_length = opts.speculative_tokens;
             const std::vector<token_id> draft =
@@ -593,7 +597,7 @@ struct engine::impl {
             const std::size_t n = c.tokens.size() + c.draft.size();
             step_batch.chunks.push_back({c.id, c.start, std::span<const token_id>(batch_tokens).subspan(t0, n),
                                          std::span<const block_id>(batch_blocks).subspan(b0, c.blocks.size()), rows});
-            if (auto it = active.find(c.id); it != active.end() && !it->second.first_scheduled) {
+            if (it != active.end() && !it->second.first_scheduled) {
                 it->second.first_scheduled = now;
                 it->second.cached_prompt_tokens = sched.num_cached_prompt_tokens(c.id);
                 metrics.queue_time.observe(seconds_between(it->second.arrival, now));
