@@ -390,8 +390,10 @@ rope_table::rope_table(std::size_t rope_dim, float freq_base, rope_style style)
 }
 
 void rope_table::reserve(std::size_t n) {
+    // Checked before every rotation: a product, not a division (which would
+    // cost more than rotating a tiny head).
+    if (n * m_half <= m_cos.size()) return;
     const std::size_t have = m_cos.size() / m_half;
-    if (n <= have) return;
     m_cos.resize(n * m_half);
     m_sin.resize(n * m_half);
     for (std::size_t p = have; p < n; ++p) {
