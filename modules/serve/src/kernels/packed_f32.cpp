@@ -59,23 +59,12 @@ struct prefetch_run {
             prefetch(reinterpret_cast<const std::byte*>(next));
         }
     }
-
-    /// Tile `tile` of `tiles` over panels of `k` steps: its share of the
-    /// lines [begin, begin + bytes).
-    static prefetch_run share(const float* begin, std::size_t bytes, std::size_t tile, std::size_t tiles,
-                              std::size_t k) noexcept {
-        if (begin == nullptr || bytes == 0) return {};
-        const std::size_t lines = bytes / 64;
-        const std::size_t first = lines * tile / tiles, last = lines * (tile + 1) / tiles;
-        const char* b = reinterpret_cast<const char*>(begin);
-        return {b + first * 64, b + last * 64, (last - first + k - 1) / std::max<std::size_t>(k, 1)};
-    }
 };
 
-/// The lines [begin, begin + bytes) split among `tiles` tiles in turn, each
-/// asking for its share over `k` steps: shares of the sizes
-/// prefetch_run::share gives, with the divisions done once for all the
-/// tiles (three a tile showed in a tiny model's profile beside its tiles).
+/// The lines [begin, begin + bytes) split among `tiles` tiles in turn (their
+/// sizes differ by at most one line), each asking for its share over `k`
+/// steps. The divisions are done once for all the tiles: three a tile
+/// showed in a tiny model's profile beside its tiles.
 class prefetch_shares {
 public:
     prefetch_shares(const float* begin, std::size_t bytes, std::size_t tiles, std::size_t k) noexcept
@@ -262,7 +251,7 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
             for (std::size_t t = 0, tile = 0; t < tokens; ++tile) {
                 const std::size_t n = even + (tile < wider ? 1 : 0);
                 table[n - 1](panel, panel_floats, m_k, x + t * x_stride, x_stride, y + t * y_stride + r, y_stride,
-                              valid, shares.take(tile));
+                             valid, shares.take(tile));
                 t += n;
             }
             r += valid;
@@ -275,10 +264,11 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
             const float* panel = data() + r / P * panel_floats;
             const float* next = r + P < row_end ? panel + panel_floats : nullptr;
             const std::size_t tiles = (tokens + avx2_tokens - 1) / avx2_tokens;
+            prefetch_shares shares(next, panel_floats * sizeof(float), tiles, m_k);
             for (std::size_t t = 0, tile = 0; t < tokens; t += avx2_tokens, ++tile) {
                 const std::size_t n = std::min(avx2_tokens, tokens - t);
                 avx2_panel_tiles[n - 1](panel, m_k, x + t * x_stride, x_stride, y + t * y_stride + r, y_stride, valid,
-                                        prefetch_run::share(next, panel_floats * sizeof(float), tile, tiles, m_k));
+                                        shares.take(tile));
             }
         }
         return;
