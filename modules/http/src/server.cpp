@@ -37,7 +37,9 @@ public:
         }
         m_inline = false;
         m_sending = true;
-        co_await flush();
+        // (A streaming handler's writes find the buffer empty: no flush
+        // coroutine for them.)
+        if (!m_out.empty()) co_await flush();
         co_await m_stream.write_all(bytes, io::deadline::after(m_timeout));
         m_sending = false;
     }

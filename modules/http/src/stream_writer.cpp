@@ -38,13 +38,18 @@ void check_single_line(std::string_view field, std::string_view value) {
 
 std::string chunked_writer::encode_chunk(std::string_view data) {
     std::string out;
-    if (data.empty()) return out;
-    out.reserve(data.size() + 20);
+    append_chunk(out, data);
+    return out;
+}
+
+void chunked_writer::append_chunk(std::string& out, std::string_view data, std::size_t extra) {
+    if (data.empty()) return;
+    // Size line (at most 16 hex digits), the data, two CRLFs, and what the caller adds after.
+    out.reserve(out.size() + data.size() + 2 * sizeof(std::size_t) + 4 + extra);
     append_hex(out, data.size());
     out += "\r\n";
     out += data;
     out += "\r\n";
-    return out;
 }
 
 std::string chunked_writer::head_of(int status, header_map headers) {
@@ -84,8 +89,11 @@ task<void> chunked_writer::send_head() {
 task<void> chunked_writer::write(std::span<const std::byte> bytes) {
     if (!m_started || m_finished) throw std::logic_error("chunked_writer: write outside start()..finish()");
     if (bytes.empty()) co_return;
+    // The head (before the first write), the chunk's size line, the bytes
+    // and the CRLF, built in one allocation: a token stream writes once per
+    // token.
     std::string chunk = take_head();
-    chunk += encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    append_chunk(chunk, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     co_await m_sink.write_string(chunk);
 }
 
@@ -93,7 +101,7 @@ task<void> chunked_writer::finish_with(std::span<const std::byte> bytes) {
     if (!m_started || m_finished) throw std::logic_error("chunked_writer: write outside start()..finish()");
     m_finished = true;
     std::string last = take_head();
-    last += encode_chunk(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    append_chunk(last, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), 5);
     last += "0\r\n\r\n";
     co_await m_sink.write_string(last);
 }

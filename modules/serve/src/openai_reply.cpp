@@ -224,8 +224,11 @@ struct event_writer {
 
     task<void> flush(http::chunked_writer& out) {
         if (buf.empty()) co_return;
-        std::string data = std::exchange(buf, {});
-        co_await out.write_string(data);
+        // Written from buf, which keeps its capacity for the next events:
+        // nothing appends to it until this write completes (one coroutine
+        // adds and flushes in turn).
+        co_await out.write_string(buf);
+        buf.clear();
     }
 
     /// flush, then the end of the chunked body, in one write.

@@ -64,6 +64,9 @@ public:
 
     /// The bytes of one chunk carrying `data` ("" for empty data).
     static std::string encode_chunk(std::string_view data);
+    /// Appends encode_chunk(data) to `out`, with room reserved for `extra`
+    /// more bytes after it (nothing for empty data).
+    static void append_chunk(std::string& out, std::string_view data, std::size_t extra = 0);
 
 private:
     static std::string head_of(int status, header_map headers);
