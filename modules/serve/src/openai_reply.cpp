@@ -202,7 +202,10 @@ struct event_writer {
                 append_event(buf, response.tool_call_chunk(c, calls_sent[index]++, index));
             }
         } else if (!u.text.empty() || !lps.empty()) {
-            append_event(buf, response.text_chunk(u.text, lps, index));
+            // A token's event, the common case: written in place.
+            buf += "data: ";
+            response.append_text_chunk(buf, u.text, lps, index);
+            buf += "\n\n";
         }
         if (!u.finish) return false;
         if (failure) {

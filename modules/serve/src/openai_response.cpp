@@ -283,8 +283,15 @@ std::string openai_response::first_chunk(std::size_t index) const {
 
 std::string openai_response::text_chunk(std::string_view text, std::span<const openai_logprob> lps,
                                         std::size_t index) {
+    std::string out;
+    append_text_chunk(out, text, lps, index);
+    return out;
+}
+
+void openai_response::append_text_chunk(std::string& out, std::string_view text, std::span<const openai_logprob> lps,
+                                        std::size_t index) {
     if (m_text_offset.size() <= index) m_text_offset.resize(index + 1, 0);
-    std::string out = m_chunk_prefix;
+    out += m_chunk_prefix;
     open_chunk_choice(out, index);
     if (m_endpoint == openai_endpoint::chat_completions && !m_tool_function.empty()) {
         out += ",\"delta\":{\"tool_calls\":[";
@@ -302,7 +309,6 @@ std::string openai_response::text_chunk(std::string_view text, std::span<const o
     append_logprobs(out, lps, m_text_offset[index]);
     for (const openai_logprob& lp : lps) m_text_offset[index] += lp.token.size();
     append_choice_tail(out, {});
-    return out;
 }
 
 std::string openai_response::tool_call_chunk(const chat_tool_call& call, std::size_t call_index,

@@ -105,6 +105,10 @@ public:
     /// A chunk of text and the log-probabilities of its tokens.
     [[nodiscard]] std::string text_chunk(std::string_view text, std::span<const openai_logprob> logprobs,
                                          std::size_t index = 0);
+    /// text_chunk appended to `out` (a stream's event buffer: no string of
+    /// its own per token).
+    void append_text_chunk(std::string& out, std::string_view text, std::span<const openai_logprob> logprobs,
+                           std::size_t index = 0);
     /// Chat: a chunk with call `call_index` of choice `index`, whole (id,
     /// type, name and arguments): a call found in the text (tool_choice "auto").
     [[nodiscard]] std::string tool_call_chunk(const chat_tool_call& call, std::size_t call_index,
