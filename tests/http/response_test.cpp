@@ -73,6 +73,16 @@ TEST_CASE("chunked writer writes exact chunked bytes, one sink write per chunk",
     CHECK(sink.write_count() == 4);
 }
 
+TEST_CASE("append_chunk adds encode_chunk's bytes after what the string holds", "[http][response][chunked]") {
+    std::string out = "HEAD";
+    chunked_writer::append_chunk(out, std::string(300, 'x'), 5);
+    CHECK(out == "HEAD" + chunked_writer::encode_chunk(std::string(300, 'x')));
+    CHECK(out.substr(0, 9) == "HEAD12c\r\n");
+    chunked_writer::append_chunk(out, "");  // an empty chunk would end the body: nothing
+    CHECK(out.size() == 4 + 5 + 300 + 2);
+    CHECK(chunked_writer::encode_chunk("").empty());
+}
+
 TEST_CASE("chunked writer's begin sends the head in the same sink write as the first chunk",
           "[http][response][chunked]") {
     string_sink sink;

@@ -148,6 +148,22 @@ TEST_CASE("completion streaming chunks carry text and continue the offsets", "[o
     CHECK(last["choices"][0]["finish_reason"] == "stop");
 }
 
+TEST_CASE("append_text_chunk appends text_chunk's JSON and continues the same offsets", "[openai]") {
+    for (const openai_endpoint e : {openai_endpoint::completions, openai_endpoint::chat_completions}) {
+        openai_response a(e, "tiny", true, false, "cmpl-9", 5);
+        openai_response b(e, "tiny", true, false, "cmpl-9", 5);
+        const auto lps = two_logprobs();
+        std::string buf = "data: ";
+        a.append_text_chunk(buf, "Hello", lps);
+        CHECK(buf == "data: " + b.text_chunk("Hello", lps));
+        // Both now continue from the same text offset.
+        buf.clear();
+        a.append_text_chunk(buf, "lo", std::span(lps).subspan(1), 0);
+        CHECK(buf == b.text_chunk("lo", std::span(lps).subspan(1), 0));
+        CHECK(json::parse(buf)["choices"][0]["logprobs"] != nullptr);
+    }
+}
+
 TEST_CASE("with include_usage every chunk has a null usage and the last one the counts", "[openai]") {
     openai_response r(openai_endpoint::chat_completions, "tiny", false, true, "chatcmpl-9", 5);
     CHECK(json::parse(r.first_chunk())["usage"].is_null());
