@@ -150,10 +150,14 @@ void compute_team::run_job(job_fn fn, void* ctx) {
         std::atomic<state>& slot = m_helper_slots[i].state;
         state s = slot.load(std::memory_order_relaxed);
         // release: the helper's compare-exchange on `given` (acquire) sees
-        // the job. From spinning or revoked the helper is running or queued
-        // to run and will see the slot; from parked it is suspended and must
-        // be posted. (The previous job left no part given or busy.)
-        while (!slot.compare_exchange_weak(s, state::given, std::memory_order_release, std::memory_order_relaxed)) {
+        // the job. acquire: from parked, the helper's coroutine is suspended
+        // and is posted here, to be resumed by whichever pool thread takes
+        // it; its frame's last writes (park's release) must happen before
+        // that resumption, which reads the frame before any acquire of its
+        // own. From spinning or revoked the helper is running or queued to
+        // run and will see the slot. (The previous job left no part given or
+        // busy.)
+        while (!slot.compare_exchange_weak(s, state::given, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         }
         if (s == state::parked) m_to_post.push_back(m_helpers[i]);
     }
