@@ -166,6 +166,71 @@ TEST_CASE("a step gives bitwise the same logits whether its jobs are split acros
     }
 }
 
+TEST_CASE("the last layer runs on the rows whose logits are asked for and gives them the logits of every row",
+          "[forward][invariance]") {
+    // A prompt's middle chunk (no logits), a prompt's end, a chunk asking for
+    // its last three rows and one asking for all of them, in one step; then
+    // the first prompt's last chunk, which attends to the middle chunk's
+    // last-layer keys and values.
+    struct part {
+        std::size_t tokens, first_chunk, first_logits;
+    };
+    const part parts[] = {{11, 7, 0}, {6, 6, 1}, {5, 5, 3}, {4, 4, 4}};
+    for (std::size_t layers : {1, 2}) {
+        const model_config c = small_config(512, 64, layers, 4, 2, 96);
+        const auto m = random_model(c, ggml_type::f32, 37);
+        for (std::size_t threads : {1, 2}) {
+            INFO(layers << " layers, " << threads << " threads");
+            const cpu_backend_options opts{.threads = threads, .kv_blocks = 16, .kv_block_size = 8,
+                                           .split_step_us = 0};
+            std::vector<test_sequence> seqs, alone;
+            for (std::size_t i = 0; i < std::size(parts); ++i) {
+                const auto tokens = random_tokens(parts[i].tokens, c.n_vocab, 40 + i);
+                seqs.push_back(make_sequence(static_cast<seq_id>(i), tokens, block_range(static_cast<block_id>(2 * i), 2)));
+                alone.push_back(seqs.back());
+            }
+            // Every row of each sequence, computed alone.
+            std::vector<std::vector<std::vector<float>>> expected;
+            {
+                cpu_backend backend(m, opts);
+                step_output out;
+                for (test_sequence& s : alone) {
+                    batch b;
+                    b.chunks.push_back(s.next_chunk(0, true));
+                    b.chunks.back().logits = s.tokens.size();
+                    backend.step_sync(b, out);
+                    REQUIRE(out.rows() == s.tokens.size());
+                    expected.emplace_back();
+                    for (std::size_t r = 0; r < out.rows(); ++r) expected.back().emplace_back(out.row(r).begin(), out.row(r).end());
+                }
+            }
+            cpu_backend backend(m, opts);
+            step_output out;
+            auto check_row = [&](std::size_t row, std::size_t seq, std::size_t token) {
+                INFO("row " << row << ": sequence " << seq << ", token " << token);
+                REQUIRE(row < out.rows());
+                const std::vector<float>& want = expected[seq][token];
+                CHECK(std::memcmp(out.row(row).data(), want.data(), want.size() * sizeof(float)) == 0);
+            };
+            batch first;
+            for (std::size_t i = 0; i < std::size(parts); ++i) {
+                first.chunks.push_back(seqs[i].next_chunk(parts[i].first_chunk, false));
+                first.chunks.back().logits = parts[i].first_logits;
+            }
+            backend.step_sync(first, out);
+            REQUIRE(out.rows() == 8);
+            check_row(0, 1, 5);
+            for (std::size_t r = 0; r < 3; ++r) check_row(1 + r, 2, 2 + r);
+            for (std::size_t r = 0; r < 4; ++r) check_row(4 + r, 3, r);
+            batch second;
+            second.chunks.push_back(seqs[0].next_chunk(0, true));
+            backend.step_sync(second, out);
+            REQUIRE(out.rows() == 1);
+            check_row(0, 0, 10);
+        }
+    }
+}
+
 TEST_CASE("a short step stays on the step thread and a long one is split across the team", "[forward]") {
     const model_config c = small_config(512, 64, 2, 4, 2, 96);
     const auto m = random_model(c, ggml_type::f32, 29);

@@ -350,7 +350,12 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
     const model& m = *m_model;
     const model_config& c = m_config;
     const std::size_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
-    const std::size_t T = sp.tokens(), t0 = sp.t_begin;
+    const std::size_t t0 = sp.t_begin;
+    const std::size_t S = sp.s_end - sp.s_begin; // logits rows
+    // The tokens the layers run on: the span's, until the last layer keeps
+    // only those whose logits are asked for (see keep_logits_rows).
+    batch_span cur = sp;
+    std::size_t T = sp.tokens();
     std::vector<std::byte>& act = m_lanes[ln].act;
     // This span's rows of the step's buffers.
     // (data() + offset: a buffer may be empty, and [] of an empty vector is undefined.)
@@ -409,8 +414,19 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
             m_cache.store(l, blk, slot, &k[t * KV], &v[t * KV]);
         });
 
+        // The last layer's output is read only by the logits: past its K and
+        // V (which later tokens attend to, now in the cache), it runs on the
+        // tokens whose logits are asked for, a prompt's last token and not
+        // the rest of a chunk. x[S][E], q[S][Q] from here.
+        if (l + 1 == c.n_layer && S < T) {
+            keep_logits_rows(b, sp, x, q);
+            T = S;
+            cur.t_end = t0 + S;
+            if (T == 0) break;
+        }
+
         // att[T][Q] = softmax(q k^T / sqrt(d)) v, causal, per sequence
-        attention(b, l, sp, ln);
+        attention(b, l, cur, ln);
 
         // x += att . Wo^T
         xa = prepare(w.wo.type, att, T, Q, act);
@@ -453,22 +469,30 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
         });
     }
 
-    // logits[S][V] = rmsnorm(x of each chunk's last `logits` tokens) . Wout^T
-    const std::size_t S = sp.s_end - sp.s_begin;
+    // logits[S][V] = rmsnorm(x) . Wout^T: x's rows are the logits rows now
     float* const out_x = m_out_x.data() + sp.s_begin * E;
-    {
-        std::size_t t = 0, s = 0;
-        for (std::size_t ci = sp.chunk_begin; ci < sp.chunk_end; ++ci) {
-            const batch_chunk& ch = b.chunks[ci];
-            t += ch.tokens.size();
-            for (std::size_t i = t - ch.logits; i < t; ++i, ++s) {
-                kernels::rmsnorm(&x[i * E], m.output_norm.data(), &out_x[s * E], E, c.rms_eps);
-            }
-        }
-    }
+    for (std::size_t i = 0; i < S; ++i) kernels::rmsnorm(&x[i * E], m.output_norm.data(), &out_x[i * E], E, c.rms_eps);
     if (S > 0) {
         const kernels::activations xa = prepare(m.output.type, out_x, S, E, act);
         matmul(m.output, xa, out.logits.data() + sp.s_begin * c.n_vocab);
+    }
+}
+
+void cpu_forward::keep_logits_rows(const batch& b, const batch_span& sp, float* x, float* q) {
+    const std::size_t E = m_config.n_embd, Q = m_config.q_dim();
+    // Each chunk's last `logits` tokens move to the front, in order: a row
+    // moves to a lower or the same index, after every row it could overwrite
+    // has moved.
+    std::size_t t = 0, kept = 0;
+    for (std::size_t ci = sp.chunk_begin; ci < sp.chunk_end; ++ci) {
+        const batch_chunk& ch = b.chunks[ci];
+        t += ch.tokens.size();
+        for (std::size_t i = t - ch.logits; i < t; ++i, ++kept) {
+            if (i == kept) continue;
+            std::copy_n(&x[i * E], E, &x[kept * E]);
+            std::copy_n(&q[i * Q], Q, &q[kept * Q]);
+            m_slots[sp.t_begin + kept] = m_slots[sp.t_begin + i];
+        }
     }
 }
 

@@ -69,6 +69,10 @@ private:
     void validate(const batch& b) const;
     /// The layers and the logits of the span's tokens, by lane `ln`.
     void run_span(const batch& b, const batch_span& sp, std::size_t ln, step_output& out);
+    /// Moves the rows of x[t][E] and q[t][Q] (t from the span's first token)
+    /// and the slots of the tokens whose logits are asked for to the span's
+    /// first rows, in order.
+    void keep_logits_rows(const batch& b, const batch_span& sp, float* x, float* q);
     void attention(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln);
     /// attention() over a cache of element type E, gathering the block
     /// pointers into `keys` and `values`.
