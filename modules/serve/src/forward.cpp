@@ -414,10 +414,11 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
             m_cache.store(l, blk, slot, &k[t * KV], &v[t * KV]);
         });
 
-        // The last layer's output is read only by the logits: past its K and
-        // V (which later tokens attend to, now in the cache), it runs on the
-        // tokens whose logits are asked for, a prompt's last token and not
-        // the rest of a chunk. x[S][E], q[S][Q] from here.
+        // The last layer's output is read only by the logits. Its K and V
+        // are every token's (later tokens attend to them, now in the cache);
+        // from here it runs on the tokens whose logits are asked for, a
+        // prompt chunk's last token and not the rest of it. (Q, one of the
+        // seven products, was computed for all.) x[S][E], q[S][Q] from here.
         if (l + 1 == c.n_layer && S < T) {
             keep_logits_rows(b, sp, x, q);
             T = S;
