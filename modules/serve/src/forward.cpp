@@ -376,37 +376,18 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
             kernels::rmsnorm_rows(&x[begin * E], w.attn_norm.data(), &xn[begin * E], end - begin, E, c.rms_eps);
         });
 
-        // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias)
-        kernels::activations xa = prepare(w.wq.type, xn, T, E, act);
-        if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
-            // One fork-join for the three products (they share the activations).
-            const std::size_t chunks = matmul_chunks(std::min({w.wq.rows, w.wk.rows, w.wv.rows}),
-                                                     matmul_ns(w.wq, T) + matmul_ns(w.wk, T) + matmul_ns(w.wv, T));
-            m_team.run_chunks(chunks, [&](std::size_t part, std::size_t parts) {
-                matmul_part(w.wq, xa, q, part, parts);
-                matmul_part(w.wk, xa, k, part, parts);
-                matmul_part(w.wv, xa, v, part, parts);
-            });
-        } else {
-            matmul(w.wq, xa, q);
-            xa = prepare(w.wk.type, xn, T, E, act);
-            matmul(w.wk, xa, k);
-            xa = prepare(w.wv.type, xn, T, E, act);
-            matmul(w.wv, xa, v);
-        }
-        if (!w.bq.empty()) {
-            for (std::size_t t = 0; t < T; ++t) {
-                kernels::add_inplace(&q[t * Q], w.bq.data(), Q);
-                kernels::add_inplace(&k[t * KV], w.bk.data(), KV);
-                kernels::add_inplace(&v[t * KV], w.bv.data(), KV);
-            }
-        }
+        // q[T][Q], k[T][KV], v[T][KV] = xn . W^T (+ bias). The last layer's
+        // output is read only by the logits: when not every token's are asked
+        // for, its queries wait for the tokens whose logits are (below).
+        const bool narrow = l + 1 == c.n_layer && S < T;
+        const projection qkv[] = {{&w.wq, q, &w.bq}, {&w.wk, k, &w.bk}, {&w.wv, v, &w.bv}};
+        project(narrow ? std::span(qkv).subspan(1) : std::span(qkv), xn, T, act);
 
         // RoPE on q and k at each token's position; k and v into the cache.
         // (The table covers every position already: apply only reads it.)
         per_token(T, rotate_ns * static_cast<double>(Q + 3 * KV), [&](std::size_t t) {
             const token_slot& s = m_slots[t0 + t];
-            m_rope.apply(&q[t * Q], c.n_head, c.head_dim, s.pos);
+            if (!narrow) m_rope.apply(&q[t * Q], c.n_head, c.head_dim, s.pos);
             m_rope.apply(&k[t * KV], c.n_head_kv, c.head_dim, s.pos);
             const batch_chunk& ch = b.chunks[s.chunk];
             const block_id blk = ch.blocks[s.pos / m_cache.block_size()];
@@ -414,23 +395,26 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
             m_cache.store(l, blk, slot, &k[t * KV], &v[t * KV]);
         });
 
-        // The last layer's output is read only by the logits. Its K and V
-        // are every token's (later tokens attend to them, now in the cache);
-        // from here it runs on the tokens whose logits are asked for, a
-        // prompt chunk's last token and not the rest of it. (Q, one of the
-        // seven products, was computed for all.) x[S][E], q[S][Q] from here.
-        if (l + 1 == c.n_layer && S < T) {
-            keep_logits_rows(b, sp, x, q);
+        // Every token's K and V are in the cache now, where later tokens
+        // attend to them. The rest of the last layer runs on the tokens whose
+        // logits are asked for: a prompt chunk's last token, not the rest of
+        // it. x[S][E], xn[S][E] and q[S][Q] from here.
+        if (narrow) {
+            keep_logits_rows(b, sp, x, xn);
             T = S;
             cur.t_end = t0 + S;
             if (T == 0) break;
+            project(std::span(qkv).first(1), xn, T, act);
+            per_token(T, rotate_ns * static_cast<double>(Q), [&](std::size_t t) {
+                m_rope.apply(&q[t * Q], c.n_head, c.head_dim, m_slots[t0 + t].pos);
+            });
         }
 
         // att[T][Q] = softmax(q k^T / sqrt(d)) v, causal, per sequence
         attention(b, l, cur, ln);
 
         // x += att . Wo^T
-        xa = prepare(w.wo.type, att, T, Q, act);
+        kernels::activations xa = prepare(w.wo.type, att, T, Q, act);
         matmul(w.wo, xa, xn);
         // xn = rmsnorm(x) * ffn_norm; x += (silu(xn . Wgate^T) * (xn . Wup^T)) . Wdown^T
         per_token_run(T, 2 * norm_ns * static_cast<double>(E), [&](std::size_t begin, std::size_t end) {
@@ -479,8 +463,33 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
     }
 }
 
-void cpu_forward::keep_logits_rows(const batch& b, const batch_span& sp, float* x, float* q) {
-    const std::size_t E = m_config.n_embd, Q = m_config.q_dim();
+void cpu_forward::project(std::span<const projection> ps, const float* xn, std::size_t T,
+                          std::vector<std::byte>& act) {
+    const std::size_t E = m_config.n_embd;
+    const ggml_type type = ps.front().w->type;
+    if (std::all_of(ps.begin(), ps.end(), [&](const projection& p) { return p.w->type == type; })) {
+        // One fork-join for the products (they share the activations).
+        const kernels::activations xa = prepare(type, xn, T, E, act);
+        std::size_t rows = ps.front().w->rows;
+        double ns = 0;
+        for (const projection& p : ps) {
+            rows = std::min(rows, p.w->rows);
+            ns += matmul_ns(*p.w, T);
+        }
+        m_team.run_chunks(matmul_chunks(rows, ns), [&](std::size_t part, std::size_t parts) {
+            for (const projection& p : ps) matmul_part(*p.w, xa, p.out, part, parts);
+        });
+    } else {
+        for (const projection& p : ps) matmul(*p.w, prepare(p.w->type, xn, T, E, act), p.out);
+    }
+    for (const projection& p : ps) {
+        if (p.bias->empty()) continue;
+        for (std::size_t t = 0; t < T; ++t) kernels::add_inplace(&p.out[t * p.w->rows], p.bias->data(), p.w->rows);
+    }
+}
+
+void cpu_forward::keep_logits_rows(const batch& b, const batch_span& sp, float* x, float* xn) {
+    const std::size_t E = m_config.n_embd;
     // Each chunk's last `logits` tokens move to the front, in order: a row
     // moves to a lower or the same index, after every row it could overwrite
     // has moved.
@@ -491,7 +500,7 @@ void cpu_forward::keep_logits_rows(const batch& b, const batch_span& sp, float* 
         for (std::size_t i = t - ch.logits; i < t; ++i, ++kept) {
             if (i == kept) continue;
             std::copy_n(&x[i * E], E, &x[kept * E]);
-            std::copy_n(&q[i * Q], Q, &q[kept * Q]);
+            std::copy_n(&xn[i * E], E, &xn[kept * E]);
             m_slots[sp.t_begin + kept] = m_slots[sp.t_begin + i];
         }
     }

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -69,10 +70,20 @@ private:
     void validate(const batch& b) const;
     /// The layers and the logits of the span's tokens, by lane `ln`.
     void run_span(const batch& b, const batch_span& sp, std::size_t ln, step_output& out);
-    /// Moves the rows of x[t][E] and q[t][Q] (t from the span's first token)
-    /// and the slots of the tokens whose logits are asked for to the span's
-    /// first rows, in order.
-    void keep_logits_rows(const batch& b, const batch_span& sp, float* x, float* q);
+    /// One of a layer's input products: out[T][w->rows] = xn . w^T (+ bias
+    /// when not empty).
+    struct projection {
+        const weight_matrix* w;
+        float* out;
+        const std::vector<float>* bias;
+    };
+    /// The products `ps` of T rows of xn, with one fork-join when their
+    /// weights are of one type.
+    void project(std::span<const projection> ps, const float* xn, std::size_t T, std::vector<std::byte>& act);
+    /// Moves the rows of x[t][E] and xn[t][E] (t from the span's first
+    /// token) and the slots of the tokens whose logits are asked for to the
+    /// span's first rows, in order.
+    void keep_logits_rows(const batch& b, const batch_span& sp, float* x, float* xn);
     void attention(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln);
     /// attention() over a cache of element type E, gathering the block
     /// pointers into `keys` and `values`.
