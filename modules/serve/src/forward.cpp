@@ -354,7 +354,6 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
     const std::size_t S = sp.s_end - sp.s_begin; // logits rows
     // The tokens the layers run on: the span's, until the last layer keeps
     // only those whose logits are asked for (see keep_logits_rows).
-    batch_span cur = sp;
     std::size_t T = sp.tokens();
     std::vector<std::byte>& act = m_lanes[ln].act;
     // This span's rows of the step's buffers.
@@ -402,7 +401,6 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
         if (narrow) {
             keep_logits_rows(b, sp, x, xn);
             T = S;
-            cur.t_end = t0 + S;
             if (T == 0) break;
             project(std::span(qkv).first(1), xn, T, act);
             per_token(T, rotate_ns * static_cast<double>(Q), [&](std::size_t t) {
@@ -411,7 +409,9 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
         }
 
         // att[T][Q] = softmax(q k^T / sqrt(d)) v, causal, per sequence
-        attention(b, l, cur, ln);
+        batch_span tokens = sp;
+        tokens.t_end = t0 + T;
+        attention(b, l, tokens, ln);
 
         // x += att . Wo^T
         kernels::activations xa = prepare(w.wo.type, att, T, Q, act);
@@ -456,7 +456,7 @@ void cpu_forward::run_span(const batch& b, const batch_span& sp, std::size_t ln,
 
     // logits[S][V] = rmsnorm(x) . Wout^T: x's rows are the logits rows now
     float* const out_x = m_out_x.data() + sp.s_begin * E;
-    for (std::size_t i = 0; i < S; ++i) kernels::rmsnorm(&x[i * E], m.output_norm.data(), &out_x[i * E], E, c.rms_eps);
+    kernels::rmsnorm_rows(x, m.output_norm.data(), out_x, S, E, c.rms_eps);
     if (S > 0) {
         const kernels::activations xa = prepare(m.output.type, out_x, S, E, act);
         matmul(m.output, xa, out.logits.data() + sp.s_begin * c.n_vocab);
