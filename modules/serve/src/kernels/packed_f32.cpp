@@ -94,7 +94,8 @@ private:
 template <std::size_t Panels, std::size_t T>
 WEFT_TARGET_AVX512 void tile_avx512(const float* panel, std::size_t panel_stride, std::size_t k, const float* x,
                                     std::size_t x_stride, float* y, std::size_t y_stride, std::size_t valid,
-                                    prefetch_run pf) {
+                                    const prefetch_run& shares) {
+    prefetch_run pf = shares;
     __m512 acc[Panels][T];
 #pragma GCC unroll 16
     for (std::size_t p = 0; p < Panels; ++p) {
@@ -125,7 +126,8 @@ WEFT_TARGET_AVX512 void tile_avx512(const float* panel, std::size_t panel_stride
 /// One panel (two 8-lane halves) x T tokens.
 template <std::size_t T>
 WEFT_TARGET_AVX2 void tile_avx2(const float* panel, std::size_t k, const float* x, std::size_t x_stride, float* y,
-                                std::size_t y_stride, std::size_t valid, prefetch_run pf) {
+                                std::size_t y_stride, std::size_t valid, const prefetch_run& shares) {
+    prefetch_run pf = shares;
     __m256 acc[2][T];
 #pragma GCC unroll 8
     for (std::size_t t = 0; t < T; ++t) {
@@ -163,9 +165,9 @@ WEFT_TARGET_AVX2 void tile_avx2(const float* panel, std::size_t k, const float* 
 }
 
 using avx512_fn = void (*)(const float*, std::size_t, std::size_t, const float*, std::size_t, float*, std::size_t,
-                           std::size_t, prefetch_run);
+                           std::size_t, const prefetch_run&);
 using avx2_fn = void (*)(const float*, std::size_t, const float*, std::size_t, float*, std::size_t, std::size_t,
-                         prefetch_run);
+                         const prefetch_run&);
 
 template <std::size_t Panels, std::size_t... T>
 constexpr std::array<avx512_fn, sizeof...(T)> avx512_table(std::index_sequence<T...>) {
