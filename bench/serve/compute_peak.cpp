@@ -95,10 +95,11 @@ float fma_scalar() {
 }
 
 /// Multiply-adds per second of `kernel` (`macs` per chain step) on `threads`
-/// threads at once: the best of 3 rounds.
+/// threads at once: the best of 5 rounds (a round is ~15 ms: one that
+/// shares a core with another program's burst reads half the peak).
 double rate(float (*kernel)(), double macs, std::size_t threads) {
     double best = 0;
-    for (int round = 0; round < 3; ++round) {
+    for (int round = 0; round < 5; ++round) {
         std::vector<float> sink(threads);
         const auto start = std::chrono::steady_clock::now();
         std::vector<std::thread> pool;

@@ -3,9 +3,10 @@
 //
 //   weft-model-bench [--size small] [--types f32,q8_0] [--threads 2] [--kv-type f16|f32] [--json out.json]
 //
-// 1. Memory bandwidth: a large multi-threaded copy (bytes read + written per
-//    second, the STREAM "copy" convention), and the arithmetic peak: float
-//    FMAs and int8 dot products per second on the same threads.
+// 1. Memory bandwidth: bytes read per second by the threads from a buffer
+//    far larger than the caches (what a decode step does with its weights),
+//    and the arithmetic peak: float FMAs and int8 dot products per second on
+//    the same threads.
 // 2. Single-sequence decode step time against the bandwidth floor (the bytes
 //    of every weight matrix a step reads / bandwidth).
 // 3. Decode throughput at batch 1, 2, 4, ..., 64 (each sequence with a
@@ -16,6 +17,9 @@
 //    activations are quantized to 8 bits). From these, the most batch 32
 //    could give over batch 1 on this machine.
 // 4. Prefill tokens/s for one 512-token prompt.
+// The JSON also gives the multiply-adds of a decode token and of a prompt
+// token without logits, from which bench/serve/goals.sh derives the most
+// tokens/s the arithmetic allows a serving run.
 // Times are medians of repeated runs; ratios compare figures of one run.
 #include "compute_peak.hpp"
 
@@ -29,6 +33,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <numeric>
@@ -45,26 +50,39 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-/// Bytes moved per second by `threads` threads copying a 256 MiB buffer
-/// each way; the best of 5 rounds.
-double copy_bandwidth(std::size_t threads) {
-    const std::size_t bytes = std::size_t{256} << 20;
-    std::vector<char> src(bytes, 1), dst(bytes, 0);
+/// Bytes read per second by `threads` threads, each reducing its share of a
+/// 256 MiB buffer; the best of 5 rounds. A decode step reads its weights and
+/// writes little, so its floor is a read rate: a copy (read + write, the
+/// STREAM convention) measured ~25 GB/s here where a batch-1 step read its
+/// weights at 34-52 GB/s, a "floor" the step beat.
+double read_bandwidth(std::size_t threads) {
+    const std::size_t words = (std::size_t{256} << 20) / sizeof(std::uint64_t);
+    std::vector<std::uint64_t> buffer(words);
+    std::iota(buffer.begin(), buffer.end(), std::uint64_t{1});
+    std::vector<std::uint64_t> sink(threads);
     double best = 0;
     for (int round = 0; round < 5; ++round) {
         const auto start = clock_type::now();
         std::vector<std::thread> pool;
         for (std::size_t t = 0; t < threads; ++t) {
             pool.emplace_back([&, t] {
-                const std::size_t per = bytes / threads;
-                std::memcpy(dst.data() + t * per, src.data() + t * per, per);
+                const std::size_t per = words / threads / 8 * 8;
+                const std::uint64_t* p = buffer.data() + t * per;
+                // Eight independent chains, and a line asked for 512 bytes
+                // ahead: the hardware prefetcher alone read a few percent less.
+                std::uint64_t a[8] = {};
+                for (std::size_t i = 0; i < per; i += 8) {
+                    __builtin_prefetch(p + i + 64, 0, 0);
+                    for (std::size_t j = 0; j < 8; ++j) a[j] ^= p[i + j];
+                }
+                sink[t] = a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7];
             });
         }
         for (auto& th : pool) th.join();
         const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
-        best = std::max(best, 2.0 * static_cast<double>(bytes) / secs);
+        best = std::max(best, static_cast<double>(words / threads / 8 * 8 * threads * sizeof(std::uint64_t)) / secs);
     }
-    if (dst[bytes / 2] != 1) std::abort(); // keep the copy observable
+    if (std::accumulate(sink.begin(), sink.end(), std::uint64_t{0}) == 1) std::abort(); // keep the reads observable
     return best;
 }
 
@@ -74,6 +92,22 @@ double step_macs_per_token(const model& m) {
     double macs = static_cast<double>(m.output.rows) * static_cast<double>(m.output.cols);
     for (const layer_weights& w : m.layers) {
         for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+            macs += static_cast<double>(x->rows) * static_cast<double>(x->cols);
+        }
+    }
+    return macs;
+}
+
+/// Multiply-adds of a prompt token whose logits nobody asks for: every
+/// layer's products but the last layer's, where only its K and V are
+/// computed (cpu_forward narrows the rest to the logits rows), and no output
+/// head.
+double prompt_macs_per_token(const model& m) {
+    double macs = 0;
+    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+        const layer_weights& w = m.layers[l];
+        for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+            if (l + 1 == m.layers.size() && x != &w.wk && x != &w.wv) continue;
             macs += static_cast<double>(x->rows) * static_cast<double>(x->cols);
         }
     }
@@ -189,8 +223,8 @@ int main(int argc, char** argv) {
     const ggml_type kv_type = parse_weight_type(kv_type_name); // f16 or f32 (checked by the option)
 
     nlohmann::json report;
-    const double bandwidth = copy_bandwidth(threads);
-    fmt::print("memory bandwidth (copy, {} threads): {:.1f} GB/s\n", threads, bandwidth / 1e9);
+    const double bandwidth = read_bandwidth(threads);
+    fmt::print("memory bandwidth (read, {} threads): {:.1f} GB/s\n", threads, bandwidth / 1e9);
     report["threads"] = threads;
     report["bandwidth_gb_s"] = bandwidth / 1e9;
     report["model"] = size;
@@ -228,6 +262,7 @@ int main(int argc, char** argv) {
         t["weight_bytes"] = weight_bytes;
         t["floor_ms"] = floor_s * 1e3;
         t["macs_per_token"] = macs_per_token;
+        t["prompt_macs_per_token"] = prompt_macs_per_token(*run.m);
         t["arithmetic"] = int8 ? "int8" : "f32";
         fmt::print("\n{} {} ({} KV cache): {:.1f} MB of weights per step, floor {:.2f} ms\n", size, type_name,
                    kv_type_name, weight_bytes / 1e6,
