@@ -4,11 +4,12 @@
 //   weft-model-bench [--size small] [--types f32,q8_0] [--threads 2] [--kv-type f16|f32] [--json out.json]
 //
 // 1. Memory bandwidth: bytes read per second by the threads from a buffer
-//    far larger than the caches (what a decode step does with its weights),
-//    and the arithmetic peak: float FMAs and int8 dot products per second on
-//    the same threads.
-// 2. Single-sequence decode step time against the bandwidth floor (the bytes
-//    of every weight matrix a step reads / bandwidth).
+//    far larger than the caches, and the arithmetic peak: float FMAs and
+//    int8 dot products per second on the same threads.
+// 2. Single-sequence decode step time against the bandwidth floor: the bytes
+//    of every weight matrix a step reads, over the rate at which the threads
+//    read a buffer of that size again and again (what decode steps do with
+//    the weights; part of them stays in the L3 cache from one to the next).
 // 3. Decode throughput at batch 1, 2, 4, ..., 64 (each sequence with a
 //    64-token context), each step against its floor: the larger of the
 //    bandwidth floor and the compute floor (the step's multiply-adds in its
@@ -50,37 +51,63 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
+/// XOR of `passes` passes over `words` words (a multiple of 8) at `p`, in
+/// 64-byte vectors, compiled for the widest registers the CPU has: read
+/// 8 bytes at a time, a buffer the L3 cache holds read at ~45 GB/s, bound
+/// by the loads issued rather than by the cache.
+__attribute__((target_clones("avx512f", "avx2", "default"))) std::uint64_t xor_passes(const std::uint64_t* p,
+                                                                                      std::size_t words,
+                                                                                      std::size_t passes) {
+    using lanes = std::uint64_t __attribute__((vector_size(64)));
+    lanes a{}, b{};
+    for (std::size_t pass = 0; pass < passes; ++pass) {
+        for (std::size_t i = 0; i + 16 <= words; i += 16) {
+            // A line asked for 512 bytes ahead: the hardware prefetcher
+            // alone read a few percent less.
+            __builtin_prefetch(p + i + 64, 0, 0);
+            lanes x, y;
+            std::memcpy(&x, p + i, sizeof x);
+            std::memcpy(&y, p + i + 8, sizeof y);
+            a ^= x;
+            b ^= y;
+        }
+    }
+    a ^= b;
+    std::uint64_t out = 0;
+    for (int i = 0; i < 8; ++i) out ^= a[i];
+    return out;
+}
+
 /// Bytes read per second by `threads` threads, each reducing its share of a
-/// 256 MiB buffer; the best of 5 rounds. A decode step reads its weights and
-/// writes little, so its floor is a read rate: a copy (read + write, the
-/// STREAM convention) measured ~25 GB/s here where a batch-1 step read its
-/// weights at 34-52 GB/s, a "floor" the step beat.
-double read_bandwidth(std::size_t threads) {
-    const std::size_t words = (std::size_t{256} << 20) / sizeof(std::uint64_t);
+/// buffer of `bytes` read over and over (passes enough for ~256 MiB a
+/// round, so starting the threads costs little); the best of 5 rounds after
+/// one that warms the caches. Measured before a backend's threads exist. A decode step reads its weights and writes little,
+/// so its floor is a read rate, and of a buffer its size: the 32 MiB L3 keeps
+/// part of a 96 MB working set from one pass to the next (a 96 MB buffer
+/// read at 45-68 GB/s here where 256 MiB read at 34-36), and a copy (read +
+/// write, the STREAM convention) gave ~25 GB/s, a "floor" that batch-1 steps
+/// beat by 40%.
+double read_bandwidth(std::size_t threads, std::size_t bytes) {
+    const std::size_t words = std::max<std::size_t>(bytes / sizeof(std::uint64_t), 16 * threads);
     std::vector<std::uint64_t> buffer(words);
     std::iota(buffer.begin(), buffer.end(), std::uint64_t{1});
     std::vector<std::uint64_t> sink(threads);
+    const std::size_t per = words / threads / 16 * 16;
+    const std::size_t passes = std::max<std::size_t>(1, (std::size_t{256} << 20) / (per * threads * sizeof(std::uint64_t)));
     double best = 0;
-    for (int round = 0; round < 5; ++round) {
+    for (int round = 0; round < 6; ++round) {
         const auto start = clock_type::now();
         std::vector<std::thread> pool;
         for (std::size_t t = 0; t < threads; ++t) {
             pool.emplace_back([&, t] {
-                const std::size_t per = words / threads / 8 * 8;
-                const std::uint64_t* p = buffer.data() + t * per;
-                // Eight independent chains, and a line asked for 512 bytes
-                // ahead: the hardware prefetcher alone read a few percent less.
-                std::uint64_t a[8] = {};
-                for (std::size_t i = 0; i < per; i += 8) {
-                    __builtin_prefetch(p + i + 64, 0, 0);
-                    for (std::size_t j = 0; j < 8; ++j) a[j] ^= p[i + j];
-                }
-                sink[t] = a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7];
+                sink[t] = xor_passes(buffer.data() + t * per, per, passes);
             });
         }
         for (auto& th : pool) th.join();
         const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
-        best = std::max(best, static_cast<double>(words / threads / 8 * 8 * threads * sizeof(std::uint64_t)) / secs);
+        if (round > 0) {
+            best = std::max(best, static_cast<double>(passes * per * threads * sizeof(std::uint64_t)) / secs);
+        }
     }
     if (std::accumulate(sink.begin(), sink.end(), std::uint64_t{0}) == 1) std::abort(); // keep the reads observable
     return best;
@@ -223,8 +250,8 @@ int main(int argc, char** argv) {
     const ggml_type kv_type = parse_weight_type(kv_type_name); // f16 or f32 (checked by the option)
 
     nlohmann::json report;
-    const double bandwidth = read_bandwidth(threads);
-    fmt::print("memory bandwidth (read, {} threads): {:.1f} GB/s\n", threads, bandwidth / 1e9);
+    const double bandwidth = read_bandwidth(threads, std::size_t{256} << 20);
+    fmt::print("memory bandwidth (read, {} threads, 256 MiB): {:.1f} GB/s\n", threads, bandwidth / 1e9);
     report["threads"] = threads;
     report["bandwidth_gb_s"] = bandwidth / 1e9;
     report["model"] = size;
@@ -246,9 +273,13 @@ int main(int argc, char** argv) {
         const auto path = ensure_demo_model(size, type, cache);
         const std::size_t context = 64;
         const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
+        // The floor: the bytes of the step's weights read over and over, as
+        // steps read them (measured before the backend's threads start).
+        const std::size_t step_bytes = model::load(path)->step_weight_bytes();
+        const double weight_bandwidth = read_bandwidth(threads, step_bytes);
         bench_run run(path, threads, max_batch + 1, 600, kv_type, split_step_us, sequence_lanes);
-        const double weight_bytes = static_cast<double>(run.m->step_weight_bytes());
-        const double floor_s = weight_bytes / bandwidth;
+        const auto weight_bytes = static_cast<double>(step_bytes);
+        const double floor_s = weight_bytes / weight_bandwidth;
         // Float weights multiply float activations; quantized ones, int8
         // activations (when the CPU has an int8 path at all).
         const bool int8 = vec_dot_type(type) != ggml_type::f32 && peak.int8_macs_per_s > 0;
@@ -260,13 +291,14 @@ int main(int argc, char** argv) {
         };
         nlohmann::json t;
         t["weight_bytes"] = weight_bytes;
+        t["weight_read_gb_s"] = weight_bandwidth / 1e9;
         t["floor_ms"] = floor_s * 1e3;
         t["macs_per_token"] = macs_per_token;
         t["prompt_macs_per_token"] = prompt_macs_per_token(*run.m);
         t["arithmetic"] = int8 ? "int8" : "f32";
-        fmt::print("\n{} {} ({} KV cache): {:.1f} MB of weights per step, floor {:.2f} ms\n", size, type_name,
-                   kv_type_name, weight_bytes / 1e6,
-                   floor_s * 1e3);
+        fmt::print("\n{} {} ({} KV cache): {:.1f} MB of weights per step, read again and again at {:.1f} GB/s: "
+                   "floor {:.2f} ms\n",
+                   size, type_name, kv_type_name, weight_bytes / 1e6, weight_bandwidth / 1e9, floor_s * 1e3);
 
         // Decode throughput at each batch size (batch 1 doubles as the step
         // time). The batch sizes take turns over `rounds` rounds, so a slow
