@@ -51,10 +51,10 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-/// XOR of `passes` passes over `words` words (a multiple of 8) at `p`, in
-/// 64-byte vectors, compiled for the widest registers the CPU has: read
-/// 8 bytes at a time, a buffer the L3 cache holds read at ~45 GB/s, bound
-/// by the loads issued rather than by the cache.
+/// XOR of `passes` passes over `words` words (a multiple of 16) at `p`, two
+/// 64-byte lines a step, compiled for the widest vectors the CPU has: read a
+/// word at a time, a buffer the L3 cache holds came in at ~45 GB/s, bound by
+/// the loads issued rather than by the cache.
 __attribute__((target_clones("avx512f", "avx2", "default"))) std::uint64_t xor_passes(const std::uint64_t* p,
                                                                                       std::size_t words,
                                                                                       std::size_t passes) {
@@ -62,9 +62,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) std::uint64_t xor_p
     lanes a{}, b{};
     for (std::size_t pass = 0; pass < passes; ++pass) {
         for (std::size_t i = 0; i + 16 <= words; i += 16) {
-            // A line asked for 512 bytes ahead: the hardware prefetcher
-            // alone read a few percent less.
+            // Both lines asked for 512 bytes ahead: the hardware prefetcher
+            // alone read a few percent less. (Past the end, a prefetch is a
+            // no-op.)
             __builtin_prefetch(p + i + 64, 0, 0);
+            __builtin_prefetch(p + i + 72, 0, 0);
             lanes x, y;
             std::memcpy(&x, p + i, sizeof x);
             std::memcpy(&y, p + i + 8, sizeof y);
@@ -79,14 +81,15 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) std::uint64_t xor_p
 }
 
 /// Bytes read per second by `threads` threads, each reducing its share of a
-/// buffer of `bytes` read over and over (passes enough for ~256 MiB a
-/// round, so starting the threads costs little); the best of 5 rounds after
-/// one that warms the caches. Measured before a backend's threads exist. A decode step reads its weights and writes little,
-/// so its floor is a read rate, and of a buffer its size: the 32 MiB L3 keeps
-/// part of a 96 MB working set from one pass to the next (a 96 MB buffer
-/// read at 45-68 GB/s here where 256 MiB read at 34-36), and a copy (read +
-/// write, the STREAM convention) gave ~25 GB/s, a "floor" that batch-1 steps
-/// beat by 40%.
+/// buffer of `bytes` over and over (passes enough for ~256 MiB a round, so
+/// starting the threads costs little); the best of 5 rounds after one that
+/// warms the caches. Call it before a backend's threads exist.
+///
+/// A decode step reads its weights and writes little, so its floor is a read
+/// rate, and of a buffer its size: the 32 MiB L3 keeps part of a 96 MB
+/// working set from one pass to the next (a 96 MB buffer read at 45-68 GB/s
+/// here where 256 MiB read at 34-36). A copy (read + write, the STREAM
+/// convention) gave ~25 GB/s, a "floor" that batch-1 steps beat by 40%.
 double read_bandwidth(std::size_t threads, std::size_t bytes) {
     const std::size_t words = std::max<std::size_t>(bytes / sizeof(std::uint64_t), 16 * threads);
     std::vector<std::uint64_t> buffer(words);
