@@ -39,6 +39,7 @@
 #include <fstream>
 #include <numeric>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -63,10 +64,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) std::uint64_t xor_p
     for (std::size_t pass = 0; pass < passes; ++pass) {
         for (std::size_t i = 0; i + 16 <= words; i += 16) {
             // Both lines asked for 512 bytes ahead: the hardware prefetcher
-            // alone read a few percent less. (Past the end, a prefetch is a
-            // no-op.)
-            __builtin_prefetch(p + i + 64, 0, 0);
-            __builtin_prefetch(p + i + 72, 0, 0);
+            // alone read a few percent less. (The address is formed as an
+            // integer, since past the buffer's end it points nowhere; a
+            // prefetch of it does nothing.)
+            const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(p + i) + 512;
+            __builtin_prefetch(reinterpret_cast<const void*>(ahead), 0, 0);
+            __builtin_prefetch(reinterpret_cast<const void*>(ahead + 64), 0, 0);
             lanes x, y;
             std::memcpy(&x, p + i, sizeof x);
             std::memcpy(&y, p + i + 8, sizeof y);
@@ -156,9 +159,9 @@ struct bench_run {
     std::unique_ptr<cpu_backend> backend;
     std::size_t block_size = 16;
 
-    bench_run(const std::filesystem::path& path, std::size_t threads, std::size_t max_seqs, std::size_t max_len,
-              ggml_type kv_type, double split_step_us, bool sequence_lanes) {
-        m = model::load(path);
+    bench_run(std::shared_ptr<const model> loaded, std::size_t threads, std::size_t max_seqs, std::size_t max_len,
+              ggml_type kv_type, double split_step_us, bool sequence_lanes)
+        : m(std::move(loaded)) {
         const std::size_t blocks_per_seq = (max_len + block_size - 1) / block_size;
         backend = std::make_unique<cpu_backend>(
             m, cpu_backend_options{.threads = threads, .kv_blocks = max_seqs * blocks_per_seq, .kv_block_size = block_size, .kv_type = kv_type,
@@ -278,9 +281,10 @@ int main(int argc, char** argv) {
         const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
         // The floor: the bytes of the step's weights read over and over, as
         // steps read them (measured before the backend's threads start).
-        const std::size_t step_bytes = model::load(path)->step_weight_bytes();
+        std::shared_ptr<const model> loaded = model::load(path);
+        const std::size_t step_bytes = loaded->step_weight_bytes();
         const double weight_bandwidth = read_bandwidth(threads, step_bytes);
-        bench_run run(path, threads, max_batch + 1, 600, kv_type, split_step_us, sequence_lanes);
+        bench_run run(std::move(loaded), threads, max_batch + 1, 600, kv_type, split_step_us, sequence_lanes);
         const auto weight_bytes = static_cast<double>(step_bytes);
         const double floor_s = weight_bytes / weight_bandwidth;
         // Float weights multiply float activations; quantized ones, int8

@@ -95,6 +95,8 @@ template <std::size_t Panels, std::size_t T>
 WEFT_TARGET_AVX512 void tile_avx512(const float* panel, std::size_t panel_stride, std::size_t k, const float* x,
                                     std::size_t x_stride, float* y, std::size_t y_stride, std::size_t valid,
                                     const prefetch_run& shares) {
+    // The share comes by reference and is copied here: passed by value, the
+    // 24-byte struct was rebuilt on the caller's stack before every call.
     prefetch_run pf = shares;
     __m512 acc[Panels][T];
 #pragma GCC unroll 16
