@@ -1,8 +1,8 @@
 // Structured outputs: an intersection of schemas (`allOf`, or `$ref` beside
 // other keywords, which JSON Schema 2019-09 and later read as the same thing)
 // rewritten as one schema, which json_schema's compiler then reads as any
-// other. Also the two error helpers both files use. Private to the serve
-// module.
+// other. Also the two error helpers the compiler's files (json_schema*.cpp)
+// share with it. Private to the serve module.
 //
 // The rewrite is exact for the keywords json_schema supports:
 // - `type`: the types the schemas have in common (integer within number);
