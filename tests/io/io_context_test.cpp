@@ -2,6 +2,7 @@
 // the kernel refuses it, and epoll): run, post and schedule from other
 // threads, stop, timers and their cancellation, and the choice of backend.
 // TCP, files and signals are in tcp_file_signal_test.cpp.
+#include "io_test_support.hpp"
 #include "test_support.hpp"
 
 #include <weft/concepts.hpp>
@@ -21,19 +22,12 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using weft::task;
 using weft::io::io_backend;
 using weft::io::io_context;
+using weft::io::test::backend_under_test;
+using weft::task;
 
 static_assert(weft::scheduler<io_context>);
-
-namespace {
-
-/// The backends under test: automatic (io_uring here, epoll where the kernel
-/// refuses it) and epoll.
-io_backend backend_under_test() { return GENERATE(io_backend::automatic, io_backend::epoll); }
-
-} // namespace
 
 TEST_CASE("run of a task returns its value and rethrows its exception", "[io]") {
     io_context ctx(backend_under_test());

@@ -1,6 +1,7 @@
 // Buffer-ring receives, multishot accept, loop timers and with_timeout, on
 // both backends (the io_uring paths fall back to plain operations on epoll,
 // with the same results).
+#include "io_test_support.hpp"
 #include "test_support.hpp"
 
 #include <weft/async_scope.hpp>
@@ -20,19 +21,17 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using weft::task;
 using weft::io::deadline;
 using weft::io::endpoint;
 using weft::io::io_backend;
 using weft::io::io_context;
 using weft::io::tcp_listener;
 using weft::io::tcp_stream;
+using weft::io::test::backend_under_test;
+using weft::io::test::bytes;
+using weft::task;
 
 namespace {
-
-io_backend backend_under_test() { return GENERATE(io_backend::automatic, io_backend::epoll); }
-
-std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span(s)); }
 
 /// A connected pair: {client, server side}.
 task<std::pair<tcp_stream, tcp_stream>> connected_pair(io_context& ctx, tcp_listener& listener) {

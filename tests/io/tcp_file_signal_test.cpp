@@ -1,5 +1,7 @@
 // TCP streams and listeners, endpoints, files and signals, on both backends
 // (io_uring, falling back to epoll where the kernel refuses it, and epoll).
+#include "io_test_support.hpp"
+
 #include <weft/async_scope.hpp>
 #include <weft/io/file.hpp>
 #include <weft/io/io_context.hpp>
@@ -26,25 +28,21 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using weft::task;
 using weft::io::deadline;
 using weft::io::endpoint;
 using weft::io::io_backend;
 using weft::io::io_context;
 using weft::io::tcp_listener;
 using weft::io::tcp_stream;
+using weft::io::test::backend_under_test;
+using weft::io::test::bytes;
+using weft::task;
 
 static_assert(!std::is_copy_constructible_v<tcp_stream>);
 static_assert(std::is_nothrow_move_constructible_v<tcp_stream>);
 static_assert(std::is_nothrow_move_constructible_v<tcp_listener>);
 
 namespace {
-
-/// The backends under test: automatic (io_uring here, epoll where the kernel
-/// refuses it) and epoll.
-io_backend backend_under_test() { return GENERATE(io_backend::automatic, io_backend::epoll); }
-
-std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span(s)); }
 
 std::string text(std::span<const std::byte> b) {
     return std::string(reinterpret_cast<const char*>(b.data()), b.size());
