@@ -99,7 +99,8 @@ double read_bandwidth(std::size_t threads, std::size_t bytes) {
     std::iota(buffer.begin(), buffer.end(), std::uint64_t{1});
     std::vector<std::uint64_t> sink(threads);
     const std::size_t per = words / threads / 16 * 16;
-    const std::size_t passes = std::max<std::size_t>(1, (std::size_t{256} << 20) / (per * threads * sizeof(std::uint64_t)));
+    const std::size_t passes =
+        std::max<std::size_t>(1, (std::size_t{256} << 20) / (per * threads * sizeof(std::uint64_t)));
     double best = 0;
     for (int round = 0; round < 6; ++round) {
         const auto start = clock_type::now();
@@ -119,31 +120,27 @@ double read_bandwidth(std::size_t threads, std::size_t bytes) {
     return best;
 }
 
+double macs_of(const weight_matrix& x) { return static_cast<double>(x.rows) * static_cast<double>(x.cols); }
+
 /// Multiply-adds per token in the products of a decode step (the matrices
 /// step_weight_bytes counts).
 double step_macs_per_token(const model& m) {
-    double macs = static_cast<double>(m.output.rows) * static_cast<double>(m.output.cols);
+    double macs = macs_of(m.output);
     for (const layer_weights& w : m.layers) {
-        for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
-            macs += static_cast<double>(x->rows) * static_cast<double>(x->cols);
-        }
+        for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) macs += macs_of(*x);
     }
     return macs;
 }
 
-/// Multiply-adds of a prompt token whose logits nobody asks for: every
-/// layer's products but the last layer's, where only its K and V are
-/// computed (cpu_forward narrows the rest to the logits rows), and no output
-/// head.
+/// Multiply-adds of a prompt token whose logits nobody asks for: a decode
+/// token's, less the output head and the last layer's products other than
+/// its K and V (cpu_forward narrows the rest of that layer to the logits
+/// rows).
 double prompt_macs_per_token(const model& m) {
-    double macs = 0;
-    for (std::size_t l = 0; l < m.layers.size(); ++l) {
-        const layer_weights& w = m.layers[l];
-        for (const weight_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
-            if (l + 1 == m.layers.size() && x != &w.wk && x != &w.wv) continue;
-            macs += static_cast<double>(x->rows) * static_cast<double>(x->cols);
-        }
-    }
+    double macs = step_macs_per_token(m) - macs_of(m.output);
+    if (m.layers.empty()) return macs;
+    const layer_weights& last = m.layers.back();
+    for (const weight_matrix* x : {&last.wq, &last.wo, &last.w_gate, &last.w_up, &last.w_down}) macs -= macs_of(*x);
     return macs;
 }
 
