@@ -10,7 +10,6 @@
 
 namespace weft::serve {
 
-using clock = std::chrono::steady_clock;
 using detail::ends_generation;
 using detail::plain_greedy;
 using detail::seconds_between;
