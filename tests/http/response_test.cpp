@@ -9,6 +9,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 using namespace weft::http;
 using weft::sync_wait;
@@ -186,6 +187,37 @@ TEST_CASE("SSE events split multi-line data into data lines", "[http][response][
     CHECK(sse_writer::format("\r\n\r\n") == "data: \ndata: \ndata: \n\n");
     CHECK_THROWS_AS(sse_writer::format("x", "bad\nevent"), std::invalid_argument);
     CHECK_THROWS_AS(sse_writer::format("x", {}, "bad\rid"), std::invalid_argument);
+}
+
+TEST_CASE("SSE events appended to one buffer are the concatenation of their formats", "[http][response][sse]") {
+    std::string out = "head:";
+    sse_writer::append(out, "one");
+    sse_writer::append(out, "a\nb", "update", "7");
+    sse_writer::append(out, "");
+    CHECK(out == "head:" + sse_writer::format("one") + sse_writer::format("a\nb", "update", "7") +
+                     sse_writer::format(""));
+    // A bad event or id throws before anything is appended.
+    const std::string before = out;
+    CHECK_THROWS_AS(sse_writer::append(out, "x", "bad\nevent"), std::invalid_argument);
+    CHECK_THROWS_AS(sse_writer::append(out, "x", {}, "bad\rid"), std::invalid_argument);
+    CHECK(out == before);
+}
+
+TEST_CASE("SSE data written in place frames like the same data passed whole", "[http][response][sse]") {
+    for (const std::string_view data : {"{\"a\":1}", "", "[DONE]", "two\nlines", "cr\rlf\r\nend\n", "\r\n"}) {
+        INFO(data);
+        std::string out = "x";
+        sse_writer::append_with(out, [&](std::string& o) { o += data; });
+        CHECK(out == "x" + sse_writer::format(data));
+    }
+    std::string out = "kept";
+    CHECK_THROWS_AS(sse_writer::append_with(out,
+                                            [](std::string& o) {
+                                                o += "partial";
+                                                throw std::runtime_error("serialiser failed");
+                                            }),
+                    std::runtime_error);
+    CHECK(out == "kept");
 }
 
 TEST_CASE("SSE over a chunked writer produces exact bytes", "[http][response][sse]") {

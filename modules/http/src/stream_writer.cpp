@@ -116,10 +116,21 @@ task<void> chunked_writer::finish() {
 }
 
 std::string sse_writer::format(std::string_view data, std::string_view event, std::string_view id) {
-    check_single_line("event", event);
-    check_single_line("id", id);
     std::string out;
     out.reserve(data.size() + event.size() + id.size() + 32);
+    append(out, data, event, id);
+    return out;
+}
+
+bool sse_writer::has_line_break(std::string_view text) noexcept {
+    // Two memchr scans: find_first_of tests the set character by character.
+    return text.find('\n') != std::string_view::npos || text.find('\r') != std::string_view::npos;
+}
+
+void sse_writer::append(std::string& out, std::string_view data, std::string_view event, std::string_view id) {
+    // Checked before anything is appended: a throw leaves `out` as it was.
+    check_single_line("event", event);
+    check_single_line("id", id);
     if (!event.empty()) {
         out += "event: ";
         out += event;
@@ -132,7 +143,6 @@ std::string sse_writer::format(std::string_view data, std::string_view event, st
     }
     append_split_lines(out, "data: ", data);
     out += '\n';
-    return out;
 }
 
 task<void> sse_writer::send(std::string_view data, std::string_view event, std::string_view id) {

@@ -142,18 +142,9 @@ std::string echo_text(const reply_model& m, const openai_request& r, std::size_t
     return r.prompts[p].is_tokens ? m.vocab.decode(r.prompt_ids[p]) : r.prompts[p].text;
 }
 
-/// An SSE event whose data `write` appends to `out` in place (the data is
-/// one line of JSON, or [DONE]).
-template <class Write>
-void append_event_with(std::string& out, Write&& write) {
-    out += "data: ";
-    write(out);
-    out += "\n\n";
-}
-
-void append_event(std::string& out, std::string_view data) {
-    append_event_with(out, [&](std::string& o) { o += data; });
-}
+/// One SSE event of `data` (a line of JSON, or [DONE]) appended to `out`,
+/// where a step's events gather for one write.
+void append_event(std::string& out, std::string_view data) { http::sse_writer::append(out, data); }
 
 /// The events of one streaming response, for any number of choices.
 struct event_writer {
@@ -210,7 +201,8 @@ struct event_writer {
             }
         } else if (!u.text.empty() || !lps.empty()) {
             // A token's event, the common case: written in place.
-            append_event_with(buf, [&](std::string& o) { response.append_text_chunk(o, u.text, lps, index); });
+            http::sse_writer::append_with(buf,
+                                          [&](std::string& o) { response.append_text_chunk(o, u.text, lps, index); });
         }
         if (!u.finish) return false;
         if (failure) {

@@ -14,6 +14,10 @@
 ///     co_await sse.send("hello\nworld", "greeting");   // one chunk
 ///     co_await out.finish();
 ///
+/// A handler that gathers several events into one write (a step's tokens for
+/// many streams) frames them with `sse_writer::append` or `append_with` into
+/// its own buffer and writes that.
+///
 /// Lifetime: both hold a reference to their sink, which must outlive them; data
 /// passed to a write must stay valid until its task completes.
 /// Threading: not thread-safe; await one write before starting the next.
@@ -28,6 +32,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace weft::http {
 
@@ -94,10 +99,44 @@ public:
 
     /// The exact bytes `send` writes.
     static std::string format(std::string_view data, std::string_view event = {}, std::string_view id = {});
+    /// Appends format(data, event, id) to `out`: several events framed into
+    /// one buffer go out in one write (one chunk, one send). An `event` or
+    /// `id` with a line break throws std::invalid_argument before anything
+    /// is appended.
+    static void append(std::string& out, std::string_view data, std::string_view event = {},
+                       std::string_view id = {});
+    /// Appends one event (no event or id line) whose data `write(out)`
+    /// appends to `out` in place, for a handler that serialises straight
+    /// into its buffer: no string for the data alone. The same bytes as
+    /// append(out, data) for the data `write` appended, line breaks
+    /// included: a single line (one JSON document) costs one scan for them.
+    /// If `write` throws, `out` is cut back to what it held and the
+    /// exception propagates.
+    template <class Write>
+    static void append_with(std::string& out, Write&& write) {
+        const std::size_t begin = out.size();
+        out += "data: ";
+        const std::size_t data_begin = out.size();
+        try {
+            std::forward<Write>(write)(out);
+        } catch (...) {
+            out.resize(begin);
+            throw;
+        }
+        if (!has_line_break(std::string_view(out).substr(data_begin))) {
+            out += "\n\n";
+            return;
+        }
+        const std::string data = out.substr(data_begin);
+        out.resize(begin);
+        append(out, data);
+    }
     /// Content-Type: text/event-stream and Cache-Control: no-cache.
     static header_map headers();
 
 private:
+    static bool has_line_break(std::string_view text) noexcept;
+
     byte_sink& m_sink;
 };
 
