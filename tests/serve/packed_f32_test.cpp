@@ -91,3 +91,29 @@ TEST_CASE("panel-packed f32 results are bitwise the same for any batch and row s
         }
     }
 }
+
+TEST_CASE("panel-packed f32 reads activation rows any stride apart", "[matmul][packed]") {
+    // Rows of x padded past k (a buffer with room for wider rows), k with a
+    // tail past a multiple of 16, and more tokens than one 16-token block:
+    // the products are bitwise those of the same rows stored back to back.
+    const std::size_t rows = 50, kk = 37, stride = 45, tokens = 19;
+    const auto w = random_floats(rows * kk, 5);
+    const k::packed_f32 p(w.data(), rows, kk, kk);
+    const auto compact = random_floats(tokens * kk, 6);
+    std::vector<float> padded(tokens * stride, std::nanf(""));
+    for (std::size_t t = 0; t < tokens; ++t) {
+        std::copy_n(compact.begin() + static_cast<std::ptrdiff_t>(t * kk), kk,
+                    padded.begin() + static_cast<std::ptrdiff_t>(t * stride));
+    }
+    for (k::isa path : isas()) {
+        INFO(k::isa_name(path));
+        isa_guard guard(path);
+        for (std::size_t n : {std::size_t{1}, std::size_t{8}, tokens}) {
+            INFO(n << " tokens");
+            std::vector<float> want(n * rows), got(n * rows);
+            p.multiply(compact.data(), kk, n, 0, rows, want.data(), rows);
+            p.multiply(padded.data(), stride, n, 0, rows, got.data(), rows);
+            CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+        }
+    }
+}
