@@ -29,16 +29,10 @@ using weft::io::tcp_listener;
 using weft::io::tcp_stream;
 using weft::io::test::backend_under_test;
 using weft::io::test::bytes;
+using weft::io::test::connected_pair;
 using weft::task;
 
 namespace {
-
-/// A connected pair: {client, server side}.
-task<std::pair<tcp_stream, tcp_stream>> connected_pair(io_context& ctx, tcp_listener& listener) {
-    auto [client, server] =
-        co_await weft::when_all(tcp_stream::connect(ctx, listener.local_endpoint()), listener.accept());
-    co_return std::pair<tcp_stream, tcp_stream>(std::move(client), std::move(server));
-}
 
 task<void> nap(io_context& ctx, std::chrono::hours d) { co_await weft::io::sleep_for(ctx, d); }
 

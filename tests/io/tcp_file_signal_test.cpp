@@ -36,6 +36,7 @@ using weft::io::tcp_listener;
 using weft::io::tcp_stream;
 using weft::io::test::backend_under_test;
 using weft::io::test::bytes;
+using weft::io::test::connected_pair;
 using weft::task;
 
 static_assert(!std::is_copy_constructible_v<tcp_stream>);
@@ -59,8 +60,7 @@ TEST_CASE("read_some and read_view with an error code report a stop, a deadline 
     const bool view = GENERATE(false, true);
     auto listener = tcp_listener::bind(ctx, endpoint::loopback(0));
     auto body = [&]() -> task<void> {
-        auto [client, server] = co_await weft::when_all(tcp_stream::connect(ctx, listener.local_endpoint()),
-                                                        listener.accept());
+        auto [client, server] = co_await connected_pair(ctx, listener);
         if (ring) server.use_buffer_ring(); // false, changing nothing, on epoll
         std::array<std::byte, 16> buf{};
         std::error_code ec;
@@ -188,8 +188,7 @@ TEST_CASE("stop requested from a foreign thread cancels a pending accept and rec
     // recv: a connected pair with nothing to read.
     std::stop_source stop2;
     auto body2 = [&]() -> task<int> {
-        auto [client, server] = co_await weft::when_all(tcp_stream::connect(ctx, listener.local_endpoint()),
-                                                        listener.accept());
+        auto [client, server] = co_await connected_pair(ctx, listener);
         stopper = std::thread([&] {
             std::this_thread::sleep_for(10ms);
             stop2.request_stop();
@@ -224,8 +223,7 @@ TEST_CASE("an operation past its deadline fails with timed_out", "[io]") {
             CHECK(e.code() == std::errc::timed_out);
         }
         CHECK(std::chrono::steady_clock::now() - start >= 15ms);
-        auto [client, server] = co_await weft::when_all(tcp_stream::connect(ctx, listener.local_endpoint()),
-                                                        listener.accept());
+        auto [client, server] = co_await connected_pair(ctx, listener);
         std::array<std::byte, 8> buf{};
         try {
             co_await server.read_some(buf, deadline::after(10ms));
@@ -295,8 +293,7 @@ TEST_CASE("read_some returns 0 once the peer closes, read_exact reports connecti
     io_context ctx(backend_under_test());
     auto listener = tcp_listener::bind(ctx, endpoint::loopback(0));
     auto body = [&]() -> task<void> {
-        auto [client, server] = co_await weft::when_all(tcp_stream::connect(ctx, listener.local_endpoint()),
-                                                        listener.accept());
+        auto [client, server] = co_await connected_pair(ctx, listener);
         CHECK(client.remote_endpoint() == listener.local_endpoint());
         const std::string abc = "abc";
         co_await client.write_all(bytes(abc));
