@@ -29,8 +29,14 @@ void append_split_lines(std::string& out, std::string_view prefix, std::string_v
     }
 }
 
+/// Whether `text` holds a CR or an LF: two memchr scans (find_first_of
+/// tests the set character by character).
+bool line_break_in(std::string_view text) noexcept {
+    return text.find('\n') != std::string_view::npos || text.find('\r') != std::string_view::npos;
+}
+
 void check_single_line(std::string_view field, std::string_view value) {
-    if (value.find_first_of("\r\n") != std::string_view::npos) {
+    if (line_break_in(value)) {
         throw std::invalid_argument(std::string("sse_writer: ") + std::string(field) + " must not contain CR or LF");
     }
 }
@@ -122,10 +128,7 @@ std::string sse_writer::format(std::string_view data, std::string_view event, st
     return out;
 }
 
-bool sse_writer::has_line_break(std::string_view text) noexcept {
-    // Two memchr scans: find_first_of tests the set character by character.
-    return text.find('\n') != std::string_view::npos || text.find('\r') != std::string_view::npos;
-}
+bool sse_writer::has_line_break(std::string_view text) noexcept { return line_break_in(text); }
 
 void sse_writer::append(std::string& out, std::string_view data, std::string_view event, std::string_view id) {
     // Checked before anything is appended: a throw leaves `out` as it was.
