@@ -126,28 +126,25 @@ WEFT_TARGET_AVX512 inline void transpose16(__m512 (&r)[16]) noexcept {
     }
 }
 
-/// out[kk * stride + t] = x[t * x_stride + kk] for t < tokens, kk < k:
-/// the tokens' activations k-major, so that a tile's broadcasts of one k
-/// step read one run of floats through one pointer (`stride`, a multiple of
-/// 16 not below `tokens`, leaves room for whole 16-float stores).
+/// out[kk * 16 + t] = x[t * x_stride + kk] for t < tokens (at most 16),
+/// kk < k: the tokens' activations k-major, so that a tile's broadcasts of
+/// one k step read one 64-byte line through one pointer. Rows are stored
+/// whole; their lanes past `tokens` are never read.
 WEFT_TARGET_AVX512 void transpose_tokens(const float* x, std::size_t x_stride, std::size_t tokens, std::size_t k,
-                                         float* out, std::size_t stride) noexcept {
+                                         float* out) noexcept {
     const std::size_t k16 = k & ~std::size_t{15};
-    for (std::size_t tb = 0; tb < tokens; tb += 16) {
-        const std::size_t rows = std::min<std::size_t>(16, tokens - tb);
-        for (std::size_t kb = 0; kb < k16; kb += 16) {
-            __m512 r[16];
+    for (std::size_t kb = 0; kb < k16; kb += 16) {
+        __m512 r[16];
 #pragma GCC unroll 16
-            for (std::size_t i = 0; i < 16; ++i) {
-                r[i] = i < rows ? _mm512_loadu_ps(x + (tb + i) * x_stride + kb) : _mm512_setzero_ps();
-            }
-            transpose16(r);
+        for (std::size_t i = 0; i < 16; ++i) {
+            r[i] = i < tokens ? _mm512_loadu_ps(x + i * x_stride + kb) : _mm512_setzero_ps();
+        }
+        transpose16(r);
 #pragma GCC unroll 16
-            for (std::size_t j = 0; j < 16; ++j) _mm512_storeu_ps(out + (kb + j) * stride + tb, r[j]);
-        }
-        for (std::size_t kk = k16; kk < k; ++kk) {
-            for (std::size_t i = 0; i < rows; ++i) out[kk * stride + tb + i] = x[(tb + i) * x_stride + kk];
-        }
+        for (std::size_t j = 0; j < 16; ++j) _mm512_storeu_ps(out + (kb + j) * 16, r[j]);
+    }
+    for (std::size_t kk = k16; kk < k; ++kk) {
+        for (std::size_t i = 0; i < tokens; ++i) out[kk * 16 + i] = x[i * x_stride + kk];
     }
 }
 
@@ -309,10 +306,11 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
         const float* xk = x;
         std::size_t xk_stride = x_stride;
         if (k_major) {
+            static_assert(k_major_max == 16, "transpose_tokens writes rows of 16 tokens");
             thread_local std::vector<float> buffer;
             xk_stride = k_major_max;
             if (buffer.size() < xk_stride * m_k) buffer.resize(xk_stride * m_k);
-            transpose_tokens(x, x_stride, tokens, m_k, buffer.data(), xk_stride);
+            transpose_tokens(x, x_stride, tokens, m_k, buffer.data());
             xk = buffer.data();
         }
         // Panels in groups of three (8 tokens a tile) or four (6 tokens),
