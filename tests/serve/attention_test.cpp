@@ -130,3 +130,55 @@ TEST_CASE("attention matches double precision and each grouped head gets bitwise
         }
     }
 }
+
+namespace {
+
+template <class E>
+void check_rows(std::size_t group, std::size_t head_dim, std::size_t first_pos, std::size_t tokens, std::size_t bs,
+                unsigned seed) {
+    std::mt19937 gen(seed);
+    const std::size_t kv_heads = 2, kv_head = 1;
+    const std::size_t last = first_pos + tokens - 1;
+    paged_cache<E> cache(kv_heads, bs, head_dim, last + 1, gen);
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    // Rows padded past the group's heads, as a step's query rows are.
+    const std::size_t q_stride = group * head_dim + 5, out_stride = group * head_dim + 3;
+    std::vector<float> q(tokens * q_stride);
+    for (float& x : q) x = d(gen);
+    std::vector<float> out(tokens * out_stride, -7.0f);
+    std::vector<float> scratch(k::attend_rows_scratch_size(tokens, group, first_pos));
+    k::attend_rows(q.data(), q_stride, tokens, group, head_dim, kv_head, first_pos, cache.source(), out.data(),
+                   out_stride, scratch.data());
+
+    std::size_t bitwise = 0, untouched = 0;
+    for (std::size_t t = 0; t < tokens; ++t) {
+        std::vector<float> alone(group * head_dim), scratch1(k::attend_scratch_size(group, first_pos + t));
+        k::attend(q.data() + t * q_stride, group, head_dim, kv_head, first_pos + t, cache.source(), alone.data(),
+                  scratch1.data());
+        bitwise += std::memcmp(alone.data(), out.data() + t * out_stride, alone.size() * sizeof(float)) == 0 ? 1 : 0;
+        for (std::size_t i = group * head_dim; i < out_stride; ++i) untouched += out[t * out_stride + i] == -7.0f;
+    }
+    INFO("group " << group << ", head_dim " << head_dim << ", first position " << first_pos << ", tokens " << tokens
+                  << ", block size " << bs);
+    CHECK(bitwise == tokens);
+    CHECK(untouched == tokens * (out_stride - group * head_dim));
+}
+
+} // namespace
+
+TEST_CASE("attention over a chunk of consecutive positions gives each token bitwise what it gets alone",
+          "[kernels][attention]") {
+    unsigned seed = 1000;
+    for (std::size_t group : {1u, 2u, 3u, 4u, 7u}) {
+        for (std::size_t head_dim : {8u, 16u, 24u, 64u, 128u}) {
+            for (std::size_t first_pos : {0u, 5u, 16u, 37u, 130u}) {
+                for (std::size_t tokens : {1u, 2u, 9u, 17u}) {
+                    for (std::size_t bs : {16u, 12u}) {
+                        check_rows<float>(group, head_dim, first_pos, tokens, bs, seed++);
+                        check_rows<std::uint16_t>(group, head_dim, first_pos, tokens, bs, seed++);
+                    }
+                }
+            }
+        }
+    }
+}

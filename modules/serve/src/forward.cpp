@@ -34,6 +34,12 @@ constexpr double weight_byte_ns = 0.06;  // ~16 GB/s
 constexpr double attend_call_ns = 150;   // one token's query heads of one KV head, before the positions
 constexpr double attend_mac_ns = 0.06;   // per multiply-add of the scores and of the weighted sum
 
+/// Attention takes up to this many consecutive positions of a prompt chunk
+/// in one call (kernels::attend_rows), which reads the cache once for them:
+/// their score rows (this many times the group's heads times the context)
+/// stay in L2.
+constexpr std::size_t attention_run = 16;
+
 /// A step runs one lane per thread (cpu_forward::plan_lanes) when a lane's
 /// multiply-adds take at least this share of the time to stream the weights
 /// once, and its most costly lane is within `lane_balance` of an even share.
@@ -300,7 +306,9 @@ void cpu_forward::run(const batch& b, step_output& out) {
     const std::size_t T = m_slots.size();
     plan_split(b);
     m_rope.reserve(max_pos);
-    for (auto& s : m_scratch) s.resize(kernels::attend_scratch_size(c.n_head / c.n_head_kv, max_pos));
+    for (auto& s : m_scratch) {
+        s.resize(kernels::attend_rows_scratch_size(attention_run, c.n_head / c.n_head_kv, max_pos));
+    }
     m_x.resize(T * E); m_xn.resize(T * E);
     m_q.resize(T * Q); m_k.resize(T * KV); m_v.resize(T * KV); m_att.resize(T * Q);
     m_gate.resize(T * F); m_up.resize(T * F);
@@ -537,27 +545,44 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, const batch_
         }
     }
 
+    // Runs of consecutive positions of one chunk (a prompt's tokens), up to
+    // attention_run each: a run is one kernel call, which gives each token
+    // the bits it gets alone, so how tokens are grouped does not matter.
+    std::vector<std::pair<std::size_t, std::size_t>>& runs = m_lanes[ln].runs;
+    runs.clear();
+    for (std::size_t t = sp.t_begin; t < sp.t_end; ++t) {
+        if (!runs.empty()) {
+            auto& [first, count] = runs.back();
+            const token_slot& a = m_slots[first + count - 1];
+            if (count < attention_run && m_slots[t].chunk == a.chunk && m_slots[t].pos == a.pos + 1) {
+                ++count;
+                continue;
+            }
+        }
+        runs.emplace_back(t, 1);
+    }
+
     // Work items taken in turn by whichever thread is free: later positions
     // cost more, and a descheduled thread then holds up one item, not a
-    // fixed share. An item is one token with all its KV heads when there
-    // are tokens enough to share: a block keeps its heads side by side, so
-    // the item reads each block's keys (and values) as one run, which the
+    // fixed share. An item is one run with all its KV heads when there are
+    // runs enough to share: a block keeps its heads side by side, so the
+    // item reads each block's keys (and values) as one run, which the
     // hardware prefetcher follows, where items of one head each would read
-    // every other run of it. Few tokens (a lone decode): one item per
-    // (token, KV head), so the threads still split the work.
-    const std::size_t T = sp.tokens();
-    const std::size_t heads_per_item = T >= 4 * m_team.size() ? c.n_head_kv : 1;
-    const std::size_t items = T * c.n_head_kv / heads_per_item;
+    // every other run of it. Few runs (a lone decode): one item per (run,
+    // KV head), so the threads still split the work.
+    const std::size_t heads_per_item = runs.size() >= 4 * m_team.size() ? c.n_head_kv : 1;
+    const std::size_t items = runs.size() * c.n_head_kv / heads_per_item;
     auto run_item = [&](std::size_t item, std::size_t, std::size_t scratch) {
         for (std::size_t i = item * heads_per_item; i < (item + 1) * heads_per_item; ++i) {
-            const std::size_t t = sp.t_begin + i / c.n_head_kv;
+            const auto [first, count] = runs[i / c.n_head_kv];
             const std::size_t g = i % c.n_head_kv;
-            const token_slot& s = m_slots[t];
+            const token_slot& s = m_slots[first];
             const std::size_t off = block_offset[s.chunk - sp.chunk_begin];
             const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off,
                                                          m_cache.block_size()};
-            const std::size_t at = t * Q + g * group * c.head_dim; // this KV head's query heads
-            kernels::attend(&m_q[at], group, c.head_dim, g, s.pos, src, &m_att[at], m_scratch[scratch].data());
+            const std::size_t at = first * Q + g * group * c.head_dim; // this KV head's query heads
+            kernels::attend_rows(&m_q[at], Q, count, group, c.head_dim, g, s.pos, src, &m_att[at], Q,
+                                 m_scratch[scratch].data());
         }
     };
     if (!worth_forking(m_attention_ns)) {

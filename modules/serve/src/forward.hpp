@@ -65,6 +65,9 @@ private:
         std::vector<const float*> key_blocks, value_blocks;
         std::vector<const std::uint16_t*> key_blocks_f16, value_blocks_f16;
         std::vector<std::size_t> chunk_block_offset;
+        /// Attention's runs of consecutive positions of one chunk: first
+        /// token (index into the step's slots) and count.
+        std::vector<std::pair<std::size_t, std::size_t>> runs;
     };
 
     void validate(const batch& b) const;

@@ -477,6 +477,109 @@ __attribute__((target("avx2,fma,f16c"))) void scores8_one(const float* qh, const
     _mm256_storeu_ps(s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
 }
 
+/// A 16-lane chain folded to 8 lanes: its upper half added to its lower.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) inline __m256 fold16(__m512 v) noexcept {
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/// scores8_pair for head_dim a multiple of 16, on 16-lane vectors: each
+/// score is one 16-lane FMA chain over the head, folded to 8 lanes, then
+/// the same horizontal sum. Half the FMAs (and conversions of an F16
+/// cache) of the 8-lane chains: the scores of a 2000-token prompt took a
+/// quarter of its prefill with them. A head alone (scores8_one_avx512) runs
+/// the same chains, so a group's heads still get bitwise what each gets alone.
+template <class E>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_pair_avx512(const float* q0, const float* q1,
+                                                                                   const E* const (&k)[8],
+                                                                                   std::size_t vecs16, float scale,
+                                                                                   float* s0, float* s1) noexcept {
+    __m512 a[8];
+    __m512 b[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = b[i] = _mm512_setzero_ps();
+    for (std::size_t d = 0; d < vecs16; ++d) {
+        const __m512 qa = _mm512_loadu_ps(q0 + 16 * d);
+        const __m512 qb = _mm512_loadu_ps(q1 + 16 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) {
+            const __m512 kv = load16(k[i] + 16 * d);
+            a[i] = _mm512_fmadd_ps(qa, kv, a[i]);
+            b[i] = _mm512_fmadd_ps(qb, kv, b[i]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+    _mm256_storeu_ps(s0, _mm256_mul_ps(hsum8_avx2(fold16(a[0]), fold16(a[1]), fold16(a[2]), fold16(a[3]),
+                                                  fold16(a[4]), fold16(a[5]), fold16(a[6]), fold16(a[7])),
+                                       vs));
+    _mm256_storeu_ps(s1, _mm256_mul_ps(hsum8_avx2(fold16(b[0]), fold16(b[1]), fold16(b[2]), fold16(b[3]),
+                                                  fold16(b[4]), fold16(b[5]), fold16(b[6]), fold16(b[7])),
+                                       vs));
+}
+
+/// scores8_pair_avx512's chains for one query head.
+template <class E>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_one_avx512(const float* qh,
+                                                                                  const E* const (&k)[8],
+                                                                                  std::size_t vecs16, float scale,
+                                                                                  float* s) noexcept {
+    __m512 a[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = _mm512_setzero_ps();
+    for (std::size_t d = 0; d < vecs16; ++d) {
+        const __m512 qv = _mm512_loadu_ps(qh + 16 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) a[i] = _mm512_fmadd_ps(qv, load16(k[i] + 16 * d), a[i]);
+    }
+    const __m256 sums = hsum8_avx2(fold16(a[0]), fold16(a[1]), fold16(a[2]), fold16(a[3]), fold16(a[4]),
+                                   fold16(a[5]), fold16(a[6]), fold16(a[7]));
+    _mm256_storeu_ps(s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+}
+
+/// The scaled scores of 8 positions for a KV head's `group` query heads
+/// (rows `stride` floats apart), in pairs where the machine has the
+/// registers: 16-lane chains when head_dim is a multiple of 16, else 8-lane.
+/// Which chains a score gets depends only on the machine and head_dim.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void scores8(const float* q, std::size_t group, std::size_t head_dim,
+                                                     const E* const (&k)[8], float scale, float* s,
+                                                     std::size_t stride) noexcept {
+    std::size_t h = 0;
+    if (has_avx512vl && head_dim % 16 == 0) {
+        const std::size_t vecs16 = head_dim / 16;
+        for (; h + 2 <= group; h += 2) {
+            scores8_pair_avx512(q + h * head_dim, q + (h + 1) * head_dim, k, vecs16, scale, s + h * stride,
+                                s + (h + 1) * stride);
+        }
+        if (h < group) scores8_one_avx512(q + h * head_dim, k, vecs16, scale, s + h * stride);
+        return;
+    }
+    const std::size_t vecs = head_dim / 8;
+    if (has_avx512vl) {
+        for (; h + 2 <= group; h += 2) {
+            scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, s + h * stride,
+                         s + (h + 1) * stride);
+        }
+    }
+    for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, s + h * stride);
+}
+
+/// A position's row of one KV head in a paged cache: shifts for the usual
+/// power-of-two block sizes (a division per key would cost more than the
+/// key's FMAs).
+template <class E>
+struct cache_rows {
+    std::size_t bs, head_dim, offset;
+    bool pow2;
+    int shift;
+    cache_rows(const basic_attention_source<E>& src, std::size_t hd, std::size_t kv_head) noexcept
+        : bs(src.block_size), head_dim(hd), offset(kv_head * src.block_size * hd), pow2(std::has_single_bit(bs)),
+          shift(std::countr_zero(bs)) {}
+    const E* at(const E* const* blocks, std::size_t j) const noexcept {
+        return pow2 ? blocks[j >> shift] + (j & (bs - 1)) * head_dim + offset
+                    : blocks[j / bs] + (j % bs) * head_dim + offset;
+    }
+};
+
 /// The same computation for head_dim a multiple of 8, kept in registers.
 /// Each score is one 8-lane FMA chain over the head followed by one fixed
 /// horizontal sum, whether it is computed alone or beside seven others
@@ -496,17 +599,9 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     const std::size_t bs = src.block_size;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const std::size_t offset = kv_head * bs * head_dim;
-    const std::size_t vecs = head_dim / 8;
-    // A position's block and slot: shifts for the usual power-of-two block
-    // sizes (a division per key would cost more than the key's FMAs).
-    const bool pow2 = std::has_single_bit(bs);
-    const int shift = std::countr_zero(bs);
-    auto at = [&](const E* const* blocks, std::size_t j) {
-        return pow2 ? blocks[j >> shift] + (j & (bs - 1)) * head_dim + offset
-                    : blocks[j / bs] + (j % bs) * head_dim + offset;
-    };
-    auto key = [&](std::size_t j) { return at(src.key_blocks, j); };
-    auto value = [&](std::size_t j) { return at(src.value_blocks, j); };
+    const cache_rows<E> rows(src, head_dim, kv_head);
+    auto key = [&](std::size_t j) { return rows.at(src.key_blocks, j); };
+    auto value = [&](std::size_t j) { return rows.at(src.value_blocks, j); };
     // Eight positions at a time, reduced together, the last group padded.
     // Which path a position takes depends only on the query's own position,
     // so results stay batch invariant. The group's query heads take each run
@@ -544,14 +639,7 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
                 k[i] = key(j + i);
             }
         }
-        std::size_t h = 0;
-        if (has_avx512vl) {
-            for (; h + 2 <= group; h += 2) {
-                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, scratch + h * stride + j,
-                             scratch + (h + 1) * stride + j);
-            }
-        }
-        for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, scratch + h * stride + j);
+        scores8(q, group, head_dim, k, scale, scratch + j, stride);
     }
     if (j < n) {
         // The last, partial group: padded with its last key, its extra scores
@@ -561,14 +649,7 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
         const std::size_t valid = n - j;
         const E* k[8];
         for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + (i < valid ? i : valid - 1));
-        std::size_t h = 0;
-        if (has_avx512vl) {
-            for (; h + 2 <= group; h += 2) {
-                scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, scratch + h * stride + j,
-                             scratch + (h + 1) * stride + j);
-            }
-        }
-        for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, scratch + h * stride + j);
+        scores8(q, group, head_dim, k, scale, scratch + j, stride);
     }
     softmax_rows_avx2(scratch, group, n, stride);
     // The weighted sums of values, query heads four, then two, then one at a
@@ -613,6 +694,144 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
         weighted_rows_avx2<8, 1>(p, n, src.value_blocks, bs, head_dim, offset, o);
     }
 }
+
+/// weighted_sum_avx512 continued over `count` positions: the accumulators
+/// come from out[h] and go back there, so a sum split into runs of
+/// positions is bitwise the sum in one pass (floats stored and loaded
+/// unchanged, the same FMAs in the same order).
+template <std::size_t Vecs, std::size_t Heads, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_continue_avx512(const float* const* p,
+                                                                               std::size_t count, const E* row,
+                                                                               std::size_t head_dim,
+                                                                               float* const* out) noexcept {
+    __m512 acc[Heads][Vecs];
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_loadu_ps(out[h] + 16 * d);
+    }
+    for (std::size_t i = 0; i < count; ++i, row += head_dim) {
+        __m512 v[Vecs];
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) v[d] = load16(row + 16 * d);
+#pragma GCC unroll 4
+        for (std::size_t h = 0; h < Heads; ++h) {
+            const __m512 w = _mm512_set1_ps(p[h][i]);
+#pragma GCC unroll 8
+            for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_fmadd_ps(w, v[d], acc[h][d]);
+        }
+    }
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) _mm512_storeu_ps(out[h] + 16 * d, acc[h][d]);
+    }
+}
+
+/// weighted_continue_avx512 over a head's whole row, `Heads` heads.
+template <std::size_t Heads, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_run_avx512(const float* const* p, std::size_t count,
+                                                                          const E* row, std::size_t head_dim,
+                                                                          float* const* out) noexcept {
+    float* at[Heads];
+    for (std::size_t d0 = 0; d0 < head_dim / 16;) {
+        const std::size_t left = head_dim / 16 - d0;
+        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 16 * d0;
+        if (left >= 4) {
+            weighted_continue_avx512<4, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 4;
+        } else if (left >= 2) {
+            weighted_continue_avx512<2, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 2;
+        } else {
+            weighted_continue_avx512<1, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 1;
+        }
+    }
+}
+
+/// attend_avx2 for `tokens` consecutive positions of one sequence (a
+/// prompt chunk), head_dim a multiple of 16 on AVX-512: each group of eight
+/// keys, and each cache block of values, is read once while in L1 for every
+/// token that attends to it, where one token at a time reads the whole
+/// context again from L2 or beyond (a 2000-token prompt of `small` spent
+/// half its prefill there). Every score, softmax and weighted sum is the
+/// one attend_avx2 computes for the token alone: the same chains, in the
+/// same order, the weighted sums continued block by block through `out`.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q, std::size_t q_stride,
+                                                                 std::size_t tokens, std::size_t group,
+                                                                 std::size_t head_dim, std::size_t kv_head,
+                                                                 std::size_t first_pos,
+                                                                 const basic_attention_source<E>& src, float* out,
+                                                                 std::size_t out_stride, float* scratch) noexcept {
+    const std::size_t last_n = first_pos + tokens; // the last token's positions
+    const std::size_t stride = (last_n + 7) & ~std::size_t{7};
+    const std::size_t bs = src.block_size;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const std::size_t row_bytes = head_dim * sizeof(E);
+    const cache_rows<E> rows(src, head_dim, kv_head);
+    auto key = [&](std::size_t j) { return rows.at(src.key_blocks, j); };
+    auto scores_of = [&](std::size_t t) { return scratch + t * group * stride; };
+    // The first token attending to positions from j on.
+    auto first_token = [&](std::size_t j) { return j > first_pos ? j - first_pos : 0; };
+
+    for (std::size_t j = 0; j < last_n; j += 8) {
+        const E* k[8];
+        const bool whole = j + 8 <= last_n;
+        for (std::size_t i = 0; whole && i < 8; ++i) k[i] = key(j + i);
+        // The next group's keys, while this one's tokens run.
+        for (std::size_t i = 0; i < 8 && j + 8 + i < last_n; ++i) {
+            const char* kp = reinterpret_cast<const char*>(key(j + 8 + i));
+            for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
+        }
+        for (std::size_t t = first_token(j); t < tokens; ++t) {
+            const std::size_t n = first_pos + t + 1;
+            if (j + 8 <= n) {
+                scores8(q + t * q_stride, group, head_dim, k, scale, scores_of(t) + j, stride);
+            } else {
+                // This token's last, partial group, padded with its last key
+                // as attend_avx2 pads it.
+                const std::size_t valid = n - j;
+                const E* kt[8];
+                for (std::size_t i = 0; i < 8; ++i) kt[i] = key(j + (i < valid ? i : valid - 1));
+                scores8(q + t * q_stride, group, head_dim, kt, scale, scores_of(t) + j, stride);
+            }
+        }
+    }
+    for (std::size_t t = 0; t < tokens; ++t) {
+        softmax_rows_avx2(scores_of(t), group, first_pos + t + 1, stride);
+        std::fill_n(out + t * out_stride, group * head_dim, 0.0f);
+    }
+    const float* p[2];
+    float* o[2];
+    for (std::size_t b = 0; b * bs < last_n; ++b) {
+        const E* base = src.value_blocks[b] + rows.offset;
+        if ((b + 1) * bs < last_n) {
+            const char* next = reinterpret_cast<const char*>(src.value_blocks[b + 1] + rows.offset);
+            const std::size_t bytes = std::min(bs, last_n - (b + 1) * bs) * row_bytes;
+            for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
+        }
+        for (std::size_t t = first_token(b * bs); t < tokens; ++t) {
+            const std::size_t count = std::min(bs, first_pos + t + 1 - b * bs);
+            const float* s = scores_of(t) + b * bs;
+            float* ot = out + t * out_stride;
+            std::size_t h = 0;
+            for (; h + 2 <= group; h += 2) {
+                p[0] = s + h * stride;
+                p[1] = s + (h + 1) * stride;
+                o[0] = ot + h * head_dim;
+                o[1] = ot + (h + 1) * head_dim;
+                weighted_run_avx512<2>(p, count, base, head_dim, o);
+            }
+            if (h < group) {
+                p[0] = s + h * stride;
+                o[0] = ot + h * head_dim;
+                weighted_run_avx512<1>(p, count, base, head_dim, o);
+            }
+        }
+    }
+}
 #endif
 
 } // namespace
@@ -642,6 +861,38 @@ void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t
 void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
             const attention_source_f16& src, float* out, float* scratch) noexcept {
     attend_any(q, group, head_dim, kv_head, pos, src, out, scratch);
+}
+
+namespace {
+
+template <class E>
+void attend_rows_any(const float* q, std::size_t q_stride, std::size_t tokens, std::size_t group,
+                     std::size_t head_dim, std::size_t kv_head, std::size_t first_pos,
+                     const basic_attention_source<E>& src, float* out, std::size_t out_stride,
+                     float* scratch) noexcept {
+#ifdef WEFT_SERVE_X86
+    if (tokens > 1 && has_avx2 && has_f16c && has_avx512vl && head_dim % 16 == 0) {
+        return attend_rows_avx512(q, q_stride, tokens, group, head_dim, kv_head, first_pos, src, out, out_stride,
+                                  scratch);
+    }
+#endif
+    for (std::size_t t = 0; t < tokens; ++t) {
+        attend_any(q + t * q_stride, group, head_dim, kv_head, first_pos + t, src, out + t * out_stride, scratch);
+    }
+}
+
+} // namespace
+
+void attend_rows(const float* q, std::size_t q_stride, std::size_t tokens, std::size_t group, std::size_t head_dim,
+                 std::size_t kv_head, std::size_t first_pos, const attention_source& src, float* out,
+                 std::size_t out_stride, float* scratch) noexcept {
+    attend_rows_any(q, q_stride, tokens, group, head_dim, kv_head, first_pos, src, out, out_stride, scratch);
+}
+
+void attend_rows(const float* q, std::size_t q_stride, std::size_t tokens, std::size_t group, std::size_t head_dim,
+                 std::size_t kv_head, std::size_t first_pos, const attention_source_f16& src, float* out,
+                 std::size_t out_stride, float* scratch) noexcept {
+    attend_rows_any(q, q_stride, tokens, group, head_dim, kv_head, first_pos, src, out, out_stride, scratch);
 }
 
 } // namespace weft::serve::kernels

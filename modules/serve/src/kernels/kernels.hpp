@@ -88,6 +88,24 @@ constexpr std::size_t attend_scratch_size(std::size_t group, std::size_t pos) no
 void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
             const attention_source_f16& src, float* out, float* scratch) noexcept;
 
+/// `attend` for `tokens` consecutive positions first_pos, first_pos + 1, ...
+/// of one sequence (a prompt chunk): token t's query heads start at
+/// q + t * q_stride and its output at out + t * out_stride. Each token gets
+/// bitwise what `attend` gives it alone; the cache's keys and values are read
+/// once for all the tokens rather than once per token. `scratch` must hold
+/// attend_rows_scratch_size(tokens, group, first_pos) floats.
+void attend_rows(const float* q, std::size_t q_stride, std::size_t tokens, std::size_t group, std::size_t head_dim,
+                 std::size_t kv_head, std::size_t first_pos, const attention_source& src, float* out,
+                 std::size_t out_stride, float* scratch) noexcept;
+void attend_rows(const float* q, std::size_t q_stride, std::size_t tokens, std::size_t group, std::size_t head_dim,
+                 std::size_t kv_head, std::size_t first_pos, const attention_source_f16& src, float* out,
+                 std::size_t out_stride, float* scratch) noexcept;
+/// The floats `attend_rows` needs in `scratch`: every token's rows of scores
+/// as long as the last token's.
+constexpr std::size_t attend_rows_scratch_size(std::size_t tokens, std::size_t group, std::size_t first_pos) noexcept {
+    return tokens == 0 ? 0 : tokens * attend_scratch_size(group, first_pos + tokens - 1);
+}
+
 /// Dot product of n floats, in a fixed order (SIMD when available).
 float dot(const float* a, const float* b, std::size_t n) noexcept;
 
