@@ -37,6 +37,12 @@ __attribute__((target("avx,f16c"))) void to_f16_f16c(const float* x, std::uint16
         const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
     }
+    // GCC emits no vzeroupper before a tail call (here into code built
+    // without AVX): the upper halves stayed dirty, and every SSE instruction
+    // the thread ran until the next AVX function's exit paid for it. The
+    // `tiny` model among 1000 clients served 7,200-7,600 requests/s with an
+    // F16 cache against 10,700-11,400 with F32.
+    _mm256_zeroupper();
     to_f16_scalar(x + i, out + i, n - i);
 }
 const bool has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
