@@ -9,6 +9,7 @@
 
 #include "kernels/kernels.hpp"
 #include "kernels/simd_exp.hpp"
+#include "kernels/transpose_avx512.hpp"
 
 #include <weft/serve/ggml_type.hpp>
 
@@ -750,6 +751,77 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_run_avx512(const 
     }
 }
 
+/// Keys k[0..16) of one KV head turned into columns, converted to float:
+/// kt[(16 * j + l) * 16 + i] is element 16 j + l of key i, for the
+/// vecs16 16-element blocks of a head.
+template <class E>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void transpose_keys16(const E* const (&k)[16],
+                                                                                std::size_t vecs16,
+                                                                                float* kt) noexcept {
+    for (std::size_t j = 0; j < vecs16; ++j) {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (std::size_t i = 0; i < 16; ++i) r[i] = load16(k[i] + 16 * j);
+        transpose16(r);
+#pragma GCC unroll 16
+        for (std::size_t l = 0; l < 16; ++l) _mm512_storeu_ps(kt + (16 * j + l) * 16, r[l]);
+    }
+}
+
+/// The scaled scores of 16 positions (keys transposed by transpose_keys16)
+/// for `Heads` query heads, one position a lane: bitwise the scores of
+/// scores8_pair_avx512 and scores8_one_avx512. There, lane l of a 16-lane
+/// chain adds q[16 j + l] * k[16 j + l] over j; the chain is folded, lane l
+/// with lane l + 8, into B_l; the score is ((B0 + B1) + (B2 + B3)) + ((B4 +
+/// B5) + (B6 + B7)), times the scale. Here each chain is a vector over the
+/// positions, the same FMAs in the same order, then the same adds: no
+/// horizontal sums (which cost as much as a 64-float head's FMAs), in two
+/// halves of eight chains a head to stay within the registers.
+template <std::size_t Heads>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores16_columns(const float* const* q,
+                                                                                const float* kt,
+                                                                                std::size_t vecs16, float scale,
+                                                                                float* const* s) noexcept {
+    __m512 half_sum[2][Heads];
+#pragma GCC unroll 2
+    for (std::size_t half = 0; half < 2; ++half) {
+        // Chains l = 4 half + c and l + 8, for c < 4.
+        __m512 a[Heads][8];
+#pragma GCC unroll 4
+        for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+            for (std::size_t c = 0; c < 8; ++c) a[h][c] = _mm512_setzero_ps();
+        }
+        for (std::size_t j = 0; j < vecs16; ++j) {
+#pragma GCC unroll 8
+            for (std::size_t c = 0; c < 8; ++c) {
+                const std::size_t l = 4 * half + (c < 4 ? c : c + 4);
+                const __m512 kv = _mm512_loadu_ps(kt + (16 * j + l) * 16);
+#pragma GCC unroll 4
+                for (std::size_t h = 0; h < Heads; ++h) {
+                    a[h][c] = _mm512_fmadd_ps(_mm512_set1_ps(q[h][16 * j + l]), kv, a[h][c]);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (std::size_t h = 0; h < Heads; ++h) {
+            __m512 b[4];
+#pragma GCC unroll 4
+            for (std::size_t c = 0; c < 4; ++c) b[c] = _mm512_add_ps(a[h][c], a[h][c + 4]); // B_l: l and l + 8
+            half_sum[half][h] = _mm512_add_ps(_mm512_add_ps(b[0], b[1]), _mm512_add_ps(b[2], b[3]));
+        }
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
+        _mm512_storeu_ps(s[h], _mm512_mul_ps(_mm512_add_ps(half_sum[0][h], half_sum[1][h]), vs));
+    }
+}
+
+/// The largest head attend_rows_avx512 takes (its transposed keys are on
+/// the stack): 16 x 256 floats.
+constexpr std::size_t max_rows_head_dim = 256;
+
 /// attend_avx2 for `tokens` consecutive positions of one sequence (a
 /// prompt chunk), head_dim a multiple of 16 on AVX-512: each group of eight
 /// keys, and each cache block of values, is read once while in L1 for every
@@ -766,7 +838,8 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
                                                                  const basic_attention_source<E>& src, float* out,
                                                                  std::size_t out_stride, float* scratch) noexcept {
     const std::size_t last_n = first_pos + tokens; // the last token's positions
-    const std::size_t stride = (last_n + 7) & ~std::size_t{7};
+    // Rows of whole groups of sixteen scores (see attend_rows_scratch_size).
+    const std::size_t stride = (last_n + 15) & ~std::size_t{15};
     const std::size_t bs = src.block_size;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const std::size_t row_bytes = head_dim * sizeof(E);
@@ -776,26 +849,34 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
     // The first token attending to positions from j on.
     auto first_token = [&](std::size_t j) { return j > first_pos ? j - first_pos : 0; };
 
-    for (std::size_t j = 0; j < last_n; j += 8) {
-        const E* k[8];
-        const bool whole = j + 8 <= last_n;
-        for (std::size_t i = 0; whole && i < 8; ++i) k[i] = key(j + i);
-        // The next group's keys, while this one's tokens run.
-        for (std::size_t i = 0; i < 8 && j + 8 + i < last_n; ++i) {
-            const char* kp = reinterpret_cast<const char*>(key(j + 8 + i));
+    // Sixteen keys at a time, turned into columns once for every token that
+    // attends to any of them (past the last token's positions, the last key
+    // stands in: those scores land in rows' padding or past a token's own
+    // positions, which its softmax and weighted sum never read).
+    alignas(64) float kt[16 * max_rows_head_dim];
+    const std::size_t vecs16 = head_dim / 16;
+    for (std::size_t j = 0; j < last_n; j += 16) {
+        const E* k[16];
+        for (std::size_t i = 0; i < 16; ++i) k[i] = key(std::min(j + i, last_n - 1));
+        // The next sixteen keys, while these are multiplied.
+        for (std::size_t i = 0; i < 16 && j + 16 + i < last_n; ++i) {
+            const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
             for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
         }
+        transpose_keys16(k, vecs16, kt);
         for (std::size_t t = first_token(j); t < tokens; ++t) {
-            const std::size_t n = first_pos + t + 1;
-            if (j + 8 <= n) {
-                scores8(q + t * q_stride, group, head_dim, k, scale, scores_of(t) + j, stride);
-            } else {
-                // This token's last, partial group, padded with its last key
-                // as attend_avx2 pads it.
-                const std::size_t valid = n - j;
-                const E* kt[8];
-                for (std::size_t i = 0; i < 8; ++i) kt[i] = key(j + (i < valid ? i : valid - 1));
-                scores8(q + t * q_stride, group, head_dim, kt, scale, scores_of(t) + j, stride);
+            const float* qt = q + t * q_stride;
+            float* st = scores_of(t) + j;
+            std::size_t h = 0;
+            for (; h + 2 <= group; h += 2) {
+                const float* qh[2] = {qt + h * head_dim, qt + (h + 1) * head_dim};
+                float* sh[2] = {st + h * stride, st + (h + 1) * stride};
+                scores16_columns<2>(qh, kt, vecs16, scale, sh);
+            }
+            if (h < group) {
+                const float* qh[1] = {qt + h * head_dim};
+                float* sh[1] = {st + h * stride};
+                scores16_columns<1>(qh, kt, vecs16, scale, sh);
             }
         }
     }
@@ -871,7 +952,7 @@ void attend_rows_any(const float* q, std::size_t q_stride, std::size_t tokens, s
                      const basic_attention_source<E>& src, float* out, std::size_t out_stride,
                      float* scratch) noexcept {
 #ifdef WEFT_SERVE_X86
-    if (tokens > 1 && has_avx2 && has_f16c && has_avx512vl && head_dim % 16 == 0) {
+    if (tokens > 1 && has_avx2 && has_f16c && has_avx512vl && head_dim % 16 == 0 && head_dim <= max_rows_head_dim) {
         return attend_rows_avx512(q, q_stride, tokens, group, head_dim, kv_head, first_pos, src, out, out_stride,
                                   scratch);
     }

@@ -101,9 +101,9 @@ void attend_rows(const float* q, std::size_t q_stride, std::size_t tokens, std::
                  std::size_t kv_head, std::size_t first_pos, const attention_source_f16& src, float* out,
                  std::size_t out_stride, float* scratch) noexcept;
 /// The floats `attend_rows` needs in `scratch`: every token's rows of scores
-/// as long as the last token's.
+/// as long as the last token's, padded to a multiple of sixteen positions.
 constexpr std::size_t attend_rows_scratch_size(std::size_t tokens, std::size_t group, std::size_t first_pos) noexcept {
-    return tokens == 0 ? 0 : tokens * attend_scratch_size(group, first_pos + tokens - 1);
+    return tokens * group * ((first_pos + tokens + 15) & ~std::size_t{15});
 }
 
 /// Dot product of n floats, in a fixed order (SIMD when available).
