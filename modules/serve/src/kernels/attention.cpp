@@ -357,43 +357,34 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 load16(const std:
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-/// weighted_sum_avx2 in 16-lane vectors: out[h][0 .. 16*Vecs). Each output
-/// element is the same ascending chain of FMAs as in 8-lane vectors, so the
-/// sums are bitwise those of weighted_sum_avx2; a 64-float head of `small`
-/// takes one pass over the positions instead of two, and half the
-/// instructions (with 8-lane vectors the weighted sum reached about a
-/// quarter of the 16-lane FMA peak).
+/// For each of `Heads` query heads h: out[h][0 .. 16*Vecs) += the sum over
+/// `count` positions i (ascending) of p[h][i] * v_i, v_i the 16 * Vecs
+/// values at row + i * head_dim, as one FMA chain per element continued
+/// from out[h]: a sum split into runs of positions (a cache block each) is
+/// bitwise the sum in one pass (floats stored and loaded unchanged, the same
+/// FMAs in the same order), and bitwise weighted_sum_avx2's in 8-lane
+/// vectors. With 8-lane vectors the weighted sum reached about a quarter of
+/// the 16-lane FMA peak.
 template <std::size_t Vecs, std::size_t Heads, class E>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_sum_avx512(const float* const* p, std::size_t n,
-                                                                          const E* const* blocks, std::size_t bs,
-                                                                          std::size_t head_dim, std::size_t offset,
-                                                                          float* const* out) noexcept {
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_continue_avx512(const float* const* p,
+                                                                               std::size_t count, const E* row,
+                                                                               std::size_t head_dim,
+                                                                               float* const* out) noexcept {
     __m512 acc[Heads][Vecs];
 #pragma GCC unroll 4
     for (std::size_t h = 0; h < Heads; ++h) {
 #pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_setzero_ps();
+        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_loadu_ps(out[h] + 16 * d);
     }
-    for (std::size_t b = 0; b * bs < n; ++b) {
-        const E* row = blocks[b] + offset;
-        const std::size_t end = n - b * bs < bs ? n - b * bs : bs;
-        for (std::size_t i = 0; i < end; ++i, row += head_dim) {
-            // The next block's rows, as in weighted_sum_avx2.
-            if (i + 4 >= end && b * bs + bs < n) {
-                const E* next = blocks[b + 1] + offset + (i + 4 - end) * head_dim;
-                for (std::size_t l = 0; l < 16 * Vecs; l += 64 / sizeof(E)) {
-                    _mm_prefetch(reinterpret_cast<const char*>(next + l), _MM_HINT_T0);
-                }
-            }
-            __m512 v[Vecs];
+    for (std::size_t i = 0; i < count; ++i, row += head_dim) {
+        __m512 v[Vecs];
 #pragma GCC unroll 8
-            for (std::size_t d = 0; d < Vecs; ++d) v[d] = load16(row + 16 * d);
+        for (std::size_t d = 0; d < Vecs; ++d) v[d] = load16(row + 16 * d);
 #pragma GCC unroll 4
-            for (std::size_t h = 0; h < Heads; ++h) {
-                const __m512 w = _mm512_set1_ps(p[h][b * bs + i]);
+        for (std::size_t h = 0; h < Heads; ++h) {
+            const __m512 w = _mm512_set1_ps(p[h][i]);
 #pragma GCC unroll 8
-                for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_fmadd_ps(w, v[d], acc[h][d]);
-            }
+            for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_fmadd_ps(w, v[d], acc[h][d]);
         }
     }
 #pragma GCC unroll 4
@@ -403,31 +394,61 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_sum_avx512(const 
     }
 }
 
-/// weighted_sum_avx512 over a head's whole row (head_dim a multiple of 16):
-/// passes of up to MaxVecs vectors, then narrower ones for what is left.
-template <std::size_t MaxVecs, std::size_t Heads, class E>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_rows_avx512(const float* const* p, std::size_t n,
-                                                                           const E* const* blocks, std::size_t bs,
-                                                                           std::size_t head_dim, std::size_t offset,
-                                                                           float* const* out) noexcept {
-    const std::size_t vecs = head_dim / 16;
+/// weighted_continue_avx512 over a head's whole row, `Heads` heads.
+template <std::size_t Heads, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_run_avx512(const float* const* p, std::size_t count,
+                                                                          const E* row, std::size_t head_dim,
+                                                                          float* const* out) noexcept {
     float* at[Heads];
-    for (std::size_t d0 = 0; d0 < vecs;) {
-        const std::size_t left = vecs - d0;
-        const std::size_t take = left >= MaxVecs ? MaxVecs : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    for (std::size_t d0 = 0; d0 < head_dim / 16;) {
+        const std::size_t left = head_dim / 16 - d0;
         for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 16 * d0;
-        const std::size_t off = offset + 16 * d0;
-        if (take == MaxVecs) {
-            weighted_sum_avx512<MaxVecs, Heads>(p, n, blocks, bs, head_dim, off, at);
-        } else if (take == 4) {
-            weighted_sum_avx512<4, Heads>(p, n, blocks, bs, head_dim, off, at);
-        } else if (take == 2) {
-            weighted_sum_avx512<2, Heads>(p, n, blocks, bs, head_dim, off, at);
+        if (left >= 4) {
+            weighted_continue_avx512<4, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 4;
+        } else if (left >= 2) {
+            weighted_continue_avx512<2, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 2;
         } else {
-            weighted_sum_avx512<1, Heads>(p, n, blocks, bs, head_dim, off, at);
+            weighted_continue_avx512<1, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 1;
         }
-        d0 += take;
     }
+}
+
+/// weighted_run_avx512 for a KV head's `group` query heads, four, then two,
+/// then one at a time sharing each read of the values: their weights
+/// (`count` positions) at s + h * stride, outputs at out + h * head_dim.
+template <class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_block_avx512(const float* s, std::size_t stride,
+                                                                            std::size_t group, std::size_t count,
+                                                                            const E* row, std::size_t head_dim,
+                                                                            float* out) noexcept {
+    std::size_t h = 0;
+    for (; h + 4 <= group; h += 4) {
+        const float* p[4] = {s + h * stride, s + (h + 1) * stride, s + (h + 2) * stride, s + (h + 3) * stride};
+        float* o[4] = {out + h * head_dim, out + (h + 1) * head_dim, out + (h + 2) * head_dim,
+                       out + (h + 3) * head_dim};
+        weighted_run_avx512<4>(p, count, row, head_dim, o);
+    }
+    if (h + 2 <= group) {
+        const float* p[2] = {s + h * stride, s + (h + 1) * stride};
+        float* o[2] = {out + h * head_dim, out + (h + 1) * head_dim};
+        weighted_run_avx512<2>(p, count, row, head_dim, o);
+        h += 2;
+    }
+    if (h < group) {
+        const float* p[1] = {s + h * stride};
+        float* o[1] = {out + h * head_dim};
+        weighted_run_avx512<1>(p, count, row, head_dim, o);
+    }
+}
+
+/// Asks for the `rows` rows of a KV head from `first` on (a block's run).
+template <class E>
+inline void prefetch_rows(const E* first, std::size_t rows, std::size_t row_bytes) noexcept {
+    const char* p = reinterpret_cast<const char*>(first);
+    for (std::size_t i = 0; i < rows * row_bytes; i += 64) _mm_prefetch(p + i, _MM_HINT_T0);
 }
 
 /// The scaled scores of 8 positions (keys k[0..8)) for two query heads at
@@ -667,18 +688,14 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
         h += count;
     };
     if (has_avx512f && head_dim % 16 == 0) {
-        // 16-lane vectors, bitwise the same sums: 16 accumulators a pass.
-        for (; h + 4 <= group;) {
-            heads(4);
-            weighted_rows_avx512<4, 4>(p, n, src.value_blocks, bs, head_dim, offset, o);
-        }
-        if (h + 2 <= group) {
-            heads(2);
-            weighted_rows_avx512<8, 2>(p, n, src.value_blocks, bs, head_dim, offset, o);
-        }
-        if (h < group) {
-            heads(1);
-            weighted_rows_avx512<8, 1>(p, n, src.value_blocks, bs, head_dim, offset, o);
+        // 16-lane vectors, bitwise the same sums, block by block.
+        std::fill_n(out, group * head_dim, 0.0f);
+        for (std::size_t b = 0; b * bs < n; ++b) {
+            if ((b + 1) * bs < n) {
+                prefetch_rows(src.value_blocks[b + 1] + offset, std::min(bs, n - (b + 1) * bs), row_bytes);
+            }
+            weighted_block_avx512(scratch + b * bs, stride, group, std::min(bs, n - b * bs),
+                                  src.value_blocks[b] + offset, head_dim, out);
         }
         return;
     }
@@ -696,60 +713,6 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     }
 }
 
-/// weighted_sum_avx512 continued over `count` positions: the accumulators
-/// come from out[h] and go back there, so a sum split into runs of
-/// positions is bitwise the sum in one pass (floats stored and loaded
-/// unchanged, the same FMAs in the same order).
-template <std::size_t Vecs, std::size_t Heads, class E>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_continue_avx512(const float* const* p,
-                                                                               std::size_t count, const E* row,
-                                                                               std::size_t head_dim,
-                                                                               float* const* out) noexcept {
-    __m512 acc[Heads][Vecs];
-#pragma GCC unroll 4
-    for (std::size_t h = 0; h < Heads; ++h) {
-#pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_loadu_ps(out[h] + 16 * d);
-    }
-    for (std::size_t i = 0; i < count; ++i, row += head_dim) {
-        __m512 v[Vecs];
-#pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) v[d] = load16(row + 16 * d);
-#pragma GCC unroll 4
-        for (std::size_t h = 0; h < Heads; ++h) {
-            const __m512 w = _mm512_set1_ps(p[h][i]);
-#pragma GCC unroll 8
-            for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_fmadd_ps(w, v[d], acc[h][d]);
-        }
-    }
-#pragma GCC unroll 4
-    for (std::size_t h = 0; h < Heads; ++h) {
-#pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) _mm512_storeu_ps(out[h] + 16 * d, acc[h][d]);
-    }
-}
-
-/// weighted_continue_avx512 over a head's whole row, `Heads` heads.
-template <std::size_t Heads, class E>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_run_avx512(const float* const* p, std::size_t count,
-                                                                          const E* row, std::size_t head_dim,
-                                                                          float* const* out) noexcept {
-    float* at[Heads];
-    for (std::size_t d0 = 0; d0 < head_dim / 16;) {
-        const std::size_t left = head_dim / 16 - d0;
-        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 16 * d0;
-        if (left >= 4) {
-            weighted_continue_avx512<4, Heads>(p, count, row + 16 * d0, head_dim, at);
-            d0 += 4;
-        } else if (left >= 2) {
-            weighted_continue_avx512<2, Heads>(p, count, row + 16 * d0, head_dim, at);
-            d0 += 2;
-        } else {
-            weighted_continue_avx512<1, Heads>(p, count, row + 16 * d0, head_dim, at);
-            d0 += 1;
-        }
-    }
-}
 
 /// Keys k[0..16) of one KV head turned into columns, converted to float:
 /// kt[(16 * j + l) * 16 + i] is element 16 j + l of key i, for the
@@ -884,32 +847,14 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
         softmax_rows_avx2(scores_of(t), group, first_pos + t + 1, stride);
         std::fill_n(out + t * out_stride, group * head_dim, 0.0f);
     }
-    const float* p[2];
-    float* o[2];
     for (std::size_t b = 0; b * bs < last_n; ++b) {
         const E* base = src.value_blocks[b] + rows.offset;
         if ((b + 1) * bs < last_n) {
-            const char* next = reinterpret_cast<const char*>(src.value_blocks[b + 1] + rows.offset);
-            const std::size_t bytes = std::min(bs, last_n - (b + 1) * bs) * row_bytes;
-            for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
+            prefetch_rows(src.value_blocks[b + 1] + rows.offset, std::min(bs, last_n - (b + 1) * bs), row_bytes);
         }
         for (std::size_t t = first_token(b * bs); t < tokens; ++t) {
-            const std::size_t count = std::min(bs, first_pos + t + 1 - b * bs);
-            const float* s = scores_of(t) + b * bs;
-            float* ot = out + t * out_stride;
-            std::size_t h = 0;
-            for (; h + 2 <= group; h += 2) {
-                p[0] = s + h * stride;
-                p[1] = s + (h + 1) * stride;
-                o[0] = ot + h * head_dim;
-                o[1] = ot + (h + 1) * head_dim;
-                weighted_run_avx512<2>(p, count, base, head_dim, o);
-            }
-            if (h < group) {
-                p[0] = s + h * stride;
-                o[0] = ot + h * head_dim;
-                weighted_run_avx512<1>(p, count, base, head_dim, o);
-            }
+            weighted_block_avx512(scores_of(t) + b * bs, stride, group, std::min(bs, first_pos + t + 1 - b * bs), base,
+                                  head_dim, out + t * out_stride);
         }
     }
 }
