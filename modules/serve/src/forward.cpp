@@ -564,22 +564,38 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, const batch_
 
     // Work items taken in turn by whichever thread is free: later positions
     // cost more, and a descheduled thread then holds up one item, not a
-    // fixed share. An item is one run with all its KV heads when there are
-    // runs enough to share: a block keeps its heads side by side, so the
-    // item reads each block's keys (and values) as one run, which the
-    // hardware prefetcher follows, where items of one head each would read
-    // every other run of it. Few runs (a lone decode): one item per (run,
-    // KV head), so the threads still split the work.
-    const std::size_t heads_per_item = runs.size() >= 4 * m_team.size() ? c.n_head_kv : 1;
-    const std::size_t items = runs.size() * c.n_head_kv / heads_per_item;
+    // fixed share. A run of several positions (a prompt's) is an item per
+    // KV head, taken first: one item for all of a late run's heads kept a
+    // 2000-token prompt's attention on one thread while the other finished
+    // the decodes, and goal 3's longest gap doubled. A lone token is one item
+    // with all its KV heads when there are tokens enough to share: a block
+    // keeps its heads side by side, so the item reads each block's keys (and
+    // values) as one run, which the hardware prefetcher follows, where items
+    // of one head each would read every other run of it. Few tokens (a lone
+    // decode): one item per (token, KV head), so the threads still split the
+    // work.
+    std::vector<attention_item>& items = m_lanes[ln].items;
+    items.clear();
+    const bool whole_tokens = runs.size() >= 4 * m_team.size();
+    for (std::size_t r = 0; r < runs.size(); ++r) {
+        if (runs[r].second == 1) continue;
+        for (std::size_t g = 0; g < c.n_head_kv; ++g) items.push_back({r, g, g + 1});
+    }
+    for (std::size_t r = 0; r < runs.size(); ++r) {
+        if (runs[r].second != 1) continue;
+        if (whole_tokens) {
+            items.push_back({r, 0, c.n_head_kv});
+        } else {
+            for (std::size_t g = 0; g < c.n_head_kv; ++g) items.push_back({r, g, g + 1});
+        }
+    }
     auto run_item = [&](std::size_t item, std::size_t, std::size_t scratch) {
-        for (std::size_t i = item * heads_per_item; i < (item + 1) * heads_per_item; ++i) {
-            const auto [first, count] = runs[i / c.n_head_kv];
-            const std::size_t g = i % c.n_head_kv;
-            const token_slot& s = m_slots[first];
-            const std::size_t off = block_offset[s.chunk - sp.chunk_begin];
-            const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off,
-                                                         m_cache.block_size()};
+        const attention_item& it = items[item];
+        const auto [first, count] = runs[it.run];
+        const token_slot& s = m_slots[first];
+        const std::size_t off = block_offset[s.chunk - sp.chunk_begin];
+        const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off, m_cache.block_size()};
+        for (std::size_t g = it.head_begin; g < it.head_end; ++g) {
             const std::size_t at = first * Q + g * group * c.head_dim; // this KV head's query heads
             kernels::attend_rows(&m_q[at], Q, count, group, c.head_dim, g, s.pos, src, &m_att[at], Q,
                                  m_scratch[scratch].data());
@@ -587,10 +603,10 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, const batch_
     };
     if (!worth_forking(m_attention_ns)) {
         // On this thread: the lane's scratch (a lane is one of the team's parts).
-        for (std::size_t item = 0; item < items; ++item) run_item(item, items, ln);
+        for (std::size_t item = 0; item < items.size(); ++item) run_item(item, items.size(), ln);
         return;
     }
-    m_team.run_chunks(items, run_item);
+    m_team.run_chunks(items.size(), run_item);
 }
 
 } // namespace weft::serve

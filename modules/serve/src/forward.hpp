@@ -56,6 +56,12 @@ private:
         [[nodiscard]] std::size_t tokens() const noexcept { return t_end - t_begin; }
     };
 
+    /// One of attention's work items: KV heads [head_begin, head_end) of a
+    /// run of consecutive positions (see attention_over).
+    struct attention_item {
+        std::size_t run, head_begin, head_end;
+    };
+
     /// What one lane writes while it runs a span: a step runs one lane over
     /// the whole batch (its jobs split across the team), or one lane per
     /// thread, each over its own sequences (see plan_lanes).
@@ -68,6 +74,8 @@ private:
         /// Attention's runs of consecutive positions of one chunk: first
         /// token (index into the step's slots) and count.
         std::vector<std::pair<std::size_t, std::size_t>> runs;
+        /// Attention's work items: a run and a range of its KV heads.
+        std::vector<attention_item> items;
     };
 
     void validate(const batch& b) const;
