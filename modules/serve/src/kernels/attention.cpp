@@ -786,13 +786,14 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores16_columns(
 constexpr std::size_t max_rows_head_dim = 256;
 
 /// attend_avx2 for `tokens` consecutive positions of one sequence (a
-/// prompt chunk), head_dim a multiple of 16 on AVX-512: each group of eight
-/// keys, and each cache block of values, is read once while in L1 for every
-/// token that attends to it, where one token at a time reads the whole
-/// context again from L2 or beyond (a 2000-token prompt of `small` spent
-/// half its prefill there). Every score, softmax and weighted sum is the
-/// one attend_avx2 computes for the token alone: the same chains, in the
-/// same order, the weighted sums continued block by block through `out`.
+/// prompt chunk), head_dim a multiple of 16 on AVX-512: each group of
+/// sixteen keys, and each cache block of values, is read once while in L1
+/// for every token that attends to it, where one token at a time reads the
+/// whole context again from L2 or beyond (attention was half of a
+/// 2000-token prompt's prefill of `small`). Every score, softmax and
+/// weighted sum is the one attend_avx2 computes for the token alone: the
+/// same chains, in the same order, the weighted sums continued block by
+/// block through `out`.
 template <class E>
 __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q, std::size_t q_stride,
                                                                  std::size_t tokens, std::size_t group,
