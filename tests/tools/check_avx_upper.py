@@ -43,7 +43,6 @@ def main():
     funcs = functions(objdump, args[0])
     by_start = {}
     for f in funcs:
-        f["end"] = f["ins"][-1][0]
         f["wide"] = any("%ymm" in t or "%zmm" in t for _, t in f["ins"])
         by_start[f["start"]] = f
     bad = []

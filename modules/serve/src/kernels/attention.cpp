@@ -602,7 +602,7 @@ struct cache_rows {
     }
 };
 
-/// The same computation for head_dim a multiple of 8, kept in registers.
+/// attend_scalar's computation for head_dim a multiple of 8, kept in registers.
 /// Each score is one 8-lane FMA chain over the head followed by one fixed
 /// horizontal sum, whether it is computed alone or beside seven others
 /// (eight positions at a time hide the FMA latency and keep eight loads in
@@ -620,8 +620,8 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     const std::size_t stride = (n + 7) & ~std::size_t{7};
     const std::size_t bs = src.block_size;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    const std::size_t offset = kv_head * bs * head_dim;
     const cache_rows<E> rows(src, head_dim, kv_head);
+    const std::size_t offset = rows.offset;
     auto key = [&](std::size_t j) { return rows.at(src.key_blocks, j); };
     auto value = [&](std::size_t j) { return rows.at(src.value_blocks, j); };
     // Eight positions at a time, reduced together, the last group padded.
@@ -712,7 +712,6 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
         weighted_rows_avx2<8, 1>(p, n, src.value_blocks, bs, head_dim, offset, o);
     }
 }
-
 
 /// Keys k[0..16) of one KV head turned into columns, converted to float:
 /// kt[(16 * j + l) * 16 + i] is element 16 j + l of key i, for the
