@@ -2,8 +2,12 @@
 // kernel as the CPU backend calls it (a KV head's query heads together,
 // sharing each read of the cache) against the same kernel one query head at
 // a time (what a kernel unaware of the grouping does: the group's heads each
-// read the cache). Reports microseconds per layer per token and the ratio,
-// and writes JSON.
+// read the cache). Reports microseconds per layer per token and the ratio.
+// Then a prompt chunk's attention late in a long prompt: attend_rows over
+// 16 consecutive positions (the keys and values read once for all of them)
+// against attend once per position, with each one's multiply-add rate (a
+// position p costs 2 * (p + 1) * head_dim multiply-adds per query head:
+// scores and weighted sum). Writes JSON.
 //
 // Usage: weft_bench_serve_attention [--json PATH] [--seconds S]
 #include "kernels/kernels.hpp"
@@ -141,6 +145,64 @@ int main(int argc, char** argv) {
                       "\"grouped_us_per_layer\": %.2f, \"per_head_us_per_layer\": %.2f, \"speedup\": %.3f}",
                       first ? "" : ", ", s.name, s.group, s.head_dim, s.kv_heads, s.context, grouped * 1e6,
                       per_head * 1e6, per_head / grouped);
+        json += buf;
+        first = false;
+    }
+    json += "], \"rows\": [";
+    // A prompt chunk of 16 positions ending at `context`.
+    const shape row_shapes[] = {
+        {"small demo (2 per KV head, dim 64)", 2, 64, 4, 512},
+        {"small demo (2 per KV head, dim 64)", 2, 64, 4, 2000},
+        {"Llama-3 8B (4 per KV head, dim 128)", 4, 128, 8, 2000},
+    };
+    constexpr std::size_t chunk = 16;
+    std::printf("\nprompt chunk of %zu positions\n%-38s %8s %14s %14s %7s %9s %9s\n", chunk, "shape", "context",
+                "rows us/tok", "attend us/tok", "ratio", "rows GMAC", "att GMAC");
+    first = true;
+    for (const shape& s : row_shapes) {
+        cache c = make_cache(s, gen);
+        const k::attention_source_f16 src{c.key_ptrs.data(), c.value_ptrs.data(), block_size};
+        std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+        const std::size_t width = s.kv_heads * s.group * s.head_dim;
+        const std::size_t first_pos = s.context - chunk;
+        std::vector<float> q(chunk * width), out(q.size());
+        std::vector<float> scratch(std::max(k::attend_rows_scratch_size(chunk, s.group, first_pos),
+                                            k::attend_scratch_size(s.group, s.context - 1)));
+        for (float& x : q) x = d(gen);
+        const double rows = per_layer(
+            [&] {
+                for (std::size_t h = 0; h < s.kv_heads; ++h) {
+                    const std::size_t at = h * s.group * s.head_dim;
+                    k::attend_rows(&q[at], width, chunk, s.group, s.head_dim, h, first_pos, src, &out[at], width,
+                                   scratch.data());
+                }
+            },
+            seconds);
+        const double single = per_layer(
+            [&] {
+                for (std::size_t t = 0; t < chunk; ++t) {
+                    for (std::size_t h = 0; h < s.kv_heads; ++h) {
+                        const std::size_t at = t * width + h * s.group * s.head_dim;
+                        k::attend(&q[at], s.group, s.head_dim, h, first_pos + t, src, &out[at], scratch.data());
+                    }
+                }
+            },
+            seconds);
+        double macs = 0;
+        for (std::size_t t = 0; t < chunk; ++t) {
+            macs += 2.0 * static_cast<double>((first_pos + t + 1) * s.head_dim * s.kv_heads * s.group);
+        }
+        const double per_tok = 1e6 / static_cast<double>(chunk);
+        std::printf("%-38s %8zu %14.1f %14.1f %6.2fx %9.1f %9.1f\n", s.name, s.context, rows * per_tok,
+                    single * per_tok, single / rows, macs / rows * 1e-9, macs / single * 1e-9);
+        char buf[512];
+        std::snprintf(buf, sizeof buf,
+                      "%s{\"shape\": \"%s\", \"group\": %zu, \"head_dim\": %zu, \"kv_heads\": %zu, "
+                      "\"context\": %zu, \"chunk\": %zu, \"rows_us_per_token_layer\": %.2f, "
+                      "\"attend_us_per_token_layer\": %.2f, \"speedup\": %.3f, \"rows_gmacs\": %.2f, "
+                      "\"attend_gmacs\": %.2f}",
+                      first ? "" : ", ", s.name, s.group, s.head_dim, s.kv_heads, s.context, chunk, rows * per_tok,
+                      single * per_tok, single / rows, macs / rows * 1e-9, macs / single * 1e-9);
         json += buf;
         first = false;
     }

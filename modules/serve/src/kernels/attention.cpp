@@ -258,6 +258,95 @@ __attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::s
     if (h < rows) softmax_lockstep<1>(scores + h * stride, n, stride);
 }
 
+/// softmax_lockstep with the exponentials and the scaling on sixteen lanes
+/// (exp_avx512 gives exp_avx2's bits, and both are per element). The maxima
+/// and the sums stay the 8-lane chains softmax_lockstep runs, in its order
+/// (a vector's low half, then its high half), so every weight is bitwise
+/// the one it computes: the exponentials were most of a long row's time.
+template <std::size_t R>
+__attribute__((target("avx2,fma,avx512f"))) void softmax_lockstep16(float* scores, std::size_t n,
+                                                                    std::size_t stride) noexcept {
+    const std::size_t full = n & ~std::size_t{7};
+    const std::size_t wide = n & ~std::size_t{15};
+    const std::size_t tail = n - full;
+    const __m256 tail_mask = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(tail)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    const __m256 minus_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    float* s[R];
+    __m256 vmax[R], last[R], vsum[R];
+    __m512 vmax16[R];
+#pragma GCC unroll 4
+    for (std::size_t r = 0; r < R; ++r) {
+        s[r] = scores + r * stride;
+        vmax[r] = minus_inf;
+        vsum[r] = _mm256_setzero_ps();
+    }
+    for (std::size_t j = 0; j < full; j += 8) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) vmax[r] = _mm256_max_ps(vmax[r], _mm256_loadu_ps(s[r] + j));
+    }
+#pragma GCC unroll 4
+    for (std::size_t r = 0; r < R; ++r) {
+        last[r] = tail != 0 ? _mm256_blendv_ps(minus_inf, _mm256_loadu_ps(s[r] + full), tail_mask) : minus_inf;
+        vmax[r] = hmax_avx2(_mm256_max_ps(vmax[r], last[r]));
+        vmax16[r] = _mm512_broadcastss_ps(_mm256_castps256_ps128(vmax[r]));
+    }
+    for (std::size_t j = 0; j < wide; j += 16) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) {
+            const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s[r] + j), vmax16[r]));
+            _mm512_storeu_ps(s[r] + j, e);
+            vsum[r] = _mm256_add_ps(vsum[r], _mm512_castps512_ps256(e));
+            vsum[r] = _mm256_add_ps(vsum[r], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+        }
+    }
+    if (wide != full) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) {
+            const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s[r] + wide), vmax[r]));
+            _mm256_storeu_ps(s[r] + wide, e);
+            vsum[r] = _mm256_add_ps(vsum[r], e);
+        }
+    }
+    if (tail != 0) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) {
+            last[r] = _mm256_and_ps(exp_avx2(_mm256_sub_ps(last[r], vmax[r])), tail_mask);
+            vsum[r] = _mm256_add_ps(vsum[r], last[r]);
+        }
+    }
+    __m512 vinv[R];
+#pragma GCC unroll 4
+    for (std::size_t r = 0; r < R; ++r) vinv[r] = _mm512_set1_ps(1.0f / hsum_avx2(vsum[r]));
+    for (std::size_t j = 0; j < wide; j += 16) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(s[r] + j, _mm512_mul_ps(_mm512_loadu_ps(s[r] + j), vinv[r]));
+    }
+    if (wide != full) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) {
+            _mm256_storeu_ps(s[r] + wide,
+                             _mm256_mul_ps(_mm256_loadu_ps(s[r] + wide), _mm512_castps512_ps256(vinv[r])));
+        }
+    }
+    if (tail != 0) {
+#pragma GCC unroll 4
+        for (std::size_t r = 0; r < R; ++r) _mm256_storeu_ps(s[r] + full, _mm256_mul_ps(last[r], _mm512_castps512_ps256(vinv[r])));
+    }
+}
+
+/// softmax_rows_avx2 with softmax_lockstep16: the same bits.
+__attribute__((target("avx2,fma,avx512f"))) void softmax_rows_avx512(float* scores, std::size_t rows, std::size_t n,
+                                                                     std::size_t stride) noexcept {
+    std::size_t h = 0;
+    for (; h + 4 <= rows; h += 4) softmax_lockstep16<4>(scores + h * stride, n, stride);
+    if (h + 2 <= rows) {
+        softmax_lockstep16<2>(scores + h * stride, n, stride);
+        h += 2;
+    }
+    if (h < rows) softmax_lockstep16<1>(scores + h * stride, n, stride);
+}
+
 /// The eight horizontal sums of a0..a7 as one vector (lane i = sum of a_i).
 __attribute__((target("avx2,fma"))) inline __m256 hsum8_avx2(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
                                                              __m256 a5, __m256 a6, __m256 a7) noexcept {
@@ -780,6 +869,97 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores16_columns(
     }
 }
 
+/// `n` cache elements as floats: F16 ones converted into `buf`, float ones
+/// where they are.
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline const float* values_as_float(const std::uint16_t* v,
+                                                                                     std::size_t n,
+                                                                                     float* buf) noexcept {
+    for (std::size_t i = 0; i < n; i += 16) _mm512_store_ps(buf + i, load16(v + i));
+    return buf;
+}
+inline const float* values_as_float(const float* v, std::size_t, float*) noexcept { return v; }
+
+/// weighted_run_avx512 over `n` query rows, each its own weights p[r] and
+/// output o[r] (any token's, any head's), four, then two, then one at a
+/// time sharing each read of the `count` value rows at `v`.
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline void weighted_rows_avx512(const float* const* p,
+                                                                                  float* const* o, std::size_t n,
+                                                                                  std::size_t count, const float* v,
+                                                                                  std::size_t head_dim) noexcept {
+    std::size_t r = 0;
+    for (; r + 4 <= n; r += 4) weighted_run_avx512<4>(p + r, count, v, head_dim, o + r);
+    if (r + 2 <= n) {
+        weighted_run_avx512<2>(p + r, count, v, head_dim, o + r);
+        r += 2;
+    }
+    if (r < n) weighted_run_avx512<1>(p + r, count, v, head_dim, o + r);
+}
+
+/// scores16_columns for thirty-two positions, the keys of two groups of
+/// sixteen transposed (kt0, then kt1), for `Rows` query rows: each query
+/// element is broadcast once for both groups and each key column loaded
+/// once for the rows, a load per FMA where scores16_columns takes one and a
+/// half. The chains go four at a time (l and l + 8 for two l), then fold
+/// as there: B_l = a_l + a_(l+8), quarter sums B_2m + B_2m+1, halves, the
+/// score; the same FMAs and adds in the same order, so the same bits.
+template <std::size_t Rows>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores32_columns(const float* const* q,
+                                                                                const float* kt0,
+                                                                                const float* kt1,
+                                                                                std::size_t vecs16, float scale,
+                                                                                float* const* s) noexcept {
+    __m512 half_sum[2][Rows][2];
+#pragma GCC unroll 2
+    for (std::size_t half = 0; half < 2; ++half) {
+#pragma GCC unroll 2
+        for (std::size_t quarter = 0; quarter < 2; ++quarter) {
+            const std::size_t m = 2 * half + quarter; // B_2m and B_2m+1
+            const std::size_t lanes[4] = {2 * m, 2 * m + 1, 2 * m + 8, 2 * m + 9};
+            __m512 a[Rows][2][4];
+#pragma GCC unroll 2
+            for (std::size_t r = 0; r < Rows; ++r) {
+#pragma GCC unroll 4
+                for (std::size_t c = 0; c < 4; ++c) a[r][0][c] = a[r][1][c] = _mm512_setzero_ps();
+            }
+            for (std::size_t j = 0; j < vecs16; ++j) {
+#pragma GCC unroll 4
+                for (std::size_t c = 0; c < 4; ++c) {
+                    const std::size_t l = lanes[c];
+                    __m512 k0 = _mm512_load_ps(kt0 + (16 * j + l) * 16);
+                    __m512 k1 = _mm512_load_ps(kt1 + (16 * j + l) * 16);
+                    // In registers: GCC would fold the loads into every FMA,
+                    // a load per FMA again.
+                    asm("" : "+v"(k0), "+v"(k1));
+#pragma GCC unroll 2
+                    for (std::size_t r = 0; r < Rows; ++r) {
+                        const __m512 qb = _mm512_set1_ps(q[r][16 * j + l]);
+                        a[r][0][c] = _mm512_fmadd_ps(qb, k0, a[r][0][c]);
+                        a[r][1][c] = _mm512_fmadd_ps(qb, k1, a[r][1][c]);
+                    }
+                }
+            }
+#pragma GCC unroll 2
+            for (std::size_t r = 0; r < Rows; ++r) {
+#pragma GCC unroll 2
+                for (std::size_t g = 0; g < 2; ++g) {
+                    const __m512 b0 = _mm512_add_ps(a[r][g][0], a[r][g][2]); // B_2m
+                    const __m512 b1 = _mm512_add_ps(a[r][g][1], a[r][g][3]); // B_2m+1
+                    const __m512 pair = _mm512_add_ps(b0, b1);
+                    half_sum[half][r][g] = quarter == 0 ? pair : _mm512_add_ps(half_sum[half][r][g], pair);
+                }
+            }
+        }
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+#pragma GCC unroll 2
+    for (std::size_t r = 0; r < Rows; ++r) {
+#pragma GCC unroll 2
+        for (std::size_t g = 0; g < 2; ++g) {
+            _mm512_storeu_ps(s[r] + 16 * g, _mm512_mul_ps(_mm512_add_ps(half_sum[0][r][g], half_sum[1][r][g]), vs));
+        }
+    }
+}
+
 /// The largest head attend_rows_avx512 takes (its transposed keys are on
 /// the stack): 16 x 256 floats.
 constexpr std::size_t max_rows_head_dim = 256;
@@ -816,45 +996,100 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
     // attends to any of them (past the last token's positions, the last key
     // stands in: those scores land in rows' padding or past a token's own
     // positions, which its softmax and weighted sum never read).
-    alignas(64) float kt[16 * max_rows_head_dim];
+    // Calls two(q, s) for pairs of query rows and one(q, s) for a last lone
+    // row: rows (token, head) of tokens [t0, t1) in order, a row's query
+    // and its scores from position j on.
+    auto for_rows = [&](std::size_t t0, std::size_t t1, std::size_t j, auto&& two, auto&& one) {
+        const float* qr[2];
+        float* sr[2];
+        std::size_t n = 0;
+        for (std::size_t t = t0; t < t1; ++t) {
+            for (std::size_t h = 0; h < group; ++h) {
+                qr[n] = q + t * q_stride + h * head_dim;
+                sr[n] = scores_of(t) + h * stride + j;
+                if (++n == 2) {
+                    two(qr, sr);
+                    n = 0;
+                }
+            }
+        }
+        if (n == 1) one(qr, sr);
+    };
+    alignas(64) float kt[2][16 * max_rows_head_dim];
     const std::size_t vecs16 = head_dim / 16;
-    for (std::size_t j = 0; j < last_n; j += 16) {
+    auto transpose_at = [&](std::size_t j, float* to) {
         const E* k[16];
         for (std::size_t i = 0; i < 16; ++i) k[i] = key(std::min(j + i, last_n - 1));
-        // The next sixteen keys, while these are multiplied.
-        for (std::size_t i = 0; i < 16 && j + 16 + i < last_n; ++i) {
-            const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
+        transpose_keys16(k, vecs16, to);
+    };
+    for (std::size_t j = 0; j < last_n; j += 32) {
+        // The next thirty-two keys, while these are multiplied.
+        for (std::size_t i = 0; i < 32 && j + 32 + i < last_n; ++i) {
+            const char* kp = reinterpret_cast<const char*>(key(j + 32 + i));
             for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
         }
-        transpose_keys16(k, vecs16, kt);
-        for (std::size_t t = first_token(j); t < tokens; ++t) {
-            const float* qt = q + t * q_stride;
-            float* st = scores_of(t) + j;
-            std::size_t h = 0;
-            for (; h + 2 <= group; h += 2) {
-                const float* qh[2] = {qt + h * head_dim, qt + (h + 1) * head_dim};
-                float* sh[2] = {st + h * stride, st + (h + 1) * stride};
-                scores16_columns<2>(qh, kt, vecs16, scale, sh);
-            }
-            if (h < group) {
-                const float* qh[1] = {qt + h * head_dim};
-                float* sh[1] = {st + h * stride};
-                scores16_columns<1>(qh, kt, vecs16, scale, sh);
-            }
-        }
+        transpose_at(j, kt[0]);
+        const bool second = j + 16 < last_n;
+        if (second) transpose_at(j + 16, kt[1]);
+        // Tokens before `both` attend to none of the second sixteen keys.
+        const std::size_t both = second ? std::max(first_token(j + 16), first_token(j)) : tokens;
+        for_rows(
+            first_token(j), both, j,
+            [&](const float* const* qr, float* const* sr) { scores16_columns<2>(qr, kt[0], vecs16, scale, sr); },
+            [&](const float* const* qr, float* const* sr) { scores16_columns<1>(qr, kt[0], vecs16, scale, sr); });
+        for_rows(
+            both, tokens, j,
+            [&](const float* const* qr, float* const* sr) {
+                scores32_columns<2>(qr, kt[0], kt[1], vecs16, scale, sr);
+            },
+            [&](const float* const* qr, float* const* sr) {
+                scores32_columns<1>(qr, kt[0], kt[1], vecs16, scale, sr);
+            });
     }
     for (std::size_t t = 0; t < tokens; ++t) {
-        softmax_rows_avx2(scores_of(t), group, first_pos + t + 1, stride);
+        softmax_rows_avx512(scores_of(t), group, first_pos + t + 1, stride);
         std::fill_n(out + t * out_stride, group * head_dim, 0.0f);
     }
+    // The values in runs of up to sixteen positions (a cache block, or part
+    // of a larger one), an F16 run converted once into `vf` for every token
+    // rather than once per token (a conversion takes the FMA ports). The
+    // tokens that attend to a whole run share each read of its values: their
+    // query heads go four at a time through weighted_rows_avx512, the
+    // token's own heads or the next token's alike. Each output element's
+    // chain continues through `out`, in ascending positions, as for a token
+    // alone.
+    alignas(64) float vf[16 * max_rows_head_dim];
+    const float* p_rows[64];
+    float* o_rows[64];
     for (std::size_t b = 0; b * bs < last_n; ++b) {
         const E* base = src.value_blocks[b] + rows.offset;
         if ((b + 1) * bs < last_n) {
             prefetch_rows(src.value_blocks[b + 1] + rows.offset, std::min(bs, last_n - (b + 1) * bs), row_bytes);
         }
-        for (std::size_t t = first_token(b * bs); t < tokens; ++t) {
-            weighted_block_avx512(scores_of(t) + b * bs, stride, group, std::min(bs, first_pos + t + 1 - b * bs), base,
-                                  head_dim, out + t * out_stride);
+        const std::size_t block_n = std::min(bs, last_n - b * bs);
+        for (std::size_t i0 = 0; i0 < block_n; i0 += 16) {
+            const std::size_t run = std::min<std::size_t>(16, block_n - i0);
+            const std::size_t j0 = b * bs + i0; // the run's first position
+            const float* v = values_as_float(base + i0 * head_dim, run * head_dim, vf);
+            // Tokens from `whole` on attend to every position of the run.
+            const std::size_t whole = std::max(first_token(j0 + run - 1), first_token(j0));
+            for (std::size_t t = first_token(j0); t < whole; ++t) {
+                weighted_block_avx512(scores_of(t) + j0, stride, group, first_pos + t + 1 - j0, v, head_dim,
+                                      out + t * out_stride);
+            }
+            // Query rows (token, head) in order, a batch of rows at a time.
+            std::size_t n = 0;
+            for (std::size_t t = whole; t < tokens; ++t) {
+                for (std::size_t h = 0; h < group; ++h) {
+                    p_rows[n] = scores_of(t) + h * stride + j0;
+                    o_rows[n] = out + t * out_stride + h * head_dim;
+                    if (++n == std::size(p_rows)) {
+                        weighted_rows_avx512(p_rows, o_rows, n, run, v, head_dim);
+                        n = 0;
+                    }
+                }
+            }
+            weighted_rows_avx512(p_rows, o_rows, n, run, v, head_dim);
         }
     }
 }
