@@ -1,0 +1,358 @@
+// Attention of one token at a time on AVX2 and AVX-512 (attend_avx2; see
+// attention_simd.hpp).
+#include "kernels/attention_simd.hpp"
+
+#if defined(__x86_64__)
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+namespace weft::serve::kernels::attention_simd {
+
+namespace {
+
+/// The eight horizontal sums of a0..a7 as one vector (lane i = sum of a_i).
+__attribute__((target("avx2,fma"))) inline __m256 hsum8_avx2(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
+                                                             __m256 a5, __m256 a6, __m256 a7) noexcept {
+    const __m256 t0 = _mm256_hadd_ps(a0, a1);
+    const __m256 t1 = _mm256_hadd_ps(a2, a3);
+    const __m256 t2 = _mm256_hadd_ps(a4, a5);
+    const __m256 t3 = _mm256_hadd_ps(a6, a7);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1); // a0..a3 low halves, then a0..a3 high halves
+    const __m256 u1 = _mm256_hadd_ps(t2, t3); // the same for a4..a7
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/// For each of `Heads` query heads h: out[h][0 .. 8*Vecs) = sum over
+/// positions j (ascending) of p[h][j] * v_j, where v_j starts `offset` floats
+/// into position j's row of its value block. The heads share one pass over
+/// the values (a grouped-query head's values are read once for the group);
+/// each output element is the same ascending chain of FMAs whatever Heads
+/// and Vecs are.
+template <std::size_t Vecs, std::size_t Heads, class E>
+__attribute__((target("avx2,fma,f16c"))) void weighted_sum_avx2(const float* const* p, std::size_t n,
+                                                                const E* const* blocks, std::size_t bs,
+                                                                std::size_t head_dim, std::size_t offset,
+                                                                float* const* out) noexcept {
+    // Fully unrolled so the accumulators live in registers (GCC keeps a
+    // rolled loop's array on the stack).
+    __m256 acc[Heads][Vecs];
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm256_setzero_ps();
+    }
+    for (std::size_t b = 0; b * bs < n; ++b) {
+        const E* row = blocks[b] + offset;
+        const std::size_t end = n - b * bs < bs ? n - b * bs : bs;
+        for (std::size_t i = 0; i < end; ++i, row += head_dim) {
+            // Rows of the next block are a separate run of memory: ask for
+            // them ahead (the hardware prefetcher stops at the page).
+            if (i + 4 >= end && b * bs + bs < n) {
+                const E* next = blocks[b + 1] + offset + (i + 4 - end) * head_dim;
+                for (std::size_t l = 0; l < 8 * Vecs; l += 64 / sizeof(E)) {
+                    _mm_prefetch(reinterpret_cast<const char*>(next + l), _MM_HINT_T0);
+                }
+            }
+            __m256 v[Vecs];
+#pragma GCC unroll 8
+            for (std::size_t d = 0; d < Vecs; ++d) v[d] = load8(row + 8 * d);
+#pragma GCC unroll 4
+            for (std::size_t h = 0; h < Heads; ++h) {
+                const __m256 w = _mm256_set1_ps(p[h][b * bs + i]);
+#pragma GCC unroll 8
+                for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm256_fmadd_ps(w, v[d], acc[h][d]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) _mm256_storeu_ps(out[h] + 8 * d, acc[h][d]);
+    }
+}
+
+/// weighted_sum_avx2 over a head's whole row: chunks of 8 * Vecs floats.
+template <std::size_t Vecs, std::size_t Heads, class E>
+__attribute__((target("avx2,fma,f16c"))) void weighted_rows_avx2(const float* const* p, std::size_t n,
+                                                                 const E* const* blocks, std::size_t bs,
+                                                                 std::size_t head_dim, std::size_t offset,
+                                                                 float* const* out) noexcept {
+    const std::size_t vecs = head_dim / 8;
+    std::size_t d0 = 0;
+    float* at[Heads];
+    for (; d0 + Vecs <= vecs; d0 += Vecs) {
+        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
+        weighted_sum_avx2<Vecs, Heads>(p, n, blocks, bs, head_dim, offset + 8 * d0, at);
+    }
+    // A short head (16 floats: two vectors) in one pass over the positions,
+    // not one pass a vector: a pass's cost is mostly per position.
+    if constexpr (Vecs > 2) {
+        for (; d0 + 2 <= vecs; d0 += 2) {
+            for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
+            weighted_sum_avx2<2, Heads>(p, n, blocks, bs, head_dim, offset + 8 * d0, at);
+        }
+    }
+    for (; d0 < vecs; ++d0) {
+        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 8 * d0;
+        weighted_sum_avx2<1, Heads>(p, n, blocks, bs, head_dim, offset + 8 * d0, at);
+    }
+}
+
+/// The scaled scores of 8 positions (keys k[0..8)) for two query heads at
+/// once: each key vector is loaded (and for an F16 cache converted) once and
+/// feeds both heads' chains. The 16 chains need AVX-512VL's 32 registers.
+/// Each chain is the one attend_avx2 runs for a head alone, the same FMAs in
+/// the same order and the same horizontal sum, so the scores are bitwise
+/// those of one head at a time.
+template <class E>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_pair(const float* q0, const float* q1,
+                                                                            const E* const (&k)[8],
+                                                                            std::size_t vecs, float scale,
+                                                                            float* s0, float* s1) noexcept {
+    __m256 a[8];
+    __m256 b[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = b[i] = _mm256_setzero_ps();
+    for (std::size_t d = 0; d < vecs; ++d) {
+        const __m256 qa = _mm256_loadu_ps(q0 + 8 * d);
+        const __m256 qb = _mm256_loadu_ps(q1 + 8 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) {
+            const __m256 kv = load8(k[i] + 8 * d);
+            a[i] = _mm256_fmadd_ps(qa, kv, a[i]);
+            b[i] = _mm256_fmadd_ps(qb, kv, b[i]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+    _mm256_storeu_ps(s0, _mm256_mul_ps(hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]), vs));
+    _mm256_storeu_ps(s1, _mm256_mul_ps(hsum8_avx2(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]), vs));
+}
+
+/// The scaled scores of 8 positions (keys k[0..8)) for one query head: the
+/// chains of scores8_pair, for a head without a partner or a machine
+/// without AVX-512VL.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void scores8_one(const float* qh, const E* const (&k)[8], std::size_t vecs,
+                                                         float scale, float* s) noexcept {
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
+    for (std::size_t d = 0; d < vecs; ++d) {
+        const __m256 qv = _mm256_loadu_ps(qh + 8 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(qv, load8(k[i] + 8 * d), a[i]);
+    }
+    const __m256 sums = hsum8_avx2(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+    _mm256_storeu_ps(s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+}
+
+/// A 16-lane chain folded to 8 lanes: its upper half added to its lower.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) inline __m256 fold16(__m512 v) noexcept {
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/// scores8_pair for head_dim a multiple of 16, on 16-lane vectors: each
+/// score is one 16-lane FMA chain over the head, folded to 8 lanes, then
+/// the same horizontal sum. Half the FMAs (and conversions of an F16
+/// cache) of the 8-lane chains: the scores of a 2000-token prompt took a
+/// quarter of its prefill with them. A head alone (scores8_one_avx512) runs
+/// the same chains, so a group's heads still get bitwise what each gets alone.
+template <class E>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_pair_avx512(const float* q0, const float* q1,
+                                                                                   const E* const (&k)[8],
+                                                                                   std::size_t vecs16, float scale,
+                                                                                   float* s0, float* s1) noexcept {
+    __m512 a[8];
+    __m512 b[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = b[i] = _mm512_setzero_ps();
+    for (std::size_t d = 0; d < vecs16; ++d) {
+        const __m512 qa = _mm512_loadu_ps(q0 + 16 * d);
+        const __m512 qb = _mm512_loadu_ps(q1 + 16 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) {
+            const __m512 kv = load16(k[i] + 16 * d);
+            a[i] = _mm512_fmadd_ps(qa, kv, a[i]);
+            b[i] = _mm512_fmadd_ps(qb, kv, b[i]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+    _mm256_storeu_ps(s0, _mm256_mul_ps(hsum8_avx2(fold16(a[0]), fold16(a[1]), fold16(a[2]), fold16(a[3]),
+                                                  fold16(a[4]), fold16(a[5]), fold16(a[6]), fold16(a[7])),
+                                       vs));
+    _mm256_storeu_ps(s1, _mm256_mul_ps(hsum8_avx2(fold16(b[0]), fold16(b[1]), fold16(b[2]), fold16(b[3]),
+                                                  fold16(b[4]), fold16(b[5]), fold16(b[6]), fold16(b[7])),
+                                       vs));
+}
+
+/// scores8_pair_avx512's chains for one query head.
+template <class E>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_one_avx512(const float* qh,
+                                                                                  const E* const (&k)[8],
+                                                                                  std::size_t vecs16, float scale,
+                                                                                  float* s) noexcept {
+    __m512 a[8];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < 8; ++i) a[i] = _mm512_setzero_ps();
+    for (std::size_t d = 0; d < vecs16; ++d) {
+        const __m512 qv = _mm512_loadu_ps(qh + 16 * d);
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i) a[i] = _mm512_fmadd_ps(qv, load16(k[i] + 16 * d), a[i]);
+    }
+    const __m256 sums = hsum8_avx2(fold16(a[0]), fold16(a[1]), fold16(a[2]), fold16(a[3]), fold16(a[4]),
+                                   fold16(a[5]), fold16(a[6]), fold16(a[7]));
+    _mm256_storeu_ps(s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+}
+
+/// The scaled scores of 8 positions for a KV head's `group` query heads
+/// (rows `stride` floats apart), in pairs where the machine has the
+/// registers: 16-lane chains when head_dim is a multiple of 16, else 8-lane.
+/// Which chains a score gets depends only on the machine and head_dim.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void scores8(const float* q, std::size_t group, std::size_t head_dim,
+                                                     const E* const (&k)[8], float scale, float* s,
+                                                     std::size_t stride) noexcept {
+    std::size_t h = 0;
+    if (has_avx512vl && head_dim % 16 == 0) {
+        const std::size_t vecs16 = head_dim / 16;
+        for (; h + 2 <= group; h += 2) {
+            scores8_pair_avx512(q + h * head_dim, q + (h + 1) * head_dim, k, vecs16, scale, s + h * stride,
+                                s + (h + 1) * stride);
+        }
+        if (h < group) scores8_one_avx512(q + h * head_dim, k, vecs16, scale, s + h * stride);
+        return;
+    }
+    const std::size_t vecs = head_dim / 8;
+    if (has_avx512vl) {
+        for (; h + 2 <= group; h += 2) {
+            scores8_pair(q + h * head_dim, q + (h + 1) * head_dim, k, vecs, scale, s + h * stride,
+                         s + (h + 1) * stride);
+        }
+    }
+    for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, s + h * stride);
+}
+
+} // namespace
+
+/// attend_scalar's computation for head_dim a multiple of 8, kept in registers.
+/// Each score is one 8-lane FMA chain over the head followed by one fixed
+/// horizontal sum, whether it is computed alone or beside seven others
+/// (eight positions at a time hide the FMA latency and keep eight loads in
+/// flight); the weighted sum of values runs over positions in ascending
+/// order. The query heads of the group share each read of the keys and
+/// values, which is what grouped-query attention is for: a Llama-3 8B reads
+/// its cache once per step instead of four times.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::size_t group, std::size_t head_dim,
+                                                          std::size_t kv_head, std::size_t pos,
+                                                          const basic_attention_source<E>& src, float* out,
+                                                          float* scratch) noexcept {
+    const std::size_t n = pos + 1;
+    // Each head's row of scores, padded to whole vectors (see attend_scratch_size).
+    const std::size_t stride = (n + 7) & ~std::size_t{7};
+    const std::size_t bs = src.block_size;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const cache_rows<E> rows(src, head_dim, kv_head);
+    const std::size_t offset = rows.offset;
+    auto key = [&](std::size_t j) { return rows.at(src.key_blocks, j); };
+    auto value = [&](std::size_t j) { return rows.at(src.value_blocks, j); };
+    // Eight positions at a time, reduced together, the last group padded.
+    // Which path a position takes depends only on the query's own position,
+    // so results stay batch invariant. The group's query heads take each run
+    // of eight keys in turn while it is in L1: the keys are read from the
+    // cache once for the group.
+    const std::size_t row_bytes = head_dim * sizeof(E);
+    const bool runs = bs % 8 == 0; // a group of eight lies within one block
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        // The cache is read in short runs (one block of one head) that the
+        // hardware prefetcher barely starts on: ask for the keys two groups
+        // ahead, and for this group's values, which the weighted sum reads
+        // after the softmax. When a group's rows are one run, its lines are
+        // asked for (a tiny head's row is half a line), keys and values in
+        // turn (all keys, then all values: 2% slower steps of `small`).
+        const E* k[8];
+        if (runs) {
+            const std::size_t ahead = j + 16 < n ? std::min<std::size_t>(n - j - 16, 8) * row_bytes : 0;
+            const char* kp = reinterpret_cast<const char*>(key(ahead != 0 ? j + 16 : j));
+            const char* vp = reinterpret_cast<const char*>(value(j));
+            for (std::size_t b = 0; b < 8 * row_bytes; b += 64) {
+                if (b < ahead) _mm_prefetch(kp + b, _MM_HINT_T0);
+                _mm_prefetch(vp + b, _MM_HINT_T1);
+            }
+            const E* k0 = key(j);
+            for (std::size_t i = 0; i < 8; ++i) k[i] = k0 + i * head_dim;
+        } else {
+            for (std::size_t i = 0; i < 8; ++i) {
+                if (j + 16 + i < n) {
+                    const char* kp = reinterpret_cast<const char*>(key(j + 16 + i));
+                    for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
+                }
+                const char* vp = reinterpret_cast<const char*>(value(j + i));
+                for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
+                k[i] = key(j + i);
+            }
+        }
+        scores8(q, group, head_dim, k, scale, scratch + j, stride);
+    }
+    if (j < n) {
+        // The last, partial group: padded with its last key, its extra scores
+        // landing in the row's padding, where the softmax ignores them. One
+        // reduction of eight chains costs less than one lone chain's latency
+        // a position (a short context is mostly this tail).
+        const std::size_t valid = n - j;
+        const E* k[8];
+        for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + (i < valid ? i : valid - 1));
+        scores8(q, group, head_dim, k, scale, scratch + j, stride);
+    }
+    softmax_rows_avx2(scratch, group, n, stride);
+    // The weighted sums of values, query heads four, then two, then one at a
+    // time sharing each pass over the values; every output element sums its
+    // positions in ascending order whichever pass computes it.
+    std::size_t h = 0;
+    const float* p[4];
+    float* o[4];
+    auto heads = [&](std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) {
+            p[i] = scratch + (h + i) * stride;
+            o[i] = out + (h + i) * head_dim;
+        }
+        h += count;
+    };
+    if (has_avx512f && head_dim % 16 == 0) {
+        // 16-lane vectors, bitwise the same sums, block by block.
+        std::fill_n(out, group * head_dim, 0.0f);
+        for (std::size_t b = 0; b * bs < n; ++b) {
+            if ((b + 1) * bs < n) {
+                prefetch_rows(src.value_blocks[b + 1] + offset, std::min(bs, n - (b + 1) * bs), row_bytes);
+            }
+            weighted_block_avx512(scratch + b * bs, stride, group, std::min(bs, n - b * bs),
+                                  src.value_blocks[b] + offset, head_dim, out);
+        }
+        return;
+    }
+    for (; h + 4 <= group;) {
+        heads(4);
+        weighted_rows_avx2<2, 4>(p, n, src.value_blocks, bs, head_dim, offset, o);
+    }
+    if (h + 2 <= group) {
+        heads(2);
+        weighted_rows_avx2<4, 2>(p, n, src.value_blocks, bs, head_dim, offset, o);
+    }
+    if (h < group) {
+        heads(1);
+        weighted_rows_avx2<8, 1>(p, n, src.value_blocks, bs, head_dim, offset, o);
+    }
+}
+
+template void attend_avx2<float>(const float*, std::size_t, std::size_t, std::size_t, std::size_t, const basic_attention_source<float>&, float*,
+                                 float*) noexcept;
+template void attend_avx2<std::uint16_t>(const float*, std::size_t, std::size_t, std::size_t, std::size_t, const basic_attention_source<std::uint16_t>&, float*,
+                                         float*) noexcept;
+
+} // namespace weft::serve::kernels::attention_simd
+
+#endif

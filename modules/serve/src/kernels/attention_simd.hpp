@@ -1,0 +1,204 @@
+// Internal: the SIMD building blocks that the CPU attention kernels share
+// (x86-64 only): loads of cache elements as floats, the 16-lane weighted
+// sum of values that both the decode path and the prompt-chunk path
+// continue block by block, a paged cache's rows, and the entry points of
+// the files that hold each path:
+//   attention.cpp          scalar reference and the public entry points
+//   attention_softmax.cpp  the softmax rows on 8 and 16 lanes
+//   attention_decode.cpp   one token at a time (attend_avx2)
+//   attention_rows.cpp     a prompt chunk's consecutive positions (attend_rows_avx512)
+// Every path gives a token bitwise the same output: see each file.
+#pragma once
+
+#if defined(__x86_64__)
+
+// GCC 12's own AVX-512 headers trip its uninitialised-use warnings.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include "kernels/kernels.hpp"
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+namespace weft::serve::kernels::attention_simd {
+
+inline const bool has_avx512vl = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+inline const bool has_avx512f = __builtin_cpu_supports("avx512f");
+
+__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 acc) noexcept {
+    const __m128 lo = _mm256_castps256_ps128(acc);
+    const __m128 hi = _mm256_extractf128_ps(acc, 1);
+    __m128 r = _mm_add_ps(lo, hi);
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 0x55));
+    return _mm_cvtss_f32(r);
+}
+
+/// Eight consecutive cache elements as floats.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const float* p) noexcept { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const std::uint16_t* p) noexcept {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+/// The maximum of the eight lanes, in every lane.
+__attribute__((target("avx2,fma"))) inline __m256 hmax_avx2(__m256 v) noexcept {
+    v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 0x01));
+    v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
+    return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1));
+}
+
+/// Sixteen consecutive cache elements as floats.
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 load16(const float* p) noexcept {
+    return _mm512_loadu_ps(p);
+}
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 load16(const std::uint16_t* p) noexcept {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+/// For each of `Heads` query heads h: out[h][0 .. 16*Vecs) += the sum over
+/// `count` positions i (ascending) of p[h][i] * v_i, v_i the 16 * Vecs
+/// values at row + i * head_dim, as one FMA chain per element continued
+/// from out[h]: a sum split into runs of positions (a cache block each) is
+/// bitwise the sum in one pass (floats stored and loaded unchanged, the same
+/// FMAs in the same order), and bitwise weighted_sum_avx2's in 8-lane
+/// vectors. With 8-lane vectors the weighted sum reached about a quarter of
+/// the 16-lane FMA peak.
+template <std::size_t Vecs, std::size_t Heads, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_continue_avx512(const float* const* p,
+                                                                               std::size_t count, const E* row,
+                                                                               std::size_t head_dim,
+                                                                               float* const* out) noexcept {
+    __m512 acc[Heads][Vecs];
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_loadu_ps(out[h] + 16 * d);
+    }
+    for (std::size_t i = 0; i < count; ++i, row += head_dim) {
+        __m512 v[Vecs];
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) v[d] = load16(row + 16 * d);
+#pragma GCC unroll 4
+        for (std::size_t h = 0; h < Heads; ++h) {
+            const __m512 w = _mm512_set1_ps(p[h][i]);
+#pragma GCC unroll 8
+            for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_fmadd_ps(w, v[d], acc[h][d]);
+        }
+    }
+#pragma GCC unroll 4
+    for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) _mm512_storeu_ps(out[h] + 16 * d, acc[h][d]);
+    }
+}
+
+/// weighted_continue_avx512 over a head's whole row, `Heads` heads.
+template <std::size_t Heads, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_run_avx512(const float* const* p, std::size_t count,
+                                                                          const E* row, std::size_t head_dim,
+                                                                          float* const* out) noexcept {
+    float* at[Heads];
+    for (std::size_t d0 = 0; d0 < head_dim / 16;) {
+        const std::size_t left = head_dim / 16 - d0;
+        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 16 * d0;
+        if (left >= 4) {
+            weighted_continue_avx512<4, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 4;
+        } else if (left >= 2) {
+            weighted_continue_avx512<2, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 2;
+        } else {
+            weighted_continue_avx512<1, Heads>(p, count, row + 16 * d0, head_dim, at);
+            d0 += 1;
+        }
+    }
+}
+
+/// weighted_run_avx512 for a KV head's `group` query heads, four, then two,
+/// then one at a time sharing each read of the values: their weights
+/// (`count` positions) at s + h * stride, outputs at out + h * head_dim.
+template <class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_block_avx512(const float* s, std::size_t stride,
+                                                                            std::size_t group, std::size_t count,
+                                                                            const E* row, std::size_t head_dim,
+                                                                            float* out) noexcept {
+    std::size_t h = 0;
+    for (; h + 4 <= group; h += 4) {
+        const float* p[4] = {s + h * stride, s + (h + 1) * stride, s + (h + 2) * stride, s + (h + 3) * stride};
+        float* o[4] = {out + h * head_dim, out + (h + 1) * head_dim, out + (h + 2) * head_dim,
+                       out + (h + 3) * head_dim};
+        weighted_run_avx512<4>(p, count, row, head_dim, o);
+    }
+    if (h + 2 <= group) {
+        const float* p[2] = {s + h * stride, s + (h + 1) * stride};
+        float* o[2] = {out + h * head_dim, out + (h + 1) * head_dim};
+        weighted_run_avx512<2>(p, count, row, head_dim, o);
+        h += 2;
+    }
+    if (h < group) {
+        const float* p[1] = {s + h * stride};
+        float* o[1] = {out + h * head_dim};
+        weighted_run_avx512<1>(p, count, row, head_dim, o);
+    }
+}
+
+/// Asks for the `rows` rows of a KV head from `first` on (a block's run).
+template <class E>
+inline void prefetch_rows(const E* first, std::size_t rows, std::size_t row_bytes) noexcept {
+    const char* p = reinterpret_cast<const char*>(first);
+    for (std::size_t i = 0; i < rows * row_bytes; i += 64) _mm_prefetch(p + i, _MM_HINT_T0);
+}
+
+/// A position's row of one KV head in a paged cache: shifts for the usual
+/// power-of-two block sizes (a division per key would cost more than the
+/// key's FMAs).
+template <class E>
+struct cache_rows {
+    std::size_t bs, head_dim, offset;
+    bool pow2;
+    int shift;
+    cache_rows(const basic_attention_source<E>& src, std::size_t hd, std::size_t kv_head) noexcept
+        : bs(src.block_size), head_dim(hd), offset(kv_head * src.block_size * hd), pow2(std::has_single_bit(bs)),
+          shift(std::countr_zero(bs)) {}
+    const E* at(const E* const* blocks, std::size_t j) const noexcept {
+        return pow2 ? blocks[j >> shift] + (j & (bs - 1)) * head_dim + offset
+                    : blocks[j / bs] + (j % bs) * head_dim + offset;
+    }
+};
+
+/// The largest head attend_rows_avx512 takes (its transposed keys are on
+/// the stack): 16 x 256 floats.
+constexpr std::size_t max_rows_head_dim = 256;
+
+/// Softmax of `rows` rows of n scores, rows `stride` floats apart (n
+/// rounded up to a multiple of eight), in place (attention_softmax.cpp).
+__attribute__((target("avx2,fma"))) void softmax_rows_avx2(float* scores, std::size_t rows, std::size_t n,
+                                                           std::size_t stride) noexcept;
+/// softmax_rows_avx2 with 16-lane exponentials: the same bits.
+__attribute__((target("avx2,fma,avx512f"))) void softmax_rows_avx512(float* scores, std::size_t rows, std::size_t n,
+                                                                     std::size_t stride) noexcept;
+
+/// attend for head_dim a multiple of 8 (attention_decode.cpp).
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::size_t group, std::size_t head_dim,
+                                                          std::size_t kv_head, std::size_t pos,
+                                                          const basic_attention_source<E>& src, float* out,
+                                                          float* scratch) noexcept;
+/// attend_rows for head_dim a multiple of 16, at most max_rows_head_dim, on
+/// AVX-512 (attention_rows.cpp).
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q, std::size_t q_stride,
+                                                                 std::size_t tokens, std::size_t group,
+                                                                 std::size_t head_dim, std::size_t kv_head,
+                                                                 std::size_t first_pos,
+                                                                 const basic_attention_source<E>& src, float* out,
+                                                                 std::size_t out_stride, float* scratch) noexcept;
+
+} // namespace weft::serve::kernels::attention_simd
+
+#endif
