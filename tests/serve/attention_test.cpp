@@ -173,7 +173,8 @@ TEST_CASE("attention over a chunk of consecutive positions gives each token bitw
         for (std::size_t head_dim : {8u, 16u, 24u, 64u, 128u}) {
             for (std::size_t first_pos : {0u, 5u, 16u, 37u, 130u}) {
                 for (std::size_t tokens : {1u, 2u, 9u, 17u}) {
-                    for (std::size_t bs : {16u, 12u}) {
+                    // 32: a block of values taken in two runs of sixteen.
+                    for (std::size_t bs : {16u, 12u, 32u}) {
                         check_rows<float>(group, head_dim, first_pos, tokens, bs, seed++);
                         check_rows<std::uint16_t>(group, head_dim, first_pos, tokens, bs, seed++);
                     }
