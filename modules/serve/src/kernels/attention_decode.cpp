@@ -348,10 +348,10 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     }
 }
 
-template void attend_avx2<float>(const float*, std::size_t, std::size_t, std::size_t, std::size_t, const basic_attention_source<float>&, float*,
-                                 float*) noexcept;
-template void attend_avx2<std::uint16_t>(const float*, std::size_t, std::size_t, std::size_t, std::size_t, const basic_attention_source<std::uint16_t>&, float*,
-                                         float*) noexcept;
+template void attend_avx2<float>(const float*, std::size_t, std::size_t, std::size_t, std::size_t,
+                                 const basic_attention_source<float>&, float*, float*) noexcept;
+template void attend_avx2<std::uint16_t>(const float*, std::size_t, std::size_t, std::size_t, std::size_t,
+                                         const basic_attention_source<std::uint16_t>&, float*, float*) noexcept;
 
 } // namespace weft::serve::kernels::attention_simd
 

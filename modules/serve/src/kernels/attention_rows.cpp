@@ -204,10 +204,6 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
     // The first token attending to positions from j on.
     auto first_token = [&](std::size_t j) { return j > first_pos ? j - first_pos : 0; };
 
-    // Sixteen keys at a time, turned into columns once for every token that
-    // attends to any of them (past the last token's positions, the last key
-    // stands in: those scores land in rows' padding or past a token's own
-    // positions, which its softmax and weighted sum never read).
     // Calls two(q, s) for pairs of query rows and one(q, s) for a last lone
     // row: rows (token, head) of tokens [t0, t1) in order, a row's query
     // and its scores from position j on.
@@ -234,6 +230,11 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
         for (std::size_t i = 0; i < 16; ++i) k[i] = key(std::min(j + i, last_n - 1));
         transpose_keys16(k, vecs16, to);
     };
+    // Thirty-two keys at a time, in two groups of sixteen turned into
+    // columns once for every token that attends to any of them (past the
+    // last token's positions, the last key stands in: those scores land in
+    // rows' padding or past a token's own positions, which its softmax and
+    // weighted sum never read).
     for (std::size_t j = 0; j < last_n; j += 32) {
         // The next thirty-two keys, while these are multiplied.
         for (std::size_t i = 0; i < 32 && j + 32 + i < last_n; ++i) {
@@ -306,11 +307,12 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
     }
 }
 
-template void attend_rows_avx512<float>(const float*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
-                                        std::size_t, const basic_attention_source<float>&, float*, std::size_t,
-                                        float*) noexcept;
-template void attend_rows_avx512<std::uint16_t>(const float*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
-                                                std::size_t, const basic_attention_source<std::uint16_t>&, float*, std::size_t,
+template void attend_rows_avx512<float>(const float*, std::size_t, std::size_t, std::size_t, std::size_t,
+                                        std::size_t, std::size_t, const basic_attention_source<float>&, float*,
+                                        std::size_t, float*) noexcept;
+template void attend_rows_avx512<std::uint16_t>(const float*, std::size_t, std::size_t, std::size_t, std::size_t,
+                                                std::size_t, std::size_t,
+                                                const basic_attention_source<std::uint16_t>&, float*, std::size_t,
                                                 float*) noexcept;
 
 } // namespace weft::serve::kernels::attention_simd

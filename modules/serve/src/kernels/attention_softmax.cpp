@@ -95,7 +95,9 @@ struct lockstep_rows {
     __attribute__((target("avx2,fma"))) void scale_tail(const float* inverse) noexcept {
         if (tail == 0) return;
 #pragma GCC unroll 4
-        for (std::size_t r = 0; r < R; ++r) _mm256_storeu_ps(s[r] + full, _mm256_mul_ps(last[r], _mm256_set1_ps(inverse[r])));
+        for (std::size_t r = 0; r < R; ++r) {
+            _mm256_storeu_ps(s[r] + full, _mm256_mul_ps(last[r], _mm256_set1_ps(inverse[r])));
+        }
     }
 };
 
