@@ -93,22 +93,6 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) inline const float* values_as_f
 }
 inline const float* values_as_float(const float* v, std::size_t, float*) noexcept { return v; }
 
-/// weighted_run_avx512 over `n` query rows, each its own weights p[r] and
-/// output o[r] (any token's, any head's), four, then two, then one at a
-/// time sharing each read of the `count` value rows at `v`.
-__attribute__((target("avx512f,avx2,fma,f16c"))) inline void weighted_rows_avx512(const float* const* p,
-                                                                                  float* const* o, std::size_t n,
-                                                                                  std::size_t count, const float* v,
-                                                                                  std::size_t head_dim) noexcept {
-    std::size_t r = 0;
-    for (; r + 4 <= n; r += 4) weighted_run_avx512<4>(p + r, count, v, head_dim, o + r);
-    if (r + 2 <= n) {
-        weighted_run_avx512<2>(p + r, count, v, head_dim, o + r);
-        r += 2;
-    }
-    if (r < n) weighted_run_avx512<1>(p + r, count, v, head_dim, o + r);
-}
-
 /// scores16_columns for thirty-two positions, the keys of two groups of
 /// sixteen transposed (kt0, then kt1), for `Rows` query rows: each query
 /// element is broadcast once for both groups and each key column loaded
@@ -245,7 +229,7 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
         const bool second = j + 16 < last_n;
         if (second) transpose_at(j + 16, kt[1]);
         // Tokens before `both` attend to none of the second sixteen keys.
-        const std::size_t both = second ? std::max(first_token(j + 16), first_token(j)) : tokens;
+        const std::size_t both = second ? first_token(j + 16) : tokens;
         for_rows(
             first_token(j), both, j,
             [&](const float* const* qr, float* const* sr) { scores16_columns<2>(qr, kt[0], vecs16, scale, sr); },
@@ -285,7 +269,7 @@ __attribute__((target("avx2,fma,f16c"))) void attend_rows_avx512(const float* q,
             const std::size_t j0 = b * bs + i0; // the run's first position
             const float* v = values_as_float(base + i0 * head_dim, run * head_dim, vf);
             // Tokens from `whole` on attend to every position of the run.
-            const std::size_t whole = std::max(first_token(j0 + run - 1), first_token(j0));
+            const std::size_t whole = first_token(j0 + run - 1);
             for (std::size_t t = first_token(j0); t < whole; ++t) {
                 weighted_block_avx512(scores_of(t) + j0, stride, group, first_pos + t + 1 - j0, v, head_dim,
                                       out + t * out_stride);

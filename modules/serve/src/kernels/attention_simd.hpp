@@ -21,6 +21,7 @@
 
 #include "kernels/kernels.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -119,31 +120,39 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_run_avx512(const 
     }
 }
 
-/// weighted_run_avx512 for a KV head's `group` query heads, four, then two,
-/// then one at a time sharing each read of the values: their weights
+/// weighted_run_avx512 over `n` query rows, each its own weights p[r] and
+/// output o[r] (any token's, any head's), four, then two, then one at a
+/// time sharing each read of the `count` value rows at `row`.
+template <class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_rows_avx512(const float* const* p, float* const* o,
+                                                                           std::size_t n, std::size_t count,
+                                                                           const E* row,
+                                                                           std::size_t head_dim) noexcept {
+    std::size_t r = 0;
+    for (; r + 4 <= n; r += 4) weighted_run_avx512<4>(p + r, count, row, head_dim, o + r);
+    if (r + 2 <= n) {
+        weighted_run_avx512<2>(p + r, count, row, head_dim, o + r);
+        r += 2;
+    }
+    if (r < n) weighted_run_avx512<1>(p + r, count, row, head_dim, o + r);
+}
+
+/// weighted_rows_avx512 for a KV head's `group` query heads: their weights
 /// (`count` positions) at s + h * stride, outputs at out + h * head_dim.
 template <class E>
 __attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_block_avx512(const float* s, std::size_t stride,
                                                                             std::size_t group, std::size_t count,
                                                                             const E* row, std::size_t head_dim,
                                                                             float* out) noexcept {
-    std::size_t h = 0;
-    for (; h + 4 <= group; h += 4) {
-        const float* p[4] = {s + h * stride, s + (h + 1) * stride, s + (h + 2) * stride, s + (h + 3) * stride};
-        float* o[4] = {out + h * head_dim, out + (h + 1) * head_dim, out + (h + 2) * head_dim,
-                       out + (h + 3) * head_dim};
-        weighted_run_avx512<4>(p, count, row, head_dim, o);
-    }
-    if (h + 2 <= group) {
-        const float* p[2] = {s + h * stride, s + (h + 1) * stride};
-        float* o[2] = {out + h * head_dim, out + (h + 1) * head_dim};
-        weighted_run_avx512<2>(p, count, row, head_dim, o);
-        h += 2;
-    }
-    if (h < group) {
-        const float* p[1] = {s + h * stride};
-        float* o[1] = {out + h * head_dim};
-        weighted_run_avx512<1>(p, count, row, head_dim, o);
+    const float* p[4];
+    float* o[4];
+    for (std::size_t h0 = 0; h0 < group; h0 += 4) {
+        const std::size_t n = std::min<std::size_t>(4, group - h0);
+        for (std::size_t i = 0; i < n; ++i) {
+            p[i] = s + (h0 + i) * stride;
+            o[i] = out + (h0 + i) * head_dim;
+        }
+        weighted_rows_avx512(p, o, n, count, row, head_dim);
     }
 }
 
