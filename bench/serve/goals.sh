@@ -8,7 +8,8 @@
 #   2. small demo model: output tokens/s at 32 concurrent streams against 1,
 #      in GOAL2_ROUNDS alternating rounds (default 7; the median round counts).
 #   3. small demo model: the longest inter-token gap of 16 decoding streams,
-#      with and without a 2000-token prompt arriving in the middle.
+#      with and without a 2000-token prompt arriving in the middle, in
+#      GOAL3_ROUNDS pairs of runs (default 3; the median round counts).
 #
 #   bash bench/serve/goals.sh [OUT_DIR]        (default build/bench-serve)
 #
@@ -118,22 +119,37 @@ words=$(words_for 2000)
 # The streams decode for a few seconds (500 tokens) and the long prompt comes
 # one second in: the summary checks from the clock that it was computed while
 # they still ran, since a long prompt that lands after them measures nothing.
+# The ratio is one of two maxima, each of a few thousand gaps, which a step
+# slowed by anything else on the two cores sets (docs/pitfalls.md §30): it
+# moves by half between runs of the same code. So pairs of runs alternate
+# over GOAL3_ROUNDS rounds (default 3); the summary takes the round with the
+# median ratio and keeps every round, each with the engine's mean step time
+# in both runs (its own clock: what the engine did, jitter aside).
 now() { date +%s.%N; }
-"$loadgen" --port 18181 --model "$m" --concurrency 16 --requests 16 --max-tokens 500 --prompt-tokens 16 \
-  --seed 3001 --per-request --label "16 streams" --json "$out/goal3-base.json" | grep -E "Max ITL|Median ITL"
-t_streams=$(now)
-"$loadgen" --port 18181 --model "$m" --concurrency 16 --requests 16 --max-tokens 500 --prompt-tokens 16 \
-  --seed 3002 --per-request --label "16 streams + long prompt" --json "$out/goal3-stall.json" | grep -E "Max ITL|Median ITL" &
-streams=$!
-sleep 1
-t_long=$(now)
-"$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 1 --max-tokens 4 --prompt-tokens "$words" \
-  --seed 3003 --no-stream --label "the long prompt" --json "$out/goal3-long.json" >/dev/null
-t_long_end=$(now)
-wait "$streams"
-t_streams_end=$(now)
-echo "{\"streams_start\": $t_streams, \"long_start\": $t_long, \"long_end\": $t_long_end, \"streams_end\": $t_streams_end}" \
-  >"$out/goal3-timing.json"
+rounds3="${GOAL3_ROUNDS:-3}"
+for r in $(seq "$rounds3"); do
+  engine_counters 18181 >"$out/goal3-base-r$r.engine-before.json"
+  "$loadgen" --port 18181 --model "$m" --concurrency 16 --requests 16 --max-tokens 500 --prompt-tokens 16 \
+    --seed $((3001 + 10 * r)) --per-request --label "16 streams, round $r" --json "$out/goal3-base-r$r.json" |
+    grep -E "Max ITL" | sed "s/^/round $r, alone: /"
+  engine_counters 18181 >"$out/goal3-base-r$r.engine-after.json"
+  engine_counters 18181 >"$out/goal3-stall-r$r.engine-before.json"
+  t_streams=$(now)
+  "$loadgen" --port 18181 --model "$m" --concurrency 16 --requests 16 --max-tokens 500 --prompt-tokens 16 \
+    --seed $((3002 + 10 * r)) --per-request --label "16 streams + long prompt, round $r" \
+    --json "$out/goal3-stall-r$r.json" | grep -E "Max ITL" | sed "s/^/round $r, with the long prompt: /" &
+  streams=$!
+  sleep 1
+  t_long=$(now)
+  "$loadgen" --port 18181 --model "$m" --concurrency 1 --requests 1 --max-tokens 4 --prompt-tokens "$words" \
+    --seed $((3003 + 10 * r)) --no-stream --label "the long prompt, round $r" --json "$out/goal3-long-r$r.json" >/dev/null
+  t_long_end=$(now)
+  wait "$streams"
+  t_streams_end=$(now)
+  engine_counters 18181 >"$out/goal3-stall-r$r.engine-after.json"
+  echo "{\"streams_start\": $t_streams, \"long_start\": $t_long, \"long_end\": $t_long_end, \"streams_end\": $t_streams_end}" \
+    >"$out/goal3-timing-r$r.json"
+done
 stop_server
 
 python3 - "$out" <<'PY'
@@ -169,10 +185,29 @@ median2 = by_ratio[(len(by_ratio) - 1) // 2]  # the lower median: a real round, 
 c1, c32 = median2["c1"], median2["c32"]
 json.dump(c1, open(os.path.join(out, "goal2-c1.json"), "w"), indent=2)
 json.dump(c32, open(os.path.join(out, "goal2-c32.json"), "w"), indent=2)
-base, stall, long_ = load("goal3-base.json"), load("goal3-stall.json"), load("goal3-long.json")
-timing = load("goal3-timing.json")
-# The long prompt counts only if it was computed while the streams decoded.
-long_inside = timing["long_end"] < timing["streams_end"] and long_["completed"] == 1
+def step_ms(name):
+    a, b = load(f"{name}.engine-before.json"), load(f"{name}.engine-after.json")
+    return 1e3 * (b["compute_s"] - a["compute_s"]) / max(1.0, b["steps"] - a["steps"])
+rounds3 = []
+r = 1
+while os.path.exists(os.path.join(out, f"goal3-base-r{r}.json")):
+    base, stall, long_ = load(f"goal3-base-r{r}.json"), load(f"goal3-stall-r{r}.json"), load(f"goal3-long-r{r}.json")
+    timing = load(f"goal3-timing-r{r}.json")
+    rounds3.append({
+        "max_itl_ms_without": base["itl_ms"]["max"], "max_itl_ms_with": stall["itl_ms"]["max"],
+        "ratio": stall["itl_ms"]["max"] / base["itl_ms"]["max"],
+        "step_ms_without": step_ms(f"goal3-base-r{r}"), "step_ms_with": step_ms(f"goal3-stall-r{r}"),
+        "long_prompt_tokens": long_["total_input_tokens"], "long_prompt_e2e_ms": long_["e2el_ms"]["median"],
+        # The long prompt counts only if it was computed while the streams decoded.
+        "long_prompt_within_streams": timing["long_end"] < timing["streams_end"] and long_["completed"] == 1,
+        "streams_s": timing["streams_end"] - timing["streams_start"],
+        "long_prompt_at_s": timing["long_start"] - timing["streams_start"],
+        "base": base, "stall": stall, "long": long_})
+    r += 1
+by_ratio3 = sorted(rounds3, key=lambda x: x["ratio"])
+median3 = by_ratio3[(len(by_ratio3) - 1) // 2]
+for name in ("base", "stall", "long"):
+    json.dump(median3[name], open(os.path.join(out, f"goal3-{name}.json"), "w"), indent=2)
 errors = lambda j: j["failed"]
 summary = {
     "goal1_closed": {"requests_per_s": c["request_throughput"], "p50_e2e_ms": c["e2el_ms"]["median"],
@@ -199,12 +234,11 @@ summary = {
               "round": "the round with the median ratio", "min_ratio": by_ratio[0]["ratio"],
               "max_ratio": by_ratio[-1]["ratio"], "rounds_at_or_above_8x": sum(x["ratio"] >= 8 for x in rounds2),
               "rounds": [{k: v for k, v in x.items() if k not in ("c1", "c32")} for x in rounds2]},
-    "goal3": {"max_itl_ms_without": base["itl_ms"]["max"], "max_itl_ms_with": stall["itl_ms"]["max"],
-              "ratio": stall["itl_ms"]["max"] / base["itl_ms"]["max"],
-              "long_prompt_tokens": long_["total_input_tokens"], "long_prompt_e2e_ms": long_["e2el_ms"]["median"],
-              "long_prompt_within_streams": long_inside,
-              "streams_s": timing["streams_end"] - timing["streams_start"],
-              "long_prompt_at_s": timing["long_start"] - timing["streams_start"]},
+    "goal3": {**{k: v for k, v in median3.items() if k not in ("base", "stall", "long")},
+              "round": "the round with the median ratio", "min_ratio": by_ratio3[0]["ratio"],
+              "max_ratio": by_ratio3[-1]["ratio"],
+              "rounds_at_or_below_2x": sum(x["ratio"] <= 2 and x["long_prompt_within_streams"] for x in rounds3),
+              "rounds": [{k: v for k, v in x.items() if k not in ("base", "stall", "long")} for x in rounds3]},
 }
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 g1, g1t, g1o = summary["goal1_closed"], summary["goal1_closed_threads1"], summary["goal1_open_2000"]
@@ -217,7 +251,7 @@ lines = [
     f"| 1. the same, Q8_0 weights (--demo-type q8_0) | {g1q['requests_per_s']:.0f} req/s, p50 e2e {g1q['p50_e2e_ms']:.0f} ms, {g1q['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
     f"| 1. tiny, 2000 req/s offered, 1000 connections | {g1o['requests_per_s']:.0f} req/s, p50 e2e {g1o['p50_e2e_ms']:.0f} ms, {g1o['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
     f"| 2. small, 32 streams vs 1 ({g2['prompt_tokens_per_request']:.0f}-token prompts, 64 out) | {g2['tokens_per_s_c32']:.0f} vs {g2['tokens_per_s_c1']:.0f} tok/s = {g2['ratio']:.2f}x (median of {len(g2['rounds'])} rounds: {g2['min_ratio']:.2f}x to {g2['max_ratio']:.2f}x, {g2['rounds_at_or_above_8x']} at 8x or more; steps of {g2['step_ms_c32']:.1f} ms for {g2['tokens_per_step_c32']:.0f} tokens vs {g2['step_ms_c1']:.2f} ms for {g2['tokens_per_step_c1']:.1f}, the backend computing {100 * g2['compute_share_c32']:.0f}% of the 32-stream run; at {g2['f32_peak_gmacs_per_s']:.0f} G multiply-adds/s, 32 streams could reach {g2['c32_ceiling_tokens_per_s']:.0f} tok/s = {g2['ratio_ceiling']:.1f}x this single stream, and reached {100 * g2['c32_share_of_ceiling']:.0f}% of that; rounds' ceilings {min(x['ratio_ceiling'] for x in g2['rounds']):.1f}x to {max(x['ratio_ceiling'] for x in g2['rounds']):.1f}x) | >= 8x |",
-    f"| 3. longest gap of 16 streams, {g3['long_prompt_tokens']}-token prompt arriving | {g3['max_itl_ms_with']:.0f} ms vs {g3['max_itl_ms_without']:.0f} ms = {g3['ratio']:.2f}x{'' if g3['long_prompt_within_streams'] else ' (NOT VALID: the prompt finished after the streams)'} | <= 2x |",
+    f"| 3. longest gap of 16 streams, {g3['long_prompt_tokens']}-token prompt arriving | {g3['max_itl_ms_with']:.0f} ms vs {g3['max_itl_ms_without']:.0f} ms = {g3['ratio']:.2f}x{'' if g3['long_prompt_within_streams'] else ' (NOT VALID: the prompt finished after the streams)'} (median of {len(g3['rounds'])} rounds: {g3['min_ratio']:.2f}x to {g3['max_ratio']:.2f}x, {g3['rounds_at_or_below_2x']} at 2x or less; the engine's steps {g3['step_ms_with']:.1f} ms vs {g3['step_ms_without']:.1f} ms on average; the prompt's first token in {g3['long_prompt_e2e_ms']:.0f} ms) | <= 2x |",
 ]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
