@@ -9,6 +9,8 @@ PACKAGES=(
   clang
   # weft::serve: JSON, command line, logging, the tokenizer's Unicode regexes
   nlohmann-json3-dev libcli11-dev libspdlog-dev libpcre2-dev
+  # weft-serve's allocator (WEFT_SERVE_JEMALLOC)
+  libjemalloc-dev
 )
 
 missing=()
