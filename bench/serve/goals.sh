@@ -180,8 +180,11 @@ for x in rounds2:
     x["c32_ceiling_tokens_per_s"] = peak / macs
     x["c32_share_of_ceiling"] = x["tokens_per_s_c32"] / x["c32_ceiling_tokens_per_s"]
     x["ratio_ceiling"] = x["c32_ceiling_tokens_per_s"] / x["tokens_per_s_c1"]
-by_ratio = sorted(rounds2, key=lambda x: x["ratio"])
-median2 = by_ratio[(len(by_ratio) - 1) // 2]  # the lower median: a real round, not an average of two
+def by_ratio_and_median(rounds):
+    """The rounds by ratio, and the one with the lower median ratio: a real round, not an average of two."""
+    ranked = sorted(rounds, key=lambda x: x["ratio"])
+    return ranked, ranked[(len(ranked) - 1) // 2]
+by_ratio, median2 = by_ratio_and_median(rounds2)
 c1, c32 = median2["c1"], median2["c32"]
 json.dump(c1, open(os.path.join(out, "goal2-c1.json"), "w"), indent=2)
 json.dump(c32, open(os.path.join(out, "goal2-c32.json"), "w"), indent=2)
@@ -204,8 +207,7 @@ while os.path.exists(os.path.join(out, f"goal3-base-r{r}.json")):
         "long_prompt_at_s": timing["long_start"] - timing["streams_start"],
         "base": base, "stall": stall, "long": long_})
     r += 1
-by_ratio3 = sorted(rounds3, key=lambda x: x["ratio"])
-median3 = by_ratio3[(len(by_ratio3) - 1) // 2]
+by_ratio3, median3 = by_ratio_and_median(rounds3)
 for name in ("base", "stall", "long"):
     json.dump(median3[name], open(os.path.join(out, f"goal3-{name}.json"), "w"), indent=2)
 errors = lambda j: j["failed"]
