@@ -95,6 +95,13 @@ private:
     /// token) and the slots of the tokens whose logits are asked for to the
     /// span's first rows, in order.
     void keep_logits_rows(const batch& b, const batch_span& sp, float* x, float* xn);
+    /// Attention takes up to this many consecutive positions of a prompt
+    /// chunk in one call (kernels::attend_rows), which reads the cache once
+    /// for them: their score rows (this many times the group's heads times
+    /// the context) stay in L2.
+    static constexpr std::size_t attention_run = 16;
+    /// Layer `layer`'s attention for the span's tokens (forward_attention.cpp):
+    /// m_att from m_q and the cache, which holds the span's K and V already.
     void attention(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln);
     /// attention() over a cache of element type E, gathering the block
     /// pointers into `keys` and `values`.
