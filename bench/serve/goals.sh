@@ -93,6 +93,7 @@ for r in $(seq "$rounds"); do
   "$loadgen" --port 18181 --model "$m" --concurrency 32 --requests 96 --max-tokens 64 --prompt-tokens "$words" \
     --seed $((2000 + r)) --stream-usage --label "small c=32, round $r" --json "$out/goal2-c32-r$r.json" >/dev/null
   engine_counters 18181 >"$out/goal2-c32-r$r.engine-after.json"
+  for c in c1 c32; do engine_steps "$out/goal2-$c-r$r" >"$out/goal2-$c-r$r.steps.json"; done
   # The round's steps go to goal2-steps-r$r.json, which the summary reads.
   python3 - "$out" "$r" <<'PY'
 import json, os, sys
@@ -101,12 +102,10 @@ load = lambda n: json.load(open(os.path.join(out, n)))
 runs = {c: load(f"goal2-{c}-r{r}.json") for c in ("c1", "c32")}
 steps = {}
 for c in runs:
-    a, b = load(f"goal2-{c}-r{r}.engine-before.json"), load(f"goal2-{c}-r{r}.engine-after.json")
-    n = max(1.0, b["steps"] - a["steps"])
-    steps[f"step_ms_{c}"] = 1e3 * (b["compute_s"] - a["compute_s"]) / n
-    steps[f"tokens_per_step_{c}"] = (b["tokens"] - a["tokens"]) / n
+    d = load(f"goal2-{c}-r{r}.steps.json")
+    steps[f"step_ms_{c}"], steps[f"tokens_per_step_{c}"] = d["step_ms"], d["tokens_per_step"]
     if c == "c32":  # (the c=1 run's warm-up request is in the counters, not in its duration)
-        steps["compute_share_c32"] = (b["compute_s"] - a["compute_s"]) / max(1e-9, runs[c]["duration_s"])
+        steps["compute_share_c32"] = d["compute_s"] / max(1e-9, runs[c]["duration_s"])
 json.dump(steps, open(os.path.join(out, f"goal2-steps-r{r}.json"), "w"), indent=2)
 t1, t32 = runs["c1"]["output_throughput"], runs["c32"]["output_throughput"]
 print(f"round {r}: {t32:.0f} vs {t1:.0f} tok/s = {t32 / t1:.2f}x (steps {steps['step_ms_c32']:.2f} ms for "
@@ -147,6 +146,7 @@ for r in $(seq "$rounds3"); do
   wait "$streams"
   t_streams_end=$(now)
   engine_counters 18181 >"$out/goal3-stall-r$r.engine-after.json"
+  for run in base stall; do engine_steps "$out/goal3-$run-r$r" >"$out/goal3-$run-r$r.steps.json"; done
   echo "{\"streams_start\": $t_streams, \"long_start\": $t_long, \"long_end\": $t_long_end, \"streams_end\": $t_streams_end}" \
     >"$out/goal3-timing-r$r.json"
 done
@@ -188,9 +188,7 @@ by_ratio, median2 = by_ratio_and_median(rounds2)
 c1, c32 = median2["c1"], median2["c32"]
 json.dump(c1, open(os.path.join(out, "goal2-c1.json"), "w"), indent=2)
 json.dump(c32, open(os.path.join(out, "goal2-c32.json"), "w"), indent=2)
-def step_ms(name):
-    a, b = load(f"{name}.engine-before.json"), load(f"{name}.engine-after.json")
-    return 1e3 * (b["compute_s"] - a["compute_s"]) / max(1.0, b["steps"] - a["steps"])
+step_ms = lambda name: load(f"{name}.steps.json")["step_ms"]
 rounds3 = []
 r = 1
 while os.path.exists(os.path.join(out, f"goal3-base-r{r}.json")):

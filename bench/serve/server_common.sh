@@ -36,8 +36,8 @@ start_server() {
 model_name() { curl -fs "http://127.0.0.1:$1/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])'; }
 
 # engine_counters PORT: the engine's step counters from /metrics, as JSON
-# (steps, their backend seconds and tokens); the difference
-# of two calls says what a run between them cost per step.
+# (steps, their backend seconds and tokens); engine_steps reads the
+# difference of two calls.
 engine_counters() {
   curl -fs "http://127.0.0.1:$1/metrics" | python3 -c '
 import json, sys
@@ -51,4 +51,18 @@ for line in sys.stdin:
     if name in names:
         out[names[name]] = float(line.rsplit(" ", 1)[1])
 print(json.dumps(out))'
+}
+
+# engine_steps PREFIX: what the engine's steps between PREFIX.engine-before.json
+# and PREFIX.engine-after.json (two engine_counters calls around a run) cost,
+# as JSON: their number, the backend's seconds, milliseconds and tokens per step.
+engine_steps() {
+  python3 - "$1" <<'PY'
+import json, sys
+a, b = (json.load(open(f"{sys.argv[1]}.engine-{w}.json")) for w in ("before", "after"))
+steps = b["steps"] - a["steps"]
+compute_s = b["compute_s"] - a["compute_s"]
+print(json.dumps({"steps": steps, "compute_s": compute_s, "step_ms": 1e3 * compute_s / max(1.0, steps),
+                  "tokens_per_step": (b["tokens"] - a["tokens"]) / max(1.0, steps)}))
+PY
 }
