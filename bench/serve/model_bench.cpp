@@ -18,6 +18,9 @@
 //    activations are quantized to 8 bits). From these, the most batch 32
 //    could give over batch 1 on this machine.
 // 4. Prefill tokens/s for one 512-token prompt.
+// With --gap-us N each timed decode step comes N microseconds after the last
+// one ends, the threads idle meanwhile: what a shared host's caches keep of
+// the weights over that long (docs/pitfalls.md §31).
 // The JSON also gives the multiply-adds of a decode token and of a prompt
 // token without logits, from which bench/serve/goals.sh derives the most
 // tokens/s the arithmetic allows a serving run.
@@ -231,6 +234,7 @@ int main(int argc, char** argv) {
     double split_step_us = cpu_backend_options{}.split_step_us;
     bool sequence_lanes = cpu_backend_options{}.sequence_lanes;
     std::size_t rounds = 3;
+    std::size_t gap_us = 0;
     app.add_option("--size", size)->capture_default_str();
     app.add_option("--types", types)->delimiter(',')->capture_default_str();
     app.add_option("--threads", threads)->capture_default_str();
@@ -246,6 +250,8 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber);
     app.add_flag("--sequence-lanes,!--no-sequence-lanes", sequence_lanes,
                  "split steps of many sequences by sequences (cpu_backend_options::sequence_lanes)")
+        ->capture_default_str();
+    app.add_option("--gap-us", gap_us, "idle microseconds before each timed decode step")
         ->capture_default_str();
     app.add_option("--kv-type", kv_type_name, "KV cache element type: f16 (the backend's default) or f32")
         ->capture_default_str()->check(CLI::IsMember({"f16", "f32"}));
@@ -263,6 +269,7 @@ int main(int argc, char** argv) {
     report["sequence_lanes"] = sequence_lanes;
     report["rounds"] = rounds;
     report["steps_per_round"] = steps;
+    report["gap_us"] = gap_us;
     const weft::bench::compute_peak peak = weft::bench::measure_compute_peak(threads);
     fmt::print("arithmetic peak ({} threads): {:.0f} G float multiply-adds/s ({}), {:.0f} G int8 multiply-adds/s ({})\n",
                threads, peak.f32_macs_per_s / 1e9, peak.f32_isa, peak.int8_macs_per_s / 1e9, peak.int8_isa);
@@ -315,7 +322,10 @@ int main(int argc, char** argv) {
                 run.prefill(seqs);
                 step_output out;
                 run.decode(seqs, out); // warm-up
-                for (std::size_t s = 0; s < steps; ++s) times[i].push_back(run.decode(seqs, out));
+                for (std::size_t s = 0; s < steps; ++s) {
+                    if (gap_us != 0) std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
+                    times[i].push_back(run.decode(seqs, out));
+                }
             }
         }
         fmt::print("{:>6} {:>10} {:>10} {:>9} {:>10} {:>9}\n", "batch", "step ms", "tokens/s", "x batch1", "floor ms",
