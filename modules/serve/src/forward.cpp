@@ -25,12 +25,14 @@ constexpr double quantize_ns = 1.5;  // Q8_0 activations: block maxima, rounding
 constexpr double rotate_ns = 1.0;    // RoPE, and storing K/V into the cache
 constexpr double gate_ns = 0.5;      // swiglu: an exponential and a division
 
-/// The same for products: one thread's multiply-add rate, and its rate of
-/// streaming weights from memory (a decode step of few tokens is bound by
-/// that). Attention's are in forward_attention.cpp.
+/// The same for products and attention: one thread's multiply-add rate, and
+/// its rate of streaming weights from memory (a decode step of few tokens
+/// is bound by that).
 constexpr double float_mac_ns = 0.02;    // F32 / F16 / BF16 weights: ~50 G/s on one AVX-512 core
 constexpr double integer_mac_ns = 0.01;  // quantized weights: integer dot products
 constexpr double weight_byte_ns = 0.06;  // ~16 GB/s
+constexpr double attend_call_ns = 150;   // one token's query heads of one KV head, before the positions
+constexpr double attend_mac_ns = 0.06;   // per multiply-add of the scores and of the weighted sum
 
 /// A step runs one lane per thread (cpu_forward::plan_lanes) when a lane's
 /// multiply-adds take at least this share of the time to stream the weights
@@ -184,6 +186,14 @@ void cpu_forward::plan_split(const batch& b) {
         }
     }
     m_job_split_ns = step < m_split_step_ns ? std::numeric_limits<double>::infinity() : fork_join_ns;
+}
+
+double cpu_forward::attention_ns(const token_slot& s) const noexcept {
+    // A call per KV head, then its positions.
+    const model_config& c = m_config;
+    const double macs_per_position = 2.0 * static_cast<double>(c.n_head / c.n_head_kv * c.head_dim);
+    return static_cast<double>(c.n_head_kv) *
+           (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
 }
 
 bool cpu_forward::plan_lanes(const batch& b) {

@@ -1,6 +1,7 @@
 // The CPU forward pass's attention: each token's query heads against its
-// sequence's cached keys and values, in work items the team shares, and the
-// cost estimate the step's split decisions use (forward.cpp).
+// sequence's cached keys and values, in work items the team shares. (Its
+// cost estimate, cpu_forward::attention_ns, is with the split decisions in
+// forward.cpp.)
 #include "forward.hpp"
 
 #include <cstdint>
@@ -8,23 +9,6 @@
 #include <vector>
 
 namespace weft::serve {
-
-namespace {
-
-/// Rough costs of attention on one thread, in nanoseconds, for the decisions
-/// to split (results never depend on them).
-constexpr double attend_call_ns = 150; // one token's query heads of one KV head, before the positions
-constexpr double attend_mac_ns = 0.06; // per multiply-add of the scores and of the weighted sum
-
-} // namespace
-
-double cpu_forward::attention_ns(const token_slot& s) const noexcept {
-    // A call per KV head, then its positions.
-    const model_config& c = m_config;
-    const double macs_per_position = 2.0 * static_cast<double>(c.n_head / c.n_head_kv * c.head_dim);
-    return static_cast<double>(c.n_head_kv) *
-           (attend_call_ns + attend_mac_ns * macs_per_position * static_cast<double>(s.pos + 1));
-}
 
 void cpu_forward::attention(const batch& b, std::size_t layer, const batch_span& sp, std::size_t ln) {
     lane& ls = m_lanes[ln];
