@@ -121,6 +121,13 @@ void io_context::post(std::coroutine_handle<> h) {
     m_impl->wake_if_sleeping();
 }
 
+void io_context::post_bulk(std::span<const std::coroutine_handle<>> hs) {
+    if (hs.empty()) return;
+    std::lock_guard lock(m_impl->m_mutex);
+    m_impl->m_posted.insert(m_impl->m_posted.end(), hs.begin(), hs.end());
+    m_impl->wake_if_sleeping();
+}
+
 void io_context::impl::wake_if_sleeping() noexcept {
     // seq_cst: see m_sleeping. Under the mutex (the callers hold it): once
     // it is released the loop may finish and the context be destroyed.

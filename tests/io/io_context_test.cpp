@@ -63,6 +63,39 @@ TEST_CASE("post from a foreign thread resumes the coroutine on the loop thread",
     CHECK(ctx.run(body()));
 }
 
+TEST_CASE("post_bulk from a foreign thread resumes every handle on the loop thread, in order", "[io]") {
+    io_context ctx(backend_under_test());
+    const auto loop_thread = std::this_thread::get_id();
+    constexpr int waiters = 5;
+    std::vector<std::coroutine_handle<>> parked;
+    std::vector<int> order;
+    int on_loop = 0;
+    struct park {
+        std::vector<std::coroutine_handle<>>& parked;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) { parked.push_back(h); }
+        void await_resume() const noexcept {}
+    };
+    auto waiter = [&](int i) -> task<void> {
+        co_await park{parked};
+        order.push_back(i);
+        if (std::this_thread::get_id() == loop_thread) ++on_loop;
+    };
+    auto release = [&]() -> task<void> {
+        // Every waiter has parked by the time this runs (when_all starts them in order).
+        std::thread other([&] { ctx.post_bulk(parked); });
+        other.join();
+        co_return;
+    };
+    auto body = [&]() -> task<void> {
+        co_await weft::when_all(waiter(0), waiter(1), waiter(2), waiter(3), waiter(4), release());
+    };
+    ctx.run(body());
+    CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
+    CHECK(on_loop == waiters);
+    ctx.post_bulk({}); // nothing to post: no effect
+}
+
 TEST_CASE("posts from another thread resume the loop whether it sleeps, is falling asleep or runs", "[io][stress]") {
     // The loop is woken only while it sleeps in the backend (or is about to):
     // a post must never land between its last look at the queue and its

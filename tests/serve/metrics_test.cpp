@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <vector>
 
 using namespace weft::serve;
 
@@ -21,6 +22,20 @@ TEST_CASE("a histogram renders cumulative buckets, sum and count", "[metrics]") 
     CHECK_THAT(out, Catch::Contains("x_seconds_sum 4.05\n"));
     CHECK_THAT(out, Catch::Contains("x_seconds_count 4\n"));
     CHECK(h.count() == 4);
+}
+
+TEST_CASE("a histogram observes a batch of values as it observes them one by one", "[metrics]") {
+    histogram one({0.1, 1.0}), many({0.1, 1.0});
+    const std::vector<double> values{0.05, 0.5, 0.5, 3.0, 1.0};
+    for (const double v : values) one.observe(v);
+    many.observe_many(values);
+    many.observe_many({});
+    std::string a, b;
+    one.render(a, "x", "h");
+    many.render(b, "x", "h");
+    CHECK(a == b);
+    CHECK(many.count() == 5);
+    CHECK(many.sum() == one.sum());
 }
 
 TEST_CASE("metrics carry the counters and escape the model label", "[metrics]") {

@@ -55,6 +55,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <system_error>
 #include <type_traits>
@@ -163,6 +164,12 @@ public:
 
     /// Resumes `h` on the loop thread during a later turn. Thread-safe.
     void post(std::coroutine_handle<> h);
+
+    /// `post` for many handles, in order, with one lock and at most one
+    /// wake-up of the loop (a producer with a batch of completions, such as
+    /// an engine step's tokens, pays once instead of per handle). All or
+    /// nothing: on throw (memory), none of them was posted. Thread-safe.
+    void post_bulk(std::span<const std::coroutine_handle<>> hs);
 
     struct schedule_awaiter {
         io_context* m_ctx;

@@ -160,6 +160,15 @@ struct engine::impl {
     std::vector<token_id> sampled;
     std::vector<std::size_t> accepted; // draft tokens accepted, per sampling chunk
     std::vector<pending_token> undelivered;
+    /// While deliver() runs, the readers it wakes and the inter-token
+    /// latencies it measures wait here and go out together at its end: one
+    /// post_bulk per executor and one histogram lock, not a lock, a
+    /// sleeping check and a possible wake-up per token (the HTTP loop takes
+    /// the same locks, so each of those moves a cache line between cores).
+    bool batching_delivery = false;
+    std::vector<std::pair<resume_target, std::coroutine_handle<>>> wakes;
+    std::vector<std::coroutine_handle<>> wake_run; // one executor's share of wakes
+    std::vector<double> token_gaps;
     std::shared_ptr<const token_texts> json_vocabulary; // built for the first JSON-mode request
 
     // --- the loop (engine.cpp) --------------------------------------------
@@ -253,6 +262,9 @@ struct engine::impl {
     /// Delivers every sampled token not delivered yet, finishing the
     /// requests that end with theirs.
     void deliver();
+
+    /// Posts the wakes and observes the token gaps deliver() gathered.
+    void flush_delivery();
 
     /// JSON mode: the set of tokens the request's next sample may take. It
     /// depends only on the tokens so far, so it is computed while the step

@@ -37,7 +37,12 @@ void engine::impl::publish(active_request& r, generated_token* token, std::strin
         r.box->has_pending = true;
         wake = std::exchange(r.box->waiter, {});
     }
-    if (wake) r.box->resume_on.post(wake);
+    if (!wake) return;
+    if (batching_delivery) {
+        wakes.emplace_back(r.box->resume_on, wake); // capacity reserved: no throw
+    } else {
+        r.box->resume_on.post(wake);
+    }
 }
 
 void engine::impl::finish(seq_id id, finish_reason reason, std::string error, std::size_t run_from) {
@@ -223,7 +228,12 @@ std::optional<finish_reason> engine::impl::deliver_one(active_request& r, pendin
         r.first_token = p.sampled_at;
         metrics.time_to_first_token.observe(seconds_between(r.arrival, p.sampled_at));
     } else {
-        metrics.inter_token_latency.observe(seconds_between(r.last_token, p.sampled_at));
+        const double gap = seconds_between(r.last_token, p.sampled_at);
+        if (batching_delivery) {
+            token_gaps.push_back(gap); // capacity reserved: no throw
+        } else {
+            metrics.inter_token_latency.observe(gap);
+        }
     }
     r.last_token = p.sampled_at;
     const token_id t = p.token.id;
@@ -245,15 +255,46 @@ std::optional<finish_reason> engine::impl::deliver_one(active_request& r, pendin
 }
 
 void engine::impl::deliver() {
-    for (std::size_t i = 0; i < undelivered.size(); ++i) {
-        pending_token& p = undelivered[i];
-        if (p.delivered) continue;
-        p.delivered = true;
-        auto it = active.find(p.id);
-        if (it == active.end()) continue;
-        if (const std::optional<finish_reason> reason = deliver_one(it->second, p)) finish(p.id, *reason, {}, i + 1);
+    // A request's reader is woken at most once here: it waits again only
+    // after its executor resumed it. Each token gives at most one gap.
+    wakes.reserve(active.size());
+    wake_run.reserve(active.size());
+    token_gaps.reserve(undelivered.size());
+    batching_delivery = true;
+    try {
+        for (std::size_t i = 0; i < undelivered.size(); ++i) {
+            pending_token& p = undelivered[i];
+            if (p.delivered) continue;
+            p.delivered = true;
+            auto it = active.find(p.id);
+            if (it == active.end()) continue;
+            if (const std::optional<finish_reason> reason = deliver_one(it->second, p)) finish(p.id, *reason, {}, i + 1);
+        }
+    } catch (...) {
+        flush_delivery(); // whoever was woken before the failure is woken
+        throw;
     }
+    flush_delivery();
     undelivered.clear();
+}
+
+void engine::impl::flush_delivery() {
+    batching_delivery = false;
+    metrics.inter_token_latency.observe_many(token_gaps);
+    token_gaps.clear();
+    // One post_bulk per executor (one per HTTP thread), each in the order
+    // the requests were delivered; a posted entry's handle is cleared.
+    for (std::size_t i = 0; i < wakes.size(); ++i) {
+        if (!wakes[i].second) continue;
+        wake_run.clear();
+        for (std::size_t j = i; j < wakes.size(); ++j) {
+            if (wakes[j].second && wakes[j].first.same_executor(wakes[i].first)) {
+                wake_run.push_back(std::exchange(wakes[j].second, {}));
+            }
+        }
+        wakes[i].first.post_bulk(wake_run);
+    }
+    wakes.clear();
 }
 
 void engine::impl::prepare_json_mask(active_request& r) {

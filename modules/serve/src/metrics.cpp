@@ -29,6 +29,16 @@ void histogram::observe(double value) {
     ++m_count;
 }
 
+void histogram::observe_many(std::span<const double> values) {
+    if (values.empty()) return;
+    std::lock_guard lock(m_mutex);
+    for (const double v : values) {
+        ++m_counts[static_cast<std::size_t>(std::lower_bound(m_bounds.begin(), m_bounds.end(), v) - m_bounds.begin())];
+        m_sum += v;
+    }
+    m_count += values.size();
+}
+
 std::uint64_t histogram::count() const {
     std::lock_guard lock(m_mutex);
     return m_count;

@@ -49,6 +49,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -140,19 +141,33 @@ struct generation_update {
 
 /// Posts a coroutine handle to an executor: the type-erased `post` of an
 /// io_context, a thread_pool or anything with `post(std::coroutine_handle<>)`.
+/// An executor that also has `post_bulk(std::span<const std::coroutine_handle<>>)`
+/// takes a batch in one call (the engine wakes a step's readers that way);
+/// for the others `post_bulk` posts the handles one by one.
 class resume_target {
 public:
     resume_target() = default;
     template <class Executor>
         requires requires(Executor& e, std::coroutine_handle<> h) { e.post(h); }
     resume_target(Executor& e) noexcept // NOLINT: implicit on purpose
-        : m_ctx(&e), m_post([](void* c, std::coroutine_handle<> h) { static_cast<Executor*>(c)->post(h); }) {}
+        : m_ctx(&e), m_post([](void* c, std::coroutine_handle<> h) { static_cast<Executor*>(c)->post(h); }),
+          m_post_bulk([](void* c, std::span<const std::coroutine_handle<>> hs) {
+              if constexpr (requires(Executor& x) { x.post_bulk(hs); }) {
+                  static_cast<Executor*>(c)->post_bulk(hs);
+              } else {
+                  for (std::coroutine_handle<> h : hs) static_cast<Executor*>(c)->post(h);
+              }
+          }) {}
     void post(std::coroutine_handle<> h) const { m_post(m_ctx, h); }
+    void post_bulk(std::span<const std::coroutine_handle<>> hs) const { m_post_bulk(m_ctx, hs); }
     [[nodiscard]] explicit operator bool() const noexcept { return m_post != nullptr; }
+    /// Whether both post to the same executor.
+    [[nodiscard]] bool same_executor(const resume_target& o) const noexcept { return m_ctx == o.m_ctx; }
 
 private:
     void* m_ctx = nullptr;
     void (*m_post)(void*, std::coroutine_handle<>) = nullptr;
+    void (*m_post_bulk)(void*, std::span<const std::coroutine_handle<>>) = nullptr;
 };
 
 namespace detail {

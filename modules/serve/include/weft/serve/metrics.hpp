@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,8 @@ class histogram {
 public:
     explicit histogram(std::vector<double> bounds);
     void observe(double value);
+    /// `observe` for each value, under one lock.
+    void observe_many(std::span<const double> values);
     /// Appends the _bucket/_sum/_count lines of metric `name`.
     void render(std::string& out, std::string_view name, std::string_view help) const;
     [[nodiscard]] std::uint64_t count() const;
