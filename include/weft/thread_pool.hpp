@@ -101,7 +101,7 @@ public:
     void shutdown();
 
 private:
-    struct impl; // src/thread_pool.cpp
+    struct impl; // src/pool_impl.hpp
     std::unique_ptr<impl> m_impl;
 };
 
