@@ -276,6 +276,9 @@ bool json_matcher::start_value(std::uint8_t c) noexcept {
         break;
     }
     m_phase = phase::number;
+    m_number_digits = c == '-' ? 0 : 1;
+    m_exponent = 0;
+    m_exponent_negative = false;
     return true;
 }
 

@@ -1,12 +1,13 @@
-// json_matcher's numbers: RFC 8259's grammar a byte at a time, integers only
-// where the schema says so, and a bounded number (minimum, maximum,
-// multipleOf) refused at the first digit after which no number in range can
-// follow.
+// json_matcher's numbers: RFC 8259's grammar a byte at a time, below
+// 10^308 (max_number_scale), integers only where the schema says so, and a
+// bounded number (minimum, maximum, multipleOf) refused at the first digit
+// after which no number in range can follow.
 #include <weft/serve/json_constraint.hpp>
 
 #include "json_bytes.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 namespace weft::serve {
@@ -40,17 +41,32 @@ bool json_matcher::number_byte(std::uint8_t c) noexcept {
     if (m_bounded && exp) return false;
     if (m_bounded && digit && m_sub != zero && !bounded_digit(c)) return false;
     if (m_bounded && c == '.' && (m_sub == zero || m_sub == integer) && !bounded_point()) return false;
+    // Below 10^(digits before the point + positive exponent) <= 10^308: a
+    // digit that would pass that is refused, and the number can always end
+    // where it is (or with a 0 after an 'e').
+    const auto exponent_digit = [&] {
+        if (m_exponent_negative) return true; // underflows to zero at worst
+        const std::size_t e = std::size_t{m_exponent} * 10 + (c - '0');
+        if (m_number_digits + e > max_number_scale) return false;
+        m_exponent = static_cast<std::uint16_t>(e);
+        return true;
+    };
     switch (m_sub) {
     case minus:
         if (!digit) return false;
         m_sub = c == '0' ? zero : integer;
+        m_number_digits = 1;
         return true;
     case zero:
         if (c == '.') return m_sub = dot, true;
         if (exp) return m_sub = exponent, true;
         break;
     case integer:
-        if (digit) return true;
+        if (digit) {
+            if (m_number_digits >= max_number_scale) return false;
+            ++m_number_digits;
+            return true;
+        }
         if (c == '.') return m_sub = dot, true;
         if (exp) return m_sub = exponent, true;
         break;
@@ -63,16 +79,17 @@ bool json_matcher::number_byte(std::uint8_t c) noexcept {
         if (exp) return m_sub = exponent, true;
         break;
     case exponent:
-        if (c == '+' || c == '-') return m_sub = exponent_sign, true;
-        if (!digit) return false;
-        m_sub = exponent_digits;
-        return true;
+        if (c == '+' || c == '-') {
+            m_exponent_negative = c == '-';
+            return m_sub = exponent_sign, true;
+        }
+        [[fallthrough]];
     case exponent_sign:
-        if (!digit) return false;
+        if (!digit || !exponent_digit()) return false;
         m_sub = exponent_digits;
         return true;
     case exponent_digits:
-        if (digit) return true;
+        if (digit) return exponent_digit();
         break;
     default: return false;
     }

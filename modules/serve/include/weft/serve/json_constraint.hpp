@@ -12,7 +12,8 @@
 /// does not need and a generator does: nesting is at most `max_depth` levels,
 /// and at most `max_whitespace` whitespace bytes come in a row (enough for
 /// indented output; a model stuck on newlines cannot fill max_tokens with
-/// them). The state is under a kilobyte (most of it the text of a string
+/// them). A third, for the parsers that read numbers as doubles: a number's
+/// magnitude stays below 10^308 (`max_number_scale`). The state is under a kilobyte (most of it the text of a string
 /// held to a `pattern` and the hashes of a unique array's strings),
 /// trivially copyable, so trying a token is copying it and feeding the
 /// token's bytes.
@@ -63,6 +64,11 @@ class json_matcher {
 public:
     static constexpr std::size_t max_depth = 64;
     static constexpr std::size_t max_whitespace = 20;
+    /// A number's digits before the point plus its (positive) exponent: at
+    /// most this, so that its magnitude stays below 10^308 and every
+    /// parser that reads numbers as doubles takes it (RFC 8259 allows any
+    /// exponent; nlohmann::json, serde_json and Go refuse an overflow).
+    static constexpr std::size_t max_number_scale = 308;
     static constexpr std::size_t schema_depth = 20;
 
     json_matcher() = default;
@@ -195,6 +201,11 @@ private:
     bool m_key = false;      // the string is an object key
     bool m_want_low = false; // the \u escape must be a low surrogate
     bool m_plain_ok = true;  // see in_plain_string()
+    // Any number: its digits before the point, and its exponent when
+    // positive; their sum stays at most max_number_scale (number_byte).
+    std::uint16_t m_number_digits = 0;
+    std::uint16_t m_exponent = 0;
+    bool m_exponent_negative = false;
     // Under a schema only.
     bool m_match_key = false; // the key being read must be a property's name
     bool m_int_only = false;  // the number being read must be an integer
