@@ -23,6 +23,8 @@
 #include <weft/serve/tokenizer_stream_decoder.hpp>
 #include <weft/serve/tool_call_parser.hpp>
 
+#include "openai_json.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -45,33 +47,6 @@ namespace {
 const tokenizer& demo() {
     static const tokenizer tok(demo_tokenizer(512));
     return tok;
-}
-
-bool valid_utf8(std::string_view s) {
-    for (std::size_t i = 0; i < s.size();) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        std::size_t n = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef) n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4) n = 3, cp = c & 0x07;
-        else return false;
-        if (i + n >= s.size()) return false;
-        for (std::size_t k = 1; k <= n; ++k) {
-            const auto d = static_cast<unsigned char>(s[i + k]);
-            if ((d & 0xc0) != 0x80) return false;
-            cp = cp << 6 | (d & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) {
-            return false;
-        }
-        i += n + 1;
-    }
-    return true;
 }
 
 /// `text` cut into pieces of lengths taken in turn from `pattern`'s digits.
@@ -98,13 +73,13 @@ void check_tokenizer(std::string_view text) {
     std::string streamed;
     for (token_id id : ids) {
         const std::string chunk = stream.push(id);
-        if (!valid_utf8(chunk)) fail("the stream decoder emitted invalid UTF-8");
+        if (!json_out::valid_utf8(chunk)) fail("the stream decoder emitted invalid UTF-8");
         streamed += chunk;
     }
     const std::string tail = stream.finish();
-    if (!valid_utf8(tail)) fail("the stream decoder's finish() is invalid UTF-8");
+    if (!json_out::valid_utf8(tail)) fail("the stream decoder's finish() is invalid UTF-8");
     streamed += tail;
-    if (valid_utf8(text) && streamed != text) fail("streamed decode differs from decode");
+    if (json_out::valid_utf8(text) && streamed != text) fail("streamed decode differs from decode");
 }
 
 void check_stops(const std::vector<std::string>& stops, std::string_view text, std::uint8_t pattern) {
