@@ -115,11 +115,7 @@ void io_context::stop() noexcept {
     m_impl->m_backend->wake();
 }
 
-void io_context::post(std::coroutine_handle<> h) {
-    std::lock_guard lock(m_impl->m_mutex);
-    m_impl->m_posted.push_back(h);
-    m_impl->wake_if_sleeping();
-}
+void io_context::post(std::coroutine_handle<> h) { post_bulk(std::span(&h, 1)); }
 
 void io_context::post_bulk(std::span<const std::coroutine_handle<>> hs) {
     if (hs.empty()) return;

@@ -21,13 +21,7 @@ histogram::histogram(std::vector<double> bounds) : m_bounds(std::move(bounds)), 
     std::sort(m_bounds.begin(), m_bounds.end());
 }
 
-void histogram::observe(double value) {
-    const auto it = std::lower_bound(m_bounds.begin(), m_bounds.end(), value);
-    std::lock_guard lock(m_mutex);
-    ++m_counts[static_cast<std::size_t>(it - m_bounds.begin())];
-    m_sum += value;
-    ++m_count;
-}
+void histogram::observe(double value) { observe_many(std::span(&value, 1)); }
 
 void histogram::observe_many(std::span<const double> values) {
     if (values.empty()) return;
