@@ -13,8 +13,9 @@
 /// and at most `max_whitespace` whitespace bytes come in a row (enough for
 /// indented output; a model stuck on newlines cannot fill max_tokens with
 /// them). A third, for the parsers that read numbers as doubles: a number's
-/// magnitude stays below 10^308 (`max_number_scale`). The state is under a kilobyte (most of it the text of a string
-/// held to a `pattern` and the hashes of a unique array's strings),
+/// magnitude stays below 10^308 (`max_number_scale`). The state is under a
+/// kilobyte (most of it the text of a string held to a `pattern` and the
+/// hashes of a unique array's strings),
 /// trivially copyable, so trying a token is copying it and feeding the
 /// token's bytes.
 ///
