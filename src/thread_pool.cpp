@@ -226,7 +226,8 @@ std::size_t thread_pool::impl::take_overflow(std::coroutine_handle<>* out, std::
     for (std::size_t i = 0; i < n; ++i) {
         out[i] = m_overflow.pop();
     }
-    // seq_cst: every store to m_overflow_size is (see post_overflow).
+    // seq_cst: every store to m_overflow_size is (push_stealable, post_remote,
+    // post_bulk_remote: the publication half of the handshake in pool_sleep.cpp).
     m_overflow_size.store(size - n, std::memory_order_seq_cst);
     return n;
 }
