@@ -1,7 +1,8 @@
 // Judges the documents weft_schema_walk wrote (one JSON line each: the
 // schema's file name and the document's text) with Ajv, draft 2020-12, and
 // ajv-formats for `format`. Every document must be strict JSON that its
-// schema accepts, and every schema must have at least `min` documents.
+// schema accepts, with every number within a double's range, and every
+// schema must have at least `min` documents.
 //
 //   node validate.mjs SCHEMA_DIR DOCS.jsonl MIN
 import { readFileSync, readdirSync } from "node:fs";
@@ -20,6 +21,13 @@ const validators = new Map();
 for (const file of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
   validators.set(file, ajv.compile(JSON.parse(readFileSync(join(dir, file), "utf8"))));
 }
+
+// Whether every number in a parsed value is finite: JSON.parse reads 1e400
+// as Infinity without complaint, and the matcher keeps numbers below 10^308.
+const finite = (v) =>
+  typeof v === "number" ? Number.isFinite(v)
+  : v !== null && typeof v === "object" ? Object.values(v).every(finite)
+  : true;
 
 const counts = new Map([...validators.keys()].map((k) => [k, 0]));
 let failures = 0;
@@ -42,6 +50,10 @@ for (const line of readFileSync(docsFile, "utf8").split("\n")) {
     value = JSON.parse(doc);
   } catch (e) {
     report(`FAIL: ${schema}: not JSON (${e.message}): ${JSON.stringify(doc)}`);
+    continue;
+  }
+  if (!finite(value)) {
+    report(`FAIL: ${schema}: a number beyond a double's range (JSON.parse made it Infinity): ${JSON.stringify(doc)}`);
     continue;
   }
   if (!validate(value)) {
