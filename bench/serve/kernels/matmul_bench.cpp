@@ -1,7 +1,8 @@
 // Throughput of the CPU matmul kernels, one thread (or --threads N splitting
 // the rows): for each weight type and isa, batch-1 weight streaming in GB/s
-// (weights hot in cache, and cold: cycling through copies larger than the
-// caches, next to a plain sequential read of the same copies: "stream") and
+// (weights hot in cache, and cold: cycling through --cold-mb MiB of copies,
+// by default 512, more than the caches, next to a plain sequential read of
+// the same copies: "stream") and
 // batch-32 GFLOP/s (hot and cold; with "p" after the isa, the weights in
 // the layout the model packs them in at load: Q8_0 prepacked for AVX-512,
 // F32 in row panels), plus the batch-32 / batch-1 (hot) tokens-per-second
@@ -11,7 +12,7 @@
 // busy machine still gives usable numbers; with more, wall-clock time.
 //
 // Usage: weft_bench_serve_kernels [--threads N] [--types f32,q8_0,...] [--shapes 512x1408,1408x512]
-//        [--seconds S]
+//        [--seconds S] [--cold-mb M]
 #include "kernels/matmul.hpp"
 #include "kernels/packed_f32.hpp"
 
@@ -40,6 +41,10 @@ namespace {
 struct options {
     int threads = 1;
     double seconds = 0.3;
+    /// MiB of weight copies the cold columns cycle through: more than the
+    /// last-level cache by default; less (--cold-mb 48, 96) shows how much
+    /// of that cache this process gets on a shared machine.
+    std::size_t cold_mb = 512;
     std::vector<ggml_type> types{ggml_type::f32,  ggml_type::f16,  ggml_type::bf16, ggml_type::q8_0,
                                  ggml_type::q4_0, ggml_type::q4_k, ggml_type::q6_k};
     std::vector<std::pair<std::size_t, std::size_t>> shapes{{512, 1408}, {1408, 512}}; // K x N
@@ -75,6 +80,8 @@ options parse(int argc, char** argv) {
             o.threads = std::max(1, std::atoi(argv[i + 1]));
         } else if (flag == "--seconds") {
             o.seconds = std::atof(argv[i + 1]);
+        } else if (flag == "--cold-mb") {
+            o.cold_mb = std::max<std::size_t>(1, std::stoul(std::string(value)));
         } else if (flag == "--types") {
             o.types.clear();
             for (auto name : split(value, ',')) {
@@ -247,7 +254,8 @@ int main(int argc, char** argv) {
             std::vector<float> y(batch * n);
             for (const path_case& c : cases) {
                 k::set_isa(c.path);
-                // Cold: enough copies to overflow the last-level cache.
+                // Cold: enough copies to overflow the last-level cache
+                // (--cold-mb of them).
                 std::vector<const void*> copy_ptrs;
                 std::vector<std::byte> packed;
                 std::vector<std::byte> cold;
@@ -255,7 +263,7 @@ int main(int argc, char** argv) {
                 std::size_t bytes = w.size();
                 if (c.l == layout::f32_panels) {
                     bytes = k::packed_f32(reinterpret_cast<const float*>(w.data()), n, kk, kk).bytes();
-                    const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
+                    const std::size_t copies = std::max<std::size_t>(2, (opt.cold_mb << 20) / bytes);
                     panels.reserve(copies + 1);
                     for (std::size_t i = 0; i <= copies; ++i) {
                         panels.emplace_back(reinterpret_cast<const float*>(w.data()), n, kk, kk);
@@ -269,7 +277,7 @@ int main(int argc, char** argv) {
                         weights = packed.data();
                         bytes = packed.size();
                     }
-                    const std::size_t copies = std::max<std::size_t>(2, (std::size_t{512} << 20) / bytes);
+                    const std::size_t copies = std::max<std::size_t>(2, (opt.cold_mb << 20) / bytes);
                     cold.resize(copies * bytes);
                     copy_ptrs.push_back(weights);
                     for (std::size_t i = 0; i < copies; ++i) {
