@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # weft-serve end to end with real clients: the official `openai` npm package
-# (installed into a temporary directory) and curl.
+# (installed into a temporary directory, with Ajv to judge structured
+# replies) and curl.
 #
 #   tests/serve/e2e/run.sh [path/to/weft-serve]
 #
