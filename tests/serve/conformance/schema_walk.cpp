@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -44,10 +45,10 @@ std::vector<std::uint8_t> accepted(const json_matcher& m) {
     return ok;
 }
 
-/// One walk: random bytes for `wander` of them (ASCII seven times in eight,
-/// as most of a model's text is), then the first of `closers` accepted, or
-/// a random ASCII byte when none is. The document, or nullopt when it has
-/// not completed within `max_bytes`.
+/// One walk: random accepted bytes for `wander` of them (from the ASCII ones
+/// seven times in eight, as most of a model's text is), then the first of
+/// `closers` accepted, or a random byte as before when none is. The
+/// document, or nullopt when it has not completed within `max_bytes`.
 std::optional<std::string> walk(json_matcher m, std::mt19937_64& rng, std::size_t wander, std::size_t max_bytes) {
     static constexpr std::string_view closers = "\"}],0";
     std::string doc;
@@ -62,12 +63,9 @@ std::optional<std::string> walk(json_matcher m, std::mt19937_64& rng, std::size_
         const std::vector<std::uint8_t>& pool = !ascii.empty() && rng() % 8 != 0 ? ascii : ok;
         std::uint8_t next = pool[rng() % pool.size()];
         if (doc.size() >= wander) {
-            for (const char c : closers) {
-                if (m.accepts(std::string_view(&c, 1))) {
-                    next = static_cast<std::uint8_t>(c);
-                    break;
-                }
-            }
+            const auto closer = std::find_first_of(closers.begin(), closers.end(), ok.begin(), ok.end(),
+                                                   [](char c, std::uint8_t b) { return static_cast<std::uint8_t>(c) == b; });
+            if (closer != closers.end()) next = static_cast<std::uint8_t>(*closer);
         }
         if (!m.feed(next)) throw std::runtime_error("feed refused a byte accepts() took");
         doc += static_cast<char>(next);
