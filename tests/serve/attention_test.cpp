@@ -183,3 +183,52 @@ TEST_CASE("attention over a chunk of consecutive positions gives each token bitw
         }
     }
 }
+
+namespace {
+
+template <class E>
+void check_heads(std::size_t kv_heads, std::size_t group, std::size_t head_dim, std::size_t pos, std::size_t bs,
+                 unsigned seed) {
+    std::mt19937 gen(seed);
+    paged_cache<E> cache(kv_heads, bs, head_dim, pos + 1, gen);
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    const std::size_t width = group * head_dim; // one KV head's query heads
+    std::vector<float> q(kv_heads * width);
+    for (float& x : q) x = d(gen);
+    // Every KV head but the first: a range that does not start at zero.
+    const std::size_t begin = kv_heads > 1 ? 1 : 0;
+    std::vector<float> out((kv_heads - begin) * width + 3, -7.0f);
+    std::vector<float> scratch(k::attend_heads_scratch_size(kv_heads - begin, group, pos));
+    k::attend_heads(q.data() + begin * width, group, head_dim, begin, kv_heads, pos, cache.source(), out.data(),
+                    scratch.data());
+
+    std::size_t bitwise = 0;
+    for (std::size_t g = begin; g < kv_heads; ++g) {
+        std::vector<float> alone(width), scratch1(k::attend_scratch_size(group, pos));
+        k::attend(q.data() + g * width, group, head_dim, g, pos, cache.source(), alone.data(), scratch1.data());
+        bitwise += std::memcmp(alone.data(), out.data() + (g - begin) * width, width * sizeof(float)) == 0 ? 1 : 0;
+    }
+    INFO("KV heads " << kv_heads << ", group " << group << ", head_dim " << head_dim << ", pos " << pos
+                     << ", block size " << bs);
+    CHECK(bitwise == kv_heads - begin);
+    CHECK((out[out.size() - 3] == -7.0f && out[out.size() - 2] == -7.0f && out[out.size() - 1] == -7.0f));
+}
+
+} // namespace
+
+TEST_CASE("attention over a token's KV heads at once gives each head bitwise what it gets alone",
+          "[kernels][attention]") {
+    unsigned seed = 5000;
+    for (std::size_t kv_heads : {1u, 2u, 3u, 5u}) {
+        for (std::size_t group : {1u, 2u, 3u, 4u}) {
+            for (std::size_t head_dim : {8u, 16u, 24u, 64u}) {
+                for (std::size_t pos : {0u, 6u, 15u, 16u, 37u, 130u}) {
+                    for (std::size_t bs : {16u, 12u}) {
+                        check_heads<float>(kv_heads, group, head_dim, pos, bs, seed++);
+                        check_heads<std::uint16_t>(kv_heads, group, head_dim, pos, bs, seed++);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -2,7 +2,10 @@
 // kernel as the CPU backend calls it (a KV head's query heads together,
 // sharing each read of the cache) against the same kernel one query head at
 // a time (what a kernel unaware of the grouping does: the group's heads each
-// read the cache). Reports microseconds per layer per token and the ratio.
+// read the cache), and against one call for all of a token's KV heads
+// (attend_heads, as the backend takes a lone decoding token: one softmax
+// over all the rows, two KV heads' weighted sums interleaved). Reports
+// microseconds per layer per token and the ratios.
 // Then a prompt chunk's attention late in a long prompt: attend_rows over
 // 16 consecutive positions (the keys and values read once for all of them)
 // against attend once per position, with each one's multiply-add rate (a
@@ -109,14 +112,16 @@ int main(int argc, char** argv) {
         {"Qwen2 7B (7 per KV head, dim 128)", 7, 128, 4, 4096},
     };
     std::mt19937 gen(7);
-    std::printf("%-38s %8s %14s %14s %7s\n", "shape", "context", "grouped us", "per-head us", "ratio");
+    std::printf("%-38s %8s %14s %14s %7s %14s %7s\n", "shape", "context", "grouped us", "per-head us", "ratio",
+                "all-heads us", "ratio");
     std::string json = "{\"block_size\": 16, \"cache\": \"f16\", \"results\": [";
     bool first = true;
     for (const shape& s : shapes) {
         cache c = make_cache(s, gen);
         const k::attention_source_f16 src{c.key_ptrs.data(), c.value_ptrs.data(), block_size};
         std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-        std::vector<float> q(s.kv_heads * s.group * s.head_dim), out(q.size()), scratch(k::attend_scratch_size(s.group, s.context - 1));
+        std::vector<float> q(s.kv_heads * s.group * s.head_dim), out(q.size());
+        std::vector<float> scratch(k::attend_heads_scratch_size(s.kv_heads, s.group, s.context - 1));
         for (float& x : q) x = d(gen);
         const std::size_t pos = s.context - 1;
         const double grouped = per_layer(
@@ -126,6 +131,9 @@ int main(int argc, char** argv) {
                     k::attend(&q[at], s.group, s.head_dim, h, pos, src, &out[at], scratch.data());
                 }
             },
+            seconds);
+        const double all_heads = per_layer(
+            [&] { k::attend_heads(q.data(), s.group, s.head_dim, 0, s.kv_heads, pos, src, out.data(), scratch.data()); },
             seconds);
         const double per_head = per_layer(
             [&] {
@@ -137,14 +145,15 @@ int main(int argc, char** argv) {
                 }
             },
             seconds);
-        std::printf("%-38s %8zu %14.1f %14.1f %6.2fx\n", s.name, s.context, grouped * 1e6, per_head * 1e6,
-                    per_head / grouped);
+        std::printf("%-38s %8zu %14.2f %14.2f %6.2fx %14.2f %6.2fx\n", s.name, s.context, grouped * 1e6,
+                    per_head * 1e6, per_head / grouped, all_heads * 1e6, grouped / all_heads);
         char buf[512];
         std::snprintf(buf, sizeof buf,
                       "%s{\"shape\": \"%s\", \"group\": %zu, \"head_dim\": %zu, \"kv_heads\": %zu, \"context\": %zu, "
-                      "\"grouped_us_per_layer\": %.2f, \"per_head_us_per_layer\": %.2f, \"speedup\": %.3f}",
+                      "\"grouped_us_per_layer\": %.3f, \"per_head_us_per_layer\": %.3f, \"speedup\": %.3f, "
+                      "\"all_heads_us_per_layer\": %.3f, \"all_heads_speedup\": %.3f}",
                       first ? "" : ", ", s.name, s.group, s.head_dim, s.kv_heads, s.context, grouped * 1e6,
-                      per_head * 1e6, per_head / grouped);
+                      per_head * 1e6, per_head / grouped, all_heads * 1e6, grouped / all_heads);
         json += buf;
         first = false;
     }

@@ -301,7 +301,8 @@ void cpu_forward::run(const batch& b, step_output& out) {
     plan_split(b);
     m_rope.reserve(max_pos);
     for (auto& s : m_scratch) {
-        s.resize(kernels::attend_rows_scratch_size(attention_run, c.n_head / c.n_head_kv, max_pos));
+        s.resize(std::max(kernels::attend_rows_scratch_size(attention_run, c.n_head / c.n_head_kv, max_pos),
+                          kernels::attend_heads_scratch_size(c.n_head_kv, c.n_head / c.n_head_kv, max_pos)));
     }
     m_x.resize(T * E); m_xn.resize(T * E);
     m_q.resize(T * Q); m_k.resize(T * KV); m_v.resize(T * KV); m_att.resize(T * Q);

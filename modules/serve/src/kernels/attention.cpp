@@ -183,6 +183,35 @@ void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t
 namespace {
 
 template <class E>
+void attend_heads_any(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_begin,
+                      std::size_t kv_end, std::size_t pos, const basic_attention_source<E>& src, float* out,
+                      float* scratch) noexcept {
+#ifdef WEFT_SERVE_X86
+    if (has_avx2 && has_f16c && head_dim % 8 == 0) {
+        return attention_simd::attend_heads_avx2(q, group, head_dim, kv_begin, kv_end, pos, src, out, scratch);
+    }
+#endif
+    for (std::size_t g = kv_begin; g < kv_end; ++g) {
+        const std::size_t at = (g - kv_begin) * group * head_dim;
+        attend_scalar(q + at, group, head_dim, g, pos, src, out + at, scratch);
+    }
+}
+
+} // namespace
+
+void attend_heads(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_begin, std::size_t kv_end,
+                  std::size_t pos, const attention_source& src, float* out, float* scratch) noexcept {
+    attend_heads_any(q, group, head_dim, kv_begin, kv_end, pos, src, out, scratch);
+}
+
+void attend_heads(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_begin, std::size_t kv_end,
+                  std::size_t pos, const attention_source_f16& src, float* out, float* scratch) noexcept {
+    attend_heads_any(q, group, head_dim, kv_begin, kv_end, pos, src, out, scratch);
+}
+
+namespace {
+
+template <class E>
 void attend_rows_any(const float* q, std::size_t q_stride, std::size_t tokens, std::size_t group,
                      std::size_t head_dim, std::size_t kv_head, std::size_t first_pos,
                      const basic_attention_source<E>& src, float* out, std::size_t out_stride,

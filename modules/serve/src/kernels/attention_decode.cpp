@@ -235,37 +235,23 @@ __attribute__((target("avx2,fma,f16c"))) void scores8(const float* q, std::size_
     for (; h < group; ++h) scores8_one(q + h * head_dim, k, vecs, scale, s + h * stride);
 }
 
-} // namespace
-
-/// attend_scalar's computation for head_dim a multiple of 8, kept in registers.
-/// Each score is one 8-lane FMA chain over the head followed by one fixed
-/// horizontal sum, whether it is computed alone or beside seven others
-/// (eight positions at a time hide the FMA latency and keep eight loads in
-/// flight); the weighted sum of values runs over positions in ascending
-/// order. The query heads of the group share each read of the keys and
-/// values, which is what grouped-query attention is for: a Llama-3 8B reads
-/// its cache once per step instead of four times.
+/// One KV head's scores for its `group` query heads (q: their rows), into
+/// rows `stride` floats apart from s: eight positions at a time, reduced
+/// together, the last group padded. Which path a position takes depends
+/// only on the query's own position, so results stay batch invariant. The
+/// group's query heads take each run of eight keys in turn while it is in
+/// L1: the keys are read from the cache once for the group.
 template <class E>
-__attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::size_t group, std::size_t head_dim,
-                                                          std::size_t kv_head, std::size_t pos,
-                                                          const basic_attention_source<E>& src, float* out,
-                                                          float* scratch) noexcept {
-    const std::size_t n = pos + 1;
-    // Each head's row of scores, padded to whole vectors (see attend_scratch_size).
-    const std::size_t stride = (n + 7) & ~std::size_t{7};
-    const std::size_t bs = src.block_size;
+__attribute__((target("avx2,fma,f16c"))) void head_scores(const float* q, std::size_t group, std::size_t head_dim,
+                                                          std::size_t kv_head, std::size_t n,
+                                                          const basic_attention_source<E>& src, float* s,
+                                                          std::size_t stride) noexcept {
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const cache_rows<E> rows(src, head_dim, kv_head);
-    const std::size_t offset = rows.offset;
     auto key = [&](std::size_t j) { return rows.at(src.key_blocks, j); };
     auto value = [&](std::size_t j) { return rows.at(src.value_blocks, j); };
-    // Eight positions at a time, reduced together, the last group padded.
-    // Which path a position takes depends only on the query's own position,
-    // so results stay batch invariant. The group's query heads take each run
-    // of eight keys in turn while it is in L1: the keys are read from the
-    // cache once for the group.
     const std::size_t row_bytes = head_dim * sizeof(E);
-    const bool runs = bs % 8 == 0; // a group of eight lies within one block
+    const bool runs = src.block_size % 8 == 0; // a group of eight lies within one block
     std::size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         // The cache is read in short runs (one block of one head) that the
@@ -296,7 +282,7 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
                 k[i] = key(j + i);
             }
         }
-        scores8(q, group, head_dim, k, scale, scratch + j, stride);
+        scores8(q, group, head_dim, k, scale, s + j, stride);
     }
     if (j < n) {
         // The last, partial group: padded with its last key, its extra scores
@@ -306,34 +292,43 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
         const std::size_t valid = n - j;
         const E* k[8];
         for (std::size_t i = 0; i < 8; ++i) k[i] = key(j + (i < valid ? i : valid - 1));
-        scores8(q, group, head_dim, k, scale, scratch + j, stride);
+        scores8(q, group, head_dim, k, scale, s + j, stride);
     }
-    softmax_rows_avx2(scratch, group, n, stride);
-    // The weighted sums of values, query heads four, then two, then one at a
-    // time sharing each pass over the values; every output element sums its
-    // positions in ascending order whichever pass computes it.
-    std::size_t h = 0;
-    const float* p[4];
-    float* o[4];
-    auto heads = [&](std::size_t count) {
-        for (std::size_t i = 0; i < count; ++i) {
-            p[i] = scratch + (h + i) * stride;
-            o[i] = out + (h + i) * head_dim;
-        }
-        h += count;
-    };
+}
+
+/// One KV head's weighted sums of values for its `group` query heads (their
+/// weights: rows `stride` floats apart from s), into out: query heads four,
+/// then two, then one at a time sharing each pass over the values; every
+/// output element sums its positions in ascending order whichever pass
+/// computes it.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void head_values(const float* s, std::size_t stride, std::size_t group,
+                                                          std::size_t head_dim, std::size_t kv_head, std::size_t n,
+                                                          const basic_attention_source<E>& src, float* out) noexcept {
+    const std::size_t bs = src.block_size;
+    const std::size_t offset = kv_head * bs * head_dim;
     if (has_avx512f && head_dim % 16 == 0) {
         // 16-lane vectors, bitwise the same sums, block by block.
         std::fill_n(out, group * head_dim, 0.0f);
         for (std::size_t b = 0; b * bs < n; ++b) {
             if ((b + 1) * bs < n) {
-                prefetch_rows(src.value_blocks[b + 1] + offset, std::min(bs, n - (b + 1) * bs), row_bytes);
+                prefetch_rows(src.value_blocks[b + 1] + offset, std::min(bs, n - (b + 1) * bs), head_dim * sizeof(E));
             }
-            weighted_block_avx512(scratch + b * bs, stride, group, std::min(bs, n - b * bs),
-                                  src.value_blocks[b] + offset, head_dim, out);
+            weighted_block_avx512(s + b * bs, stride, group, std::min(bs, n - b * bs), src.value_blocks[b] + offset,
+                                  head_dim, out);
         }
         return;
     }
+    std::size_t h = 0;
+    const float* p[4];
+    float* o[4];
+    auto heads = [&](std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) {
+            p[i] = s + (h + i) * stride;
+            o[i] = out + (h + i) * head_dim;
+        }
+        h += count;
+    };
     for (; h + 4 <= group;) {
         heads(4);
         weighted_rows_avx2<2, 4>(p, n, src.value_blocks, bs, head_dim, offset, o);
@@ -348,6 +343,173 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
     }
 }
 
+/// weighted_continue_avx512 for two KV heads at once, `G` query heads each:
+/// p[0..G) and out[0..G) weigh the rows at `row_a`, p[G..2G) and out[G..2G)
+/// those at `row_b`. Each output element is the same FMA chain as there;
+/// the two heads' chains interleave, which a short context needs (a chain
+/// of a few positions is mostly its FMAs' latency).
+template <std::size_t Vecs, std::size_t G, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_continue_pair_avx512(
+    const float* const* p, std::size_t count, const E* row_a, const E* row_b, std::size_t head_dim,
+    float* const* out) noexcept {
+    __m512 acc[2 * G][Vecs];
+#pragma GCC unroll 8
+    for (std::size_t h = 0; h < 2 * G; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_loadu_ps(out[h] + 16 * d);
+    }
+    for (std::size_t i = 0; i < count; ++i, row_a += head_dim, row_b += head_dim) {
+        __m512 va[Vecs], vb[Vecs];
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) {
+            va[d] = load16(row_a + 16 * d);
+            vb[d] = load16(row_b + 16 * d);
+        }
+#pragma GCC unroll 4
+        for (std::size_t h = 0; h < G; ++h) {
+            const __m512 wa = _mm512_set1_ps(p[h][i]);
+            const __m512 wb = _mm512_set1_ps(p[G + h][i]);
+#pragma GCC unroll 8
+            for (std::size_t d = 0; d < Vecs; ++d) {
+                acc[h][d] = _mm512_fmadd_ps(wa, va[d], acc[h][d]);
+                acc[G + h][d] = _mm512_fmadd_ps(wb, vb[d], acc[G + h][d]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (std::size_t h = 0; h < 2 * G; ++h) {
+#pragma GCC unroll 8
+        for (std::size_t d = 0; d < Vecs; ++d) _mm512_storeu_ps(out[h] + 16 * d, acc[h][d]);
+    }
+}
+
+/// weighted_continue_pair_avx512 over two KV heads' whole rows.
+template <std::size_t G, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_pair_run_avx512(const float* const* p,
+                                                                               std::size_t count, const E* row_a,
+                                                                               const E* row_b, std::size_t head_dim,
+                                                                               float* const* out) noexcept {
+    float* at[2 * G];
+    for (std::size_t d0 = 0; d0 < head_dim / 16;) {
+        const std::size_t left = head_dim / 16 - d0;
+        for (std::size_t h = 0; h < 2 * G; ++h) at[h] = out[h] + 16 * d0;
+        if (left >= 4) {
+            weighted_continue_pair_avx512<4, G>(p, count, row_a + 16 * d0, row_b + 16 * d0, head_dim, at);
+            d0 += 4;
+        } else if (left >= 2) {
+            weighted_continue_pair_avx512<2, G>(p, count, row_a + 16 * d0, row_b + 16 * d0, head_dim, at);
+            d0 += 2;
+        } else {
+            weighted_continue_pair_avx512<1, G>(p, count, row_a + 16 * d0, row_b + 16 * d0, head_dim, at);
+            d0 += 1;
+        }
+    }
+}
+
+/// head_values for KV heads `kv_head` and `kv_head + 1` together, G (1 or 2)
+/// query heads each, rows from s and out as one head's would continue: the
+/// two heads' FMA chains interleave, each element's chain the one
+/// head_values runs on 16 lanes. With two or four chains of a few positions
+/// (`tiny`'s 16-float heads) a lone head's sums were mostly FMA latency.
+template <std::size_t G, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void head_pair_values(const float* s, std::size_t stride,
+                                                                       std::size_t head_dim, std::size_t kv_head,
+                                                                       std::size_t n,
+                                                                       const basic_attention_source<E>& src,
+                                                                       float* out) noexcept {
+    const std::size_t bs = src.block_size;
+    // A block keeps its KV heads side by side: the pair's rows are one run.
+    const std::size_t off_a = kv_head * bs * head_dim, off_b = off_a + bs * head_dim;
+    std::fill_n(out, 2 * G * head_dim, 0.0f);
+    float* o[2 * G];
+    for (std::size_t r = 0; r < 2 * G; ++r) o[r] = out + r * head_dim;
+    for (std::size_t b = 0; b * bs < n; ++b) {
+        if ((b + 1) * bs < n) {
+            prefetch_rows(src.value_blocks[b + 1] + off_a, bs + std::min(bs, n - (b + 1) * bs), head_dim * sizeof(E));
+        }
+        const float* p[2 * G];
+        for (std::size_t r = 0; r < 2 * G; ++r) p[r] = s + r * stride + b * bs;
+        const E* base = src.value_blocks[b];
+        weighted_pair_run_avx512<G>(p, std::min(bs, n - b * bs), base + off_a, base + off_b, head_dim, o);
+    }
+}
+
+} // namespace
+
+/// attend_scalar's computation for head_dim a multiple of 8, kept in
+/// registers, for KV heads [kv_begin, kv_end) of one token. Each score is
+/// one 8-lane FMA chain over the head followed by one fixed horizontal sum,
+/// whether it is computed alone or beside seven others (eight positions at
+/// a time hide the FMA latency and keep eight loads in flight); the
+/// weighted sum of values runs over positions in ascending order. The query
+/// heads of a group share each read of the keys and values, which is what
+/// grouped-query attention is for: a Llama-3 8B reads its cache once per
+/// step instead of four times. With one or two query heads a KV head, the
+/// KV heads' scores come first, then one softmax over all their rows (four
+/// in lockstep: a short context's softmax is a chain of latencies), then
+/// their weighted sums, two KV heads at a time. Every head's
+/// output is bitwise what it gets in a call of its own: `tiny`'s attention
+/// (two KV heads of two 16-float query heads, 20 positions) took 0.35
+/// microseconds a layer instead of 0.53.
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_heads_avx2(const float* q, std::size_t group,
+                                                                std::size_t head_dim, std::size_t kv_begin,
+                                                                std::size_t kv_end, std::size_t pos,
+                                                                const basic_attention_source<E>& src, float* out,
+                                                                float* scratch) noexcept {
+    const std::size_t n = pos + 1;
+    // Each query head's row of scores, padded to whole vectors (see attend_scratch_size).
+    const std::size_t stride = (n + 7) & ~std::size_t{7};
+    const std::size_t width = group * head_dim; // a KV head's query heads, in q and out
+    if (group > 2) {
+        // Groups of three or more fill the softmax's lockstep by themselves,
+        // and a KV head's values are best read while its own scores' prefetches
+        // are fresh: head by head (all the scores first cost Llama-3 8B's
+        // shape 2-4%).
+        for (std::size_t g = kv_begin; g < kv_end; ++g) {
+            float* s = scratch + (g - kv_begin) * group * stride;
+            head_scores(q + (g - kv_begin) * width, group, head_dim, g, n, src, s, stride);
+            softmax_rows_avx2(s, group, n, stride);
+            head_values(s, stride, group, head_dim, g, n, src, out + (g - kv_begin) * width);
+        }
+        return;
+    }
+    for (std::size_t g = kv_begin; g < kv_end; ++g) {
+        head_scores(q + (g - kv_begin) * width, group, head_dim, g, n, src, scratch + (g - kv_begin) * group * stride,
+                    stride);
+    }
+    softmax_rows_avx2(scratch, (kv_end - kv_begin) * group, n, stride);
+    std::size_t g = kv_begin;
+    if (has_avx512f && head_dim % 16 == 0) {
+        for (; g + 2 <= kv_end; g += 2) {
+            const float* s = scratch + (g - kv_begin) * group * stride;
+            float* o = out + (g - kv_begin) * width;
+            if (group == 2) {
+                head_pair_values<2>(s, stride, head_dim, g, n, src, o);
+            } else {
+                head_pair_values<1>(s, stride, head_dim, g, n, src, o);
+            }
+        }
+    }
+    for (; g < kv_end; ++g) {
+        head_values(scratch + (g - kv_begin) * group * stride, stride, group, head_dim, g, n, src,
+                    out + (g - kv_begin) * width);
+    }
+}
+
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::size_t group, std::size_t head_dim,
+                                                          std::size_t kv_head, std::size_t pos,
+                                                          const basic_attention_source<E>& src, float* out,
+                                                          float* scratch) noexcept {
+    attend_heads_avx2(q, group, head_dim, kv_head, kv_head + 1, pos, src, out, scratch);
+}
+
+template void attend_heads_avx2<float>(const float*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
+                                       const basic_attention_source<float>&, float*, float*) noexcept;
+template void attend_heads_avx2<std::uint16_t>(const float*, std::size_t, std::size_t, std::size_t, std::size_t,
+                                               std::size_t, const basic_attention_source<std::uint16_t>&, float*,
+                                               float*) noexcept;
 template void attend_avx2<float>(const float*, std::size_t, std::size_t, std::size_t, std::size_t,
                                  const basic_attention_source<float>&, float*, float*) noexcept;
 template void attend_avx2<std::uint16_t>(const float*, std::size_t, std::size_t, std::size_t, std::size_t,

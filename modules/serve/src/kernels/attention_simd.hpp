@@ -5,7 +5,7 @@
 // the files that hold each path:
 //   attention.cpp          scalar reference and the public entry points
 //   attention_softmax.cpp  the softmax rows on 8 and 16 lanes
-//   attention_decode.cpp   one token at a time (attend_avx2)
+//   attention_decode.cpp   one token at a time (attend_avx2, attend_heads_avx2)
 //   attention_rows.cpp     a prompt chunk's consecutive positions (attend_rows_avx512)
 // Every path gives a token bitwise the same output: see each file.
 #pragma once
@@ -198,6 +198,16 @@ __attribute__((target("avx2,fma,f16c"))) void attend_avx2(const float* q, std::s
                                                           std::size_t kv_head, std::size_t pos,
                                                           const basic_attention_source<E>& src, float* out,
                                                           float* scratch) noexcept;
+/// attend_avx2 for KV heads [kv_begin, kv_end) of one token: their query
+/// heads' scores first, then one softmax over all of their rows (four rows
+/// in lockstep rather than two a call), then their weighted sums
+/// (attention_decode.cpp).
+template <class E>
+__attribute__((target("avx2,fma,f16c"))) void attend_heads_avx2(const float* q, std::size_t group,
+                                                                std::size_t head_dim, std::size_t kv_begin,
+                                                                std::size_t kv_end, std::size_t pos,
+                                                                const basic_attention_source<E>& src, float* out,
+                                                                float* scratch) noexcept;
 /// attend_rows for head_dim a multiple of 16, at most max_rows_head_dim, on
 /// AVX-512 (attention_rows.cpp).
 template <class E>

@@ -88,6 +88,21 @@ constexpr std::size_t attend_scratch_size(std::size_t group, std::size_t pos) no
 void attend(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_head, std::size_t pos,
             const attention_source_f16& src, float* out, float* scratch) noexcept;
 
+/// `attend` for KV heads [kv_begin, kv_end) of one token together: q holds
+/// their query heads in order (`group` per KV head, each head_dim floats),
+/// and out receives them in the same order. Each KV head's heads get bitwise
+/// what `attend` gives them; the softmax takes all the rows in lockstep,
+/// which hides more of its latency in a short context. `scratch` must hold
+/// attend_heads_scratch_size(kv_end - kv_begin, group, pos) floats.
+void attend_heads(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_begin, std::size_t kv_end,
+                  std::size_t pos, const attention_source& src, float* out, float* scratch) noexcept;
+void attend_heads(const float* q, std::size_t group, std::size_t head_dim, std::size_t kv_begin, std::size_t kv_end,
+                  std::size_t pos, const attention_source_f16& src, float* out, float* scratch) noexcept;
+/// The floats `attend_heads` needs in `scratch`.
+constexpr std::size_t attend_heads_scratch_size(std::size_t kv_heads, std::size_t group, std::size_t pos) noexcept {
+    return kv_heads * attend_scratch_size(group, pos);
+}
+
 /// `attend` for `tokens` consecutive positions first_pos, first_pos + 1, ...
 /// of one sequence (a prompt chunk): token t's query heads start at
 /// q + t * q_stride and its output at out + t * out_stride. Each token gets
