@@ -14,22 +14,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 walker="${1:?usage: run.sh path/to/weft_schema_walk [WALKS]}"
 walks="${2:-1000}"
 
-for tool in npm node; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "SKIP: $tool is not installed"
-    exit 77
-  fi
-done
+source "$here/../npm_env.sh"
+require_tools npm node
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 cp "$here/package.json" "$here/validate.mjs" "$work/"
-if ! (cd "$work" && npm install --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1); then
-  cat "$work/npm.log"
-  echo "SKIP: npm install of ajv failed (no registry access?)"
-  exit 77
-fi
+npm_install "$work" ajv
 
 "$walker" --walks "$walks" --seed 20261207 "$here"/schemas/*.json >"$work/docs.jsonl"
 # A schema with fewer than a third of its walks completed and accepted fails:

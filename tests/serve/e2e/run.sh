@@ -12,12 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${1:-$here/../../../build/release/modules/serve/tools/weft-serve}"
 
-for tool in npm node curl; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "SKIP: $tool is not installed"
-    exit 77
-  fi
-done
+source "$here/../npm_env.sh"
+require_tools npm node curl
 if [[ ! -x "$bin" ]]; then
   echo "FAIL: no weft-serve binary at $bin"
   exit 1
@@ -43,11 +39,7 @@ fail() {
 }
 
 cp "$here/package.json" "$here/client.mjs" "$work/"
-if ! (cd "$work" && npm install --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1); then
-  cat "$work/npm.log"
-  echo "SKIP: npm install of the openai package failed (no registry access?)"
-  exit 77
-fi
+npm_install "$work" "the openai package"
 
 # Port 0: the server picks a free one and logs it.
 WEFT_CACHE_DIR="$work/cache" "$bin" --port 0 --api-key x --served-model-name tiny --threads 1 \
