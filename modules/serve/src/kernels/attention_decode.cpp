@@ -149,14 +149,41 @@ __attribute__((target("avx2,fma,f16c"))) void scores8_one(const float* qh, const
     _mm256_storeu_ps(s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
 }
 
-/// A 16-lane chain folded to 8 lanes: its upper half added to its lower.
-__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) inline __m256 fold16(__m512 v) noexcept {
-    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+/// Within each 128-bit lane, [x0 + x1, x2 + x3, y0 + y1, y2 + y3]: a
+/// horizontal add's pairs.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) inline __m512 pairs16(__m512 x, __m512 y) noexcept {
+    return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xDD));
+}
+
+/// Eight 16-lane chains a[0..8) (a score each) reduced on 16-lane vectors,
+/// with the adds that folding each to 8 lanes and hsum8_avx2 would make, in
+/// their order: chain i's halves B_i = lo + hi, then ((B_i0 + B_i1) + (B_i2 + B_i3)) + ((B_i4 +
+/// B_i5) + (B_i6 + B_i7)). Lane group L of the result (four lanes each):
+/// chains 0-3's sums of elements 0-3 (L = 0) and 4-7 (L = 1), chains
+/// 4-7's likewise (L = 2, 3); last8 then adds the groups into the eight
+/// scores. Each level pairs vectors by shuffles that feed both operands of
+/// one add, where the 8-lane sums spent a horizontal add (two shuffles) on
+/// every pair of four lanes and an extraction on every fold: about a third
+/// fewer shuffles, which were most of a short head's scores.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) inline __m512 sums8_avx512(const __m512 (&a)[8]) noexcept {
+    __m512 p[4];
+#pragma GCC unroll 4
+    for (std::size_t i = 0; i < 4; ++i) {
+        // [B_i | B_(i+4)]: the low 256 bits of both chains, plus the high.
+        p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[i], a[i + 4], 0x44), _mm512_shuffle_f32x4(a[i], a[i + 4], 0xEE));
+    }
+    return pairs16(pairs16(p[0], p[1]), pairs16(p[2], p[3]));
+}
+
+/// The eight scores of sums8_avx512's result x and of y, as [x's | y's]:
+/// lane groups 0 + 1 and 2 + 3 of each.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) inline __m512 last8_avx512(__m512 x, __m512 y) noexcept {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
 }
 
 /// scores8_pair for head_dim a multiple of 16, on 16-lane vectors: each
 /// score is one 16-lane FMA chain over the head, folded to 8 lanes, then
-/// the same horizontal sum. Half the FMAs (and conversions of an F16
+/// the same horizontal sum's adds (sums8_avx512). Half the FMAs (and conversions of an F16
 /// cache) of the 8-lane chains: the scores of a 2000-token prompt took a
 /// quarter of its prefill with them. A head alone (scores8_one_avx512) runs
 /// the same chains, so a group's heads still get bitwise what each gets alone.
@@ -179,13 +206,9 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_pair_avx5
             b[i] = _mm512_fmadd_ps(qb, kv, b[i]);
         }
     }
-    const __m256 vs = _mm256_set1_ps(scale);
-    _mm256_storeu_ps(s0, _mm256_mul_ps(hsum8_avx2(fold16(a[0]), fold16(a[1]), fold16(a[2]), fold16(a[3]),
-                                                  fold16(a[4]), fold16(a[5]), fold16(a[6]), fold16(a[7])),
-                                       vs));
-    _mm256_storeu_ps(s1, _mm256_mul_ps(hsum8_avx2(fold16(b[0]), fold16(b[1]), fold16(b[2]), fold16(b[3]),
-                                                  fold16(b[4]), fold16(b[5]), fold16(b[6]), fold16(b[7])),
-                                       vs));
+    const __m512 scores = _mm512_mul_ps(last8_avx512(sums8_avx512(a), sums8_avx512(b)), _mm512_set1_ps(scale));
+    _mm256_storeu_ps(s0, _mm512_castps512_ps256(scores));
+    _mm256_storeu_ps(s1, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(scores), 1)));
 }
 
 /// scores8_pair_avx512's chains for one query head.
@@ -202,9 +225,8 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512vl"))) void scores8_one_avx51
 #pragma GCC unroll 8
         for (std::size_t i = 0; i < 8; ++i) a[i] = _mm512_fmadd_ps(qv, load16(k[i] + 16 * d), a[i]);
     }
-    const __m256 sums = hsum8_avx2(fold16(a[0]), fold16(a[1]), fold16(a[2]), fold16(a[3]), fold16(a[4]),
-                                   fold16(a[5]), fold16(a[6]), fold16(a[7]));
-    _mm256_storeu_ps(s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+    const __m512 sums = sums8_avx512(a);
+    _mm256_storeu_ps(s, _mm256_mul_ps(_mm512_castps512_ps256(last8_avx512(sums, sums)), _mm256_set1_ps(scale)));
 }
 
 /// The scaled scores of 8 positions for a KV head's `group` query heads
