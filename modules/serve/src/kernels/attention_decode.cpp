@@ -365,69 +365,6 @@ __attribute__((target("avx2,fma,f16c"))) void head_values(const float* s, std::s
     }
 }
 
-/// weighted_continue_avx512 for two KV heads at once, `G` query heads each:
-/// p[0..G) and out[0..G) weigh the rows at `row_a`, p[G..2G) and out[G..2G)
-/// those at `row_b`. Each output element is the same FMA chain as there;
-/// the two heads' chains interleave, which a short context needs (a chain
-/// of a few positions is mostly its FMAs' latency).
-template <std::size_t Vecs, std::size_t G, class E>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_continue_pair_avx512(
-    const float* const* p, std::size_t count, const E* row_a, const E* row_b, std::size_t head_dim,
-    float* const* out) noexcept {
-    __m512 acc[2 * G][Vecs];
-#pragma GCC unroll 8
-    for (std::size_t h = 0; h < 2 * G; ++h) {
-#pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_loadu_ps(out[h] + 16 * d);
-    }
-    for (std::size_t i = 0; i < count; ++i, row_a += head_dim, row_b += head_dim) {
-        __m512 va[Vecs], vb[Vecs];
-#pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) {
-            va[d] = load16(row_a + 16 * d);
-            vb[d] = load16(row_b + 16 * d);
-        }
-#pragma GCC unroll 4
-        for (std::size_t h = 0; h < G; ++h) {
-            const __m512 wa = _mm512_set1_ps(p[h][i]);
-            const __m512 wb = _mm512_set1_ps(p[G + h][i]);
-#pragma GCC unroll 8
-            for (std::size_t d = 0; d < Vecs; ++d) {
-                acc[h][d] = _mm512_fmadd_ps(wa, va[d], acc[h][d]);
-                acc[G + h][d] = _mm512_fmadd_ps(wb, vb[d], acc[G + h][d]);
-            }
-        }
-    }
-#pragma GCC unroll 8
-    for (std::size_t h = 0; h < 2 * G; ++h) {
-#pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) _mm512_storeu_ps(out[h] + 16 * d, acc[h][d]);
-    }
-}
-
-/// weighted_continue_pair_avx512 over two KV heads' whole rows.
-template <std::size_t G, class E>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_pair_run_avx512(const float* const* p,
-                                                                               std::size_t count, const E* row_a,
-                                                                               const E* row_b, std::size_t head_dim,
-                                                                               float* const* out) noexcept {
-    float* at[2 * G];
-    for (std::size_t d0 = 0; d0 < head_dim / 16;) {
-        const std::size_t left = head_dim / 16 - d0;
-        for (std::size_t h = 0; h < 2 * G; ++h) at[h] = out[h] + 16 * d0;
-        if (left >= 4) {
-            weighted_continue_pair_avx512<4, G>(p, count, row_a + 16 * d0, row_b + 16 * d0, head_dim, at);
-            d0 += 4;
-        } else if (left >= 2) {
-            weighted_continue_pair_avx512<2, G>(p, count, row_a + 16 * d0, row_b + 16 * d0, head_dim, at);
-            d0 += 2;
-        } else {
-            weighted_continue_pair_avx512<1, G>(p, count, row_a + 16 * d0, row_b + 16 * d0, head_dim, at);
-            d0 += 1;
-        }
-    }
-}
-
 /// head_values for KV heads `kv_head` and `kv_head + 1` together, G (1 or 2)
 /// query heads each, rows from s and out as one head's would continue: the
 /// two heads' FMA chains interleave, each element's chain the one
@@ -451,8 +388,8 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void head_pair_values(const flo
         }
         const float* p[2 * G];
         for (std::size_t r = 0; r < 2 * G; ++r) p[r] = s + r * stride + b * bs;
-        const E* base = src.value_blocks[b];
-        weighted_pair_run_avx512<G>(p, std::min(bs, n - b * bs), base + off_a, base + off_b, head_dim, o);
+        const E* rows[2] = {src.value_blocks[b] + off_a, src.value_blocks[b] + off_b};
+        weighted_run_avx512<G, 2>(p, std::min(bs, n - b * bs), rows, head_dim, o);
     }
 }
 
@@ -482,41 +419,36 @@ __attribute__((target("avx2,fma,f16c"))) void attend_heads_avx2(const float* q, 
     const std::size_t n = pos + 1;
     // Each query head's row of scores, padded to whole vectors (see attend_scratch_size).
     const std::size_t stride = (n + 7) & ~std::size_t{7};
-    const std::size_t width = group * head_dim; // a KV head's query heads, in q and out
+    // KV head g's query rows, rows of scores and outputs.
+    const std::size_t width = group * head_dim;
+    auto q_of = [&](std::size_t g) { return q + (g - kv_begin) * width; };
+    auto s_of = [&](std::size_t g) { return scratch + (g - kv_begin) * group * stride; };
+    auto out_of = [&](std::size_t g) { return out + (g - kv_begin) * width; };
     if (group > 2) {
         // Groups of three or more fill the softmax's lockstep by themselves,
         // and a KV head's values are best read while its own scores' prefetches
         // are fresh: head by head (all the scores first cost Llama-3 8B's
         // shape 2-4%).
         for (std::size_t g = kv_begin; g < kv_end; ++g) {
-            float* s = scratch + (g - kv_begin) * group * stride;
-            head_scores(q + (g - kv_begin) * width, group, head_dim, g, n, src, s, stride);
-            softmax_rows_avx2(s, group, n, stride);
-            head_values(s, stride, group, head_dim, g, n, src, out + (g - kv_begin) * width);
+            head_scores(q_of(g), group, head_dim, g, n, src, s_of(g), stride);
+            softmax_rows_avx2(s_of(g), group, n, stride);
+            head_values(s_of(g), stride, group, head_dim, g, n, src, out_of(g));
         }
         return;
     }
-    for (std::size_t g = kv_begin; g < kv_end; ++g) {
-        head_scores(q + (g - kv_begin) * width, group, head_dim, g, n, src, scratch + (g - kv_begin) * group * stride,
-                    stride);
-    }
+    for (std::size_t g = kv_begin; g < kv_end; ++g) head_scores(q_of(g), group, head_dim, g, n, src, s_of(g), stride);
     softmax_rows_avx2(scratch, (kv_end - kv_begin) * group, n, stride);
     std::size_t g = kv_begin;
     if (has_avx512f && head_dim % 16 == 0) {
         for (; g + 2 <= kv_end; g += 2) {
-            const float* s = scratch + (g - kv_begin) * group * stride;
-            float* o = out + (g - kv_begin) * width;
             if (group == 2) {
-                head_pair_values<2>(s, stride, head_dim, g, n, src, o);
+                head_pair_values<2>(s_of(g), stride, head_dim, g, n, src, out_of(g));
             } else {
-                head_pair_values<1>(s, stride, head_dim, g, n, src, o);
+                head_pair_values<1>(s_of(g), stride, head_dim, g, n, src, out_of(g));
             }
         }
     }
-    for (; g < kv_end; ++g) {
-        head_values(scratch + (g - kv_begin) * group * stride, stride, group, head_dim, g, n, src,
-                    out + (g - kv_begin) * width);
-    }
+    for (; g < kv_end; ++g) head_values(s_of(g), stride, group, head_dim, g, n, src, out_of(g));
 }
 
 template <class E>

@@ -61,60 +61,75 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 load16(const std:
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-/// For each of `Heads` query heads h: out[h][0 .. 16*Vecs) += the sum over
-/// `count` positions i (ascending) of p[h][i] * v_i, v_i the 16 * Vecs
-/// values at row + i * head_dim, as one FMA chain per element continued
-/// from out[h]: a sum split into runs of positions (a cache block each) is
-/// bitwise the sum in one pass (floats stored and loaded unchanged, the same
-/// FMAs in the same order), and bitwise weighted_sum_avx2's in 8-lane
-/// vectors. With 8-lane vectors the weighted sum reached about a quarter of
-/// the 16-lane FMA peak.
-template <std::size_t Vecs, std::size_t Heads, class E>
+/// For each of `Rows` runs of value rows r and each of its `G` query heads
+/// (weights p[r * G + h], output out[r * G + h]): out[.][0 .. 16*Vecs) +=
+/// the sum over `count` positions i (ascending) of p[.][i] * v_i, v_i the
+/// 16 * Vecs values at rows[r] + i * head_dim, as one FMA chain per element
+/// continued from out[.]: a sum split into runs of positions (a cache block
+/// each) is bitwise the sum in one pass (floats stored and loaded unchanged,
+/// the same FMAs in the same order), and bitwise weighted_sum_avx2's in
+/// 8-lane vectors. With 8-lane vectors the weighted sum reached about a
+/// quarter of the 16-lane FMA peak. Rows = 2 (two KV heads of a token)
+/// interleaves two heads' chains, which a short context needs: a chain of a
+/// few positions is mostly its FMAs' latency.
+template <std::size_t Vecs, std::size_t G, std::size_t Rows, class E>
 __attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_continue_avx512(const float* const* p,
-                                                                               std::size_t count, const E* row,
+                                                                               std::size_t count,
+                                                                               const E* const* rows,
                                                                                std::size_t head_dim,
                                                                                float* const* out) noexcept {
-    __m512 acc[Heads][Vecs];
-#pragma GCC unroll 4
-    for (std::size_t h = 0; h < Heads; ++h) {
+    __m512 acc[Rows * G][Vecs];
+#pragma GCC unroll 8
+    for (std::size_t h = 0; h < Rows * G; ++h) {
 #pragma GCC unroll 8
         for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_loadu_ps(out[h] + 16 * d);
     }
-    for (std::size_t i = 0; i < count; ++i, row += head_dim) {
-        __m512 v[Vecs];
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t at = i * head_dim;
+        __m512 v[Rows][Vecs];
+#pragma GCC unroll 2
+        for (std::size_t r = 0; r < Rows; ++r) {
 #pragma GCC unroll 8
-        for (std::size_t d = 0; d < Vecs; ++d) v[d] = load16(row + 16 * d);
+            for (std::size_t d = 0; d < Vecs; ++d) v[r][d] = load16(rows[r] + at + 16 * d);
+        }
 #pragma GCC unroll 4
-        for (std::size_t h = 0; h < Heads; ++h) {
-            const __m512 w = _mm512_set1_ps(p[h][i]);
+        for (std::size_t h = 0; h < G; ++h) {
+#pragma GCC unroll 2
+            for (std::size_t r = 0; r < Rows; ++r) {
+                __m512(&a)[Vecs] = acc[r * G + h];
+                const __m512 w = _mm512_set1_ps(p[r * G + h][i]);
 #pragma GCC unroll 8
-            for (std::size_t d = 0; d < Vecs; ++d) acc[h][d] = _mm512_fmadd_ps(w, v[d], acc[h][d]);
+                for (std::size_t d = 0; d < Vecs; ++d) a[d] = _mm512_fmadd_ps(w, v[r][d], a[d]);
+            }
         }
     }
-#pragma GCC unroll 4
-    for (std::size_t h = 0; h < Heads; ++h) {
+#pragma GCC unroll 8
+    for (std::size_t h = 0; h < Rows * G; ++h) {
 #pragma GCC unroll 8
         for (std::size_t d = 0; d < Vecs; ++d) _mm512_storeu_ps(out[h] + 16 * d, acc[h][d]);
     }
 }
 
-/// weighted_continue_avx512 over a head's whole row, `Heads` heads.
-template <std::size_t Heads, class E>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_run_avx512(const float* const* p, std::size_t count,
-                                                                          const E* row, std::size_t head_dim,
-                                                                          float* const* out) noexcept {
-    float* at[Heads];
+/// weighted_continue_avx512 over whole rows of the head, `G` heads on each
+/// of `Rows` runs of value rows. Always inlined: a call of its own cost
+/// `tiny`'s attention (a few positions a block) 8%.
+template <std::size_t G, std::size_t Rows, class E>
+__attribute__((target("avx512f,avx2,fma,f16c"), always_inline)) inline void weighted_run_avx512(
+    const float* const* p, std::size_t count, const E* const* rows, std::size_t head_dim, float* const* out) noexcept {
+    float* at[Rows * G];
+    const E* from[Rows];
     for (std::size_t d0 = 0; d0 < head_dim / 16;) {
         const std::size_t left = head_dim / 16 - d0;
-        for (std::size_t h = 0; h < Heads; ++h) at[h] = out[h] + 16 * d0;
+        for (std::size_t h = 0; h < Rows * G; ++h) at[h] = out[h] + 16 * d0;
+        for (std::size_t r = 0; r < Rows; ++r) from[r] = rows[r] + 16 * d0;
         if (left >= 4) {
-            weighted_continue_avx512<4, Heads>(p, count, row + 16 * d0, head_dim, at);
+            weighted_continue_avx512<4, G, Rows>(p, count, from, head_dim, at);
             d0 += 4;
         } else if (left >= 2) {
-            weighted_continue_avx512<2, Heads>(p, count, row + 16 * d0, head_dim, at);
+            weighted_continue_avx512<2, G, Rows>(p, count, from, head_dim, at);
             d0 += 2;
         } else {
-            weighted_continue_avx512<1, Heads>(p, count, row + 16 * d0, head_dim, at);
+            weighted_continue_avx512<1, G, Rows>(p, count, from, head_dim, at);
             d0 += 1;
         }
     }
@@ -129,12 +144,12 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void weighted_rows_avx512(const
                                                                            const E* row,
                                                                            std::size_t head_dim) noexcept {
     std::size_t r = 0;
-    for (; r + 4 <= n; r += 4) weighted_run_avx512<4>(p + r, count, row, head_dim, o + r);
+    for (; r + 4 <= n; r += 4) weighted_run_avx512<4, 1>(p + r, count, &row, head_dim, o + r);
     if (r + 2 <= n) {
-        weighted_run_avx512<2>(p + r, count, row, head_dim, o + r);
+        weighted_run_avx512<2, 1>(p + r, count, &row, head_dim, o + r);
         r += 2;
     }
-    if (r < n) weighted_run_avx512<1>(p + r, count, row, head_dim, o + r);
+    if (r < n) weighted_run_avx512<1, 1>(p + r, count, &row, head_dim, o + r);
 }
 
 /// weighted_rows_avx512 for a KV head's `group` query heads: their weights
