@@ -261,11 +261,13 @@ int main(int argc, char** argv) {
                 std::vector<std::byte> cold;
                 std::vector<k::packed_f32> panels;
                 std::size_t bytes = w.size();
-                // How many copies of `bytes` make --cold-mb.
-                auto cold_copies = [&] { return std::max<std::size_t>(2, (opt.cold_mb << 20) / bytes); };
+                // How many copies of `size` bytes make --cold-mb.
+                auto cold_copies = [&](std::size_t size) {
+                    return std::max<std::size_t>(2, (opt.cold_mb << 20) / size);
+                };
                 if (c.l == layout::f32_panels) {
                     bytes = k::packed_f32(reinterpret_cast<const float*>(w.data()), n, kk, kk).bytes();
-                    const std::size_t copies = cold_copies();
+                    const std::size_t copies = cold_copies(bytes);
                     panels.reserve(copies + 1);
                     for (std::size_t i = 0; i <= copies; ++i) {
                         panels.emplace_back(reinterpret_cast<const float*>(w.data()), n, kk, kk);
@@ -279,7 +281,7 @@ int main(int argc, char** argv) {
                         weights = packed.data();
                         bytes = packed.size();
                     }
-                    const std::size_t copies = cold_copies();
+                    const std::size_t copies = cold_copies(bytes);
                     cold.resize(copies * bytes);
                     copy_ptrs.push_back(weights);
                     for (std::size_t i = 0; i < copies; ++i) {

@@ -91,7 +91,7 @@ void cpu_forward::attention_over(const batch& b, std::size_t layer, const batch_
         const token_slot& s = m_slots[first];
         const std::size_t off = block_offset[s.chunk - sp.chunk_begin];
         const kernels::basic_attention_source<E> src{keys.data() + off, values.data() + off, m_cache.block_size()};
-        if (count == 1 && it.head_end - it.head_begin > 1) {
+        if (count == 1) {
             // A lone token's KV heads in one call: one softmax over all its rows.
             const std::size_t at = first * Q + it.head_begin * group * c.head_dim;
             kernels::attend_heads(&m_q[at], group, c.head_dim, it.head_begin, it.head_end, s.pos, src, &m_att[at],
