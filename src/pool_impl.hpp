@@ -15,6 +15,8 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -57,7 +59,7 @@ struct thread_pool::impl {
     // post() and the worker loop must keep them inlined (a call per handle
     // otherwise).
 
-    inline explicit impl(std::size_t n);
+    inline impl(std::size_t n, std::string_view name);
     inline void start();
 
     // ---- the worker loop (thread_pool.cpp) ----------------------------------
@@ -124,6 +126,7 @@ struct thread_pool::impl {
     // ---- data -------------------------------------------------------------------
 
     const std::size_t m_thread_count;
+    const std::string m_name; ///< the workers' names are m_name-<index>
     std::vector<std::unique_ptr<worker>> m_workers; // fixed before any thread starts
     std::vector<std::thread> m_threads;             // guarded by m_shutdown_mutex after start
     std::atomic<int> m_start_gate{0};               // 0 wait, 1 run, 2 construction failed

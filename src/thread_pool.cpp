@@ -33,6 +33,7 @@
 #include "pool_impl.hpp"
 
 #include <weft/detail/trampoline.hpp>
+#include <weft/thread_name.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -42,6 +43,7 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -50,7 +52,7 @@ namespace weft {
 
 using namespace pool_detail;
 
-thread_pool::impl::impl(std::size_t n) : m_thread_count(n) {
+thread_pool::impl::impl(std::size_t n, std::string_view name) : m_thread_count(n), m_name(name) {
     m_workers.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
         auto w = std::make_unique<worker>();
@@ -96,6 +98,7 @@ void thread_pool::impl::run_worker(worker& w) {
     if (gate != 1) {
         return; // the constructor failed to start a sibling
     }
+    set_current_thread_name(m_name + '-' + std::to_string(w.m_index));
     tl_worker = &w;
     for (;;) {
         std::coroutine_handle<> h = next_task(w);
@@ -346,8 +349,8 @@ void thread_pool::impl::post_bulk_local(worker& w, std::span<const std::coroutin
 
 constinit thread_local thread_pool::impl::worker* thread_pool::impl::tl_worker = nullptr;
 
-thread_pool::thread_pool(std::size_t thread_count)
-    : m_impl(std::make_unique<impl>(thread_count == 0 ? 1 : thread_count)) {
+thread_pool::thread_pool(std::size_t thread_count, std::string_view name)
+    : m_impl(std::make_unique<impl>(thread_count == 0 ? 1 : thread_count, name)) {
     m_impl->start();
 }
 

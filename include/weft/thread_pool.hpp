@@ -43,6 +43,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <thread>
 
 namespace weft {
@@ -50,10 +51,12 @@ namespace weft {
 class thread_pool {
 public:
     /// Starts `thread_count` workers (at least one; zero, as
-    /// `hardware_concurrency()` may report, means one). Throws
+    /// `hardware_concurrency()` may report, means one), named `name-0`,
+    /// `name-1`, ... (see set_current_thread_name: cut to 15 bytes). Throws
     /// `std::system_error` if a thread cannot be started, after stopping the
     /// ones that were.
-    explicit thread_pool(std::size_t thread_count = std::thread::hardware_concurrency());
+    explicit thread_pool(std::size_t thread_count = std::thread::hardware_concurrency(),
+                         std::string_view name = "weft-pool");
     /// `shutdown()`: runs the queued work, then joins the threads.
     ~thread_pool();
 

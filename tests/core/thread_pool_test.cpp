@@ -6,6 +6,7 @@
 #include <weft/detail/detached_task.hpp>
 #include <weft/sync_wait.hpp>
 #include <weft/task.hpp>
+#include <weft/thread_name.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -150,6 +152,31 @@ TEST_CASE("a thread pool asked for zero threads runs one", "[thread_pool]") {
         co_return 7;
     };
     REQUIRE(weft::sync_wait(t()) == 7);
+}
+
+TEST_CASE("a thread pool's workers carry its name and their index", "[thread_pool]") {
+    weft::thread_pool named(2, "decoder");
+    weft::thread_pool plain(1);
+    auto name_on = [](weft::thread_pool& pool) -> weft::task<std::string> {
+        co_await pool.schedule();
+        co_return weft::current_thread_name();
+    };
+    std::set<std::string> seen;
+    for (int i = 0; i < 100 && seen.size() < 2; ++i) seen.insert(weft::sync_wait(name_on(named)));
+    for (const std::string& n : seen) {
+        CHECK((n == "decoder-0" || n == "decoder-1"));
+    }
+    CHECK(weft::sync_wait(name_on(plain)) == "weft-pool-0");
+}
+
+TEST_CASE("a thread name longer than the system keeps is cut, not refused", "[thread_pool]") {
+    std::string got;
+    std::thread t([&] {
+        weft::set_current_thread_name("a-very-long-thread-name-indeed");
+        got = weft::current_thread_name();
+    });
+    t.join();
+    CHECK(got == std::string("a-very-long-thread-name-indeed").substr(0, weft::max_thread_name_size));
 }
 
 TEST_CASE("post_bulk runs every handle exactly once, from inside and outside the pool",

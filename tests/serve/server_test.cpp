@@ -15,10 +15,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -386,4 +390,25 @@ TEST_CASE("server shutdown past its deadline ends streams with an error event", 
     const json last = last_event_before_done(r.body);
     REQUIRE(last.contains("error"));
     CHECK(last["error"]["type"] == "server_error");
+}
+
+TEST_CASE("the server's threads are named for what they run", "[server]") {
+    test_server srv; // two HTTP threads, one compute thread
+    // Each thread names itself as it starts: look until they all have.
+    const std::set<std::string> wanted{"weft-engine", "weft-step", "weft-http-0", "weft-http-1"};
+    std::set<std::string> names;
+    for (int i = 0; i < 500; ++i) {
+        names.clear();
+        for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+            std::ifstream comm(task.path() / "comm");
+            std::string name;
+            if (std::getline(comm, name)) names.insert(name);
+        }
+        if (std::includes(names.begin(), names.end(), wanted.begin(), wanted.end())) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(names.count("weft-engine") == 1);
+    CHECK(names.count("weft-step") == 1);
+    CHECK(names.count("weft-http-0") == 1);
+    CHECK(names.count("weft-http-1") == 1);
 }

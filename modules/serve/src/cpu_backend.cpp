@@ -2,6 +2,7 @@
 
 #include <weft/detail/trampoline.hpp>
 #include <weft/serve/cpu_backend.hpp>
+#include <weft/thread_name.hpp>
 
 #include <fmt/format.h>
 
@@ -83,7 +84,10 @@ struct cpu_backend::impl {
 
 cpu_backend::cpu_backend(std::shared_ptr<const model> m, cpu_backend_options opts)
     : m_impl(std::make_unique<impl>(std::move(m), opts)) {
-    m_impl->step_thread = std::thread([this] { m_impl->step_thread_main(); });
+    m_impl->step_thread = std::thread([this] {
+        set_current_thread_name("weft-step");
+        m_impl->step_thread_main();
+    });
 }
 
 cpu_backend::~cpu_backend() {

@@ -4,6 +4,7 @@
 // step's tokens (engine_tokens.cpp).
 #include "engine_impl.hpp"
 
+#include <weft/thread_name.hpp>
 #include <weft/when_all.hpp>
 
 #include <fmt/format.h>
@@ -273,7 +274,10 @@ task<void> engine::impl::loop() {
 
 engine::engine(std::unique_ptr<model_backend> backend, std::shared_ptr<const tokenizer> tok, engine_options opts)
     : m_impl(std::make_unique<impl>(std::move(backend), std::move(tok), std::move(opts))) {
-    m_impl->thread = std::thread([this] { m_impl->ctx.run(m_impl->loop()); });
+    m_impl->thread = std::thread([this] {
+        set_current_thread_name("weft-engine");
+        m_impl->ctx.run(m_impl->loop());
+    });
 }
 
 engine::~engine() { shutdown(); }

@@ -2,6 +2,7 @@
 
 #include <weft/io/tcp.hpp>
 #include <weft/spawn.hpp>
+#include <weft/thread_name.hpp>
 
 #include <fmt/format.h>
 
@@ -57,7 +58,8 @@ openai_server::openai_server(openai_server_options opts) : m_routes(std::move(op
         m_shards.push_back(std::move(s));
     }
     for (auto& s : m_shards) {
-        m_threads.emplace_back([sh = s.get()] {
+        m_threads.emplace_back([sh = s.get(), index = m_threads.size()] {
+            set_current_thread_name(fmt::format("weft-http-{}", index));
             try {
                 sh->ctx.run(sh->server->run(sh->listener));
             } catch (const std::exception& e) {

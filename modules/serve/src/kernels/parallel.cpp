@@ -104,7 +104,7 @@ struct helper_access {
 compute_team::compute_team(std::size_t threads) {
     threads = std::max<std::size_t>(threads, 1);
     if (threads > 1) {
-        m_pool = std::make_unique<thread_pool>(threads - 1);
+        m_pool = std::make_unique<thread_pool>(threads - 1, "weft-compute");
         m_helper_slots = std::make_unique<helper[]>(threads - 1);
         for (std::size_t i = 1; i < threads; ++i) {
             m_helper_slots[i - 1].handle = helper_access::loop(this, i).handle;
