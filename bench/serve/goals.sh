@@ -15,13 +15,17 @@
 #
 # Builds what it needs (release preset), starts and stops its own servers on
 # loopback ports 18180-18182, and writes each run's JSON plus summary.json and
-# summary.md to OUT_DIR. Takes about 3 minutes once built.
+# summary.md to OUT_DIR, with the machine (machine.json) and, for each goal-1
+# closed loop, the CPU of the server's threads by name and of the load
+# generator (*.cpu.json). Takes about 3 minutes once built (5 on a slower
+# machine: docs/pitfalls.md §34).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 out="${1:-build/bench-serve}"
 mkdir -p "$out"
 source bench/serve/server_common.sh
+machine_json >"$out/machine.json"
 
 echo "== goal 1: tiny model, 1000 concurrent streaming clients, 16 tokens"
 # tiny_server LOG ARGS...: goal 1's server, with ARGS added.
@@ -31,10 +35,17 @@ tiny_server() {
   start_server 18180 "$log" --demo-size tiny --max-running 1024 --max-batch-tokens 4096 --max-queue 4096 "$@"
   m=$(model_name 18180)
 }
-# closed_loop LABEL JSON: goal 1's closed loop against that server.
+# closed_loop LABEL JSON: goal 1's closed loop against that server, with
+# the CPU of the server's threads and of the load generator over 5 s of it
+# (JSON's name with .cpu.json).
 closed_loop() {
   "$loadgen" --port 18180 --model "$m" --concurrency 1000 --duration 15 --max-tokens 16 --prompt-tokens 4 \
-    --warmup 20 --label "$1" --json "$2" | tail -n 32
+    --warmup 20 --label "$1" --json "$2" >"$2.txt" &
+  local lg=$!
+  sleep 6
+  thread_cpu "$server_pid" 5 "${2%.json}.cpu.json" "$lg"
+  wait "$lg"
+  tail -n 32 "$2.txt"
 }
 tiny_server "$out/serve-tiny.log"
 closed_loop "tiny closed loop c=1000" "$out/goal1-closed.json"
@@ -165,6 +176,7 @@ out = sys.argv[1]
 load = lambda n: json.load(open(os.path.join(out, n)))
 c, o, c1t = load("goal1-closed.json"), load("goal1-open.json"), load("goal1-closed-t1.json")
 cq = load("goal1-closed-q8_0.json")
+cpu = {name: load(f"{name}.cpu.json") for name in ("goal1-closed", "goal1-closed-t1", "goal1-closed-q8_0")}
 rounds2 = []
 r = 1
 while os.path.exists(os.path.join(out, f"goal2-c1-r{r}.json")):
@@ -217,13 +229,16 @@ for name in ("base", "stall", "long"):
     json.dump(median3[name], open(os.path.join(out, f"goal3-{name}.json"), "w"), indent=2)
 errors = lambda j: j["failed"]
 summary = {
+    "machine": {**load("machine.json"), "f32_kernels": mb["f32_isa"]},
     "goal1_closed": {"requests_per_s": c["request_throughput"], "p50_e2e_ms": c["e2el_ms"]["median"],
-                     "p99_e2e_ms": c["e2el_ms"]["p99"], "errors": errors(c), "completed": c["completed"]},
+                     "p99_e2e_ms": c["e2el_ms"]["p99"], "errors": errors(c), "completed": c["completed"],
+                     "cpu_cores": cpu["goal1-closed"]},
     "goal1_closed_threads1": {"requests_per_s": c1t["request_throughput"], "p50_e2e_ms": c1t["e2el_ms"]["median"],
                               "p99_e2e_ms": c1t["e2el_ms"]["p99"], "errors": errors(c1t),
-                              "completed": c1t["completed"]},
+                              "completed": c1t["completed"], "cpu_cores": cpu["goal1-closed-t1"]},
     "goal1_closed_q8_0": {"requests_per_s": cq["request_throughput"], "p50_e2e_ms": cq["e2el_ms"]["median"],
-                          "p99_e2e_ms": cq["e2el_ms"]["p99"], "errors": errors(cq), "completed": cq["completed"]},
+                          "p99_e2e_ms": cq["e2el_ms"]["p99"], "errors": errors(cq), "completed": cq["completed"],
+                          "cpu_cores": cpu["goal1-closed-q8_0"]},
     "goal1_open_2000": {"requests_per_s": o["request_throughput"], "p50_e2e_ms": o["e2el_ms"]["median"],
                         "p99_e2e_ms": o["e2el_ms"]["p99"], "errors": errors(o), "completed": o["completed"]},
     "goal2": {"tokens_per_s_c1": c1["output_throughput"], "tokens_per_s_c32": c32["output_throughput"],
@@ -259,6 +274,20 @@ lines = [
     f"| 1. tiny, 2000 req/s offered, 1000 connections | {g1o['requests_per_s']:.0f} req/s, p50 e2e {g1o['p50_e2e_ms']:.0f} ms, {g1o['errors']} errors | >= 2000 req/s, p50 <= 100 ms, 0 errors |",
     f"| 2. small, 32 streams vs 1 ({g2['prompt_tokens_per_request']:.0f}-token prompts, 64 out) | {g2['tokens_per_s_c32']:.0f} vs {g2['tokens_per_s_c1']:.0f} tok/s = {g2['ratio']:.2f}x (median of {len(g2['rounds'])} rounds: {g2['min_ratio']:.2f}x to {g2['max_ratio']:.2f}x, {g2['rounds_at_or_above_8x']} at 8x or more; steps of {g2['step_ms_c32']:.1f} ms for {g2['tokens_per_step_c32']:.0f} tokens vs {g2['step_ms_c1']:.2f} ms for {g2['tokens_per_step_c1']:.1f}, the backend computing {100 * g2['compute_share_c32']:.0f}% of the 32-stream run; at {g2['f32_peak_gmacs_per_s']:.0f} G multiply-adds/s, 32 streams could reach {g2['c32_ceiling_tokens_per_s']:.0f} tok/s = {g2['ratio_ceiling']:.1f}x this single stream, and reached {100 * g2['c32_share_of_ceiling']:.0f}% of that; rounds' ceilings {min(x['ratio_ceiling'] for x in g2['rounds']):.1f}x to {max(x['ratio_ceiling'] for x in g2['rounds']):.1f}x) | >= 8x |",
     f"| 3. longest gap of 16 streams, {g3['long_prompt_tokens']}-token prompt arriving | {g3['max_itl_ms_with']:.0f} ms vs {g3['max_itl_ms_without']:.0f} ms = {g3['ratio']:.2f}x{'' if g3['long_prompt_within_streams'] else ' (NOT VALID: the prompt finished after the streams)'} (median of {len(g3['rounds'])} rounds: {g3['min_ratio']:.2f}x to {g3['max_ratio']:.2f}x, {g3['rounds_at_or_below_2x']} at 2x or less; the engine's steps {g3['step_ms_with']:.1f} ms vs {g3['step_ms_without']:.1f} ms on average; the prompt's first token in {g3['long_prompt_e2e_ms']:.0f} ms) | <= 2x |",
+]
+def cores(j):
+    """A run's CPU as 'weft-step 0.97, weft-http-0 0.54, load generator 0.49' (cores)."""
+    parts = [f"{k} {v:.2f}" for k, v in j["server_threads"].items() if v >= 0.05]
+    if "client" in j:
+        parts.append(f"load generator {j['client']:.2f}")
+    return ", ".join(parts)
+mach = summary["machine"]
+lines += [
+    "",
+    f"Machine: {mach['cpu']} (family {mach['family']}, model {mach['model']}), {mach['logical_cpus']} CPUs, "
+    f"L2 {mach['l2_per_core']} a core, L3 {mach['l3']}; F32 kernels: {mach['f32_kernels']}.",
+    f"Goal 1's CPU over {g1['cpu_cores']['seconds']:.0f} s of each closed loop, in cores: {cores(g1['cpu_cores'])} "
+    f"(--threads 1: {cores(g1t['cpu_cores'])}; Q8_0: {cores(g1q['cpu_cores'])}).",
 ]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
