@@ -29,6 +29,19 @@ namespace {
 
 constexpr std::size_t P = packed_f32::panel_rows;
 
+/// `tokens` split into the fewest tiles of at most `max_width`, whose widths
+/// differ by at most one (20 at most 8 wide: 7+7+6, not 8+8+4): a narrow
+/// tile loads more per FMA, and one of too few tokens has too few FMA chains
+/// to cover the FMA's latency.
+struct token_tiles {
+    token_tiles(std::size_t tokens, std::size_t max_width) noexcept
+        : count((tokens + max_width - 1) / max_width), even(tokens / count), wider(tokens % count) {}
+    /// The width of tile `tile` (< count); the wider ones come first.
+    [[nodiscard]] std::size_t width(std::size_t tile) const noexcept { return even + (tile < wider ? 1 : 0); }
+
+    std::size_t count, even, wider;
+};
+
 
 /// One panel, tokens one at a time, in the lane order of the SIMD paths.
 void multiply_scalar(const float* panel, std::size_t k, const float* x, std::size_t x_stride, std::size_t tokens,
@@ -317,13 +330,10 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
                                     : 0;
             const float* next = next_rows ? panel + panels * panel_floats : nullptr;
             const std::size_t next_bytes = (next_rows + P - 1) / P * panel_floats * sizeof(float);
-            // The tokens in tiles of about equal width (20 on 8-token tiles:
-            // 7+7+6, not 8+8+4): a narrow tile loads more per FMA.
-            const std::size_t tiles = (tokens + width - 1) / width;
-            const std::size_t even = tokens / tiles, wider = tokens % tiles;
-            prefetch_shares shares(next, next_bytes, tiles, m_k);
+            const token_tiles tiles(tokens, width);
+            prefetch_shares shares(next, next_bytes, tiles.count, m_k);
             for (std::size_t t = 0, tile = 0; t < tokens; ++tile) {
-                const std::size_t n = even + (tile < wider ? 1 : 0);
+                const std::size_t n = tiles.width(tile);
                 table[n - 1](panel, panel_floats, m_k, k_major ? xk + t : xk + t * xk_stride, xk_stride,
                              y + t * y_stride + r, y_stride, valid, shares.take(tile));
                 t += n;
@@ -333,24 +343,23 @@ void packed_f32::multiply(const float* x, std::size_t x_stride, std::size_t toke
         return;
     }
     if (path == isa::avx2) {
-        // The tokens in tiles of about equal width (19: 5+5+5+4, not
-        // 6+6+6+1). A tile of fewer than four tokens has fewer than eight
-        // accumulators, too few to cover the FMA's latency (4 cycles, two
-        // issued a cycle), and runs at its chains' pace: 19 tokens as
-        // 6+6+6+1 ran 10-15% slower than as 5+5+5+4.
-        const std::size_t tiles = (tokens + avx2_tokens - 1) / avx2_tokens;
-        const std::size_t even = tokens / tiles, wider = tokens % tiles;
+        // Tiles of equal width (19: 5+5+5+4, not 6+6+6+1). A tile of fewer
+        // than four tokens has fewer than eight accumulators, too few to
+        // cover the FMA's latency (4 cycles, two issued a cycle), and runs
+        // at its chains' pace: 19 tokens as 6+6+6+1 ran 10-15% slower.
+        const token_tiles tiles(tokens, avx2_tokens);
         // A panel is one line (16 floats) a k step, k lines in all: the
         // tiles of a panel ask for the next panel's lines in shares of at
         // most k, in order, one a k step.
-        const std::size_t share = (m_k + tiles - 1) / tiles;
+        static_assert(P * sizeof(float) == 64, "tile_avx2 prefetches one 64-byte line a k step");
+        const std::size_t share = (m_k + tiles.count - 1) / tiles.count;
         for (std::size_t r = row_begin; r < row_end; r += P) {
             const std::size_t valid = std::min(P, row_end - r);
             const float* panel = data() + r / P * panel_floats;
             const char* next = reinterpret_cast<const char*>(panel + panel_floats);
             std::size_t left = r + P < row_end ? m_k : 0; // lines of the next panel not yet asked for
             for (std::size_t t = 0, tile = 0; t < tokens; ++tile) {
-                const std::size_t n = even + (tile < wider ? 1 : 0);
+                const std::size_t n = tiles.width(tile);
                 const std::size_t lines = std::min(share, left);
                 avx2_panel_tiles[n - 1](panel, m_k, x + t * x_stride, x_stride, y + t * y_stride + r, y_stride, valid,
                                         next, lines);
